@@ -1,0 +1,217 @@
+"""JR/T 0025 (PBOC 2.0) e-purse files and command data, declared once.
+
+Card and reader both use these: the card to build, the reader to parse.
+Amounts and balances are fen (0.01 CNY), unsigned, big-endian; dates and
+times are BCD (YYYYMMDD, hhmmss); terminal identifiers have 6 bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from construct import Bytes, Int8ub, Int16ub, Int24ub, Int32ub, Padding, Struct
+
+from applets.layout import Layout
+
+
+class TxType(IntEnum):
+    """Transaction type identifiers in MACs, TACs and the 0x18 log."""
+
+    ED_LOAD = 0x01
+    EP_LOAD = 0x02
+    ED_PURCHASE = 0x05
+    EP_PURCHASE = 0x06
+    CAPP_PURCHASE = 0x09
+
+
+class JourneyStatus(IntEnum):
+    NONE = 0x00
+    ENTERED = 0x01
+    EXITED = 0x02
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerFile:
+    """EF 0x15, public application basic data (30 bytes); also FCI tag 9F0C."""
+
+    issuer_id: bytes
+    app_type: int
+    app_version: int
+    app_serial: bytes
+    start_date: bytes
+    expiry_date: bytes
+    fci_custom: bytes
+
+
+ISSUER_FILE = Layout(Struct(
+    "issuer_id" / Bytes(8), "app_type" / Int8ub, "app_version" / Int8ub,
+    "app_serial" / Bytes(10), "start_date" / Bytes(4), "expiry_date" / Bytes(4),
+    "fci_custom" / Bytes(2),
+), IssuerFile)
+
+
+@dataclass(frozen=True, slots=True)
+class HolderFile:
+    """EF 0x16, card holder data (55 bytes); name GBK, ID number ASCII, space-padded."""
+
+    holder_type: int
+    staff: int
+    name: bytes
+    id_number: bytes
+    id_type: int
+
+
+HOLDER_FILE = Layout(Struct(
+    "holder_type" / Int8ub, "staff" / Int8ub, "name" / Bytes(20),
+    "id_number" / Bytes(32), "id_type" / Int8ub,
+), HolderFile)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A record of the cyclic transaction log EF 0x18 (23 bytes), newest first."""
+
+    counter: int
+    overdraft: int
+    amount: int
+    tx_type: int
+    terminal_id: bytes
+    date: bytes
+    time: bytes
+
+
+LOG_RECORD = Layout(Struct(
+    "counter" / Int16ub, "overdraft" / Int24ub, "amount" / Int32ub, "tx_type" / Int8ub,
+    "terminal_id" / Bytes(6), "date" / Bytes(4), "time" / Bytes(3),
+), LogRecord)
+
+
+@dataclass(frozen=True, slots=True)
+class TransitRecord:
+    """The metro record of the compound application file EF 0x17 (48 bytes).
+
+    Its first byte is the record identifier that UPDATE CAPP DATA CACHE and
+    READ RECORD (P2 b3-b1 = 000) address it by; the second is the length of
+    what follows. The card writes it only as part of a compound purchase.
+    """
+
+    record_id: int
+    length: int
+    status: int
+    city: bytes
+    entry_station: int
+    entry_terminal: bytes
+    entry_date: bytes
+    entry_time: bytes
+    exit_station: int
+    exit_terminal: bytes
+    exit_date: bytes
+    exit_time: bytes
+    fare: int
+
+
+TRANSIT_RECORD = Layout(Struct(
+    "record_id" / Int8ub, "length" / Int8ub, "status" / Int8ub, "city" / Bytes(2),
+    "entry_station" / Int16ub, "entry_terminal" / Bytes(6),
+    "entry_date" / Bytes(4), "entry_time" / Bytes(3),
+    "exit_station" / Int16ub, "exit_terminal" / Bytes(6),
+    "exit_date" / Bytes(4), "exit_time" / Bytes(3),
+    "fare" / Int32ub, "_reserved" / Padding(9),
+), TransitRecord)
+
+METRO_RECORD_ID = 0x01
+
+
+# -- command and response data ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InitCommand:
+    """INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE data (11 bytes)."""
+
+    key_index: int
+    amount: int
+    terminal_id: bytes
+
+
+INIT_COMMAND = Layout(Struct(
+    "key_index" / Int8ub, "amount" / Int32ub, "terminal_id" / Bytes(6),
+), InitCommand)
+
+
+@dataclass(frozen=True, slots=True)
+class InitLoadResponse:
+    balance: int
+    counter: int
+    key_version: int
+    algorithm: int
+    random: bytes
+    mac1: bytes
+
+
+INIT_LOAD_RESPONSE = Layout(Struct(
+    "balance" / Int32ub, "counter" / Int16ub, "key_version" / Int8ub,
+    "algorithm" / Int8ub, "random" / Bytes(4), "mac1" / Bytes(4),
+), InitLoadResponse)
+
+
+@dataclass(frozen=True, slots=True)
+class CreditCommand:
+    date: bytes
+    time: bytes
+    mac2: bytes
+
+
+CREDIT_COMMAND = Layout(Struct(
+    "date" / Bytes(4), "time" / Bytes(3), "mac2" / Bytes(4),
+), CreditCommand)
+
+
+@dataclass(frozen=True, slots=True)
+class InitPurchaseResponse:
+    balance: int
+    counter: int
+    overdraft: int
+    key_version: int
+    algorithm: int
+    random: bytes
+
+
+INIT_PURCHASE_RESPONSE = Layout(Struct(
+    "balance" / Int32ub, "counter" / Int16ub, "overdraft" / Int24ub,
+    "key_version" / Int8ub, "algorithm" / Int8ub, "random" / Bytes(4),
+), InitPurchaseResponse)
+
+
+@dataclass(frozen=True, slots=True)
+class DebitCommand:
+    terminal_seq: int
+    date: bytes
+    time: bytes
+    mac1: bytes
+
+
+DEBIT_COMMAND = Layout(Struct(
+    "terminal_seq" / Int32ub, "date" / Bytes(4), "time" / Bytes(3), "mac1" / Bytes(4),
+), DebitCommand)
+
+
+@dataclass(frozen=True, slots=True)
+class DebitResponse:
+    tac: bytes
+    mac2: bytes
+
+
+DEBIT_RESPONSE = Layout(Struct("tac" / Bytes(4), "mac2" / Bytes(4)), DebitResponse)
+
+
+@dataclass(frozen=True, slots=True)
+class ProveResponse:
+    """GET TRANSACTION PROVE: the MAC and TAC of an earlier transaction."""
+
+    mac: bytes
+    tac: bytes
+
+
+PROVE_RESPONSE = Layout(Struct("mac" / Bytes(4), "tac" / Bytes(4)), ProveResponse)

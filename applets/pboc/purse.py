@@ -1,0 +1,424 @@
+"""The PBOC 2.0 electronic purse applet (JR/T 0025 EP, as on JT/T 978 T-Union cards).
+
+One class serves every stored-value card on the band: the city transit card
+(AID A000000632010105, so outside T-Union readers recognise it) and the
+canteen card differ only in AID, keys and file contents.
+
+=====  ====  ====================================  ==========================
+CLA    INS   command                               P1 P2
+=====  ====  ====================================  ==========================
+80     50    INITIALIZE FOR LOAD / PURCHASE /      00 / 01 / 03, 02 (EP)
+             CAPP PURCHASE
+80     52    CREDIT FOR LOAD                       00 00
+80     54    DEBIT FOR (CAPP) PURCHASE             01 00
+80     5A    GET TRANSACTION PROVE                 00, transaction type
+80     5C    GET BALANCE                           00 02
+80     DC    UPDATE CAPP DATA CACHE                record id, SFI << 3
+00     A4    SELECT (EF by FID)                    00 or 02
+00     B0    READ BINARY                           SFI 0x15 / 0x16
+00     B2    READ RECORD                           SFI 0x17 / 0x18
+=====  ====  ====================================  ==========================
+
+A session (after INITIALIZE) lives in RAM only: a tear or a reselection ends
+it, and only a completed CREDIT / DEBIT changes the purse. Every wrong MAC
+from a terminal costs one try of that key usage, committed before the
+refusal; at zero the key usage is blocked (6983) until the issuer unblocks it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from construct import Bytes, Int8ub, Int16ub, Int32ub, Struct
+
+from applets import tlv
+from applets.apdu import CommandAPDU
+from applets.errors import CardError
+from applets.files import EFKind, EFSpec, FileSystem
+from applets.layout import Layout
+from applets.pboc import crypto
+from applets.pboc.layouts import (
+    CREDIT_COMMAND,
+    DEBIT_COMMAND,
+    DEBIT_RESPONSE,
+    HOLDER_FILE,
+    INIT_COMMAND,
+    INIT_LOAD_RESPONSE,
+    INIT_PURCHASE_RESPONSE,
+    ISSUER_FILE,
+    LOG_RECORD,
+    PROVE_RESPONSE,
+    DebitResponse,
+    InitLoadResponse,
+    InitPurchaseResponse,
+    IssuerFile,
+    LogRecord,
+    ProveResponse,
+    TxType,
+)
+from applets.runtime import Applet, AppletContext
+from applets.sw import SW
+
+ALGORITHM_3DES = 0x00
+P1_LOAD, P1_PURCHASE, P1_CAPP_PURCHASE = 0x00, 0x01, 0x03
+P2_EP = 0x02
+COUNTER_MAX = 0xFFFF
+_TX_TYPES = frozenset(int(t) for t in TxType)
+
+EF_ISSUER = EFSpec(0x0015, 0x15, EFKind.TRANSPARENT, size=ISSUER_FILE.size)
+EF_HOLDER = EFSpec(0x0016, 0x16, EFKind.TRANSPARENT, size=HOLDER_FILE.size)
+TRANSIT_SFI = 0x17
+EF_TRANSIT = EFSpec(0x0017, TRANSIT_SFI, EFKind.LINEAR_FIXED, record_length=48, records=1)
+EF_LOG = EFSpec(0x0018, 0x18, EFKind.CYCLIC, record_length=LOG_RECORD.size, records=10)
+FILES = (EF_ISSUER, EF_HOLDER, EF_TRANSIT, EF_LOG)
+
+
+@dataclass(frozen=True, slots=True)
+class CardKey:
+    """A diversified 16-byte card key with its version, as INITIALIZE reports it."""
+
+    version: int
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PursePersonalisation:
+    """Everything written into a fresh purse instance (later: STORE DATA DGIs)."""
+
+    issuer_file: IssuerFile
+    holder_file: bytes
+    purchase_keys: Mapping[int, CardKey]
+    load_keys: Mapping[int, CardKey]
+    tac_key: bytes
+    max_balance: int = 100_000
+    mac_tries: int = 3
+    transit_records: tuple[bytes, ...] = ()
+
+
+# -- persistent cells private to the applet -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Purse:
+    balance: int
+    online_counter: int
+    offline_counter: int
+
+
+_PURSE = Layout(Struct(
+    "balance" / Int32ub, "online_counter" / Int16ub, "offline_counter" / Int16ub,
+), _Purse)
+
+
+@dataclass(frozen=True, slots=True)
+class _Config:
+    max_balance: int
+    mac_tries: int
+
+
+_CONFIG = Layout(Struct("max_balance" / Int32ub, "mac_tries" / Int8ub), _Config)
+
+
+@dataclass(frozen=True, slots=True)
+class _Proof:
+    """What GET TRANSACTION PROVE answers for the last completed transaction."""
+
+    tx_type: int
+    counter: int
+    mac: bytes
+    tac: bytes
+
+
+_PROOF = Layout(Struct(
+    "tx_type" / Int8ub, "counter" / Int16ub, "mac" / Bytes(4), "tac" / Bytes(4),
+), _Proof)
+
+
+# -- volatile sessions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _LoadSession:
+    key_index: int
+    amount: int
+    terminal_id: bytes
+    balance: int
+    counter: int
+    session_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _PurchaseSession:
+    tx_type: TxType
+    key: bytes
+    amount: int
+    terminal_id: bytes
+    balance: int
+    counter: int
+    random: bytes
+    capp_record: tuple[int, bytes] | None = None
+
+
+class PbocPurse(Applet):
+    """A JR/T 0025 electronic purse with its issuer, holder, transit and log files."""
+
+    def __init__(self, context: AppletContext) -> None:
+        super().__init__(context)
+        self.files = FileSystem(context.store, context.prefix, FILES)
+        self._session: _LoadSession | _PurchaseSession | None = None
+
+    # -- cells ------------------------------------------------------------------
+
+    def _cell(self, name: str) -> str:
+        return f"{self.context.prefix}/{name}"
+
+    def _get(self, name: str) -> bytes | None:
+        return self.context.store.get(self._cell(name))
+
+    def _put(self, name: str, value: bytes) -> None:
+        self.context.store.put(self._cell(name), value)
+
+    def _purse(self) -> _Purse:
+        raw = self._get("purse")
+        if raw is None:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED, "the purse is not personalised")
+        return _PURSE.parse(raw)
+
+    def balance(self) -> int:
+        """The balance as the card's owner sees it (the band's own display, not a reader)."""
+        return self._purse().balance
+
+    def _config(self) -> _Config:
+        return _CONFIG.parse(self.context.store.require(self._cell("config")))
+
+    # -- personalisation ------------------------------------------------------------
+
+    def personalise(self, data: PursePersonalisation) -> None:
+        """Write files, keys and an empty purse (pending until the caller commits)."""
+        if self._get("purse") is not None:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED, "the purse is already personalised")
+        self.files.write_binary(EF_ISSUER, 0, ISSUER_FILE.build(data.issuer_file))
+        self.files.write_binary(EF_HOLDER, 0, data.holder_file)
+        for number, record in enumerate(data.transit_records, start=1):
+            self.files.write_record(EF_TRANSIT, number, record)
+        for usage, keys in (("dpk", data.purchase_keys), ("dlk", data.load_keys)):
+            for index, card_key in keys.items():
+                self._put(f"key/{usage}/{index:02X}", bytes((card_key.version,)) + card_key.key)
+            self._put(f"tries/{usage}", bytes((data.mac_tries,)))
+        self._put("key/dtk", data.tac_key)
+        self._put("config", _CONFIG.build(_Config(data.max_balance, data.mac_tries)))
+        self._put("purse", _PURSE.build(_Purse(0, 0, 0)))
+
+    # -- applet interface --------------------------------------------------------------
+
+    def select(self, apdu: CommandAPDU) -> bytes:
+        self.deselect()
+        issuer = self.files.binary(EF_ISSUER)
+        proprietary = tlv.encode(0x9F08, b"\x02") + tlv.encode(0x9F0C, issuer)
+        return tlv.constructed(0x6F, tlv.encode(0x84, self.aid), tlv.encode(0xA5, proprietary))
+
+    def deselect(self) -> None:
+        self._session = None
+        self.files.current = None
+
+    def process(self, apdu: CommandAPDU) -> bytes:
+        if apdu.cla == 0x00:
+            if apdu.ins == 0xA4:
+                return self._select_file(apdu)
+            return self.files.handle(apdu)
+        if apdu.cla != 0x80:
+            raise CardError(SW.CLA_NOT_SUPPORTED)
+        handler = _HANDLERS.get(apdu.ins)
+        if handler is None:
+            raise CardError(SW.INS_NOT_SUPPORTED)
+        # A session ends with the next command unless that command continues it.
+        session, self._session = self._session, None
+        return handler(self, apdu, session)
+
+    def _select_file(self, apdu: CommandAPDU) -> bytes:
+        if apdu.p1 not in (0x00, 0x02) or apdu.p2 not in (0x00, 0x0C):
+            raise CardError(SW.INCORRECT_P1_P2, "SELECT of an EF takes P1 00/02, P2 00/0C")
+        if len(apdu.data) != 2:
+            raise CardError(SW.WRONG_LENGTH, "an EF is selected by its 2-byte FID")
+        spec = self.files.select(int.from_bytes(apdu.data))
+        if apdu.p2 == 0x0C:
+            return b""
+        size = spec.size or spec.record_length * spec.records
+        return tlv.constructed(0x62, tlv.encode(0x80, size.to_bytes(2)),
+                               tlv.encode(0x83, apdu.data))
+
+    # -- GET BALANCE ---------------------------------------------------------------
+
+    def _get_balance(self, apdu: CommandAPDU, _session: object) -> bytes:
+        _p1p2(apdu, 0x00, P2_EP)
+        if apdu.data:
+            raise CardError(SW.WRONG_LENGTH, "GET BALANCE takes no data")
+        return self._purse().balance.to_bytes(4)
+
+    # -- INITIALIZE FOR ... ------------------------------------------------------------
+
+    def _initialize(self, apdu: CommandAPDU, _session: object) -> bytes:
+        if apdu.p2 != P2_EP:
+            raise CardError(SW.INCORRECT_P1_P2, "only the electronic purse (P2=02) exists")
+        if apdu.p1 not in (P1_LOAD, P1_PURCHASE, P1_CAPP_PURCHASE):
+            raise CardError(SW.INCORRECT_P1_P2, f"INITIALIZE P1={apdu.p1:02X} is unknown")
+        if len(apdu.data) != INIT_COMMAND.size:
+            raise CardError(SW.WRONG_LENGTH, f"INITIALIZE data has {INIT_COMMAND.size} bytes")
+        command = INIT_COMMAND.parse(apdu.data)
+        purse = self._purse()
+        if apdu.p1 == P1_LOAD:
+            return self._initialize_load(command.key_index, command.amount,
+                                         command.terminal_id, purse)
+        tx_type = TxType.EP_PURCHASE if apdu.p1 == P1_PURCHASE else TxType.CAPP_PURCHASE
+        return self._initialize_purchase(tx_type, command.key_index, command.amount,
+                                         command.terminal_id, purse)
+
+    def _key(self, usage: str, index: int) -> CardKey:
+        raw = self._get(f"key/{usage}/{index:02X}")
+        if raw is None:
+            raise CardError(SW.KEY_INDEX_NOT_SUPPORTED, f"no {usage.upper()} with index {index}")
+        tries = self._get(f"tries/{usage}")
+        if tries is None or tries[0] == 0:
+            raise CardError(SW.AUTHENTICATION_METHOD_BLOCKED, f"{usage.upper()} is blocked")
+        return CardKey(raw[0], raw[1:])
+
+    def _initialize_load(self, key_index: int, amount: int, terminal_id: bytes,
+                         purse: _Purse) -> bytes:
+        card_key = self._key("dlk", key_index)
+        if amount == 0 or purse.balance + amount > self._config().max_balance:
+            raise CardError(SW.WRONG_DATA, f"cannot load {amount} onto {purse.balance}")
+        if purse.online_counter >= COUNTER_MAX:
+            raise CardError(SW.TRANSACTION_COUNTER_AT_LIMIT)
+        random = self.context.rng(4)
+        session_key = crypto.load_session_key(card_key.key, random, purse.online_counter)
+        mac1 = crypto.load_mac1(session_key, purse.balance, amount, TxType.EP_LOAD, terminal_id)
+        self._session = _LoadSession(key_index, amount, terminal_id, purse.balance,
+                                     purse.online_counter, session_key)
+        return INIT_LOAD_RESPONSE.build(InitLoadResponse(
+            purse.balance, purse.online_counter, card_key.version, ALGORITHM_3DES, random, mac1))
+
+    def _initialize_purchase(self, tx_type: TxType, key_index: int, amount: int,
+                             terminal_id: bytes, purse: _Purse) -> bytes:
+        card_key = self._key("dpk", key_index)
+        if purse.offline_counter >= COUNTER_MAX:
+            raise CardError(SW.TRANSACTION_COUNTER_AT_LIMIT)
+        if amount > purse.balance:
+            raise CardError(SW.INSUFFICIENT_FUNDS, f"{amount} wanted, {purse.balance} held")
+        random = self.context.rng(4)
+        self._session = _PurchaseSession(tx_type, card_key.key, amount, terminal_id,
+                                         purse.balance, purse.offline_counter, random)
+        return INIT_PURCHASE_RESPONSE.build(InitPurchaseResponse(
+            purse.balance, purse.offline_counter, 0, card_key.version, ALGORITHM_3DES, random))
+
+    # -- the MAC check every terminal MAC goes through ------------------------------
+
+    def _verify_mac(self, usage: str, expected: bytes, received: bytes) -> None:
+        tries = self.context.store.require(self._cell(f"tries/{usage}"))[0]
+        if hmac.compare_digest(expected, received):
+            limit = self._config().mac_tries
+            if tries != limit:
+                self._put(f"tries/{usage}", bytes((limit,)))
+            return
+        self._put(f"tries/{usage}", bytes((max(tries - 1, 0),)))
+        self.context.store.commit()  # the failure counts even though the command fails
+        raise CardError(SW.MAC_INVALID, f"wrong MAC from the terminal; {tries - 1} tries left")
+
+    # -- CREDIT FOR LOAD -------------------------------------------------------------
+
+    def _credit_for_load(self, apdu: CommandAPDU, session: object) -> bytes:
+        _p1p2(apdu, 0x00, 0x00)
+        if not isinstance(session, _LoadSession):
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE FOR LOAD before")
+        if len(apdu.data) != CREDIT_COMMAND.size:
+            raise CardError(SW.WRONG_LENGTH, f"CREDIT FOR LOAD data has {CREDIT_COMMAND.size} bytes")
+        command = CREDIT_COMMAND.parse(apdu.data)
+        terminal = crypto.Terminal(session.terminal_id, command.date, command.time)
+        expected = crypto.load_mac2(session.session_key, session.amount, TxType.EP_LOAD, terminal)
+        self._verify_mac("dlk", expected, command.mac2)
+        purse = self._purse()
+        new_balance = purse.balance + session.amount
+        tac = crypto.load_tac(self.context.store.require(self._cell("key/dtk")), new_balance,
+                              session.counter, session.amount, TxType.EP_LOAD, terminal)
+        self._put("purse", _PURSE.build(replace(
+            purse, balance=new_balance, online_counter=purse.online_counter + 1)))
+        self._log(session.counter, session.amount, TxType.EP_LOAD, terminal)
+        self._put("proof/load", _PROOF.build(
+            _Proof(TxType.EP_LOAD, session.counter, command.mac2, tac)))
+        return tac
+
+    # -- compound purchase -----------------------------------------------------------
+
+    def _update_capp_data_cache(self, apdu: CommandAPDU, session: object) -> bytes:
+        if not isinstance(session, _PurchaseSession) or session.tx_type != TxType.CAPP_PURCHASE:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE FOR CAPP PURCHASE before")
+        if apdu.p2 != TRANSIT_SFI << 3:
+            raise CardError(SW.INCORRECT_P1_P2, "UPDATE CAPP DATA CACHE addresses EF 0x17 by id")
+        if len(apdu.data) != EF_TRANSIT.record_length or apdu.data[0] != apdu.p1:
+            raise CardError(SW.WRONG_LENGTH, "the cached record must be a whole record "
+                                             "starting with its identifier")
+        number = self.files.find_record(EF_TRANSIT, apdu.p1)
+        self._session = replace(session, capp_record=(number, apdu.data))
+        return b""
+
+    def _debit_for_purchase(self, apdu: CommandAPDU, session: object) -> bytes:
+        _p1p2(apdu, 0x01, 0x00)
+        if not isinstance(session, _PurchaseSession):
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE FOR PURCHASE before")
+        if len(apdu.data) != DEBIT_COMMAND.size:
+            raise CardError(SW.WRONG_LENGTH, f"DEBIT data has {DEBIT_COMMAND.size} bytes")
+        command = DEBIT_COMMAND.parse(apdu.data)
+        terminal = crypto.Terminal(session.terminal_id, command.date, command.time)
+        session_key = crypto.purchase_session_key(session.key, session.random,
+                                                  session.counter, command.terminal_seq)
+        expected = crypto.purchase_mac1(session_key, session.amount, session.tx_type, terminal)
+        self._verify_mac("dpk", expected, command.mac1)
+        purse = self._purse()
+        mac2 = crypto.purchase_mac2(session_key, session.amount)
+        tac = crypto.purchase_tac(self.context.store.require(self._cell("key/dtk")),
+                                  session.amount, session.tx_type, terminal,
+                                  command.terminal_seq)
+        self._put("purse", _PURSE.build(replace(
+            purse, balance=purse.balance - session.amount,
+            offline_counter=purse.offline_counter + 1)))
+        if session.capp_record is not None:
+            self.files.write_record(EF_TRANSIT, *session.capp_record)
+        self._log(session.counter, session.amount, session.tx_type, terminal)
+        self._put("proof/purchase", _PROOF.build(
+            _Proof(session.tx_type, session.counter, mac2, tac)))
+        return DEBIT_RESPONSE.build(DebitResponse(tac, mac2))
+
+    # -- recovery of an interrupted transaction -----------------------------------------
+
+    def _get_transaction_prove(self, apdu: CommandAPDU, _session: object) -> bytes:
+        if apdu.p1 != 0x00 or apdu.p2 not in _TX_TYPES:
+            raise CardError(SW.INCORRECT_P1_P2, "P2 is the transaction type")
+        if len(apdu.data) != 2:
+            raise CardError(SW.WRONG_LENGTH, "GET TRANSACTION PROVE data is the 2-byte counter")
+        kind = "load" if apdu.p2 in (TxType.ED_LOAD, TxType.EP_LOAD) else "purchase"
+        raw = self._get(f"proof/{kind}")
+        proof = _PROOF.parse(raw) if raw else None
+        if (proof is None or proof.tx_type != apdu.p2
+                or proof.counter != int.from_bytes(apdu.data)):
+            raise CardError(SW.MAC_NOT_AVAILABLE, "no such completed transaction")
+        return PROVE_RESPONSE.build(ProveResponse(proof.mac, proof.tac))
+
+    def _log(self, counter: int, amount: int, tx_type: int, terminal: crypto.Terminal) -> None:
+        self.files.append_record(EF_LOG, LOG_RECORD.build(LogRecord(
+            counter, 0, amount, tx_type, terminal.terminal_id, terminal.date, terminal.time)))
+
+
+def _p1p2(apdu: CommandAPDU, p1: int, p2: int) -> None:
+    if (apdu.p1, apdu.p2) != (p1, p2):
+        raise CardError(SW.INCORRECT_P1_P2, f"expected P1 P2 {p1:02X} {p2:02X}")
+
+
+_HANDLERS = {
+    0x50: PbocPurse._initialize,
+    0x52: PbocPurse._credit_for_load,
+    0x54: PbocPurse._debit_for_purchase,
+    0x5A: PbocPurse._get_transaction_prove,
+    0x5C: PbocPurse._get_balance,
+    0xDC: PbocPurse._update_capp_data_cache,
+}

@@ -1,0 +1,130 @@
+"""Card products and the demo issuers' documented test master keys.
+
+Until the OTA service exists (and in development bands afterwards) cards are
+personalised from these products. The master keys are test keys, published
+here on purpose, like GlobalPlatform's 404142…4F: anybody may build a
+terminal that accepts a demo card. Production keys never appear in code.
+
+=========  ==========================  ================================
+product    AID                         master keys (DPK / DLK / DTK)
+=========  ==========================  ================================
+transit    A000000632010105 (T-Union)  11…11 22…22 / 33…33 44…44 /
+                                       55…55 66…66
+canteen    F04B4F414C4143414E54        77…77 88…88 / 99…99 AA…AA /
+                                       BB…BB CC…CC
+=========  ==========================  ================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from applets.pboc import crypto
+from applets.pboc.layouts import (
+    HOLDER_FILE,
+    METRO_RECORD_ID,
+    TRANSIT_RECORD,
+    HolderFile,
+    IssuerFile,
+    TransitRecord,
+)
+from applets.pboc.purse import CardKey, PursePersonalisation
+
+KEY_VERSION = 0x01
+KEY_INDEX = 0x01
+
+
+class UnknownProduct(KeyError):
+    """No card product of that name."""
+
+
+@dataclass(frozen=True, slots=True)
+class MasterKeys:
+    purchase: bytes
+    load: bytes
+    tac: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """A stored-value card an issuer sells: where it lives on the band and its keys."""
+
+    name: str
+    label: str
+    aid: bytes
+    issuer_id: bytes
+    city: bytes
+    master: MasterKeys
+    max_balance: int
+    has_transit_record: bool
+
+    def personalisation(self, serial: bytes, start: bytes, expiry: bytes,
+                        holder_name: str = "") -> PursePersonalisation:
+        """The purse contents of one card: files and keys diversified for ``serial``."""
+        if len(serial) != 10:
+            raise ValueError("an application serial number has 10 bytes")
+        div = crypto.div_data(serial)
+
+        def key(master: bytes) -> CardKey:
+            return CardKey(KEY_VERSION, crypto.diversify(master, div))
+
+        name = holder_name.encode("gbk")[:20].ljust(20, b" ")
+        holder = HOLDER_FILE.build(HolderFile(0x00, 0x00, name, b" " * 32, 0x00))
+        records: tuple[bytes, ...] = ()
+        if self.has_transit_record:
+            empty = TransitRecord(METRO_RECORD_ID, TRANSIT_RECORD.size - 2, 0, self.city,
+                                  0, bytes(6), bytes(4), bytes(3), 0, bytes(6), bytes(4),
+                                  bytes(3), 0)
+            records = (TRANSIT_RECORD.build(empty),)
+        return PursePersonalisation(
+            issuer_file=IssuerFile(self.issuer_id, 0x02, 0x01, serial, start, expiry, bytes(2)),
+            holder_file=holder,
+            purchase_keys={KEY_INDEX: key(self.master.purchase)},
+            load_keys={KEY_INDEX: key(self.master.load)},
+            tac_key=crypto.diversify(self.master.tac, div),
+            max_balance=self.max_balance,
+            transit_records=records,
+        )
+
+
+def _key(a: int, b: int) -> bytes:
+    return bytes((a,)) * 8 + bytes((b,)) * 8
+
+
+TRANSIT = Product(
+    name="transit",
+    label="Beijing Yikatong (T-Union)",
+    aid=bytes.fromhex("A000000632010105"),
+    issuer_id=bytes.fromhex("1000" "0000" "FFFFFFFF"),
+    city=bytes.fromhex("1000"),
+    master=MasterKeys(_key(0x11, 0x22), _key(0x33, 0x44), _key(0x55, 0x66)),
+    max_balance=100_000,
+    has_transit_record=True,
+)
+
+CANTEEN = Product(
+    name="canteen",
+    label="Koala Works canteen",
+    aid=b"\xf0" + b"KOALACANT",
+    issuer_id=bytes.fromhex("4B4F414C41000001"),
+    city=bytes.fromhex("1000"),
+    master=MasterKeys(_key(0x77, 0x88), _key(0x99, 0xAA), _key(0xBB, 0xCC)),
+    max_balance=50_000,
+    has_transit_record=False,
+)
+
+PRODUCTS = {product.name: product for product in (TRANSIT, CANTEEN)}
+
+
+def product(name: str) -> Product:
+    try:
+        return PRODUCTS[name]
+    except KeyError:
+        raise UnknownProduct(f"no card product {name!r}; known: {', '.join(PRODUCTS)}") from None
+
+
+def product_for_aid(aid: bytes) -> Product:
+    for candidate in PRODUCTS.values():
+        if candidate.aid == aid:
+            return candidate
+    raise UnknownProduct(f"no card product with AID {aid.hex().upper()}")

@@ -1,0 +1,93 @@
+"""A local load terminal: tops a purse up with the issuer's load key.
+
+It plays the issuer's host for a counter or a machine on the issuer's own
+network: it checks the card's MAC1 with the card's load key (diversified
+from the issuer's load master key), answers with MAC2, and checks the TAC
+the card returns. The over-the-air issuer does the same over a relay.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from applets import bcd
+from applets.pboc import crypto
+from applets.pboc.layouts import INIT_LOAD_RESPONSE, CreditCommand, InitCommand, TxType
+from applets.sw import SW
+from reader import pboc
+from reader.errors import CardProtocolError, TransactionRefused
+from reader.flow import Flow, exchange, parse
+from reader.terminal import KEY_INDEX, Clock
+
+
+@dataclass(frozen=True, slots=True)
+class LoadKeys:
+    """The issuer's master keys a load needs: load key and TAC key."""
+
+    load: bytes
+    tac: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    issuer_id: bytes
+    app_serial: bytes
+    amount: int
+    balance_after: int
+    card_counter: int
+    terminal_id: bytes
+    date: bytes
+    time: bytes
+    tac: bytes
+
+
+LOAD_REFUSALS = {
+    **pboc.REFUSALS,
+    SW.WRONG_DATA: "the amount would take the card over its maximum balance",
+}
+
+
+class LoadTerminal:
+    def __init__(self, terminal_id: bytes, keys: Mapping[bytes, LoadKeys], clock: Clock) -> None:
+        if len(terminal_id) != 6:
+            raise ValueError("a terminal id has 6 bytes")
+        self.terminal_id = terminal_id
+        self._keys = dict(keys)
+        self.clock = clock
+        self.records: list[Load] = []
+
+    def load(self, amount: int, aid: bytes = pboc.T_UNION_AID) -> Flow[Load]:
+        """SELECT, INITIALIZE FOR LOAD, verify MAC1, CREDIT FOR LOAD with MAC2, verify TAC."""
+        if amount <= 0:
+            raise TransactionRefused("a load amount must be positive")
+        issuer = yield from pboc.select_purse(aid)
+        keys = self._keys.get(issuer.issuer_id)
+        if keys is None:
+            raise TransactionRefused(f"this terminal cannot load cards of issuer "
+                                     f"{issuer.issuer_id.hex().upper()}")
+        div = crypto.div_data(issuer.app_serial)
+        data = yield from exchange(
+            pboc.initialize(pboc.P1_LOAD, InitCommand(KEY_INDEX, amount, self.terminal_id)),
+            "INITIALIZE FOR LOAD", LOAD_REFUSALS)
+        init = parse(INIT_LOAD_RESPONSE, data, "INITIALIZE FOR LOAD")
+        session_key = crypto.load_session_key(crypto.diversify(keys.load, div), init.random,
+                                              init.counter)
+        mac1 = crypto.load_mac1(session_key, init.balance, amount, TxType.EP_LOAD, self.terminal_id)
+        if not hmac.compare_digest(mac1, init.mac1):
+            raise CardProtocolError("INITIALIZE FOR LOAD", SW.OK, "MAC1 is wrong: not a genuine card")
+        date, time = bcd.date_time(self.clock())
+        terminal = crypto.Terminal(self.terminal_id, date, time)
+        mac2 = crypto.load_mac2(session_key, amount, TxType.EP_LOAD, terminal)
+        tac = yield from exchange(pboc.credit_for_load(CreditCommand(date, time, mac2)),
+                                  "CREDIT FOR LOAD", LOAD_REFUSALS)
+        balance = init.balance + amount
+        expected = crypto.load_tac(crypto.diversify(keys.tac, div), balance, init.counter,
+                                   amount, TxType.EP_LOAD, terminal)
+        if not hmac.compare_digest(expected, tac):
+            raise CardProtocolError("CREDIT FOR LOAD", SW.OK, "TAC is wrong")
+        record = Load(issuer.issuer_id, issuer.app_serial, amount, balance, init.counter,
+                      self.terminal_id, date, time, tac)
+        self.records.append(record)
+        return record

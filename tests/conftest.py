@@ -1,0 +1,67 @@
+"""Fixtures: a band with cards in one line, a fixed clock and reproducible randomness."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+
+from issuer.products import CANTEEN, TRANSIT, Product
+from reader.load import LoadKeys, LoadTerminal
+from reader.psam import Psam
+from reader.terminal import PurseTerminal
+from wallet.band import Band
+
+START, EXPIRY = bytes.fromhex("20260101"), bytes.fromhex("20361231")
+NOW = datetime(2026, 11, 23, 8, 30, 0)
+
+
+def seeded(seed: int = 7) -> Callable[[int], bytes]:
+    return random.Random(seed).randbytes
+
+
+def serial_for(product: Product, number: int = 1) -> bytes:
+    return product.issuer_id[:2] + number.to_bytes(8)
+
+
+def make_band(*products: Product, seed: int = 7, name: str = "test") -> Band:
+    band = Band.new(name, seeded(seed))
+    for product in products:
+        data = product.personalisation(serial_for(product), START, EXPIRY, "Test Rider")
+        band.add_purse(data, product.aid)
+    return band
+
+
+class Clock:
+    """A settable clock for terminals."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def band() -> Band:
+    return make_band(TRANSIT, CANTEEN)
+
+
+@pytest.fixture
+def load_terminal(clock: Clock) -> LoadTerminal:
+    keys = {p.issuer_id: LoadKeys(p.master.load, p.master.tac) for p in (TRANSIT, CANTEEN)}
+    return LoadTerminal(bytes.fromhex("990000000001"), keys, clock)
+
+
+@pytest.fixture
+def purse_terminal(clock: Clock) -> PurseTerminal:
+    psam = Psam(bytes.fromhex("990000000002"), {TRANSIT.issuer_id: TRANSIT.master.purchase,
+                                                 CANTEEN.issuer_id: CANTEEN.master.purchase})
+    return PurseTerminal(psam, clock)

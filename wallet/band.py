@@ -1,0 +1,97 @@
+"""The band: a secure element on the wrist, its identity and its image.
+
+A tap powers the secure element from the reader's field (``power_on``), runs
+commands, and the band saves its image when the field goes (``power_off``).
+Cards reach the band in the factory (``add_purse``, the production line's
+personalisation) until over-the-air issuance takes over.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from applets.catalogue import CATALOGUE, PBOC_PURSE
+from applets.pboc.layouts import ISSUER_FILE, IssuerFile
+from applets.pboc.purse import EF_ISSUER, PbocPurse, PursePersonalisation
+from applets.runtime import Rng, SecureElement
+from applets.store import Store
+from issuer.products import Product, product_for_aid
+from wallet import image
+from wallet.errors import UnknownCard
+
+UID_SIZE = 7
+
+
+@dataclass(frozen=True, slots=True)
+class CardInfo:
+    """What the band can tell about one of its cards without a reader."""
+
+    product: Product
+    issuer_file: IssuerFile
+    balance: int
+
+
+class Band:
+    def __init__(self, name: str, uid: bytes, store: Store, rng: Rng = os.urandom) -> None:
+        if len(uid) != UID_SIZE:
+            raise ValueError(f"a band UID has {UID_SIZE} bytes")
+        self.name = name
+        self.uid = uid
+        self.se = SecureElement(store, rng, CATALOGUE)
+
+    @classmethod
+    def new(cls, name: str, rng: Rng = os.urandom) -> Band:
+        """A blank band with a random 7-byte UID starting 04, as NXP secure elements have."""
+        return cls(name, b"\x04" + rng(UID_SIZE - 1), Store(), rng)
+
+    # -- the reader's field -------------------------------------------------------
+
+    def power_on(self) -> None:
+        self.se.power_on()
+
+    def transmit(self, apdu: bytes) -> bytes:
+        return self.se.transmit(apdu)
+
+    # -- factory personalisation ---------------------------------------------------
+
+    def add_purse(self, data: PursePersonalisation, aid: bytes) -> None:
+        """Install and personalise a purse in one commit (the factory's step)."""
+        applet = self.se.install(aid, PBOC_PURSE)
+        if not isinstance(applet, PbocPurse):
+            raise TypeError("the catalogue's purse class is not a PbocPurse")
+        applet.personalise(data)
+        self.se.store.commit()
+
+    # -- what the band knows of its cards -------------------------------------------
+
+    def cards(self) -> list[CardInfo]:
+        infos = []
+        for applet in self.se.applets:
+            if isinstance(applet, PbocPurse):
+                issuer = ISSUER_FILE.parse(applet.files.binary(EF_ISSUER))
+                infos.append(CardInfo(product_for_aid(applet.aid), issuer, applet.balance()))
+        return infos
+
+    def card(self, name: str) -> CardInfo:
+        for info in self.cards():
+            if info.product.name == name:
+                return info
+        raise UnknownCard(f"band {self.name!r} has no {name} card")
+
+    # -- persistence ------------------------------------------------------------------
+
+    def to_image(self) -> image.Image:
+        return image.Image(self.name, self.uid, self.se.store.snapshot())
+
+    @classmethod
+    def from_image(cls, img: image.Image, rng: Rng = os.urandom) -> Band:
+        return cls(img.name, img.uid, Store(img.cells), rng)
+
+    def save(self, path: Path) -> None:
+        image.save(path, self.to_image())
+
+    @classmethod
+    def load(cls, path: Path, rng: Rng = os.urandom) -> Band:
+        return cls.from_image(image.load(path), rng)

@@ -1,0 +1,13 @@
+"""Errors of the band as a device (its image on disk, its cards)."""
+
+
+class WalletError(Exception):
+    """Something about a band the user can act on; the message says what."""
+
+
+class ImageError(WalletError):
+    """A band image that cannot be read back."""
+
+
+class UnknownCard(WalletError):
+    """The band holds no card of that name or AID."""
