@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from datetime import datetime
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from issuer.products import CANTEEN, TRANSIT, Product
 from reader.load import LoadKeys, LoadTerminal
 from reader.psam import Psam
 from reader.terminal import PurseTerminal
 from wallet.band import Band
+
+# Bounded fuzzing in the test command; KOALA_FUZZ_EXAMPLES=5000 for a long soak.
+settings.register_profile(
+    "koala",
+    max_examples=int(os.environ.get("KOALA_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("koala")
 
 START, EXPIRY = bytes.fromhex("20260101"), bytes.fromhex("20361231")
 NOW = datetime(2026, 11, 23, 8, 30, 0)

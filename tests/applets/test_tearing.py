@@ -1,0 +1,90 @@
+"""Power cut at every persistent write of load, purchase and compound purchase.
+
+For each command the untorn run gives the state after it; a run torn before
+its k-th physical write must, after power-up, equal the state before the
+command or the state after it, cell for cell. Exact equality of the whole
+memory implies that balance, counters, log and transit record agree.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from applets.errors import PowerLoss
+from applets.pboc.layouts import DebitCommand
+from issuer.products import CANTEEN, TRANSIT
+from reader import pboc
+from tests.applets.test_purse import DATE, TIME, load, purchase, send
+from tests.conftest import make_band
+
+
+def _prepared(kind: str):
+    """A band with a purse session open, and the command that finishes it."""
+    band = make_band(TRANSIT, CANTEEN)
+    band.power_on()
+    send(band, pboc.select(TRANSIT.aid))
+    load(band, 2000)
+    captured: list[bytes] = []
+    transmit = band.se.transmit
+
+    def capture(raw: bytes) -> bytes:
+        # Run everything up to the final command, keep that one for the tear.
+        if raw[1] in (0x52, 0x54):
+            captured.append(raw)
+            return b"\x90\x00"
+        return transmit(raw)
+
+    band.transmit = capture  # type: ignore[method-assign]
+    if kind == "load":
+        load(band, 500)
+    elif kind == "purchase":
+        purchase(band, 700)
+    else:
+        purchase(band, 350, capp=bytes((0x01, 46)) + b"\x02" + bytes(45))
+    band.transmit = transmit  # type: ignore[method-assign]
+    return band, captured[0]
+
+
+@pytest.mark.parametrize("kind", ["load", "purchase", "compound"])
+def test_every_tear_leaves_the_old_or_the_new_card(kind):
+    band, final = _prepared(kind)
+    before = band.se.store.snapshot()
+    band.se.store.writes = 0
+    assert send(band, final.hex()).sw == 0x9000
+    after = band.se.store.snapshot()
+    total = band.se.store.writes
+    assert total >= 6, "a purse transaction writes purse, log and proof"
+    outcomes = set()
+    for k in range(total):
+        torn, final = _prepared(kind)
+        torn.se.store.writes = 0
+        torn.se.store.tear_after = k
+        with pytest.raises(PowerLoss):
+            torn.transmit(final)
+        torn.se.store.tear_after = None
+        torn.power_on()
+        state = torn.se.store.snapshot()
+        assert state in (before, after), f"tear before write {k + 1} of {total}"
+        outcomes.add("after" if state == after else "before")
+    assert outcomes == {"before", "after"}
+
+
+def test_a_torn_command_never_answers(band):
+    band.power_on()
+    send(band, pboc.select(TRANSIT.aid))
+    load(band, 100)
+    band.se.store.tear_after = band.se.store.writes
+    with pytest.raises(PowerLoss):
+        load(band, 100)
+
+
+def test_after_a_tear_the_session_is_gone():
+    band, final = _prepared("purchase")
+    band.se.store.tear_after = band.se.store.writes  # cut at the first write
+    with pytest.raises(PowerLoss):
+        band.transmit(final)
+    band.se.store.tear_after = None
+    band.power_on()
+    send(band, pboc.select(TRANSIT.aid))
+    again = send(band, pboc.debit_for_purchase(DebitCommand(1, DATE, TIME, bytes(4))))
+    assert again.sw == 0x6985
