@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -51,10 +53,8 @@ def test_a_tear_at_any_write_leaves_all_or_nothing(changes, data):
     for key, value in changes.items():
         store.delete(key) if value is None else store.put(key, value)
     store.tear_after = data.draw(st.integers(0, 2 * len(changes) + 1))
-    try:
+    with contextlib.suppress(PowerLoss):
         store.commit()
-    except PowerLoss:
-        pass
     store.tear_after = None
     store.recover()
     assert store.snapshot() in (before, after)

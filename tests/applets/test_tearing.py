@@ -16,6 +16,7 @@ from issuer.products import CANTEEN, TRANSIT
 from reader import pboc
 from tests.applets.test_purse import DATE, TIME, load, purchase, send
 from tests.conftest import make_band
+from wallet.band import Band
 
 
 def _prepared(kind: str):
@@ -24,25 +25,29 @@ def _prepared(kind: str):
     band.power_on()
     send(band, pboc.select(TRANSIT.aid))
     load(band, 2000)
-    captured: list[bytes] = []
-    transmit = band.se.transmit
-
-    def capture(raw: bytes) -> bytes:
-        # Run everything up to the final command, keep that one for the tear.
-        if raw[1] in (0x52, 0x54):
-            captured.append(raw)
-            return b"\x90\x00"
-        return transmit(raw)
-
-    band.transmit = capture  # type: ignore[method-assign]
+    held = _HoldFinal(band)
     if kind == "load":
-        load(band, 500)
+        load(held, 500)
     elif kind == "purchase":
-        purchase(band, 700)
+        purchase(held, 700)
     else:
-        purchase(band, 350, capp=bytes((0x01, 46)) + b"\x02" + bytes(45))
-    band.transmit = transmit  # type: ignore[method-assign]
-    return band, captured[0]
+        purchase(held, 350, capp=bytes((0x01, 46)) + b"\x02" + bytes(45))
+    assert held.final is not None
+    return band, held.final
+
+
+class _HoldFinal:
+    """Passes commands to the band but keeps back the final CREDIT / DEBIT."""
+
+    def __init__(self, band: Band) -> None:
+        self.band = band
+        self.final: bytes | None = None
+
+    def transmit(self, raw: bytes) -> bytes:
+        if raw[1] in (0x52, 0x54):
+            self.final = raw
+            return b"\x90\x00"
+        return self.band.transmit(raw)
 
 
 @pytest.mark.parametrize("kind", ["load", "purchase", "compound"])
