@@ -66,6 +66,18 @@ class Pending:
     time: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class TapResult:
+    """An accepted tap: what the rider paid and has left, and what went to clearing."""
+
+    place: str
+    fare: int
+    balance: int
+    debit: Debit
+    recovered: bool = False
+    journey: str = ""
+
+
 class PurseTerminal:
     def __init__(self, psam: Psam, clock: Clock) -> None:
         self.psam = psam
@@ -77,7 +89,7 @@ class PurseTerminal:
     def terminal_id(self) -> bytes:
         return self.psam.terminal_id
 
-    def purchase(self, issuer: IssuerFile, tx_type: TxType, amount: int,
+    def purchase(self, issuer: IssuerFile, tx_type: TxType, amount: int, now: datetime,
                  capp_record: bytes | None = None, minimum_balance: int = 0) -> Flow[Debit]:
         """INITIALIZE, (UPDATE CAPP DATA CACHE), DEBIT, check MAC2, record."""
         p1 = pboc.P1_CAPP_PURCHASE if tx_type == TxType.CAPP_PURCHASE else pboc.P1_PURCHASE
@@ -87,7 +99,7 @@ class PurseTerminal:
         if init.balance < minimum_balance:
             raise TransactionRefused(f"balance {init.balance / 100:.2f} is below the "
                                      f"{minimum_balance / 100:.2f} needed here: top up the card")
-        date, time = bcd.date_time(self.clock())
+        date, time = bcd.date_time(now)
         terminal = crypto.Terminal(self.terminal_id, date, time)
         sam = self.psam.start_purchase(issuer, init.random, init.counter, amount, tx_type, terminal)
         if capp_record is not None:
@@ -105,6 +117,14 @@ class PurseTerminal:
             raise CardProtocolError("DEBIT FOR PURCHASE", SW.OK,
                                     "MAC2 is wrong: the debit is recorded for the issuer to check")
         return debit
+
+    def check_validity(self, issuer: IssuerFile, now: datetime) -> None:
+        """Refuse a card outside its validity dates (EF 0x15)."""
+        today = bcd.encode(now.strftime("%Y%m%d"))
+        if today < issuer.start_date:
+            raise TransactionRefused("card not yet valid")
+        if today > issuer.expiry_date:
+            raise TransactionRefused("card expired: see the issuer")
 
     def recover(self, issuer: IssuerFile) -> Flow[Debit | None]:
         """Settle an earlier unanswered DEBIT of this card: the debit if it happened."""

@@ -56,12 +56,16 @@ def loads(raw: bytes, origin: str = "image") -> Image:
 
 
 def save(path: Path, image: Image) -> None:
-    """Replace ``path`` with ``image`` atomically (temp file, fsync, rename)."""
+    atomic_write(path, dumps(image))
+
+
+def atomic_write(path: Path, content: bytes) -> None:
+    """Replace ``path`` with ``content`` atomically (temp file, fsync, rename, fsync dir)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(dumps(image))
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

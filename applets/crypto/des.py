@@ -47,22 +47,35 @@ def encrypt_cbc(key: bytes, data: bytes, iv: bytes = ZERO_IV) -> bytes:
     return encryptor.update(data) + encryptor.finalize()
 
 
+def pad_method1(data: bytes) -> bytes:
+    """ISO/IEC 9797-1 padding method 1: 00 up to a whole block (none if already whole)."""
+    return data + bytes(-len(data) % BLOCK) if data else bytes(BLOCK)
+
+
 def pad_method2(data: bytes) -> bytes:
     """ISO/IEC 9797-1 padding method 2: 80 then 00 up to a whole block (always adds)."""
     padded = data + b"\x80"
     return padded + bytes(-len(padded) % BLOCK)
 
 
-def mac_algorithm1(key: bytes, data: bytes, iv: bytes = ZERO_IV) -> bytes:
+def _pad(data: bytes, method: int) -> bytes:
+    if method == 1:
+        return pad_method1(data)
+    if method == 2:
+        return pad_method2(data)
+    raise ValueError(f"ISO/IEC 9797-1 padding method {method} is not supported")
+
+
+def mac_algorithm1(key: bytes, data: bytes, iv: bytes = ZERO_IV, padding: int = 2) -> bytes:
     """ISO/IEC 9797-1 MAC algorithm 1 (CBC-MAC), padding method 2; the full 8 bytes.
 
     With an 8-byte session key this is the MAC of JR/T 0025 (PBOC 2.0) e-purse
     transactions; callers keep the leftmost 4 bytes.
     """
-    return encrypt_cbc(key, pad_method2(data), iv)[-BLOCK:]
+    return encrypt_cbc(key, _pad(data, padding), iv)[-BLOCK:]
 
 
-def mac_algorithm3(key: bytes, data: bytes, iv: bytes = ZERO_IV) -> bytes:
+def mac_algorithm3(key: bytes, data: bytes, iv: bytes = ZERO_IV, padding: int = 2) -> bytes:
     """ISO/IEC 9797-1 MAC algorithm 3 (ANSI X9.19 retail MAC), padding method 2.
 
     Single DES CBC under K1 over every block, then the last result through
@@ -70,7 +83,7 @@ def mac_algorithm3(key: bytes, data: bytes, iv: bytes = ZERO_IV) -> bytes:
     """
     if len(key) != 16:
         raise ValueError(f"the retail MAC needs a 16-byte key, got {len(key)}")
-    padded = pad_method2(data)
+    padded = _pad(data, padding)
     chained = encrypt_cbc(key[:8], padded[:-BLOCK], iv)[-BLOCK:] if len(padded) > BLOCK else iv
     last = bytes(a ^ b for a, b in zip(chained, padded[-BLOCK:], strict=True))
     return encrypt_ecb(key, last)

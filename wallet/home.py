@@ -1,0 +1,98 @@
+"""``$KOALA_HOME``: everything the ``koala`` command keeps, in one directory.
+
+::
+
+    $KOALA_HOME/                (default ~/.koala)
+      bands/NAME.band           band images (written atomically)
+      factory/serials.json      the last application serial issued per product
+      terminals/ID.json         a terminal's PSAM sequence number
+      terminals/ID.jsonl        its transaction records, one JSON line each
+
+Two worlds side by side are two directories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from wallet.band import Band
+from wallet.errors import WalletError
+from wallet.image import atomic_write
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("KOALA_HOME") or "~/.koala").expanduser()
+
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise WalletError(f"band name {name!r} must be 1-32 letters, digits, '.', '_' or '-'")
+    return name
+
+
+class Home:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or default_root()
+
+    # -- bands ------------------------------------------------------------------------
+
+    def band_path(self, name: str) -> Path:
+        return self.root / "bands" / f"{check_name(name)}.band"
+
+    def band_names(self) -> list[str]:
+        return sorted(p.stem for p in (self.root / "bands").glob("*.band"))
+
+    def load_band(self, name: str) -> Band:
+        path = self.band_path(name)
+        if not path.exists():
+            known = ", ".join(self.band_names()) or "none yet: koala band create NAME"
+            raise WalletError(f"no band named {name!r} (bands: {known})")
+        return Band.load(path)
+
+    def save_band(self, band: Band) -> None:
+        band.save(self.band_path(band.name))
+
+    # -- the factory's serial numbers --------------------------------------------------------
+
+    def next_serial(self, product: str) -> int:
+        path = self.root / "factory" / "serials.json"
+        serials: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+        serials[product] = serials.get(product, 0) + 1
+        atomic_write(path, json.dumps(serials, indent=1).encode())
+        return serials[product]
+
+    # -- terminals ---------------------------------------------------------------------------
+
+    def _terminal(self, terminal_id: bytes, suffix: str) -> Path:
+        return self.root / "terminals" / f"{terminal_id.hex().upper()}{suffix}"
+
+    def terminal_seq(self, terminal_id: bytes) -> int:
+        path = self._terminal(terminal_id, ".json")
+        return int(json.loads(path.read_text())["seq"]) if path.exists() else 0
+
+    def save_terminal(self, terminal_id: bytes, seq: int, records: list[Any]) -> None:
+        """Persist the PSAM sequence and append new records (dataclasses) for clearing."""
+        atomic_write(self._terminal(terminal_id, ".json"), json.dumps({"seq": seq}).encode())
+        if records:
+            with self._terminal(terminal_id, ".jsonl").open("a") as log:
+                for record in records:
+                    log.write(json.dumps(_jsonable(asdict(record))) + "\n")
+                log.flush()
+                os.fsync(log.fileno())
+
+    def terminal_records(self) -> Iterator[dict[str, Any]]:
+        for path in sorted((self.root / "terminals").glob("*.jsonl")):
+            for line in path.read_text().splitlines():
+                yield json.loads(line)
+
+
+def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.hex().upper() if isinstance(v, bytes) else v for k, v in fields.items()}
