@@ -30,6 +30,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from construct import Bytes, Int8ub, Int16ub, Int32ub, Struct
 
@@ -61,6 +62,7 @@ from applets.pboc.layouts import (
 from applets.runtime import Applet, AppletContext
 from applets.sw import SW
 
+T = TypeVar("T")
 ALGORITHM_3DES = 0x00
 P1_LOAD, P1_PURCHASE, P1_CAPP_PURCHASE = 0x00, 0x01, 0x03
 P2_EP = 0x02
@@ -264,9 +266,7 @@ class PbocPurse(Applet):
             raise CardError(SW.INCORRECT_P1_P2, "only the electronic purse (P2=02) exists")
         if apdu.p1 not in (P1_LOAD, P1_PURCHASE, P1_CAPP_PURCHASE):
             raise CardError(SW.INCORRECT_P1_P2, f"INITIALIZE P1={apdu.p1:02X} is unknown")
-        if len(apdu.data) != INIT_COMMAND.size:
-            raise CardError(SW.WRONG_LENGTH, f"INITIALIZE data has {INIT_COMMAND.size} bytes")
-        command = INIT_COMMAND.parse(apdu.data)
+        command = _command_data(apdu, INIT_COMMAND, "INITIALIZE")
         purse = self._purse()
         if apdu.p1 == P1_LOAD:
             return self._initialize_load(command.key_index, command.amount,
@@ -331,9 +331,7 @@ class PbocPurse(Applet):
         _p1p2(apdu, 0x00, 0x00)
         if not isinstance(session, _LoadSession):
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE FOR LOAD before")
-        if len(apdu.data) != CREDIT_COMMAND.size:
-            raise CardError(SW.WRONG_LENGTH, f"CREDIT FOR LOAD data has {CREDIT_COMMAND.size} bytes")
-        command = CREDIT_COMMAND.parse(apdu.data)
+        command = _command_data(apdu, CREDIT_COMMAND, "CREDIT FOR LOAD")
         terminal = crypto.Terminal(session.terminal_id, command.date, command.time)
         expected = crypto.load_mac2(session.session_key, session.amount, TxType.EP_LOAD, terminal)
         self._verify_mac("dlk", expected, command.mac2)
@@ -366,9 +364,7 @@ class PbocPurse(Applet):
         _p1p2(apdu, 0x01, 0x00)
         if not isinstance(session, _PurchaseSession):
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE FOR PURCHASE before")
-        if len(apdu.data) != DEBIT_COMMAND.size:
-            raise CardError(SW.WRONG_LENGTH, f"DEBIT data has {DEBIT_COMMAND.size} bytes")
-        command = DEBIT_COMMAND.parse(apdu.data)
+        command = _command_data(apdu, DEBIT_COMMAND, "DEBIT")
         terminal = crypto.Terminal(session.terminal_id, command.date, command.time)
         session_key = crypto.purchase_session_key(session.key, session.random,
                                                   session.counter, command.terminal_seq)
@@ -407,6 +403,12 @@ class PbocPurse(Applet):
     def _log(self, counter: int, amount: int, tx_type: int, terminal: crypto.Terminal) -> None:
         self.files.append_record(EF_LOG, LOG_RECORD.build(LogRecord(
             counter, 0, amount, tx_type, terminal.terminal_id, terminal.date, terminal.time)))
+
+
+def _command_data(apdu: CommandAPDU, layout: Layout[T], name: str) -> T:
+    if len(apdu.data) != layout.size:
+        raise CardError(SW.WRONG_LENGTH, f"{name} data has {layout.size} bytes")
+    return layout.parse(apdu.data)
 
 
 def _p1p2(apdu: CommandAPDU, p1: int, p2: int) -> None:

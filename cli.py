@@ -1,0 +1,498 @@
+"""The ``koala`` command: bands, their cards, taps at gates and buses, and a demo day.
+
+Everything it keeps lives under ``$KOALA_HOME`` (default ``~/.koala``), or
+the directory given with ``--home``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from applets import bcd
+from applets.pboc.layouts import JourneyStatus, LogRecord, TransitRecord, TxType
+from issuer.products import PRODUCTS, Product, UnknownProduct, product
+from reader import pboc, places
+from reader.bus import BusValidator
+from reader.errors import ReaderError
+from reader.flow import Flow, run
+from reader.gate import Direction, GateConfig, MetroGate
+from reader.load import Load, LoadKeys, LoadTerminal
+from reader.metro import MetroError, MetroNetwork
+from reader.psam import Psam
+from reader.tap import TapOutcome, tap
+from reader.terminal import PurseTerminal, TapResult
+from reader.timing import AirInterface, BitRate
+from reader.transport import in_field
+from wallet.band import UID_SIZE, Band
+from wallet.errors import WalletError
+from wallet.home import Home
+
+T = TypeVar("T")
+USER_ERRORS = (WalletError, ReaderError, MetroError, UnknownProduct)
+CARD_VALIDITY_YEARS = 10
+
+
+def money(fen: int) -> str:
+    return f"¥{fen / 100:,.2f}"
+
+
+class Yuan(click.ParamType[int, Any]):
+    """An amount in yuan with at most two decimals, returned in fen."""
+
+    name = "yuan"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lstrip("¥")
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            self.fail(f"{value!r} is not an amount in yuan (e.g. 50 or 12.50)", param, ctx)
+        if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+            self.fail(f"{value!r} must be positive with at most two decimals", param, ctx)
+        return int(amount * 100)
+
+
+class KoalaGroup(click.Group):
+    """Turns the errors a user can act on into one-line messages, never tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as error:
+            raise click.ClickException(str(error)) from error
+
+
+@dataclass
+class World:
+    home: Home
+    console: Console
+    json: bool = False
+    clock: Callable[[], datetime] = datetime.now
+    air: AirInterface = field(default_factory=lambda: AirInterface(uid_length=UID_SIZE))
+    outcomes: list[tuple[str, TapOutcome[Any]]] = field(default_factory=list)
+    _network: MetroNetwork | None = None
+
+    @property
+    def network(self) -> MetroNetwork:
+        if self._network is None:
+            self._network = MetroNetwork.load()
+        return self._network
+
+    @contextmanager
+    def band(self, name: str) -> Iterator[Band]:
+        """A band taken out of its image and put back (saved atomically) afterwards."""
+        band = self.home.load_band(name)
+        try:
+            yield band
+        finally:
+            self.home.save_band(band)
+
+    def emit(self, document: Any) -> None:
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+pass_world = click.make_pass_decorator(World)
+
+
+def _at(value: str | None) -> Callable[[], datetime]:
+    if value is None:
+        return datetime.now
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date and time like 2026-11-23T08:30",
+                                 param_hint="--at") from None
+    return lambda: moment
+
+
+def tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--band", "band_name", required=True, help="The band to tap."),
+        click.option("--trace", is_flag=True, help="Print every APDU with its timing."),
+        click.option("--at", "at", metavar="DATETIME",
+                     help="Terminal clock (ISO 8601), default now."),
+        click.option("--rate", type=click.Choice([str(r.value) for r in BitRate]), default="106",
+                     show_default=True, help="ISO 14443 bit rate in kbit/s for the timing model."),
+    ]):
+        function = option(function)
+    return function
+
+
+def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(function)
+
+
+@click.group(cls=KoalaGroup)
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="World directory (default $KOALA_HOME or ~/.koala).")
+@click.version_option(package_name="koala-band")
+@click.pass_context
+def main(ctx: click.Context, home: Path | None) -> None:
+    """Koala band: a simulated NFC transit and e-cash wristband, its readers and issuer."""
+    if ctx.obj is None:  # the demo brings its own world
+        ctx.obj = World(Home(home), Console(highlight=False))
+
+
+# -- bands -----------------------------------------------------------------------------------
+
+
+@main.group()
+def band() -> None:
+    """Create and list bands."""
+
+
+@band.command("create")
+@click.argument("name")
+@click.option("--cards", default="transit,canteen", show_default=True,
+              help=f"Cards the factory puts on the band: {', '.join(PRODUCTS)}.")
+@click.option("--holder", default="", help="Card holder name written to EF 0x16.")
+@pass_world
+def band_create(world: World, name: str, cards: str, holder: str) -> None:
+    """Make a band with factory-personalised cards (until over-the-air issuance)."""
+    path = world.home.band_path(name)
+    if path.exists():
+        raise click.ClickException(f"band {name!r} exists already ({path})")
+    products = [product(card.strip()) for card in cards.split(",") if card.strip()]
+    new = create_band(world.home, name, products, holder, world.clock())
+    world.console.print(f"created band [bold]{name}[/] (UID {new.uid.hex().upper()}) "
+                        f"with {', '.join(p.name for p in products) or 'no cards'}")
+
+
+def create_band(home: Home, name: str, products: list[Product], holder: str,
+                today: datetime) -> Band:
+    new = Band.new(name)
+    start = bcd.encode(today.strftime("%Y%m%d"))
+    expiry = bcd.encode(today.replace(year=today.year + CARD_VALIDITY_YEARS).strftime("%Y%m%d"))
+    for item in products:
+        serial = item.issuer_id[:2] + home.next_serial(item.name).to_bytes(8)
+        new.add_purse(item.personalisation(serial, start, expiry, holder), item.aid)
+    home.save_band(new)
+    return new
+
+
+@band.command("list")
+@json_option
+@pass_world
+def band_list(world: World, as_json: bool) -> None:
+    """The bands in this world and their balances."""
+    balances = {name: {c.product.name: c.balance for c in world.home.load_band(name).cards()}
+                for name in world.home.band_names()}
+    if as_json:
+        world.emit([{"band": name, "cards": cards} for name, cards in balances.items()])
+        return
+    table = Table("band", "cards", title=f"bands in {world.home.root}")
+    for name, cards in balances.items():
+        table.add_row(name, ", ".join(f"{k} {money(v)}" for k, v in cards.items()))
+    world.console.print(table if balances else "no bands yet: koala band create NAME")
+
+
+# -- cards -----------------------------------------------------------------------------------
+
+
+@main.group()
+def card() -> None:
+    """Cards on a band: list, top up, history."""
+
+
+@card.command("list")
+@click.option("--band", "band_name", required=True, help="The band.")
+@json_option
+@pass_world
+def card_list(world: World, band_name: str, as_json: bool) -> None:
+    """The band's cards with their balances."""
+    cards = world.home.load_band(band_name).cards()
+    if as_json:
+        world.emit([{"card": c.product.name, "aid": c.product.aid.hex().upper(),
+                     "serial": c.issuer_file.app_serial.hex().upper(), "balance": c.balance,
+                     "expiry": bcd.decode(c.issuer_file.expiry_date)} for c in cards])
+        return
+    table = Table("card", "AID", "serial", "balance", "valid until", title=f"band {band_name}")
+    for c in cards:
+        table.add_row(f"{c.product.name} ({c.product.label})", c.product.aid.hex().upper(),
+                      c.issuer_file.app_serial.hex().upper(), money(c.balance),
+                      bcd.decode(c.issuer_file.expiry_date))
+    world.console.print(table)
+
+
+@card.command("topup")
+@click.option("--band", "band_name", required=True, help="The band.")
+@click.option("--card", "card_name", default="transit", show_default=True,
+              type=click.Choice(sorted(PRODUCTS)), help="Which card.")
+@click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 50 or 12.50.")
+@click.option("--trace", is_flag=True, help="Print every APDU with its timing.")
+@click.option("--at", "at", metavar="DATETIME", help="Terminal clock (ISO 8601), default now.")
+@json_option
+@pass_world
+def card_topup(world: World, band_name: str, card_name: str, amount: int, trace: bool,
+               at: str | None, as_json: bool) -> None:
+    """Top a card up at the issuer's local load terminal (MAC1, MAC2, TAC checked)."""
+    world.clock = _at(at)
+    item = product(card_name)
+    keys = {p.issuer_id: LoadKeys(p.master.load, p.master.tac) for p in PRODUCTS.values()}
+    terminal = LoadTerminal(places.load_id(), keys, world.clock)
+    with world.band(band_name) as worn:
+        outcome = tap(worn, terminal.load(amount, item.aid), world.air)
+    report(world, outcome, trace, as_json, describe_load)
+
+
+def describe_load(load: Load) -> tuple[str, dict[str, Any]]:
+    text = f"loaded {money(load.amount)}, balance {money(load.balance_after)}"
+    return text, {"amount": load.amount, "balance": load.balance_after, "tac": load.tac.hex()}
+
+
+@card.command("history")
+@click.option("--band", "band_name", required=True, help="The band.")
+@click.option("--card", "card_name", default="transit", show_default=True,
+              type=click.Choice(sorted(PRODUCTS)), help="Which card.")
+@json_option
+@pass_world
+def card_history(world: World, band_name: str, card_name: str, as_json: bool) -> None:
+    """The card's journeys and loads, read from the card as any reader app would."""
+    item = product(card_name)
+    with world.band(band_name) as worn, in_field(worn) as link:
+        issuer = run(pboc.select_purse(item.aid), link)
+        balance = run(pboc.read_balance(), link)
+        log = run(pboc.read_log(), link)
+        journey = run(pboc.read_transit_record(0x01), link) if item.has_transit_record else None
+    if as_json:
+        world.emit({"serial": issuer.app_serial.hex().upper(), "balance": balance,
+                    "log": [history_row(r, world.network) for r in log]})
+        return
+    table = Table("when", "what", "where", "amount", "counter",
+                  title=f"{item.label} {issuer.app_serial.hex().upper()} · balance {money(balance)}")
+    for record in log:
+        row = history_row(record, world.network)
+        sign = "+" if row["type"] == "load" else "-" if record.amount else ""
+        table.add_row(row["when"], row["type"], row["where"],
+                      f"{sign}{money(record.amount)}", str(record.counter))
+    world.console.print(table)
+    if journey is not None:
+        world.console.print(journey_state(journey, world.network))
+
+
+def history_row(record: LogRecord, network: MetroNetwork) -> dict[str, Any]:
+    kinds = {TxType.EP_LOAD: "load", TxType.EP_PURCHASE: "purchase",
+             TxType.CAPP_PURCHASE: "metro"}
+    return {"when": f"{bcd.to_datetime(record.date, record.time):%Y-%m-%d %H:%M:%S}",
+            "type": kinds.get(TxType(record.tx_type), f"type {record.tx_type:02X}")
+            if record.tx_type in set(TxType) else f"type {record.tx_type:02X}",
+            "where": places.describe(record.terminal_id, network),
+            "amount": record.amount, "counter": record.counter}
+
+
+def journey_state(record: TransitRecord, network: MetroNetwork) -> str:
+    def name(code: int) -> str:
+        try:
+            return network.station(code).name
+        except MetroError:
+            return f"station {code:04X}"
+
+    if record.status == JourneyStatus.ENTERED:
+        entered = bcd.to_datetime(record.entry_date, record.entry_time)
+        return f"in the metro: entered {name(record.entry_station)} at {entered:%Y-%m-%d %H:%M}"
+    if record.status == JourneyStatus.EXITED:
+        return (f"last ride: {name(record.entry_station)} → {name(record.exit_station)}, "
+                f"{money(record.fare)}")
+    return "no metro ride yet"
+
+
+# -- taps --------------------------------------------------------------------------------------
+
+
+@main.group()
+def tap_group() -> None:
+    """Tap a band at a metro gate or on a bus."""
+
+
+tap_group.name = "tap"
+main.add_command(tap_group, "tap")
+
+
+@tap_group.command("gate")
+@tap_options
+@click.option("--station", required=True, help="Station name, Chinese name or code.")
+@click.option("--direction", type=click.Choice(["in", "out"]), required=True,
+              help="Entry or exit gate.")
+@click.option("--gate", "gate_number", type=click.IntRange(1, 999), default=1, show_default=True)
+@json_option
+@pass_world
+def tap_gate(world: World, band_name: str, trace: bool, at: str | None, rate: str,
+             station: str, direction: str, gate_number: int, as_json: bool) -> None:
+    """Tap at a metro gate: entry records the station, exit charges by distance."""
+    world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
+    here = world.network.find(station)
+    config = GateConfig(world.network, here, Direction.ENTRY if direction == "in" else Direction.EXIT)
+    terminal_id = places.gate_id(here.code, gate_number)
+    gate = MetroGate(transit_psam(world.home, terminal_id), world.clock, config)
+    run_tap(world, band_name, gate, gate.tap(), trace, as_json)
+
+
+@tap_group.command("bus")
+@tap_options
+@click.option("--route", required=True, help="Route number (digits).")
+@click.option("--fare", type=Yuan(), default="2", show_default=True, help="Flat fare in yuan.")
+@json_option
+@pass_world
+def tap_bus(world: World, band_name: str, trace: bool, at: str | None, rate: str, route: str,
+            fare: int, as_json: bool) -> None:
+    """Tap on a bus: a flat fare."""
+    world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
+    try:
+        terminal_id = places.bus_id(route)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--route") from None
+    validator = BusValidator(transit_psam(world.home, terminal_id), world.clock, route, fare)
+    run_tap(world, band_name, validator, validator.tap(), trace, as_json)
+
+
+def transit_psam(home: Home, terminal_id: bytes) -> Psam:
+    item = product("transit")
+    return Psam(terminal_id, {item.issuer_id: item.master.purchase}, home.terminal_seq(terminal_id))
+
+
+def run_tap(world: World, band_name: str, terminal: PurseTerminal, flow: Flow[TapResult],
+            trace: bool, as_json: bool) -> TapOutcome[TapResult]:
+    with world.band(band_name) as worn:
+        try:
+            outcome = tap(worn, flow, world.air)
+        finally:
+            world.home.save_terminal(terminal.terminal_id, terminal.psam.seq, terminal.records)
+    report(world, outcome, trace, as_json, describe_tap)
+    return outcome
+
+
+def describe_tap(result: TapResult) -> tuple[str, dict[str, Any]]:
+    text = f"{result.place}: fare {money(result.fare)}, balance {money(result.balance)}"
+    if result.journey:
+        text += f" ({result.journey})"
+    if result.recovered:
+        text += " — completed the interrupted tap, not charged again"
+    return text, {"place": result.place, "fare": result.fare, "balance": result.balance,
+                  "journey": result.journey, "recovered": result.recovered}
+
+
+def report(world: World, outcome: TapOutcome[T], trace: bool, as_json: bool,
+           describe: Callable[[T], tuple[str, dict[str, Any]]]) -> None:
+    """Print a tap for people or as JSON; a refused or incomplete tap exits with 1."""
+    timing = outcome.timing
+    text, document = describe(outcome.result) if outcome.result is not None else ("", {})
+    world.outcomes.append((text or "refused", outcome))
+    if as_json:
+        world.emit({"accepted": outcome.accepted, "refusal": outcome.refusal,
+                    "incomplete": outcome.incomplete, **document,
+                    "timing": {"host_ms": timing.host_s * 1e3,
+                               "modelled_ms": timing.modelled_s * 1e3,
+                               "deadline_ms": timing.deadline_s * 1e3},
+                    "trace": [{"command": e.command.hex().upper(),
+                               "response": e.response.hex().upper()} for e in outcome.trace]})
+    else:
+        if trace:
+            world.console.print(trace_table(outcome))
+        if outcome.result is not None:
+            world.console.print(f"[green]✓[/] {text}")
+        elif outcome.refusal is not None:
+            world.console.print(f"[red]✗ refused:[/] {outcome.refusal}")
+        else:
+            world.console.print(f"[yellow]! incomplete tap:[/] {outcome.incomplete}")
+        world.console.print(timing_line(outcome), style="dim")
+    if not outcome.accepted:
+        click.get_current_context().exit(1)
+
+
+def timing_line(outcome: TapOutcome[Any]) -> str:
+    t = outcome.timing
+    verdict = "within" if t.within_deadline else "OVER"
+    return (f"host {t.host_s * 1e3:.2f} ms · modelled {t.modelled_s * 1e3:.1f} ms "
+            f"(activation {t.activation_s * 1e3:.1f} + air {t.air_s * 1e3:.1f} "
+            f"+ card {t.card_s * 1e3:.1f}) {verdict} the {t.deadline_s * 1e3:.0f} ms deadline")
+
+
+def trace_table(outcome: TapOutcome[Any]) -> Table:
+    table = Table("#", "command", "response", "host µs", "air ms", "card ms", title="APDU trace")
+    for i, (exchange, timed) in enumerate(zip(outcome.trace, outcome.timing.exchanges,
+                                              strict=False), start=1):
+        table.add_row(str(i), exchange.command.hex().upper(), exchange.response.hex().upper(),
+                      f"{exchange.host_seconds * 1e6:.0f}", f"{timed.air_s * 1e3:.2f}",
+                      f"{timed.card_s * 1e3:.2f}")
+    return table
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Run in $KOALA_HOME/demo and keep it, instead of a "
+                                           "temporary world.")
+@pass_world
+def demo(world: World, keep: bool) -> None:
+    """A short day: a new band is topped up, rides the metro by distance and takes a bus."""
+    if keep:
+        run_demo(World(Home(world.home.root / "demo"), world.console))
+        return
+    with tempfile.TemporaryDirectory(prefix="koala-demo-") as root:
+        run_demo(World(Home(Path(root)), world.console))
+
+
+def demo_day(today: datetime) -> list[tuple[str, ...]]:
+    """The commands of the demo, as a user would type them."""
+
+    def at(hour: int, minute: int) -> str:
+        return today.replace(hour=hour, minute=minute, second=0, microsecond=0).isoformat()
+
+    return [
+        ("band", "create", "demo", "--holder", "Koala Rider"),
+        ("card", "topup", "--band", "demo", "--card", "transit", "--amount", "50",
+         "--at", at(7, 45)),
+        ("card", "topup", "--band", "demo", "--card", "canteen", "--amount", "30",
+         "--at", at(7, 46)),
+        ("card", "list", "--band", "demo"),
+        ("tap", "gate", "--band", "demo", "--station", "Xizhimen", "--direction", "in",
+         "--at", at(8, 2)),
+        ("tap", "gate", "--band", "demo", "--station", "Guomao", "--direction", "out",
+         "--at", at(8, 37), "--trace"),
+        ("tap", "bus", "--band", "demo", "--route", "1", "--fare", "2", "--at", at(12, 15)),
+        ("tap", "gate", "--band", "demo", "--station", "Guomao", "--direction", "out",
+         "--at", at(18, 5)),
+        ("tap", "gate", "--band", "demo", "--station", "Guomao", "--direction", "in",
+         "--at", at(18, 6)),
+        ("tap", "gate", "--band", "demo", "--station", "Bagou", "--direction", "out",
+         "--at", at(18, 58)),
+        ("card", "history", "--band", "demo"),
+    ]
+
+
+def run_demo(world: World) -> None:
+    """Run the demo's commands in ``world`` as a user would, then sum up the taps."""
+    console = world.console
+    console.print(f"[bold]Koala band demo[/] in a fresh world at {world.home.root}\n")
+    for args in demo_day(datetime.now()):
+        console.print(f"[bold cyan]$ koala {shlex.join(args)}[/]", markup=True)
+        main.main(list(args), standalone_mode=False, obj=world)
+        console.print()
+    table = Table("tap", "host ms", "modelled ms", "deadline ms", "margin ms",
+                  title="every tap of the day against its deadline")
+    for text, outcome in world.outcomes:
+        t = outcome.timing
+        table.add_row(text if outcome.accepted else f"refused: {outcome.refusal}",
+                      f"{t.host_s * 1e3:.2f}", f"{t.modelled_s * 1e3:.1f}",
+                      f"{t.deadline_s * 1e3:.0f}", f"{t.margin_s * 1e3:+.1f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The koala command, run as a user would (click's runner, a world per test)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+
+
+@pytest.fixture
+def koala(tmp_path):
+    runner = CliRunner()
+
+    def invoke(*args: str, ok: bool = True):
+        result = runner.invoke(main, ["--home", str(tmp_path), *args])
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+def test_a_day_from_the_command_line(koala, tmp_path):
+    koala("band", "create", "alice", "--holder", "Alice")
+    assert (tmp_path / "bands" / "alice.band").exists()
+    koala("card", "topup", "--band", "alice", "--amount", "50")
+    koala("tap", "gate", "--band", "alice", "--station", "Xizhimen", "--direction", "in",
+          "--at", "2026-11-23T08:00")
+    out = koala("tap", "gate", "--band", "alice", "--station", "Guomao", "--direction", "out",
+                "--at", "2026-11-23T08:40", "--json")
+    document = json.loads(out.output)
+    assert document["accepted"] and document["fare"] in range(300, 700)
+    assert document["timing"]["modelled_ms"] < document["timing"]["deadline_ms"]
+    bus = koala("tap", "bus", "--band", "alice", "--route", "332", "--at", "2026-11-23T09:00")
+    assert "bus 332" in bus.output
+    cards = json.loads(koala("card", "list", "--band", "alice", "--json").output)
+    transit = next(c for c in cards if c["card"] == "transit")
+    assert transit["balance"] == 5000 - document["fare"] - 200
+    history = json.loads(koala("card", "history", "--band", "alice", "--json").output)
+    assert [row["type"] for row in history["log"]] == ["purchase", "metro", "metro", "load"]
+    assert history["log"][1]["where"] == "metro Guomao"
+    # the gates' PSAM sequence numbers and records survive the process
+    records = [json.loads(line) for p in (tmp_path / "terminals").glob("*.jsonl")
+               for line in p.read_text().splitlines()]
+    assert sum(r["amount"] for r in records) == document["fare"] + 200
+
+
+def test_trace_prints_every_apdu(koala):
+    koala("band", "create", "bob")
+    koala("card", "topup", "--band", "bob", "--amount", "10")
+    out = koala("tap", "bus", "--band", "bob", "--route", "1", "--trace").output
+    assert "APDU trace" in out and "805401000F" in out and "modelled" in out
+
+
+def test_a_refused_tap_says_why_and_exits_1(koala):
+    koala("band", "create", "carol")
+    result = koala("tap", "gate", "--band", "carol", "--station", "Xidan", "--direction", "out",
+                   ok=False)
+    assert result.exit_code == 1
+    assert "refused" in result.output and "no entry" in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("card", "topup", "--band", "nobody", "--amount", "5"), "no band named 'nobody'"),
+    (("card", "topup", "--band", "dave", "--amount", "-5"), "must be positive"),
+    (("card", "topup", "--band", "dave", "--amount", "1.234"), "at most two decimals"),
+    (("card", "topup", "--band", "dave", "--amount", "lots"), "is not an amount"),
+    (("card", "topup", "--band", "dave", "--amount", "2000"), "maximum balance"),
+    (("tap", "gate", "--band", "dave", "--station", "Xidna", "--direction", "in"), "Xidan"),
+    (("tap", "bus", "--band", "dave", "--route", "A1"), "digits"),
+    (("tap", "bus", "--band", "dave", "--route", "1", "--at", "noon"), "not a date"),
+    (("band", "create", "dave"), "exists already"),
+    (("band", "create", "../evil"), "band name"),
+    (("band", "create", "erin", "--cards", "metro"), "no card product"),
+])
+def test_bad_input_gets_one_line_not_a_traceback(koala, args, message):
+    koala("band", "create", "dave")
+    result = koala(*args, ok=False)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert ("Traceback" not in result.output and result.exception is None) or isinstance(
+        result.exception, SystemExit)
+
+
+def test_the_demo_runs_a_whole_day(koala):
+    out = koala("demo").output
+    assert "Xizhimen" in out and "Guomao" in out and "bus 1" in out
+    assert "every tap of the day" in out and "refused" in out
