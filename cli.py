@@ -252,7 +252,10 @@ def card_topup(world: World, band_name: str, card_name: str, amount: int, trace:
 
 def describe_load(load: Load) -> tuple[str, dict[str, Any]]:
     text = f"loaded {money(load.amount)}, balance {money(load.balance_after)}"
-    return text, {"amount": load.amount, "balance": load.balance_after, "tac": load.tac.hex()}
+    if load.recovered:
+        text += " — completed the interrupted top-up, not loaded again"
+    return text, {"amount": load.amount, "balance": load.balance_after, "tac": load.tac.hex(),
+                  "recovered": load.recovered}
 
 
 @card.command("history")

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from applets import bcd
 from applets.pboc import crypto
-from applets.pboc.layouts import INIT_LOAD_RESPONSE, CreditCommand, InitCommand, TxType
+from applets.pboc.layouts import (
+    INIT_LOAD_RESPONSE,
+    PROVE_RESPONSE,
+    CreditCommand,
+    InitCommand,
+    TxType,
+)
 from applets.sw import SW
 from reader import pboc
 from reader.errors import CardProtocolError, TransactionRefused
-from reader.flow import Flow, exchange, parse
+from reader.flow import Flow, exchange, expect, parse
 from reader.terminal import KEY_INDEX, Clock
 
 
@@ -41,6 +47,7 @@ class Load:
     date: bytes
     time: bytes
     tac: bytes
+    recovered: bool = False
 
 
 LOAD_REFUSALS = {
@@ -57,12 +64,22 @@ class LoadTerminal:
         self._keys = dict(keys)
         self.clock = clock
         self.records: list[Load] = []
+        self.pending: dict[bytes, Load] = {}
 
     def load(self, amount: int, aid: bytes = pboc.T_UNION_AID) -> Flow[Load]:
-        """SELECT, INITIALIZE FOR LOAD, verify MAC1, CREDIT FOR LOAD with MAC2, verify TAC."""
+        """SELECT, INITIALIZE FOR LOAD, verify MAC1, CREDIT FOR LOAD with MAC2, verify TAC.
+
+        If an earlier load of this card here was cut off after CREDIT FOR LOAD
+        was sent, it is settled first: when the card proves it was credited,
+        that load is the answer and nothing more is loaded (the retry of an
+        interrupted top-up must not load twice).
+        """
         if amount <= 0:
             raise TransactionRefused("a load amount must be positive")
         issuer = yield from pboc.select_purse(aid)
+        recovered = yield from self.recover(issuer.app_serial)
+        if recovered is not None:
+            return recovered
         keys = self._keys.get(issuer.issuer_id)
         if keys is None:
             raise TransactionRefused(f"this terminal cannot load cards of issuer "
@@ -80,14 +97,34 @@ class LoadTerminal:
         date, time = bcd.date_time(self.clock())
         terminal = crypto.Terminal(self.terminal_id, date, time)
         mac2 = crypto.load_mac2(session_key, amount, TxType.EP_LOAD, terminal)
-        tac = yield from exchange(pboc.credit_for_load(CreditCommand(date, time, mac2)),
-                                  "CREDIT FOR LOAD", LOAD_REFUSALS)
         balance = init.balance + amount
         expected = crypto.load_tac(crypto.diversify(keys.tac, div), balance, init.counter,
                                    amount, TxType.EP_LOAD, terminal)
+        record = Load(issuer.issuer_id, issuer.app_serial, amount, balance, init.counter,
+                      self.terminal_id, date, time, expected)
+        self.pending[issuer.app_serial] = record
+        response = yield pboc.credit_for_load(CreditCommand(date, time, mac2))
+        del self.pending[issuer.app_serial]  # the card answered: whatever it says is final
+        tac = expect(response, "CREDIT FOR LOAD", LOAD_REFUSALS)
         if not hmac.compare_digest(expected, tac):
             raise CardProtocolError("CREDIT FOR LOAD", SW.OK, "TAC is wrong")
-        record = Load(issuer.issuer_id, issuer.app_serial, amount, balance, init.counter,
-                      self.terminal_id, date, time, tac)
+        self.records.append(record)
+        return record
+
+    def recover(self, app_serial: bytes) -> Flow[Load | None]:
+        """Settle an unanswered CREDIT FOR LOAD of this card with GET TRANSACTION PROVE."""
+        pending = self.pending.pop(app_serial, None)
+        if pending is None:
+            return None
+        response = yield pboc.get_transaction_prove(TxType.EP_LOAD, pending.card_counter)
+        if response.sw == SW.MAC_NOT_AVAILABLE:
+            return None
+        if response.sw != SW.OK:
+            self.pending[app_serial] = pending
+            raise CardProtocolError("GET TRANSACTION PROVE", response.sw)
+        proof = parse(PROVE_RESPONSE, response.data, "GET TRANSACTION PROVE")
+        if not hmac.compare_digest(proof.tac, pending.tac):
+            raise CardProtocolError("GET TRANSACTION PROVE", SW.OK, "TAC is wrong")
+        record = replace(pending, recovered=True)
         self.records.append(record)
         return record
