@@ -9,6 +9,7 @@ personalisation) until over-the-air issuance takes over.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,9 @@ class Band:
         self.name = name
         self.uid = uid
         self.se = SecureElement(store, rng, CATALOGUE)
+        #: Called after every command that changed persistent memory, before its
+        #: answer leaves the band: a long-running band saves its image here.
+        self.on_change: Callable[[Band], None] | None = None
 
     @classmethod
     def new(cls, name: str, rng: Rng = os.urandom) -> Band:
@@ -52,7 +56,11 @@ class Band:
         self.se.power_on()
 
     def transmit(self, apdu: bytes) -> bytes:
-        return self.se.transmit(apdu)
+        before = self.se.store.writes
+        response = self.se.transmit(apdu)
+        if self.on_change is not None and self.se.store.writes != before:
+            self.on_change(self)
+        return response
 
     # -- factory personalisation ---------------------------------------------------
 

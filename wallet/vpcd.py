@@ -1,0 +1,137 @@
+"""The band as the card in a vsmartcard virtual reader (vpcd), so pcscd sees a PC/SC card.
+
+vpcd (the pcscd driver from Debian's ``vsmartcard-vpcd``) listens on
+127.0.0.1:35963 for slot 0 and :35964 for slot 1; the card connects to it.
+Every message is a 2-byte big-endian length and a payload. A 1-byte payload
+is a control code (0 power off, 1 power on, 2 reset, 4 get ATR); anything
+longer is a command APDU, answered with the response APDU.
+
+:class:`VpcdCard` is the protocol (bytes in, bytes out); :class:`VpcdBridge`
+runs it over a socket and reconnects when pcscd restarts. vpcd writes the
+length and the payload with two separate writes; if our side delays its
+acknowledgement of the first (Linux delays ACKs up to ~40 ms), vpcd's Nagle
+algorithm holds the second back until that timer fires. The bridge turns
+delayed ACKs off (``TCP_QUICKACK``) after every read, which keeps an APDU
+round trip well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+
+from applets.sw import SW
+from wallet import contactless
+from wallet.band import Band
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 35963
+POWER_OFF, POWER_ON, RESET, GET_ATR = 0, 1, 2, 4
+
+_log = logging.getLogger(__name__)
+
+
+class VpcdCard:
+    """The vpcd protocol of one band: a message in, the reply (if any) out."""
+
+    def __init__(self, band: Band) -> None:
+        self.band = band
+        self.powered = False
+        self.atr = contactless.atr()
+
+    def handle(self, message: bytes) -> bytes | None:
+        if len(message) == 1:
+            return self._control(message[0])
+        if not self.powered:
+            self._power_on()  # vpcd powers up first; be forgiving with other hosts
+        if contactless.is_get_uid(message):
+            return self.band.uid + SW.OK.to_bytes(2)
+        return self.band.transmit(message)
+
+    def _control(self, code: int) -> bytes | None:
+        if code == GET_ATR:
+            return self.atr
+        if code in (POWER_ON, RESET):
+            self._power_on()
+        elif code == POWER_OFF:
+            self.powered = False
+        else:
+            _log.warning("ignoring unknown vpcd control code %d", code)
+        return None
+
+    def _power_on(self) -> None:
+        self.band.power_on()  # volatile state (selection, sessions) starts afresh
+        self.powered = True
+
+
+class VpcdBridge:
+    """Keeps a :class:`VpcdCard` connected to vpcd until stopped."""
+
+    def __init__(self, card: VpcdCard, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                 retry_s: float = 0.2) -> None:
+        self.card = card
+        self.address = (host, port)
+        self.retry_s = retry_s
+        self.stopping = threading.Event()
+        self.connected = threading.Event()
+        self._socket: socket.socket | None = None
+
+    def serve_forever(self) -> None:
+        """Connect, serve, and reconnect after pcscd goes away, until :meth:`stop`."""
+        while not self.stopping.is_set():
+            try:
+                with socket.create_connection(self.address, timeout=self.retry_s) as sock:
+                    self._serve(sock)
+            except OSError as error:
+                _log.debug("vpcd at %s:%d: %s", *self.address, error)
+            finally:
+                self.connected.clear()
+                self.card.powered = False
+            self.stopping.wait(self.retry_s)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        sock = self._socket
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _serve(self, sock: socket.socket) -> None:
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._socket = sock
+        self.connected.set()
+        _log.info("band %s is the card in vpcd %s:%d", self.card.band.name, *self.address)
+        try:
+            while not self.stopping.is_set():
+                message = _read_message(sock)
+                if message is None:
+                    return
+                reply = self.card.handle(message)
+                if reply is not None:
+                    sock.sendall(struct.pack(">H", len(reply)) + reply)
+        finally:
+            self._socket = None
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
+    buffer = bytearray()
+    while len(buffer) < n:
+        chunk = sock.recv(n - len(buffer))
+        if hasattr(socket, "TCP_QUICKACK"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        if not chunk:
+            return None
+        buffer += chunk
+    return bytes(buffer)
+
+
+def _read_message(sock: socket.socket) -> bytes | None:
+    header = _read_exactly(sock, 2)
+    if header is None:
+        return None
+    return _read_exactly(sock, struct.unpack(">H", header)[0])
