@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.koala-installed
-APT_PACKAGES := python3 python3-venv python3-dev gcc
+# pcscd + vpcd: the band as a PC/SC card; swig + libpcsclite-dev build pyscard;
+# pcsc-tools (pcsc_scan, scriptor) and opensc (opensc-tool) are the standard tools tested.
+APT_PACKAGES := gcc swig libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools opensc
 
 .PHONY: demo test lint bench clean system-packages
 
@@ -21,18 +23,20 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 system-packages:
-	@if ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
-	  else \
-	    echo "need Python 3.11+ with venv: sudo apt-get install $(APT_PACKAGES)"; exit 1; \
-	  fi; \
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	$(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3 python3-venv python3-dev"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "please install:$$missing"; exit 1; fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-$(STAMP): pyproject.toml | system-packages
+$(STAMP): pyproject.toml Makefile | system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,pcsc,nfc]'
 	touch $@
 
 clean:

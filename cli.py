@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,10 +36,13 @@ from reader.psam import Psam
 from reader.tap import TapOutcome, tap
 from reader.terminal import PurseTerminal, TapResult
 from reader.timing import AirInterface, BitRate
-from reader.transport import in_field
+from reader.transport import Transport, in_field
 from wallet.band import UID_SIZE, Band
 from wallet.errors import WalletError
 from wallet.home import Home
+from wallet.vpcd import DEFAULT_HOST as DEFAULT_VPCD_HOST
+from wallet.vpcd import DEFAULT_PORT as DEFAULT_VPCD_PORT
+from wallet.vpcd import VpcdBridge, VpcdCard
 
 T = TypeVar("T")
 USER_ERRORS = (WalletError, ReaderError, MetroError, UnknownProduct)
@@ -94,6 +98,30 @@ class World:
         return self._network
 
     @contextmanager
+    def link(self, source: Source) -> Iterator[Transport]:
+        """The card to tap: a band in process, or whatever card a reader finds."""
+        if source.reader is not None:
+            from reader.pcsc import PcscReader  # noqa: PLC0415 - optional extra
+
+            card = PcscReader(source.reader).wait_for_card(source.wait)
+            try:
+                yield card
+            finally:
+                card.disconnect()
+        elif source.nfc is not None:
+            from reader.nfc import NfcReader  # noqa: PLC0415 - optional extra
+
+            nfc_reader = NfcReader(source.nfc)
+            try:
+                yield nfc_reader.wait_for_card(source.wait)
+            finally:
+                nfc_reader.release()
+                nfc_reader.close()
+        else:
+            with self.band(source.band_name()) as worn, in_field(worn) as held:
+                yield held
+
+    @contextmanager
     def band(self, name: str) -> Iterator[Band]:
         """A band taken out of its image and put back (saved atomically) afterwards."""
         band = self.home.load_band(name)
@@ -109,6 +137,26 @@ class World:
 pass_world = click.make_pass_decorator(World)
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where the card of a tap comes from: ``--band``, ``--reader`` or ``--nfc``."""
+
+    band: str | None
+    reader: str | None
+    nfc: str | None
+    wait: float
+
+    def __post_init__(self) -> None:
+        given = [self.band, self.reader, self.nfc]
+        if sum(x is not None for x in given) != 1:
+            raise click.UsageError("give exactly one of --band, --reader and --nfc")
+
+    def band_name(self) -> str:
+        if self.band is None:
+            raise click.UsageError("this needs --band")
+        return self.band
+
+
 def _at(value: str | None) -> Callable[[], datetime]:
     if value is None:
         return datetime.now
@@ -122,7 +170,12 @@ def _at(value: str | None) -> Callable[[], datetime]:
 
 def tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
-        click.option("--band", "band_name", required=True, help="The band to tap."),
+        click.option("--band", "band_name", help="The band to tap (in process)."),
+        click.option("--reader", help="Tap through this PC/SC reader instead (index or name)."),
+        click.option("--nfc", "nfc_path", metavar="PATH",
+                     help="Tap through this nfcpy device instead (usb, udp:host:port)."),
+        click.option("--wait", type=float, default=10.0, show_default=True,
+                     help="Seconds to wait for a card on a reader."),
         click.option("--trace", is_flag=True, help="Print every APDU with its timing."),
         click.option("--at", "at", metavar="DATETIME",
                      help="Terminal clock (ISO 8601), default now."),
@@ -201,6 +254,94 @@ def band_list(world: World, as_json: bool) -> None:
     world.console.print(table if balances else "no bands yet: koala band create NAME")
 
 
+@band.command("attach")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--host", default=DEFAULT_VPCD_HOST, show_default=True, help="Where vpcd listens.")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_VPCD_PORT, show_default=True,
+              help="vpcd port of the first slot; each further band takes the next port.")
+@pass_world
+def band_attach(world: World, names: tuple[str, ...], host: str, port: int) -> None:
+    """Put bands into the vsmartcard virtual reader: pcscd then sees them as PC/SC cards.
+
+    Runs until interrupted, reconnecting whenever pcscd restarts; every change
+    a terminal makes reaches the band's image before the terminal hears of it.
+    """
+    bridges = []
+    for slot, name in enumerate(names):
+        worn = world.home.load_band(name)
+        worn.on_change = world.home.save_band
+        bridges.append(VpcdBridge(VpcdCard(worn), host, port + slot))
+    threads = [threading.Thread(target=b.serve_forever, name=f"vpcd-{b.address[1]}", daemon=True)
+               for b in bridges]
+    for thread in threads:
+        thread.start()
+    for bridge in bridges:
+        world.console.print(f"band [bold]{bridge.card.band.name}[/] → vpcd {host}:"
+                            f"{bridge.address[1]} (Ctrl-C to detach)")
+    try:
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(0.5)
+    except KeyboardInterrupt:
+        world.console.print("detaching")
+    finally:
+        for bridge in bridges:
+            bridge.stop()
+
+
+@band.command("emulate")
+@click.argument("name")
+@click.option("--nfc", "nfc_path", required=True, metavar="PATH",
+              help="nfcpy device that can listen: usb, usb:054c:06c3, udp:localhost:54321.")
+@pass_world
+def band_emulate(world: World, name: str, nfc_path: str) -> None:
+    """Present a band as an ISO 14443-4 card on an NFC device, for phones and terminals."""
+    from wallet.nfc import NfcCard  # noqa: PLC0415 - optional extra
+
+    worn = world.home.load_band(name)
+    worn.on_change = world.home.save_band
+    card = NfcCard(worn, nfc_path)
+    world.console.print(f"band [bold]{name}[/] listening on {nfc_path} as UID "
+                        f"{worn.uid.hex().upper()} (Ctrl-C to stop)")
+    try:
+        card.serve_forever()
+    except KeyboardInterrupt:
+        card.stop()
+    world.console.print(f"{card.taps} taps served")
+
+
+# -- PC/SC -----------------------------------------------------------------------------------
+
+
+@main.group()
+def pcsc() -> None:
+    """PC/SC readers seen through pcscd."""
+
+
+@pcsc.command("readers")
+@json_option
+@pass_world
+def pcsc_readers(world: World, as_json: bool) -> None:
+    """List PC/SC readers, whether a card is present, and its ATR."""
+    from reader.pcsc import PcscReader, reader_names  # noqa: PLC0415 - optional extra
+
+    rows: list[dict[str, Any]] = []
+    for index, name in enumerate(reader_names()):
+        atr = ""
+        if PcscReader(str(index)).card_present():
+            card = PcscReader(str(index)).wait_for_card(0)
+            atr = card.atr.hex().upper()
+            card.disconnect()
+        rows.append({"index": index, "reader": name, "atr": atr})
+    if as_json:
+        world.emit(rows)
+        return
+    table = Table("#", "reader", "card ATR", title="PC/SC readers")
+    for row in rows:
+        table.add_row(str(row["index"]), str(row["reader"]), str(row["atr"] or "no card"))
+    world.console.print(table)
+
+
 # -- cards -----------------------------------------------------------------------------------
 
 
@@ -230,7 +371,11 @@ def card_list(world: World, band_name: str, as_json: bool) -> None:
 
 
 @card.command("topup")
-@click.option("--band", "band_name", required=True, help="The band.")
+@click.option("--band", "band_name", help="The band (in process).")
+@click.option("--reader", help="Load through this PC/SC reader instead (index or name).")
+@click.option("--nfc", "nfc_path", metavar="PATH", help="Load through this nfcpy device instead.")
+@click.option("--wait", type=float, default=10.0, show_default=True,
+              help="Seconds to wait for a card on a reader.")
 @click.option("--card", "card_name", default="transit", show_default=True,
               type=click.Choice(sorted(PRODUCTS)), help="Which card.")
 @click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 50 or 12.50.")
@@ -238,15 +383,16 @@ def card_list(world: World, band_name: str, as_json: bool) -> None:
 @click.option("--at", "at", metavar="DATETIME", help="Terminal clock (ISO 8601), default now.")
 @json_option
 @pass_world
-def card_topup(world: World, band_name: str, card_name: str, amount: int, trace: bool,
-               at: str | None, as_json: bool) -> None:
+def card_topup(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
+               wait: float, card_name: str, amount: int, trace: bool, at: str | None,
+               as_json: bool) -> None:
     """Top a card up at the issuer's local load terminal (MAC1, MAC2, TAC checked)."""
     world.clock = _at(at)
     item = product(card_name)
     keys = {p.issuer_id: LoadKeys(p.master.load, p.master.tac) for p in PRODUCTS.values()}
     terminal = LoadTerminal(places.load_id(), keys, world.clock)
-    with world.band(band_name) as worn:
-        outcome = tap(worn, terminal.load(amount, item.aid), world.air)
+    with world.link(Source(band_name, reader, nfc_path, wait)) as link:
+        outcome = tap(link, terminal.load(amount, item.aid), world.air)
     report(world, outcome, trace, as_json, describe_load)
 
 
@@ -334,15 +480,16 @@ main.add_command(tap_group, "tap")
 @click.option("--gate", "gate_number", type=click.IntRange(1, 999), default=1, show_default=True)
 @json_option
 @pass_world
-def tap_gate(world: World, band_name: str, trace: bool, at: str | None, rate: str,
-             station: str, direction: str, gate_number: int, as_json: bool) -> None:
+def tap_gate(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
+             wait: float, trace: bool, at: str | None, rate: str, station: str, direction: str,
+             gate_number: int, as_json: bool) -> None:
     """Tap at a metro gate: entry records the station, exit charges by distance."""
     world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
     here = world.network.find(station)
     config = GateConfig(world.network, here, Direction.ENTRY if direction == "in" else Direction.EXIT)
     terminal_id = places.gate_id(here.code, gate_number)
     gate = MetroGate(transit_psam(world.home, terminal_id), world.clock, config)
-    run_tap(world, band_name, gate, gate.tap(), trace, as_json)
+    run_tap(world, Source(band_name, reader, nfc_path, wait), gate, gate.tap(), trace, as_json)
 
 
 @tap_group.command("bus")
@@ -351,8 +498,9 @@ def tap_gate(world: World, band_name: str, trace: bool, at: str | None, rate: st
 @click.option("--fare", type=Yuan(), default="2", show_default=True, help="Flat fare in yuan.")
 @json_option
 @pass_world
-def tap_bus(world: World, band_name: str, trace: bool, at: str | None, rate: str, route: str,
-            fare: int, as_json: bool) -> None:
+def tap_bus(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
+            wait: float, trace: bool, at: str | None, rate: str, route: str, fare: int,
+            as_json: bool) -> None:
     """Tap on a bus: a flat fare."""
     world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
     try:
@@ -360,7 +508,8 @@ def tap_bus(world: World, band_name: str, trace: bool, at: str | None, rate: str
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--route") from None
     validator = BusValidator(transit_psam(world.home, terminal_id), world.clock, route, fare)
-    run_tap(world, band_name, validator, validator.tap(), trace, as_json)
+    run_tap(world, Source(band_name, reader, nfc_path, wait), validator, validator.tap(), trace,
+            as_json)
 
 
 def transit_psam(home: Home, terminal_id: bytes) -> Psam:
@@ -368,11 +517,11 @@ def transit_psam(home: Home, terminal_id: bytes) -> Psam:
     return Psam(terminal_id, {item.issuer_id: item.master.purchase}, home.terminal_seq(terminal_id))
 
 
-def run_tap(world: World, band_name: str, terminal: PurseTerminal, flow: Flow[TapResult],
+def run_tap(world: World, source: Source, terminal: PurseTerminal, flow: Flow[TapResult],
             trace: bool, as_json: bool) -> TapOutcome[TapResult]:
-    with world.band(band_name) as worn:
+    with world.link(source) as link:
         try:
-            outcome = tap(worn, flow, world.air)
+            outcome = tap(link, flow, world.air)
         finally:
             world.home.save_terminal(terminal.terminal_id, terminal.psam.seq, terminal.records)
     report(world, outcome, trace, as_json, describe_tap)

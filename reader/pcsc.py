@@ -10,6 +10,7 @@ install it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -85,10 +86,8 @@ class PcscTransport:
         return response
 
     def disconnect(self) -> None:
-        try:
+        with contextlib.suppress(SmartcardException):  # already gone
             self._connection.disconnect()
-        except SmartcardException:
-            pass  # already gone
 
 
 class PcscReader:

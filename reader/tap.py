@@ -1,4 +1,4 @@
-"""One tap end to end: power the card in the field, run a terminal flow, time it.
+"""One tap end to end: run a terminal flow over a card's link and time it.
 
 The outcome says what the rider sees (accepted, refused with a reason, or
 an incomplete tap when the card left mid-transaction) and how long it took:
@@ -14,7 +14,7 @@ from reader.errors import TransactionRefused, TransportError
 from reader.flow import Flow, run
 from reader.timing import DEADLINE_TRANSIT_S, AirInterface, TapTiming, model_tap
 from reader.trace import Exchange
-from reader.transport import Card, in_field
+from reader.transport import Transport
 
 T = TypeVar("T")
 
@@ -32,17 +32,16 @@ class TapOutcome(Generic[T]):
         return self.result is not None
 
 
-def tap(card: Card, flow: Flow[T], air: AirInterface | None = None,
+def tap(link: Transport, flow: Flow[T], air: AirInterface | None = None,
         deadline_s: float = DEADLINE_TRANSIT_S) -> TapOutcome[T]:
-    """Run ``flow`` against ``card`` held in the field; a faulty card answer propagates."""
+    """Run ``flow`` over a card's ``link``; a faulty card answer propagates."""
     result: T | None = None
     refusal = incomplete = None
-    with in_field(card) as link:
-        try:
-            result = run(flow, link)
-        except TransactionRefused as refused:
-            refusal = refused.reason
-        except TransportError as lost:
-            incomplete = str(lost)
+    try:
+        result = run(flow, link)
+    except TransactionRefused as refused:
+        refusal = refused.reason
+    except TransportError as lost:
+        incomplete = str(lost)
     timing = model_tap(link.trace, air or AirInterface(), deadline_s=deadline_s)
     return TapOutcome(result, refusal, incomplete, tuple(link.trace), timing)

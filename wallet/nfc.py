@@ -44,6 +44,7 @@ class NfcCard:
         self.wtx = wtx
         self.stopping = threading.Event()
         self.listening = threading.Event()
+        self.leaving = threading.Event()
         self.taps = 0
         nfc = _nfc()
         try:
@@ -59,6 +60,7 @@ class NfcCard:
         target.sel_res = bytearray((contactless.SEL_RES,))
         try:
             while not self.stopping.is_set():
+                self.leaving.clear()
                 self.listening.set()
                 activated = self._clf.listen(target, LISTEN_S)
                 if activated is not None and getattr(activated, "tt4_cmd", None):
@@ -68,6 +70,10 @@ class NfcCard:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def leave_field(self) -> None:
+        """Take the band out of the field now: the current tap gets no further answer."""
+        self.leaving.set()
 
     def _serve(self, rats: bytes) -> None:
         nfc = _nfc()
@@ -81,6 +87,8 @@ class NfcCard:
                 if command is None:
                     return
                 frame = card.receive(bytes(command))
+                if self.leaving.is_set():
+                    return  # out of the field before the answer could leave
                 if card.deselected:
                     self._clf.exchange(bytearray(frame), 0)
                     return

@@ -17,6 +17,7 @@ round trip well under a millisecond.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import struct
@@ -95,10 +96,8 @@ class VpcdBridge:
         self.stopping.set()
         sock = self._socket
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def _serve(self, sock: socket.socket) -> None:
         sock.settimeout(None)
