@@ -26,6 +26,7 @@ try:
         NoCardException,
         SmartcardException,
     )
+    from smartcard.pcsc.PCSCExceptions import BaseSCardException
     from smartcard.System import readers as _system_readers
 except ImportError as missing:  # pragma: no cover - depends on the installation
     raise ImportError("PC/SC needs pyscard: pip install 'koala-band[pcsc]' "
@@ -42,7 +43,7 @@ class NoReader(ReaderError):
 def reader_names() -> list[str]:
     try:
         return [str(r) for r in _system_readers()]
-    except SmartcardException as error:
+    except (SmartcardException, BaseSCardException) as error:
         raise NoReader(f"cannot list PC/SC readers ({error}): is pcscd running?") from error
 
 

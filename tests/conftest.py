@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
@@ -53,6 +53,15 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+@pytest.fixture(scope="session")
+def pcscd() -> Iterator[None]:
+    """pcscd with the vsmartcard reader, started by the tests when it is not running."""
+    from tests.fields import running_pcscd  # noqa: PLC0415 - needs pyscard
+
+    with running_pcscd():
+        yield
 
 
 @pytest.fixture

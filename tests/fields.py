@@ -42,7 +42,7 @@ def running_pcscd() -> Iterator[None]:
     binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
     if not shutil.which(binary):
         raise RuntimeError("pcscd is not installed: `make test` installs pcscd and vsmartcard-vpcd")
-    process = subprocess.Popen([binary, "--foreground", "--error"],  # noqa: S603
+    process = subprocess.Popen([binary, "--foreground", "--error"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 15
     while not vpcd_readers():

@@ -8,7 +8,6 @@ the card byte for byte as the in-process day does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -24,21 +23,16 @@ from reader.metro import MetroNetwork
 from reader.psam import Psam
 from reader.transport import Transport
 from tests.conftest import NOW, Clock, make_band
-from tests.fields import InProcessField, NfcField, PcscField, running_pcscd
+from tests.fields import InProcessField, NfcField, PcscField
 from wallet.band import Band
 
 NETWORK = MetroNetwork.load()
 KEYS = {TRANSIT.issuer_id: TRANSIT.master.purchase}
 
 
-@pytest.fixture(scope="session")
-def pcscd() -> Iterator[None]:
-    with running_pcscd():
-        yield
-
-
 @pytest.fixture(params=["inproc", "pcsc", "nfc"])
 def field(request):
+    made: InProcessField | PcscField | NfcField
     if request.param == "pcsc":
         request.getfixturevalue("pcscd")
         made = PcscField()

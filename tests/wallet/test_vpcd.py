@@ -1,0 +1,176 @@
+"""The band as a PC/SC card: the vpcd protocol by hand, then real pcscd and real tools."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from applets.sw import SW
+from issuer.products import CANTEEN, TRANSIT
+from reader import pboc
+from reader.flow import run
+from reader.pcsc import PcscReader
+from reader.transport import InProcessTransport
+from tests.conftest import make_band
+from tests.fields import PCSCD_POLL_S, vpcd_readers
+from wallet import contactless
+from wallet.band import Band
+from wallet.vpcd import DEFAULT_PORT, GET_ATR, POWER_OFF, POWER_ON, RESET, VpcdBridge, VpcdCard
+
+SELECT = pboc.select(TRANSIT.aid).encode()
+GET_BALANCE = pboc.get_balance().encode()
+
+
+def test_the_atr_offers_t0_and_t1_with_a_correct_checksum():
+    atr = contactless.atr()
+    assert atr.hex().upper() == "3B8580014B4F414C414C"
+    assert atr[2] == 0x80 and atr[3] == 0x01  # TD1: T=0, TD2 follows; TD2: T=1
+    checksum = 0
+    for byte in atr[1:]:
+        checksum ^= byte
+    assert checksum == 0
+
+
+def test_control_codes_and_apdus_by_hand():
+    band = make_band(TRANSIT)
+    card = VpcdCard(band)
+    assert card.handle(bytes((GET_ATR,))) == contactless.atr()
+    assert card.handle(bytes((POWER_ON,))) is None and card.powered
+    assert card.handle(bytes.fromhex("FFCA000000")) == band.uid + b"\x90\x00"
+    assert (card.handle(SELECT) or b"")[-2:] == b"\x90\x00"
+    assert card.handle(bytes((RESET,))) is None
+    assert card.handle(GET_BALANCE) == SW.CONDITIONS_NOT_SATISFIED.to_bytes(2), "reset deselects"
+    assert card.handle(bytes((POWER_OFF,))) is None and not card.powered
+
+
+def test_a_band_that_changes_is_saved_before_it_answers(load_terminal):
+    band = make_band(TRANSIT)
+    saved: list[int] = []
+    band.on_change = lambda changed: saved.append(changed.card("transit").balance)
+    card = VpcdCard(band)
+    run(load_terminal.load(300), InProcessTransport(_Handler(card)))
+    assert saved == [300]
+
+
+class _Handler:
+    def __init__(self, card: VpcdCard) -> None:
+        self.card = card
+
+    def power_on(self) -> None:
+        self.card.handle(bytes((POWER_ON,)))
+
+    def transmit(self, apdu: bytes) -> bytes:
+        reply = self.card.handle(apdu)
+        assert reply is not None
+        return reply
+
+
+@contextmanager
+def attached(band: Band, port: int = DEFAULT_PORT) -> Iterator[VpcdBridge]:
+    bridge = VpcdBridge(VpcdCard(band), port=port)
+    thread = threading.Thread(target=bridge.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield bridge
+    finally:
+        bridge.stop()
+        thread.join(5)
+        time.sleep(2 * PCSCD_POLL_S)  # let pcscd see the card go before the next test
+
+
+def reader_name(port: int) -> str:
+    return f"Virtual PCD 00 {port - DEFAULT_PORT:02d}"
+
+
+@pytest.fixture
+def card_in_reader(pcscd) -> Iterator[Band]:
+    band = make_band(TRANSIT, CANTEEN)
+    with attached(band):
+        PcscReader(reader_name(DEFAULT_PORT)).wait_for_card(10).disconnect()
+        yield band
+
+
+def test_pcsc_scan_sees_the_card_and_its_atr(card_in_reader):
+    out = subprocess.run(["pcsc_scan", "-c", "-n"], capture_output=True, text=True, timeout=20,
+                         check=False).stdout
+    assert "Virtual PCD 00 00" in out
+    assert "3B 85 80 01 4B 4F 41 4C 41 4C" in out
+
+
+def test_scriptor_talks_t0_to_the_band(card_in_reader):
+    script = f"{SELECT.hex().upper()}\n{GET_BALANCE.hex().upper()}\n"
+    result = subprocess.run(["scriptor", "-r", reader_name(DEFAULT_PORT), "-p", "T=0"], input=script,
+                            capture_output=True, text=True, timeout=20, check=False)
+    assert "Using T=0 protocol" in result.stdout
+    assert "9F 0C 1E 10 00 00 00 FF FF FF FF" in result.stdout  # the issuer file in the FCI
+    assert "< 00 00 00 00 90 00" in result.stdout
+
+
+def test_opensc_tool_sends_apdus_and_reads_the_atr(card_in_reader):
+    result = subprocess.run(["opensc-tool", "-r", reader_name(DEFAULT_PORT), "-a",
+                             "-s", SELECT.hex(), "-s", GET_BALANCE.hex()],
+                            capture_output=True, text=True, timeout=20, check=False)
+    assert "3b:85:80:01:4b:4f:41:4c:41:4c" in result.stdout
+    assert "Received (SW1=0x90, SW2=0x00)" in result.stdout
+
+
+def test_the_contactless_get_uid_pseudo_apdu(card_in_reader):
+    card = PcscReader(reader_name(DEFAULT_PORT), protocol="T0").wait_for_card(5)
+    try:
+        assert card.transmit(bytes.fromhex("FFCA000000")) == card_in_reader.uid + b"\x90\x00"
+    finally:
+        card.disconnect()
+
+
+def test_a_new_connection_starts_from_a_fresh_power_up(card_in_reader):
+    card = PcscReader(reader_name(DEFAULT_PORT)).wait_for_card(5)
+    assert card.transmit(SELECT)[-2:] == b"\x90\x00"
+    card.disconnect()  # pyscard leaves the card with a reset
+    card = PcscReader(reader_name(DEFAULT_PORT)).wait_for_card(5)
+    try:
+        assert card.transmit(GET_BALANCE) == SW.CONDITIONS_NOT_SATISFIED.to_bytes(2)
+    finally:
+        card.disconnect()
+
+
+def test_two_bands_in_two_slots(pcscd):
+    first, second = make_band(TRANSIT, seed=1), make_band(TRANSIT, seed=2)
+    with attached(first, DEFAULT_PORT), attached(second, DEFAULT_PORT + 1):
+        uids = []
+        for port in (DEFAULT_PORT, DEFAULT_PORT + 1):
+            card = PcscReader(reader_name(port)).wait_for_card(10)
+            uids.append(card.transmit(bytes.fromhex("FFCA000000"))[:-2])
+            card.disconnect()
+    assert uids == [first.uid, second.uid]
+
+
+def test_the_band_reconnects_when_pcscd_restarts(pcscd):
+    band = make_band(TRANSIT)
+    with attached(band) as bridge:
+        PcscReader(reader_name(DEFAULT_PORT)).wait_for_card(10).disconnect()
+        pid = int(Path("/run/pcscd/pcscd.pid").read_text().strip("\x00\n "))
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while Path("/run/pcscd/pcscd.comm").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        while bridge.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not bridge.connected.is_set(), "the band noticed pcscd going"
+        subprocess.run(["pcscd"], check=True, timeout=20)  # daemonises; it outlives this test
+        deadline = time.monotonic() + 15
+        while not vpcd_readers() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        card = PcscReader(reader_name(DEFAULT_PORT)).wait_for_card(15)
+        try:
+            assert card.transmit(SELECT)[-2:] == b"\x90\x00"
+        finally:
+            card.disconnect()
+        assert bridge.connected.is_set()
