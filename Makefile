@@ -20,7 +20,8 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.pcsc
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do \

@@ -71,8 +71,9 @@ class VpcdBridge:
     """Keeps a :class:`VpcdCard` connected to vpcd until stopped."""
 
     def __init__(self, card: VpcdCard, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 retry_s: float = 0.2) -> None:
+                 retry_s: float = 0.2, quickack: bool = True) -> None:
         self.card = card
+        self.quickack = quickack and hasattr(socket, "TCP_QUICKACK")
         self.address = (host, port)
         self.retry_s = retry_s
         self.stopping = threading.Event()
@@ -107,7 +108,7 @@ class VpcdBridge:
         _log.info("band %s is the card in vpcd %s:%d", self.card.band.name, *self.address)
         try:
             while not self.stopping.is_set():
-                message = _read_message(sock)
+                message = _read_message(sock, self.quickack)
                 if message is None:
                     return
                 reply = self.card.handle(message)
@@ -117,11 +118,11 @@ class VpcdBridge:
             self._socket = None
 
 
-def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
+def _read_exactly(sock: socket.socket, n: int, quickack: bool) -> bytes | None:
     buffer = bytearray()
     while len(buffer) < n:
         chunk = sock.recv(n - len(buffer))
-        if hasattr(socket, "TCP_QUICKACK"):
+        if quickack:  # Linux re-enables delayed ACKs after reads; turn them off again
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         if not chunk:
             return None
@@ -129,8 +130,8 @@ def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
     return bytes(buffer)
 
 
-def _read_message(sock: socket.socket) -> bytes | None:
-    header = _read_exactly(sock, 2)
+def _read_message(sock: socket.socket, quickack: bool) -> bytes | None:
+    header = _read_exactly(sock, 2, quickack)
     if header is None:
         return None
-    return _read_exactly(sock, struct.unpack(">H", header)[0])
+    return _read_exactly(sock, struct.unpack(">H", header)[0], quickack)
