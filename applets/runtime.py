@@ -18,7 +18,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from applets.apdu import CommandAPDU, MalformedAPDU, ResponseAPDU
 from applets.errors import CardError, PowerLoss
@@ -31,13 +31,54 @@ _REGISTRY = "registry"
 _log = logging.getLogger(__name__)
 
 
+# GlobalPlatform life cycle states (GP Card Specification 2.3, 5.1 and 5.3).
+INSTALLED, SELECTABLE, PERSONALIZED = 0x03, 0x07, 0x0F
+LOCKED_BIT = 0x80
+CARD_OP_READY, CARD_INITIALIZED, CARD_SECURED, CARD_LOCKED, CARD_TERMINATED = (
+    0x01, 0x07, 0x0F, 0x7F, 0xFF)
+#: Privilege byte 1 bits (GP 2.3 Table 6-1).
+SECURITY_DOMAIN, CARD_LOCK, CARD_TERMINATE, DEFAULT_SELECTED = 0x80, 0x10, 0x08, 0x04
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A registry entry: what the card manager knows of an application instance."""
+
+    aid: bytes
+    class_name: str
+    lifecycle: int = SELECTABLE
+    privileges: bytes = b"\x00\x00\x00"
+    domain: bytes = b""  # the associated security domain, empty for the ISD itself
+
+    @property
+    def locked(self) -> bool:
+        return bool(self.lifecycle & LOCKED_BIT) and self.lifecycle != CARD_TERMINATED
+
+    @property
+    def is_domain(self) -> bool:
+        return bool(self.privileges[0] & SECURITY_DOMAIN)
+
+    def to_json(self) -> list[object]:
+        return [self.aid.hex().upper(), self.class_name, self.lifecycle,
+                self.privileges.hex().upper(), self.domain.hex().upper()]
+
+    @classmethod
+    def from_json(cls, item: list[object]) -> Entry:
+        if len(item) == 2:  # images written before life cycles were kept
+            return cls(bytes.fromhex(str(item[0])), str(item[1]))
+        aid, name, lifecycle, privileges, domain = item
+        return cls(bytes.fromhex(str(aid)), str(name), int(str(lifecycle)),
+                   bytes.fromhex(str(privileges)), bytes.fromhex(str(domain)))
+
+
 @dataclass(frozen=True, slots=True)
 class AppletContext:
-    """What an applet instance gets from the runtime: its name, memory and randomness."""
+    """What an applet instance gets from the runtime: its name, memory, randomness and card."""
 
     aid: bytes
     store: Store
     rng: Rng
+    card: SecureElement
 
     @property
     def prefix(self) -> str:
@@ -65,6 +106,10 @@ class Applet(ABC):
     def process(self, apdu: CommandAPDU) -> bytes:
         """Handle one command; return response data or raise :class:`CardError`."""
 
+    def store_data(self, dgi: int, data: bytes, last: bool) -> None:
+        """Personalisation data forwarded by the application's security domain."""
+        raise CardError(SW.CONDITIONS_NOT_SATISFIED, "this application takes no personalisation")
+
     def uninstall(self) -> None:
         """Erase every cell of this instance."""
         for key in self.context.store.keys(self.context.prefix + "/"):
@@ -81,7 +126,7 @@ class SecureElement:
         self.store = store
         self._rng = rng
         self._catalogue = catalogue
-        self._applets: list[Applet] = []
+        self._applets: dict[bytes, Applet] = {}
         self.selected: Applet | None = None
         self.internal_errors = 0
         self.power_on()
@@ -92,43 +137,89 @@ class SecureElement:
         """Start from persistent memory alone, as after a field reset or a tear."""
         self.store.recover()
         self.selected = None
-        self._applets = [self._instantiate(aid, cls) for aid, cls in self._registry()]
+        self._applets = {entry.aid: self._instantiate(entry) for entry in self.entries()}
+        default = next((e for e in self.entries() if e.privileges[0] & DEFAULT_SELECTED), None)
+        if default is not None:
+            self.selected = self._applets[default.aid]
 
-    def _registry(self) -> list[tuple[bytes, str]]:
+    # -- the registry -----------------------------------------------------------------
+
+    def entries(self) -> list[Entry]:
+        """Registry entries in installation order (pending changes included)."""
         raw = self.store.get(_REGISTRY)
-        return [(bytes.fromhex(a), c) for a, c in json.loads(raw)] if raw else []
+        return [Entry.from_json(item) for item in json.loads(raw)] if raw else []
 
-    def _instantiate(self, aid: bytes, class_name: str) -> Applet:
-        cls = self._catalogue.get(class_name)
+    def entry(self, aid: bytes) -> Entry:
+        for candidate in self.entries():
+            if candidate.aid == aid:
+                return candidate
+        raise CardError(SW.REFERENCED_DATA_NOT_FOUND, f"no application {aid.hex().upper()}")
+
+    def _write_entries(self, entries: list[Entry]) -> None:
+        self.store.put(_REGISTRY, json.dumps([e.to_json() for e in entries]).encode())
+
+    @property
+    def card_state(self) -> int:
+        raw = self.store.get("card_state")
+        return raw[0] if raw else CARD_SECURED
+
+    def set_card_state(self, state: int) -> None:
+        self.store.put("card_state", bytes((state,)))
+
+    def _instantiate(self, entry: Entry) -> Applet:
+        cls = self._catalogue.get(entry.class_name)
         if cls is None:
-            raise ValueError(f"the card's image names applet class {class_name!r}, "
+            raise ValueError(f"the card's image names applet class {entry.class_name!r}, "
                              f"which this build does not have")
-        return cls(AppletContext(aid, self.store, self._rng))
+        return cls(AppletContext(entry.aid, self.store, self._rng, self))
 
-    def install(self, aid: bytes, class_name: str) -> Applet:
+    def install(self, aid: bytes, class_name: str, privileges: bytes = b"\x00\x00\x00",
+                domain: bytes = b"", lifecycle: int = SELECTABLE) -> Applet:
         """Register a new instance (pending until the command or caller commits)."""
         if not 5 <= len(aid) <= 16:
             raise CardError(SW.WRONG_DATA, "an AID has 5 to 16 bytes")
-        if any(app.aid == aid for app in self._applets):
+        if aid in self._applets:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, f"AID {aid.hex().upper()} exists")
         if class_name not in self._catalogue:
             raise CardError(SW.REFERENCED_DATA_NOT_FOUND, f"no applet class {class_name!r}")
-        entries = [(a.hex().upper(), c) for a, c in self._registry()]
-        entries.append((aid.hex().upper(), class_name))
-        self.store.put(_REGISTRY, json.dumps(entries).encode())
-        applet = self._instantiate(aid, class_name)
-        self._applets.append(applet)
+        entry = Entry(aid, class_name, lifecycle, privileges, domain)
+        self._write_entries([*self.entries(), entry])
+        applet = self._instantiate(entry)
+        self._applets[aid] = applet
         return applet
+
+    def set_lifecycle(self, aid: bytes, lifecycle: int) -> None:
+        self._write_entries([replace(e, lifecycle=lifecycle) if e.aid == aid else e
+                             for e in self.entries()])
+
+    def delete(self, aid: bytes) -> None:
+        """Remove an instance and every cell it kept (pending until commit)."""
+        applet = self.applet(aid)
+        applet.uninstall()
+        self._write_entries([e for e in self.entries() if e.aid != aid])
+        if self.selected is applet:
+            self.selected = None
+        del self._applets[aid]
+
+    def abort(self) -> None:
+        """Drop pending writes and the instances they would have created or removed."""
+        self.store.abort()
+        current = {e.aid for e in self.entries()}
+        if current != set(self._applets):
+            selected = self.selected.aid if self.selected is not None else None
+            self._applets = {e.aid: self._applets.get(e.aid) or self._instantiate(e)
+                             for e in self.entries()}
+            self.selected = self._applets.get(selected) if selected is not None else None
 
     @property
     def applets(self) -> tuple[Applet, ...]:
-        return tuple(self._applets)
+        return tuple(self._applets.values())
 
     def applet(self, aid: bytes) -> Applet:
-        for app in self._applets:
-            if app.aid == aid:
-                return app
-        raise KeyError(f"no applet {aid.hex().upper()}")
+        try:
+            return self._applets[aid]
+        except KeyError:
+            raise CardError(SW.REFERENCED_DATA_NOT_FOUND, f"no application {aid.hex().upper()}") from None
 
     # -- the command boundary -----------------------------------------------------
 
@@ -144,10 +235,10 @@ class SecureElement:
         except PowerLoss:
             raise
         except CardError as refusal:
-            self.store.abort()
+            self.abort()
             return refusal.sw.to_bytes(2)
         except Exception:  # an applet bug must not look like a dead card
-            self.store.abort()
+            self.abort()
             self.internal_errors += 1
             _log.exception("applet failed on %s", raw.hex().upper())
             return SW.UNKNOWN.to_bytes(2)
@@ -172,7 +263,11 @@ class SecureElement:
             raise CardError(SW.INCORRECT_P1_P2, "SELECT P2 supports first and next occurrence")
         if not 1 <= len(apdu.data) <= 16:
             raise MalformedAPDU("a DF name has 1 to 16 bytes", 5)
-        matches = [app for app in self._applets if app.aid.startswith(apdu.data)]
+        card_locked = self.card_state in (CARD_LOCKED, CARD_TERMINATED)
+        selectable = {e.aid for e in self.entries() if not e.locked and e.lifecycle != INSTALLED
+                      and (not card_locked or e.privileges[0] & DEFAULT_SELECTED)}
+        matches = [app for app in self._applets.values()
+                   if app.aid.startswith(apdu.data) and app.aid in selectable]
         if apdu.p2 & 0x02 and self.selected in matches:
             matches = matches[matches.index(self.selected) + 1 :]
         if not matches:
