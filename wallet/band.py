@@ -13,9 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from applets.catalogue import CATALOGUE, PBOC_PURSE
+from applets.catalogue import CATALOGUE, PBOC_PURSE, SECURITY_DOMAIN
+from applets.gp.cplc import cplc
+from applets.gp.domain import ISD_AID, ISD_PRIVILEGES, SecurityDomain
+from applets.gp.keys import KeySet
 from applets.pboc.layouts import ISSUER_FILE, IssuerFile
-from applets.pboc.purse import EF_ISSUER, PbocPurse, PursePersonalisation
+from applets.pboc.perso import PursePersonalisation
+from applets.pboc.purse import EF_ISSUER, PbocPurse
 from applets.runtime import Rng, SecureElement
 from applets.store import Store
 from issuer.products import Product, product_for_aid
@@ -46,9 +50,22 @@ class Band:
         self.on_change: Callable[[Band], None] | None = None
 
     @classmethod
-    def new(cls, name: str, rng: Rng = os.urandom) -> Band:
-        """A blank band with a random 7-byte UID starting 04, as NXP secure elements have."""
-        return cls(name, b"\x04" + rng(UID_SIZE - 1), Store(), rng)
+    def new(cls, name: str, rng: Rng = os.urandom, scp: int = 3) -> Band:
+        """A band fresh from the factory: a random 7-byte UID starting 04 (as NXP secure
+        elements have) and a card manager answering to the GlobalPlatform test keys."""
+        band = cls(name, b"\x04" + rng(UID_SIZE - 1), Store(), rng)
+        isd = band.se.install(ISD_AID, SECURITY_DOMAIN, ISD_PRIVILEGES)
+        if not isinstance(isd, SecurityDomain):
+            raise TypeError("the catalogue's security domain class is not a SecurityDomain")
+        isd.provision(KeySet.test_keys(scp), band.div_data, cplc(band.uid))
+        band.se.store.commit()
+        band.se.power_on()
+        return band
+
+    @property
+    def div_data(self) -> bytes:
+        """Key diversification data of the band's domains (INITIALIZE UPDATE): 00 00 00 + UID."""
+        return bytes(3) + self.uid
 
     # -- the reader's field -------------------------------------------------------
 
@@ -66,7 +83,7 @@ class Band:
 
     def add_purse(self, data: PursePersonalisation, aid: bytes) -> None:
         """Install and personalise a purse in one commit (the factory's step)."""
-        applet = self.se.install(aid, PBOC_PURSE)
+        applet = self.se.install(aid, PBOC_PURSE, domain=ISD_AID)
         if not isinstance(applet, PbocPurse):
             raise TypeError("the catalogue's purse class is not a PbocPurse")
         applet.personalise(data)

@@ -28,7 +28,6 @@ refusal; at zero the key usage is blocked (6983) until the issuer unblocks it.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -38,7 +37,7 @@ from applets import tlv
 from applets.apdu import CommandAPDU
 from applets.errors import CardError
 from applets.files import EFKind, EFSpec, FileSystem
-from applets.layout import Layout
+from applets.layout import Layout, LayoutError
 from applets.pboc import crypto
 from applets.pboc.layouts import (
     CREDIT_COMMAND,
@@ -54,11 +53,11 @@ from applets.pboc.layouts import (
     DebitResponse,
     InitLoadResponse,
     InitPurchaseResponse,
-    IssuerFile,
     LogRecord,
     ProveResponse,
     TxType,
 )
+from applets.pboc.perso import CardKey, PursePersonalisation, from_dgis
 from applets.runtime import Applet, AppletContext
 from applets.sw import SW
 
@@ -75,28 +74,6 @@ TRANSIT_SFI = 0x17
 EF_TRANSIT = EFSpec(0x0017, TRANSIT_SFI, EFKind.LINEAR_FIXED, record_length=48, records=1)
 EF_LOG = EFSpec(0x0018, 0x18, EFKind.CYCLIC, record_length=LOG_RECORD.size, records=10)
 FILES = (EF_ISSUER, EF_HOLDER, EF_TRANSIT, EF_LOG)
-
-
-@dataclass(frozen=True, slots=True)
-class CardKey:
-    """A diversified 16-byte card key with its version, as INITIALIZE reports it."""
-
-    version: int
-    key: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class PursePersonalisation:
-    """Everything written into a fresh purse instance (later: STORE DATA DGIs)."""
-
-    issuer_file: IssuerFile
-    holder_file: bytes
-    purchase_keys: Mapping[int, CardKey]
-    load_keys: Mapping[int, CardKey]
-    tac_key: bytes
-    max_balance: int = 100_000
-    mac_tries: int = 3
-    transit_records: tuple[bytes, ...] = ()
 
 
 # -- persistent cells private to the applet -------------------------------------------
@@ -212,6 +189,23 @@ class PbocPurse(Applet):
         self._put("key/dtk", data.tac_key)
         self._put("config", _CONFIG.build(_Config(data.max_balance, data.mac_tries)))
         self._put("purse", _PURSE.build(_Purse(0, 0, 0)))
+
+    def store_data(self, dgi: int, data: bytes, last: bool) -> None:
+        """STORE DATA from the purse's security domain: DGIs kept until the last block."""
+        if self._get("purse") is not None:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED, "the purse is already personalised")
+        self._put(f"perso/{dgi:04X}", data)
+        if not last:
+            return
+        received = {int(key.rsplit("/", 1)[1], 16): self.context.store.require(key)
+                    for key in self.context.store.keys(self._cell("perso/"))}
+        try:
+            personalisation = from_dgis(received)
+        except (ValueError, LayoutError) as error:
+            raise CardError(SW.WRONG_DATA, str(error)) from error
+        for key in self.context.store.keys(self._cell("perso/")):
+            self.context.store.delete(key)
+        self.personalise(personalisation)
 
     # -- applet interface --------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from applets.pboc.layouts import (
     InitCommand,
     TxType,
 )
+from applets.gp.domain import ISD_AID
 from applets.sw import SW
 from issuer.products import CANTEEN, TRANSIT
 from reader import pboc
@@ -81,10 +82,12 @@ def test_select_returns_fci_with_the_issuer_file(band):
     assert ISSUER_FILE.parse(tlv.find(fci, 0x9F0C) or b"") == issuer
 
 
-def test_partial_name_and_next_occurrence_select_each_purse(band):
+def test_partial_name_and_next_occurrence_select_each_application(band):
     band.power_on()
     first = send(band, "00A40400" + "01" + "A0")
-    assert first.sw == SW.OK and tlv.find(first.data, 0x84) == TRANSIT.aid
+    assert first.sw == SW.OK and tlv.find(first.data, 0x84) == ISD_AID
+    second = send(band, "00A40402" + "01" + "A0")
+    assert second.sw == SW.OK and tlv.find(second.data, 0x84) == TRANSIT.aid
     assert send(band, "00A40402" + "01" + "A0").sw == SW.FILE_NOT_FOUND
     assert tlv.find(send(band, "00A4040001F0").data, 0x84) == CANTEEN.aid
 

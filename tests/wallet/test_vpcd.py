@@ -47,7 +47,7 @@ def test_control_codes_and_apdus_by_hand():
     assert card.handle(bytes.fromhex("FFCA000000")) == band.uid + b"\x90\x00"
     assert (card.handle(SELECT) or b"")[-2:] == b"\x90\x00"
     assert card.handle(bytes((RESET,))) is None
-    assert card.handle(GET_BALANCE) == SW.CONDITIONS_NOT_SATISFIED.to_bytes(2), "reset deselects"
+    assert card.handle(GET_BALANCE) == SW.INS_NOT_SUPPORTED.to_bytes(2), "reset: the card manager"
     assert card.handle(bytes((POWER_OFF,))) is None and not card.powered
 
 
@@ -136,7 +136,7 @@ def test_a_new_connection_starts_from_a_fresh_power_up(card_in_reader):
     card.disconnect()  # pyscard leaves the card with a reset
     card = PcscReader(reader_name(DEFAULT_PORT)).wait_for_card(5)
     try:
-        assert card.transmit(GET_BALANCE) == SW.CONDITIONS_NOT_SATISFIED.to_bytes(2)
+        assert card.transmit(GET_BALANCE) == SW.INS_NOT_SUPPORTED.to_bytes(2)  # card manager again
     finally:
         card.disconnect()
 

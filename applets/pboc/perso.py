@@ -1,0 +1,94 @@
+"""What personalises a purse, and its STORE DATA DGIs, declared once for issuer and card.
+
+==========  ===========================================  =========
+DGI         content                                      encrypted
+==========  ===========================================  =========
+0101        EF 0x15 issuer file (30 bytes)               no
+0102        EF 0x16 holder file (55 bytes)               no
+0103        EF 0x17 transit records (n x 48 bytes)       no
+0201        maximum balance (4), MAC tries (1)           no
+0202        DPK version (1), DLK version (1)             no
+8010        purchase key DPK, index 01 (16 bytes)        under DEK
+8011        load key DLK, index 01 (16 bytes)            under DEK
+8012        TAC key DTK (16 bytes)                       under DEK
+==========  ===========================================  =========
+
+DGIs with bit 15 set travel encrypted under the security domain's DEK; the
+domain decrypts them before the purse sees them, as GlobalPlatform wants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from applets.pboc.layouts import ISSUER_FILE, IssuerFile
+
+
+@dataclass(frozen=True, slots=True)
+class CardKey:
+    """A diversified 16-byte card key with its version, as INITIALIZE reports it."""
+
+    version: int
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PursePersonalisation:
+    """Everything written into a fresh purse instance (later: STORE DATA DGIs)."""
+
+    issuer_file: IssuerFile
+    holder_file: bytes
+    purchase_keys: Mapping[int, CardKey]
+    load_keys: Mapping[int, CardKey]
+    tac_key: bytes
+    max_balance: int = 100_000
+    mac_tries: int = 3
+    transit_records: tuple[bytes, ...] = ()
+
+
+KEY_INDEX = 0x01
+ISSUER, HOLDER, TRANSIT, CONFIG, VERSIONS = 0x0101, 0x0102, 0x0103, 0x0201, 0x0202
+DPK, DLK, DTK = 0x8010, 0x8011, 0x8012
+REQUIRED = (ISSUER, HOLDER, CONFIG, VERSIONS, DPK, DLK, DTK)
+TRANSIT_RECORD_SIZE = 48
+
+
+def to_dgis(data: PursePersonalisation,
+            encrypt: Callable[[bytes], bytes]) -> list[tuple[int, bytes]]:
+    """The DGIs that personalise a purse; ``encrypt`` protects the keys (the DEK)."""
+    dpk, dlk = data.purchase_keys[KEY_INDEX], data.load_keys[KEY_INDEX]
+    return [
+        (ISSUER, ISSUER_FILE.build(data.issuer_file)),
+        (HOLDER, data.holder_file),
+        (TRANSIT, b"".join(data.transit_records)),
+        (CONFIG, data.max_balance.to_bytes(4) + bytes((data.mac_tries,))),
+        (VERSIONS, bytes((dpk.version, dlk.version))),
+        (DPK, encrypt(dpk.key)),
+        (DLK, encrypt(dlk.key)),
+        (DTK, encrypt(data.tac_key)),
+    ]
+
+
+def from_dgis(dgis: Mapping[int, bytes]) -> PursePersonalisation:
+    """The purse contents from plain DGIs; ValueError names what is missing or wrong."""
+    missing = [f"{d:04X}" for d in REQUIRED if d not in dgis]
+    if missing:
+        raise ValueError(f"personalisation lacks DGI {', '.join(missing)}")
+    transit = dgis.get(TRANSIT, b"")
+    config, versions = dgis[CONFIG], dgis[VERSIONS]
+    if len(transit) % TRANSIT_RECORD_SIZE or len(config) != 5 or len(versions) != 2:
+        raise ValueError("DGI 0103, 0201 or 0202 has the wrong length")
+    if any(len(dgis[d]) != 16 for d in (DPK, DLK, DTK)):
+        raise ValueError("purse keys have 16 bytes")
+    return PursePersonalisation(
+        issuer_file=ISSUER_FILE.parse(dgis[ISSUER]),
+        holder_file=dgis[HOLDER],
+        purchase_keys={KEY_INDEX: CardKey(versions[0], dgis[DPK])},
+        load_keys={KEY_INDEX: CardKey(versions[1], dgis[DLK])},
+        tac_key=dgis[DTK],
+        max_balance=int.from_bytes(config[:4]),
+        mac_tries=config[4],
+        transit_records=tuple(transit[i:i + TRANSIT_RECORD_SIZE]
+                              for i in range(0, len(transit), TRANSIT_RECORD_SIZE)),
+    )

@@ -1,0 +1,245 @@
+"""Host side of GlobalPlatform: a secure channel to any domain, and the commands a TSM sends.
+
+The same flows drive a band in process, through PC/SC, over NFC or through
+the phone's relay: :func:`open_channel` yields INITIALIZE UPDATE and
+EXTERNAL AUTHENTICATE and returns a :class:`HostChannel` that wraps every
+later command (C-MAC, C-DECRYPTION) and checks every answer (R-MAC,
+R-ENCRYPTION). The cryptography is the card's own (``applets.crypto``).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from applets import tlv
+from applets.apdu import CommandAPDU, ResponseAPDU
+from applets.crypto import scp02, scp03
+from applets.gp import dgi as dgi_codec
+from applets.gp.channel import MAC_SIZE, SM_BIT, Level
+from applets.gp.keys import KeySet
+from applets.sw import SW
+from reader.errors import CardProtocolError, TransactionRefused
+from reader.flow import Flow, expect
+
+Rng = Callable[[int], bytes]
+
+
+class AuthenticationFailed(TransactionRefused):
+    """The card's cryptogram is wrong: these are not the domain's keys (or not a genuine card)."""
+
+
+class HostChannel:
+    """An open secure channel, host side."""
+
+    def __init__(self, keys: KeySet, level: Level) -> None:
+        self.keys = keys
+        self.level = level
+
+    def wrap(self, command: CommandAPDU) -> CommandAPDU:
+        raise NotImplementedError
+
+    def unwrap(self, response: ResponseAPDU) -> ResponseAPDU:
+        raise NotImplementedError
+
+    def encrypt_key(self, key: bytes) -> bytes:
+        raise NotImplementedError
+
+    def kcv(self, key: bytes) -> bytes:
+        return scp03.kcv(key) if self.keys.scp == 3 else scp02.kcv(key)
+
+    def send(self, command: CommandAPDU, step: str) -> Flow[bytes]:
+        """Send ``command`` under the channel; the answer's data, or CardProtocolError."""
+        response = yield self.wrap(command)
+        return expect(self.unwrap(response), step)
+
+
+class Scp03Host(HostChannel):
+    def __init__(self, keys: KeySet, level: Level, session: scp03.SessionKeys,
+                 chaining: bytes) -> None:
+        super().__init__(keys, level)
+        self._session = session
+        self._chaining = chaining
+        self._counter = 0
+
+    def wrap(self, command: CommandAPDU) -> CommandAPDU:
+        self._counter += 1
+        data = command.data
+        if self.level & Level.C_DECRYPTION and data:
+            data = scp03.encrypt_command(self._session.s_enc, self._counter, data)
+        cla = command.cla | SM_BIT
+        header = bytes((cla, command.ins, command.p1, command.p2, len(data) + MAC_SIZE))
+        mac, self._chaining = scp03.c_mac(self._session.s_mac, self._chaining, header + data)
+        return CommandAPDU(cla, command.ins, command.p1, command.p2, data + mac, command.ne)
+
+    def unwrap(self, response: ResponseAPDU) -> ResponseAPDU:
+        if not self.level & Level.R_MAC or response.sw != SW.OK:
+            return response
+        data, mac = response.data[:-MAC_SIZE], response.data[-MAC_SIZE:]
+        expected = scp03.r_mac(self._session.s_rmac, self._chaining, data + response.sw.to_bytes(2))
+        if len(response.data) < MAC_SIZE or not hmac.compare_digest(expected, mac):
+            raise CardProtocolError("R-MAC", response.sw, "the answer's R-MAC is wrong")
+        if self.level & Level.R_ENCRYPTION and data:
+            data = scp03.decrypt_response(self._session.s_enc, self._counter, data)
+        return ResponseAPDU(data, response.sw)
+
+    def encrypt_key(self, key: bytes) -> bytes:
+        return scp03.encrypt_key(self.keys.dek, key)
+
+
+class Scp02Host(HostChannel):
+    def __init__(self, keys: KeySet, level: Level, counter: bytes, first_mac: bytes) -> None:
+        super().__init__(keys, level)
+        self._s_enc = scp02.session_key(keys.enc, scp02.S_ENC, counter)
+        self._s_mac = scp02.session_key(keys.mac, scp02.C_MAC, counter)
+        self._s_dek = scp02.session_key(keys.dek, scp02.DEK, counter)
+        self._last_mac = first_mac
+
+    def wrap(self, command: CommandAPDU) -> CommandAPDU:
+        cla = command.cla | SM_BIT
+        header = bytes((cla, command.ins, command.p1, command.p2, len(command.data) + MAC_SIZE))
+        icv = scp02.next_icv(self._s_mac, self._last_mac, icv_encryption=True)
+        mac = scp02.c_mac(self._s_mac, icv, header + command.data)
+        self._last_mac = mac
+        data = command.data
+        if self.level & Level.C_DECRYPTION and data:
+            data = scp02.encrypt_command_data(self._s_enc, data)
+        return CommandAPDU(cla, command.ins, command.p1, command.p2, data + mac, command.ne)
+
+    def unwrap(self, response: ResponseAPDU) -> ResponseAPDU:
+        return response
+
+    def encrypt_key(self, key: bytes) -> bytes:
+        return scp02.encrypt_key(self._s_dek, key)
+
+
+def select(aid: bytes) -> CommandAPDU:
+    return CommandAPDU(0x00, 0xA4, 0x04, 0x00, aid, ne=256)
+
+
+def open_channel(keys: KeySet, level: Level, rng: Rng, kvn: int = 0) -> Flow[HostChannel]:
+    """INITIALIZE UPDATE, check the card cryptogram, EXTERNAL AUTHENTICATE at ``level``."""
+    host_challenge = rng(8)
+    response = yield CommandAPDU(0x80, 0x50, kvn, 0x00, host_challenge, ne=256)
+    if response.sw == SW.AUTHENTICATION_METHOD_BLOCKED:
+        raise TransactionRefused("the domain's keys are blocked after failed authentications")
+    data = expect(response, "INITIALIZE UPDATE")
+    if len(data) < 28:
+        raise CardProtocolError("INITIALIZE UPDATE", response.sw, f"{len(data)} bytes")
+    scp = data[11]
+    if scp != keys.scp:
+        raise TransactionRefused(f"the domain speaks SCP0{scp}, these keys are for SCP0{keys.scp}")
+    channel: HostChannel
+    if scp == 3:
+        card_challenge, cryptogram = data[13:21], data[21:29]
+        session = scp03.session_keys(keys.enc, keys.mac, host_challenge, card_challenge)
+        if not hmac.compare_digest(cryptogram, scp03.card_cryptogram(session.s_mac, host_challenge,
+                                                                     card_challenge)):
+            raise AuthenticationFailed("wrong card cryptogram: not these keys")
+        body = scp03.host_cryptogram(session.s_mac, host_challenge, card_challenge)
+        header = bytes((0x84, 0x82, level, 0x00, 16))
+        mac, chaining = scp03.c_mac(session.s_mac, bytes(16), header + body)
+        channel = Scp03Host(keys, level, session, chaining)
+    else:
+        counter, card_challenge, cryptogram = data[12:14], data[14:20], data[20:28]
+        s_enc = scp02.session_key(keys.enc, scp02.S_ENC, counter)
+        expected = scp02.card_cryptogram(s_enc, host_challenge, counter, card_challenge)
+        if not hmac.compare_digest(cryptogram, expected):
+            raise AuthenticationFailed("wrong card cryptogram: not these keys")
+        body = scp02.host_cryptogram(s_enc, counter, card_challenge, host_challenge)
+        s_mac = scp02.session_key(keys.mac, scp02.C_MAC, counter)
+        header = bytes((0x84, 0x82, level, 0x00, 16))
+        mac = scp02.c_mac(s_mac, bytes(8), header + body)
+        channel = Scp02Host(keys, level, counter, mac)
+    answer = yield CommandAPDU(0x84, 0x82, level, 0x00, body + mac)
+    if answer.sw == SW.VERIFY_FAILED:
+        raise AuthenticationFailed("the card refused our host cryptogram")
+    expect(answer, "EXTERNAL AUTHENTICATE")
+    return channel
+
+
+# -- card management commands (GP Card Specification 2.3, chapter 11) ---------------------
+
+
+def _lv(*items: bytes) -> bytes:
+    return b"".join(bytes((len(item),)) + item for item in items)
+
+
+def install(load_file: bytes, module: bytes, aid: bytes, privileges: bytes = b"\x00",
+            parameters: bytes = b"\xc9\x00", make_selectable: bool = True) -> CommandAPDU:
+    p1 = 0x0C if make_selectable else 0x04
+    return CommandAPDU(0x80, 0xE6, p1, 0x00,
+                       _lv(load_file, module, aid, privileges, parameters, b""), ne=256)
+
+
+def install_for_personalization(aid: bytes) -> CommandAPDU:
+    return CommandAPDU(0x80, 0xE6, 0x20, 0x00, b"\x00\x00" + _lv(aid) + b"\x00\x00\x00", ne=256)
+
+
+def store_data(dgis: bytes, block: int, last: bool, encrypted: bool) -> CommandAPDU:
+    p1 = 0x08 | (0x80 if last else 0) | (0x60 if encrypted else 0)
+    return CommandAPDU(0x80, 0xE2, p1, block & 0xFF, dgis)
+
+
+def delete(aid: bytes, related: bool = False) -> CommandAPDU:
+    return CommandAPDU(0x80, 0xE4, 0x00, 0x80 if related else 0x00, tlv.encode(0x4F, aid), ne=256)
+
+
+def set_status(aid: bytes, lock: bool, with_applications: bool = False) -> CommandAPDU:
+    return CommandAPDU(0x80, 0xF0, 0x60 if with_applications else 0x40, 0x80 if lock else 0x00, aid)
+
+
+def set_card_state(state: int) -> CommandAPDU:
+    return CommandAPDU(0x80, 0xF0, 0x80, state)
+
+
+def get_status(scope: int) -> CommandAPDU:
+    return CommandAPDU(0x80, 0xF2, scope, 0x02, tlv.encode(0x4F, b""), ne=256)
+
+
+def get_data(tag: int) -> CommandAPDU:
+    return CommandAPDU(0x80, 0xCA, tag >> 8, tag & 0xFF, ne=256)
+
+
+def put_key(channel: HostChannel, new: KeySet, replace: int = 0) -> CommandAPDU:
+    """PUT KEY of a whole key set (ENC, MAC, DEK) under the current DEK."""
+    body = bytes((new.version,))
+    for key in (new.enc, new.mac, new.dek):
+        block = channel.encrypt_key(key)
+        if new.scp == 3:
+            block = bytes((len(key),)) + block
+        body += bytes((new.key_type, len(block))) + block + b"\x03" + channel.kcv(key)
+    return CommandAPDU(0x80, 0xD8, replace, 0x81, body, ne=256)
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """One row of GET STATUS."""
+
+    aid: bytes
+    lifecycle: int
+    privileges: bytes
+    load_file: bytes
+    domain: bytes
+
+
+def parse_status(data: bytes) -> list[Registered]:
+    rows = []
+    for template in tlv.decode(data):
+        fields = {t.tag: t.value for t in template.children()}
+        rows.append(Registered(fields.get(0x4F, b""), (fields.get(0x9F70) or b"\x00")[0],
+                               fields.get(0xC5, b""), fields.get(0xC4, b""),
+                               fields.get(0xCC, b"")))
+    return rows
+
+
+def dgi_blocks(dgis: Iterable[tuple[int, bytes]], limit: int = 239) -> list[bytes]:
+    """DGIs packed into STORE DATA blocks of at most ``limit`` bytes (one DGI never split)."""
+    blocks: list[bytes] = [b""]
+    for dgi, value in dgis:
+        encoded = dgi_codec.encode(dgi, value)
+        if blocks[-1] and len(blocks[-1]) + len(encoded) > limit:
+            blocks.append(b"")
+        blocks[-1] += encoded
+    return blocks
