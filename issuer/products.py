@@ -28,7 +28,7 @@ from applets.pboc.layouts import (
     IssuerFile,
     TransitRecord,
 )
-from applets.pboc.purse import CardKey, PursePersonalisation
+from applets.pboc.perso import CardKey, PursePersonalisation
 
 KEY_VERSION = 0x01
 KEY_INDEX = 0x01
