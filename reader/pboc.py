@@ -38,7 +38,7 @@ REFUSALS: Refusals = {
     SW.AUTHENTICATION_METHOD_BLOCKED: "card blocked after repeated security errors: contact the issuer",
     SW.APPLICATION_PERMANENTLY_LOCKED: "card locked: contact the issuer",
     SW.TRANSACTION_COUNTER_AT_LIMIT: "card worn out (transaction counter at its limit): replace it",
-    SW.FILE_NOT_FOUND: "not a card this terminal accepts",
+    SW.FILE_NOT_FOUND: "not a card this terminal accepts (none here, or locked by its issuer)",
 }
 
 

@@ -89,3 +89,32 @@ def test_the_demo_runs_a_whole_day(koala):
     out = koala("demo").output
     assert "Xizhimen" in out and "Guomao" in out and "bus 1" in out
     assert "every tap of the day" in out and "refused" in out
+
+
+def test_gp_commands_manage_a_band_by_hand(koala):
+    koala("band", "create", "gina")
+    koala("card", "topup", "--band", "gina", "--amount", "20")
+    rows = json.loads(koala("gp", "list", "--band", "gina", "--json").output)
+    assert [r["aid"] for r in rows] == ["A000000151000000", "A000000632010105", "F04B4F414C4143414E54"]
+    koala("gp", "lock", "--band", "gina", "--aid", "A000000632010105")
+    refused = koala("tap", "bus", "--band", "gina", "--route", "5", ok=False)
+    assert refused.exit_code == 1 and "not a card this terminal accepts" in refused.output
+    listing = koala("gp", "list", "--band", "gina").output
+    assert "LOCKED" in listing
+    koala("gp", "lock", "--band", "gina", "--aid", "A000000632010105", "--unlock")
+    koala("tap", "bus", "--band", "gina", "--route", "5")
+    koala("gp", "install", "--band", "gina", "--package", "A0000001515350",
+          "--module", "A000000151535041", "--aid", "A00000015153504B4F414C4102",
+          "--privileges", "804000")
+    koala("gp", "delete", "--band", "gina", "--aid", "A00000015153504B4F414C4102")
+    rows = json.loads(koala("gp", "list", "--band", "gina", "--json").output)
+    assert len(rows) == 3
+
+
+def test_gp_with_the_wrong_key_is_one_line(koala):
+    koala("band", "create", "hal")
+    result = koala("gp", "list", "--band", "hal", "--key", "00" * 16, ok=False)
+    assert result.exit_code == 1 and "wrong card cryptogram" in result.output
+    assert "Traceback" not in result.output
+    result = koala("gp", "list", "--band", "hal", "--key", "zz", ok=False)
+    assert result.exit_code == 2 and "not hexadecimal" in result.output

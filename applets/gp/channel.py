@@ -180,8 +180,9 @@ class Scp02Channel(SecureChannel):
         if not self._host_challenge or self.authenticated:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE UPDATE before")
         level = self._check_level(apdu.p1)
-        if level & (Level.R_ENCRYPTION):
-            raise CardError(SW.INCORRECT_P1_P2, "SCP02 has no response encryption")
+        if level & (Level.R_MAC | Level.R_ENCRYPTION):
+            raise CardError(SW.INCORRECT_P1_P2, "this band's SCP02 protects commands only "
+                                                "(no R-MAC session, no response encryption)")
         body, mac = _split_mac(apdu)
         expected = scp02.host_cryptogram(self._s_enc, self._counter, self._card_challenge,
                                          self._host_challenge)

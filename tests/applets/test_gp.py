@@ -271,3 +271,25 @@ def test_the_band_makers_keys_open_nothing_of_an_operators_card():
         with pytest.raises(CardProtocolError) as refused:
             on(band, session(ISD_AID, KeySet.test_keys(), _sender(command)))
         assert refused.value.sw == SW.SECURITY_STATUS_NOT_SATISFIED
+
+
+def test_a_legacy_tool_manages_an_scp02_band():
+    band = Band.new("legacy", seeded(5), scp=2)
+    level = Level.C_MAC | Level.C_DECRYPTION
+    des_keys = KeySet(0x20, 2, bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)))
+
+    def manage(channel: gp.HostChannel) -> Flow[Any]:
+        yield from channel.send(gp.install(SD_LOAD_FILE, SD_MODULE, SSD_AID, b"\x80\x40\x00"),
+                                "INSTALL SSD")
+        answer = yield from channel.send(gp.put_key(channel, des_keys), "PUT KEY")
+        listing = yield from channel.send(gp.get_status(0x40), "GET STATUS")
+        return answer, gp.parse_status(listing)
+
+    answer, rows = on(band, session(ISD_AID, KeySet.test_keys(2), manage, level=level))
+    assert answer[0] == 0x20 and len(answer) == 1 + 3 * 3
+    assert [r.aid for r in rows] == [SSD_AID]
+    with pytest.raises(TransactionRefused):  # the test keys are gone from the ISD
+        on(band, session(ISD_AID, KeySet.test_keys(2), _nothing, level=level))
+    rows = on(band, session(ISD_AID, des_keys, _sender(gp.get_status(0x40)), level=level))
+    assert gp.parse_status(rows)[0].aid == SSD_AID
+    assert ResponseAPDU.parse(band.transmit(bytes.fromhex("8050000008") + bytes(8))).data[11] == 2

@@ -6,6 +6,7 @@ import pytest
 
 from applets import tlv
 from applets.apdu import ResponseAPDU
+from applets.gp.domain import ISD_AID
 from applets.pboc import crypto
 from applets.pboc.layouts import (
     INIT_LOAD_RESPONSE,
@@ -17,7 +18,6 @@ from applets.pboc.layouts import (
     InitCommand,
     TxType,
 )
-from applets.gp.domain import ISD_AID
 from applets.sw import SW
 from issuer.products import CANTEEN, TRANSIT
 from reader import pboc
