@@ -23,7 +23,7 @@ from applets.sw import SW
 SM_BIT = 0x04
 MAC_SIZE = 8
 SCP03_I = 0x70  # pseudo-random card challenge, R-MAC and R-ENCRYPTION supported
-SCP02_I = 0x55  # 3 keys, C-MAC on the unmodified APDU, explicit initiation, ICV encryption
+SCP02_I = 0x55  # 3 keys, C-MAC on the modified APDU, explicit initiation, ICV encryption
 
 
 class Level(IntFlag):
