@@ -337,6 +337,9 @@ def gp_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Key version number (0: the domain's first key set)."),
         click.option("--scp", type=click.Choice(["2", "3"]), default="3", show_default=True,
                      help="Secure channel protocol of the domain's keys."),
+        click.option("--diversify", type=click.Choice(["none", *gp.SCHEMES]), default="none",
+                     show_default=True,
+                     help="The keys are masters; derive the band's own from its diversification data."),
     ]):
         function = option(function)
     return function
@@ -347,6 +350,7 @@ class GpTarget:
     source: Source
     domain: bytes
     keys: KeySet
+    diversify: gp.Diversifier | None
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> GpTarget:
@@ -359,7 +363,9 @@ class GpTarget:
             raise click.BadParameter(str(error), param_hint="--key") from None
         source = Source(options["band_name"], options["reader"], options["nfc_path"],
                         options["wait"])
-        return cls(source, _hex(options["domain"], "--sd"), keys)
+        scheme = options["diversify"]
+        derive = gp.diversified(keys, scheme) if scheme != "none" else None
+        return cls(source, _hex(options["domain"], "--sd"), keys, derive)
 
 
 def _hex(text: str, hint: str) -> bytes:
@@ -375,7 +381,9 @@ def run_gp(world: World, target: GpTarget,
 
     def flow() -> Flow[T]:
         expect((yield gp.select(target.domain)), "SELECT domain")
-        channel = yield from gp.open_channel(target.keys, GP_LEVEL, os.urandom, target.keys.version)
+        level = GP_LEVEL if target.keys.scp == 3 else GP_LEVEL & ~Level.R_MAC
+        channel = yield from gp.open_channel(target.keys, level, os.urandom, target.keys.version,
+                                             target.diversify)
         return (yield from body(channel))
 
     with world.link(target.source) as link:

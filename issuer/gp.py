@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from applets import tlv
 from applets.apdu import CommandAPDU, ResponseAPDU
-from applets.crypto import scp02, scp03
+from applets.crypto import gpkeys, scp02, scp03
 from applets.gp import dgi as dgi_codec
 from applets.gp.channel import MAC_SIZE, SM_BIT, Level
 from applets.gp.keys import KeySet
@@ -24,6 +24,32 @@ from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import Flow, expect
 
 Rng = Callable[[int], bytes]
+#: A band's key set from its key diversification data (INITIALIZE UPDATE, 10 bytes).
+Diversifier = Callable[[bytes], KeySet]
+SCHEMES = ("emv", "visa2", "kdf3")
+
+
+def diversified(master: KeySet, scheme: str) -> Diversifier:
+    """Per-band keys from master keys, as GlobalPlatformPro's EMV, VISA2 and KDF3 options do.
+
+    ENC, MAC and DEK each come from the master key of the same role (one
+    master for all three is the usual set-up: pass it three times).
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown diversification {scheme!r}; known: {', '.join(SCHEMES)}")
+
+    def derive(div_data: bytes) -> KeySet:
+        if scheme == "kdf3":
+            keys = [scp03.diversify_kdf3(m, div_data, c) for m, c in
+                    ((master.enc, scp03.KDF3_ENC), (master.mac, scp03.KDF3_MAC),
+                     (master.dek, scp03.KDF3_DEK))]
+        else:
+            scheme_keys = gpkeys.diversify_emv if scheme == "emv" else gpkeys.diversify_visa2
+            keys = [scheme_keys(m, div_data)[role]
+                    for role, m in enumerate((master.enc, master.mac, master.dek))]
+        return KeySet(master.version, master.scp, keys[0], keys[1], keys[2])
+
+    return derive
 
 
 class AuthenticationFailed(TransactionRefused):
@@ -118,8 +144,13 @@ def select(aid: bytes) -> CommandAPDU:
     return CommandAPDU(0x00, 0xA4, 0x04, 0x00, aid, ne=256)
 
 
-def open_channel(keys: KeySet, level: Level, rng: Rng, kvn: int = 0) -> Flow[HostChannel]:
-    """INITIALIZE UPDATE, check the card cryptogram, EXTERNAL AUTHENTICATE at ``level``."""
+def open_channel(keys: KeySet, level: Level, rng: Rng, kvn: int = 0,
+                 diversify: Diversifier | None = None) -> Flow[HostChannel]:
+    """INITIALIZE UPDATE, check the card cryptogram, EXTERNAL AUTHENTICATE at ``level``.
+
+    With ``diversify`` the keys are the band's own, derived from the
+    diversification data the card sends in its INITIALIZE UPDATE answer.
+    """
     host_challenge = rng(8)
     response = yield CommandAPDU(0x80, 0x50, kvn, 0x00, host_challenge, ne=256)
     if response.sw == SW.AUTHENTICATION_METHOD_BLOCKED:
@@ -127,6 +158,8 @@ def open_channel(keys: KeySet, level: Level, rng: Rng, kvn: int = 0) -> Flow[Hos
     data = expect(response, "INITIALIZE UPDATE")
     if len(data) < 28:
         raise CardProtocolError("INITIALIZE UPDATE", response.sw, f"{len(data)} bytes")
+    if diversify is not None:
+        keys = diversify(data[:10])
     scp = data[11]
     if scp != keys.scp:
         raise TransactionRefused(f"the domain speaks SCP0{scp}, these keys are for SCP0{keys.scp}")

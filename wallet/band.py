@@ -50,14 +50,17 @@ class Band:
         self.on_change: Callable[[Band], None] | None = None
 
     @classmethod
-    def new(cls, name: str, rng: Rng = os.urandom, scp: int = 3) -> Band:
+    def new(cls, name: str, rng: Rng = os.urandom, scp: int = 3,
+            isd_keys: Callable[[bytes], KeySet] | None = None) -> Band:
         """A band fresh from the factory: a random 7-byte UID starting 04 (as NXP secure
-        elements have) and a card manager answering to the GlobalPlatform test keys."""
+        elements have) and a card manager answering to the GlobalPlatform test keys, or to
+        ``isd_keys(div_data)``, keys diversified for this band from its maker's masters."""
         band = cls(name, b"\x04" + rng(UID_SIZE - 1), Store(), rng)
         isd = band.se.install(ISD_AID, SECURITY_DOMAIN, ISD_PRIVILEGES)
         if not isinstance(isd, SecurityDomain):
             raise TypeError("the catalogue's security domain class is not a SecurityDomain")
-        isd.provision(KeySet.test_keys(scp), band.div_data, cplc(band.uid))
+        keys = isd_keys(band.div_data) if isd_keys is not None else KeySet.test_keys(scp)
+        isd.provision(keys, band.div_data, cplc(band.uid))
         band.se.store.commit()
         band.se.power_on()
         return band

@@ -293,3 +293,25 @@ def test_a_legacy_tool_manages_an_scp02_band():
     rows = on(band, session(ISD_AID, des_keys, _sender(gp.get_status(0x40)), level=level))
     assert gp.parse_status(rows)[0].aid == SSD_AID
     assert ResponseAPDU.parse(band.transmit(bytes.fromhex("8050000008") + bytes(8))).data[11] == 2
+
+
+@pytest.mark.parametrize(("scheme", "scp"), [("kdf3", 3), ("emv", 2), ("visa2", 2)])
+def test_each_band_answers_to_its_own_diversified_keys(scheme, scp):
+    master = KeySet(0xFF, scp, bytes(range(0x40, 0x50)), bytes(range(0x40, 0x50)),
+                    bytes(range(0x40, 0x50)))
+    derive = gp.diversified(master, scheme)
+    first = Band.new("one", seeded(1), scp, isd_keys=derive)
+    second = Band.new("two", seeded(2), scp, isd_keys=derive)
+    level = Level.C_MAC if scp == 2 else LEVEL
+
+    def opened(band: Band) -> object:
+        def flow() -> Flow[Any]:
+            yield from _expect_ok(gp.select(ISD_AID))
+            yield from gp.open_channel(master, level, seeded(3), diversify=derive)
+            return "opened"
+        return on(band, flow())
+
+    assert opened(first) == opened(second) == "opened"
+    assert derive(first.div_data) != derive(second.div_data)
+    with pytest.raises(TransactionRefused):  # the master itself opens nothing
+        on(first, session(ISD_AID, master, _nothing, level=level))
