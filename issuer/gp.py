@@ -17,7 +17,7 @@ from applets import tlv
 from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.crypto import gpkeys, scp02, scp03
 from applets.gp import dgi as dgi_codec
-from applets.gp.channel import MAC_SIZE, SM_BIT, Level
+from applets.gp.channel import ICV_ENCRYPTION, MAC_SIZE, SCP02_I, SM_BIT, Level
 from applets.gp.keys import KeySet
 from applets.sw import SW
 from reader.errors import CardProtocolError, TransactionRefused
@@ -115,8 +115,10 @@ class Scp03Host(HostChannel):
 
 
 class Scp02Host(HostChannel):
-    def __init__(self, keys: KeySet, level: Level, counter: bytes, first_mac: bytes) -> None:
+    def __init__(self, keys: KeySet, level: Level, counter: bytes, first_mac: bytes,
+                 i: int) -> None:
         super().__init__(keys, level)
+        self._icv_encryption = bool(i & ICV_ENCRYPTION)
         self._s_enc = scp02.session_key(keys.enc, scp02.S_ENC, counter)
         self._s_mac = scp02.session_key(keys.mac, scp02.C_MAC, counter)
         self._s_dek = scp02.session_key(keys.dek, scp02.DEK, counter)
@@ -125,7 +127,7 @@ class Scp02Host(HostChannel):
     def wrap(self, command: CommandAPDU) -> CommandAPDU:
         cla = command.cla | SM_BIT
         header = bytes((cla, command.ins, command.p1, command.p2, len(command.data) + MAC_SIZE))
-        icv = scp02.next_icv(self._s_mac, self._last_mac, icv_encryption=True)
+        icv = scp02.next_icv(self._s_mac, self._last_mac, icv_encryption=self._icv_encryption)
         mac = scp02.c_mac(self._s_mac, icv, header + command.data)
         self._last_mac = mac
         data = command.data
@@ -145,11 +147,13 @@ def select(aid: bytes) -> CommandAPDU:
 
 
 def open_channel(keys: KeySet, level: Level, rng: Rng, kvn: int = 0,
-                 diversify: Diversifier | None = None) -> Flow[HostChannel]:
+                 diversify: Diversifier | None = None, scp02_i: int = SCP02_I) -> Flow[HostChannel]:
     """INITIALIZE UPDATE, check the card cryptogram, EXTERNAL AUTHENTICATE at ``level``.
 
     With ``diversify`` the keys are the band's own, derived from the
     diversification data the card sends in its INITIALIZE UPDATE answer.
+    SCP02 does not say its i parameter there: pass the one the card's
+    recognition data (GET DATA 66) announces, 55 by default.
     """
     host_challenge = rng(8)
     response = yield CommandAPDU(0x80, 0x50, kvn, 0x00, host_challenge, ne=256)
@@ -184,7 +188,7 @@ def open_channel(keys: KeySet, level: Level, rng: Rng, kvn: int = 0,
         s_mac = scp02.session_key(keys.mac, scp02.C_MAC, counter)
         header = bytes((0x84, 0x82, level, 0x00, 16))
         mac = scp02.c_mac(s_mac, bytes(8), header + body)
-        channel = Scp02Host(keys, level, counter, mac)
+        channel = Scp02Host(keys, level, counter, mac, scp02_i)
     answer = yield CommandAPDU(0x84, 0x82, level, 0x00, body + mac)
     if answer.sw == SW.VERIFY_FAILED:
         raise AuthenticationFailed("the card refused our host cryptogram")

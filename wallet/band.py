@@ -51,7 +51,7 @@ class Band:
 
     @classmethod
     def new(cls, name: str, rng: Rng = os.urandom, scp: int = 3,
-            isd_keys: Callable[[bytes], KeySet] | None = None) -> Band:
+            isd_keys: Callable[[bytes], KeySet] | None = None, scp02_i: int = 0x55) -> Band:
         """A band fresh from the factory: a random 7-byte UID starting 04 (as NXP secure
         elements have) and a card manager answering to the GlobalPlatform test keys, or to
         ``isd_keys(div_data)``, keys diversified for this band from its maker's masters."""
@@ -60,7 +60,7 @@ class Band:
         if not isinstance(isd, SecurityDomain):
             raise TypeError("the catalogue's security domain class is not a SecurityDomain")
         keys = isd_keys(band.div_data) if isd_keys is not None else KeySet.test_keys(scp)
-        isd.provision(keys, band.div_data, cplc(band.uid))
+        isd.provision(keys, band.div_data, cplc(band.uid), scp02_i)
         band.se.store.commit()
         band.se.power_on()
         return band

@@ -24,6 +24,8 @@ SM_BIT = 0x04
 MAC_SIZE = 8
 SCP03_I = 0x70  # pseudo-random card challenge, R-MAC and R-ENCRYPTION supported
 SCP02_I = 0x55  # 3 keys, C-MAC on the modified APDU, explicit initiation, ICV encryption
+SCP02_I_VALUES = (0x15, 0x55)  # i=15 is the same without ICV encryption
+ICV_ENCRYPTION = 0x40
 
 
 class Level(IntFlag):
@@ -153,10 +155,14 @@ class Scp03Channel(SecureChannel):
 
 
 class Scp02Channel(SecureChannel):
-    """GP Card Specification 2.3 Appendix E (SCP02), i=55: explicit, ICV encryption."""
+    """GP Card Specification 2.3 Appendix E (SCP02), i=15 or i=55 (with ICV encryption)."""
 
-    def __init__(self, keys: KeySet, sequence_counter: int, card_challenge: bytes) -> None:
+    def __init__(self, keys: KeySet, sequence_counter: int, card_challenge: bytes,
+                 i: int = SCP02_I) -> None:
         super().__init__(keys)
+        if i not in SCP02_I_VALUES:
+            raise ValueError(f"SCP02 i={i:02X} is not offered; the band does 15 and 55")
+        self._icv_encryption = bool(i & ICV_ENCRYPTION)
         self._counter = sequence_counter.to_bytes(2)
         self._card_challenge = card_challenge
         self._s_enc = scp02.session_key(keys.enc, scp02.S_ENC, self._counter)
@@ -192,8 +198,8 @@ class Scp02Channel(SecureChannel):
         self.level, self.authenticated = level, True
 
     def _verify_mac(self, apdu: CommandAPDU, plain: bytes, mac: bytes) -> None:
-        icv = self._icv if self._last_mac is None else scp02.next_icv(self._s_mac, self._last_mac,
-                                                                       icv_encryption=True)
+        icv = self._icv if self._last_mac is None else scp02.next_icv(
+            self._s_mac, self._last_mac, icv_encryption=self._icv_encryption)
         expected = scp02.c_mac(self._s_mac, icv, _header(apdu, len(plain) + MAC_SIZE) + plain)
         if not hmac.compare_digest(expected, mac):
             raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED, "wrong C-MAC")

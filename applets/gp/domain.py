@@ -31,7 +31,15 @@ from applets.crypto import scp02, scp03
 from applets.errors import CardError
 from applets.gp import dgi as dgi_codec
 from applets.gp import loadfiles
-from applets.gp.channel import SM_BIT, Scp02Channel, Scp03Channel, SecureChannel
+from applets.gp.channel import (
+    SCP02_I,
+    SCP02_I_VALUES,
+    SCP03_I,
+    SM_BIT,
+    Scp02Channel,
+    Scp03Channel,
+    SecureChannel,
+)
 from applets.gp.keys import INITIAL_KVN, MAX_AUTH_FAILURES, KeySet, KeyStore
 from applets.runtime import (
     CARD_LOCK,
@@ -80,10 +88,14 @@ class SecurityDomain(Applet):
 
     # -- set-up (the band factory for the ISD, INSTALL for an SSD) -----------------------
 
-    def provision(self, keys: KeySet, div_data: bytes, cplc: bytes = b"") -> None:
+    def provision(self, keys: KeySet, div_data: bytes, cplc: bytes = b"",
+                  scp02_i: int = SCP02_I) -> None:
         if len(div_data) != 10:
             raise ValueError("key diversification data has 10 bytes")
+        if scp02_i not in SCP02_I_VALUES:
+            raise ValueError(f"SCP02 i={scp02_i:02X} is not offered")
         self.keys.put(keys)
+        self._put("scp02-i", bytes((scp02_i,)))
         self._put("div", div_data)
         if cplc:
             self._put("cplc", cplc)
@@ -93,6 +105,12 @@ class SecurityDomain(Applet):
 
     def _get(self, name: str) -> bytes | None:
         return self.context.store.get(f"{self.context.prefix}/{name}")
+
+    @property
+    def scp02_i(self) -> int:
+        """The SCP02 option this domain runs (card recognition data tells hosts)."""
+        raw = self._get("scp02-i")
+        return raw[0] if raw else SCP02_I
 
     @property
     def is_isd(self) -> bool:
@@ -146,7 +164,7 @@ class SecurityDomain(Applet):
         if keys.scp == 3:
             channel = Scp03Channel(keys, self.aid, counter)
         else:
-            channel = Scp02Channel(keys, counter & 0xFFFF, self.context.rng(6))
+            channel = Scp02Channel(keys, counter & 0xFFFF, self.context.rng(6), self.scp02_i)
         self._channel = channel
         return channel.initialize_update(apdu.data, self._get("div") or bytes(10))
 
@@ -170,7 +188,7 @@ class SecurityDomain(Applet):
 
     def _card_data(self) -> bytes:
         keys = self.keys.get(0)
-        scp = bytes((0x03, 0x70)) if keys.scp == 3 else bytes((0x02, 0x55))
+        scp = bytes((0x03, SCP03_I)) if keys.scp == 3 else bytes((0x02, self.scp02_i))
         return b"".join((
             tlv.encode(0x06, GP_OID + b"\x01"),
             tlv.encode(0x60, tlv.encode(0x06, GP_OID + b"\x02\x02\x03")),
@@ -281,7 +299,8 @@ class SecurityDomain(Applet):
         applet = self.context.card.install(aid, class_name, privileges, self.aid, lifecycle)
         if isinstance(applet, SecurityDomain):
             parent = self.keys.get(0)
-            applet.provision(KeySet.test_keys(parent.scp), self._get("div") or bytes(10))
+            applet.provision(KeySet.test_keys(parent.scp), self._get("div") or bytes(10),
+                             scp02_i=self.scp02_i)
         return b"\x00"
 
     def _install_for_personalization(self, apdu: CommandAPDU) -> bytes:

@@ -273,8 +273,9 @@ def test_the_band_makers_keys_open_nothing_of_an_operators_card():
         assert refused.value.sw == SW.SECURITY_STATUS_NOT_SATISFIED
 
 
-def test_a_legacy_tool_manages_an_scp02_band():
-    band = Band.new("legacy", seeded(5), scp=2)
+@pytest.mark.parametrize("i", [0x55, 0x15])
+def test_a_legacy_tool_manages_an_scp02_band(i):
+    band = Band.new("legacy", seeded(5), scp=2, scp02_i=i)
     level = Level.C_MAC | Level.C_DECRYPTION
     des_keys = KeySet(0x20, 2, bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)))
 
@@ -285,12 +286,19 @@ def test_a_legacy_tool_manages_an_scp02_band():
         listing = yield from channel.send(gp.get_status(0x40), "GET STATUS")
         return answer, gp.parse_status(listing)
 
-    answer, rows = on(band, session(ISD_AID, KeySet.test_keys(2), manage, level=level))
+    def legacy(aid: bytes, keys: KeySet, body) -> Flow[Any]:
+        yield from _expect_ok(gp.select(aid))
+        card_data = yield from _expect_ok(gp.get_data(0x0066))
+        assert card_data.endswith(bytes((0x02, i)))  # the domain announces its i parameter
+        channel = yield from gp.open_channel(keys, level, seeded(4), scp02_i=i)
+        return (yield from body(channel))
+
+    answer, rows = on(band, legacy(ISD_AID, KeySet.test_keys(2), manage))
     assert answer[0] == 0x20 and len(answer) == 1 + 3 * 3
     assert [r.aid for r in rows] == [SSD_AID]
     with pytest.raises(TransactionRefused):  # the test keys are gone from the ISD
-        on(band, session(ISD_AID, KeySet.test_keys(2), _nothing, level=level))
-    rows = on(band, session(ISD_AID, des_keys, _sender(gp.get_status(0x40)), level=level))
+        on(band, legacy(ISD_AID, KeySet.test_keys(2), _nothing))
+    rows = on(band, legacy(ISD_AID, des_keys, _sender(gp.get_status(0x40))))
     assert gp.parse_status(rows)[0].aid == SSD_AID
     assert ResponseAPDU.parse(band.transmit(bytes.fromhex("8050000008") + bytes(8))).data[11] == 2
 
