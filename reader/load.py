@@ -16,7 +16,6 @@ from applets import bcd
 from applets.pboc import crypto
 from applets.pboc.layouts import (
     INIT_LOAD_RESPONSE,
-    PROVE_RESPONSE,
     CreditCommand,
     InitCommand,
     TxType,
@@ -116,13 +115,13 @@ class LoadTerminal:
         pending = self.pending.pop(app_serial, None)
         if pending is None:
             return None
-        response = yield pboc.get_transaction_prove(TxType.EP_LOAD, pending.card_counter)
-        if response.sw == SW.MAC_NOT_AVAILABLE:
+        try:
+            proof = yield from pboc.transaction_prove(TxType.EP_LOAD, pending.card_counter)
+        except CardProtocolError:
+            self.pending[app_serial] = pending  # still unknown: ask again next time
+            raise
+        if proof is None:
             return None
-        if response.sw != SW.OK:
-            self.pending[app_serial] = pending
-            raise CardProtocolError("GET TRANSACTION PROVE", response.sw)
-        proof = parse(PROVE_RESPONSE, response.data, "GET TRANSACTION PROVE")
         if not hmac.compare_digest(proof.tac, pending.tac):
             raise CardProtocolError("GET TRANSACTION PROVE", SW.OK, "TAC is wrong")
         record = replace(pending, recovered=True)

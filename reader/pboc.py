@@ -14,12 +14,14 @@ from applets.pboc.layouts import (
     INIT_COMMAND,
     ISSUER_FILE,
     LOG_RECORD,
+    PROVE_RESPONSE,
     TRANSIT_RECORD,
     CreditCommand,
     DebitCommand,
     InitCommand,
     IssuerFile,
     LogRecord,
+    ProveResponse,
     TransitRecord,
     TxType,
 )
@@ -107,6 +109,17 @@ def read_balance() -> Flow[int]:
 def read_transit_record(identifier: int) -> Flow[TransitRecord]:
     data = yield from exchange(read_record_by_id(SFI_TRANSIT, identifier), "READ RECORD 17")
     return parse(TRANSIT_RECORD, data, "transit record")
+
+
+def transaction_prove(tx_type: TxType, counter: int) -> Flow[ProveResponse | None]:
+    """GET TRANSACTION PROVE: the MAC and TAC of a completed transaction, None if it never
+    completed (9406). The card answers this only for its last transaction of that kind."""
+    response = yield get_transaction_prove(tx_type, counter)
+    if response.sw == SW.MAC_NOT_AVAILABLE:
+        return None
+    if response.sw != SW.OK:
+        raise CardProtocolError("GET TRANSACTION PROVE", response.sw)
+    return parse(PROVE_RESPONSE, response.data, "GET TRANSACTION PROVE")
 
 
 def read_log() -> Flow[list[LogRecord]]:

@@ -18,7 +18,6 @@ from applets.pboc import crypto
 from applets.pboc.layouts import (
     DEBIT_RESPONSE,
     INIT_PURCHASE_RESPONSE,
-    PROVE_RESPONSE,
     DebitCommand,
     InitCommand,
     IssuerFile,
@@ -131,13 +130,13 @@ class PurseTerminal:
         pending = self.pending.pop(issuer.app_serial, None)
         if pending is None:
             return None
-        response = yield pboc.get_transaction_prove(pending.tx_type, pending.card_counter)
-        if response.sw == SW.MAC_NOT_AVAILABLE:
+        try:
+            proof = yield from pboc.transaction_prove(pending.tx_type, pending.card_counter)
+        except CardProtocolError:
+            self.pending[issuer.app_serial] = pending  # still unknown: ask again next time
+            raise
+        if proof is None:
             return None
-        if response.sw != SW.OK:
-            self.pending[issuer.app_serial] = pending
-            raise CardProtocolError("GET TRANSACTION PROVE", response.sw)
-        proof = parse(PROVE_RESPONSE, response.data, "GET TRANSACTION PROVE")
         verified = self.psam.verify_mac2(pending.terminal_seq, pending.amount, proof.mac)
         return self._record(pending, proof.tac, verified)
 

@@ -85,3 +85,21 @@ def purse_terminal(clock: Clock) -> PurseTerminal:
     psam = Psam(bytes.fromhex("990000000002"), {TRANSIT.issuer_id: TRANSIT.master.purchase,
                                                  CANTEEN.issuer_id: CANTEEN.master.purchase})
     return PurseTerminal(psam, clock)
+
+
+class TearDuring:
+    """A band whose power fails before the k-th write of the first command with ``ins``."""
+
+    def __init__(self, band: Band, ins: int, k: int) -> None:
+        self.band, self.ins, self.k = band, ins, k
+
+    def power_on(self) -> None:
+        self.band.power_on()
+
+    def transmit(self, apdu: bytes) -> bytes:
+        store = self.band.se.store
+        store.tear_after = store.writes + self.k if apdu[1] == self.ins else None
+        try:
+            return self.band.transmit(apdu)
+        finally:
+            store.tear_after = None

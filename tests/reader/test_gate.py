@@ -16,7 +16,7 @@ from reader.gate import Direction, GateConfig, MetroGate
 from reader.metro import MetroNetwork
 from reader.psam import Psam
 from reader.transport import in_field
-from tests.conftest import Clock, make_band
+from tests.conftest import Clock, TearDuring, make_band
 from wallet.band import Band
 
 NETWORK = MetroNetwork.load()
@@ -146,7 +146,7 @@ def test_a_card_pulled_during_debit_is_charged_once(rider, clock, direction):
         band = Band.from_image(image)
         terminal = gate(clock, station, direction)
         with pytest.raises(CardRemoved):
-            tap(_TearDuringDebit(band, k), terminal)
+            tap(TearDuring(band, 0x54, k), terminal)
         assert terminal.pending, "the gate knows the tap is incomplete"
         again = tap(band, terminal)
         charged = sum(record.amount for record in terminal.records)
@@ -161,20 +161,3 @@ def test_a_card_pulled_during_debit_is_charged_once(rider, clock, direction):
         assert again.fare == expected_fare
 
 
-class _TearDuringDebit:
-    """The band, but power fails before the k-th write of the DEBIT command."""
-
-    def __init__(self, band: Band, k: int) -> None:
-        self.band = band
-        self.k = k
-
-    def power_on(self) -> None:
-        self.band.power_on()
-
-    def transmit(self, apdu: bytes) -> bytes:
-        store = self.band.se.store
-        store.tear_after = store.writes + self.k if apdu[1] == 0x54 else None
-        try:
-            return self.band.transmit(apdu)
-        finally:
-            store.tear_after = None

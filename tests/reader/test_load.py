@@ -10,7 +10,7 @@ from reader import pboc
 from reader.errors import CardProtocolError, CardRemoved, TransactionRefused
 from reader.flow import run
 from reader.transport import in_field
-from tests.conftest import make_band
+from tests.conftest import TearDuring, make_band
 from wallet.band import Band
 
 
@@ -52,22 +52,6 @@ def test_a_replayed_tac_is_refused(band, load_terminal):
         load(_ReplayTac(band, old), load_terminal, 100)
 
 
-class _TearDuringCredit:
-    def __init__(self, band: Band, k: int) -> None:
-        self.band, self.k = band, k
-
-    def power_on(self) -> None:
-        self.band.power_on()
-
-    def transmit(self, apdu: bytes) -> bytes:
-        store = self.band.se.store
-        store.tear_after = store.writes + self.k if apdu[1] == 0x52 else None
-        try:
-            return self.band.transmit(apdu)
-        finally:
-            store.tear_after = None
-
-
 def test_a_load_torn_at_any_write_is_loaded_exactly_once(load_terminal):
     probe = make_band(TRANSIT)
     probe.se.store.writes = 0
@@ -78,7 +62,7 @@ def test_a_load_torn_at_any_write_is_loaded_exactly_once(load_terminal):
         band = make_band(TRANSIT)
         load_terminal.records.clear()
         with pytest.raises(CardRemoved):
-            load(_TearDuringCredit(band, k), load_terminal, 1000)
+            load(TearDuring(band, 0x52, k), load_terminal, 1000)
         retry = load(band, load_terminal, 1000)
         assert band.card("transit").balance == 1000, f"tear before write {k + 1}"
         assert sum(r.amount for r in load_terminal.records) == band.card("transit").balance
