@@ -1,0 +1,207 @@
+"""Over-the-air top-up as a resumable state machine, run through an untrusted relay.
+
+The phone only carries APDUs, and the issuer process may die between any
+two of them, so the whole state of a top-up is this frozen value, saved with
+the order after every step, together with the ledger effect of that step.
+Nothing the relay says is believed unless the card's MACs vouch for it:
+
+1. SELECT the purse, check that it is the ordered card.
+2. INITIALIZE FOR LOAD: MAC1 (keyed by the card's load key) authenticates
+   the balance and the online counter ``c``.
+3. Effect :class:`Debit` (funding → in flight), then CREDIT FOR LOAD with MAC2.
+4. The TAC proves the credit: effect :class:`Settle` (in flight → card).
+
+If the answer to CREDIT FOR LOAD never arrives, the next contact decides from
+authenticated evidence only: GET TRANSACTION PROVE returns the TAC of the
+load with counter ``c`` if it was the card's last one; otherwise a fresh
+INITIALIZE FOR LOAD gives the current counter under MAC1. The card's online
+counter moves only when a credit succeeds, and the issuer never hands out a
+second MAC2 for a card while one is unresolved, so a counter beyond ``c``
+means our credit happened (settle) and a counter still at ``c`` means it did
+not (send CREDIT again with a fresh MAC2, or refund if the order is cancelled).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from applets import bcd, tlv
+from applets.apdu import CommandAPDU, ResponseAPDU
+from applets.layout import LayoutError
+from applets.pboc import crypto
+from applets.pboc.layouts import (
+    INIT_LOAD_RESPONSE,
+    ISSUER_FILE,
+    PROVE_RESPONSE,
+    CreditCommand,
+    InitCommand,
+    IssuerFile,
+    TxType,
+)
+from applets.sw import SW
+from reader import pboc
+
+KEY_INDEX = 0x01
+
+
+class Step(StrEnum):
+    SELECT = "select"
+    PROVE = "prove"
+    INITIALIZE = "initialize"
+    CREDIT = "credit"
+    SETTLED = "settled"
+    FAILED = "failed"
+
+
+class TopupError(Exception):
+    """The card (or the relay) answered something a genuine card would not."""
+
+
+class LoadKeys(Protocol):
+    """What the top-up needs from the key store: the card's load and TAC keys."""
+
+    def load_key(self, div_data: bytes) -> bytes: ...
+
+    def tac_key(self, div_data: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Debit:
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    amount: int
+    tac: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    reason: str
+    refund: int  # what goes back to the funding account (0 if nothing was debited)
+
+
+Effect = Debit | Settle | Fail | None
+
+
+@dataclass(frozen=True, slots=True)
+class Topup:
+    """Everything a top-up has to remember between two relayed APDUs."""
+
+    aid: bytes
+    app_serial: bytes
+    amount: int
+    terminal_id: bytes
+    step: Step = Step.SELECT
+    debited: bool = False
+    counter: int | None = None  # the online counter our MAC2 was issued for
+    date: bytes = b""
+    time: bytes = b""
+    expected_tac: bytes = b""
+    mac2: bytes = b""
+
+    def resume(self) -> Topup:
+        """After a broken relay session: start over, proving first if a MAC2 is out."""
+        if self.step in (Step.SETTLED, Step.FAILED):
+            return self
+        return replace(self, step=Step.SELECT)
+
+
+def command(state: Topup) -> CommandAPDU | None:
+    """The next APDU to relay, None when the top-up is over."""
+    if state.step is Step.SELECT:
+        return pboc.select(state.aid)
+    if state.step is Step.PROVE:
+        if state.counter is None:
+            raise ValueError("a proof needs the counter of the outstanding credit")
+        return pboc.get_transaction_prove(TxType.EP_LOAD, state.counter)
+    if state.step is Step.INITIALIZE:
+        return pboc.initialize(pboc.P1_LOAD, InitCommand(KEY_INDEX, state.amount, state.terminal_id))
+    if state.step is Step.CREDIT:
+        return pboc.credit_for_load(CreditCommand(state.date, state.time, state.mac2))
+    return None
+
+
+def receive(state: Topup, response: ResponseAPDU, keys: LoadKeys,
+            now: datetime) -> tuple[Topup, Effect]:
+    """Advance on the card's answer to :func:`command`; the ledger effect to apply with it."""
+    div = crypto.div_data(state.app_serial)
+    if state.step is Step.SELECT:
+        return _after_select(state, response)
+    if state.step is Step.PROVE:
+        return _after_prove(state, response)
+    if state.step is Step.INITIALIZE:
+        return _after_initialize(state, response, keys, div, now)
+    if state.step is Step.CREDIT:
+        return _after_credit(state, response)
+    raise ValueError(f"the top-up is over ({state.step})")
+
+
+def _after_select(state: Topup, response: ResponseAPDU) -> tuple[Topup, Effect]:
+    if response.sw != SW.OK:
+        return _fail(state, f"the purse did not answer SELECT ({response.sw:04X})")
+    issuer = _issuer_file(response.data)
+    if issuer.app_serial != state.app_serial:
+        return _fail(state, "this band holds another card than the one ordered")
+    if state.expected_tac:  # a MAC2 of ours is out: first find out what became of it
+        return replace(state, step=Step.PROVE), None
+    return replace(state, step=Step.INITIALIZE), None
+
+
+def _after_prove(state: Topup, response: ResponseAPDU) -> tuple[Topup, Effect]:
+    if response.sw == SW.OK:
+        proof = PROVE_RESPONSE.parse(response.data) if len(response.data) == 8 else None
+        if proof is not None and hmac.compare_digest(proof.tac, state.expected_tac):
+            return replace(state, step=Step.SETTLED), Settle(state.amount, proof.tac)
+    # No proof of our credit: the authenticated counter of a fresh INITIALIZE decides.
+    return replace(state, step=Step.INITIALIZE), None
+
+
+def _after_initialize(state: Topup, response: ResponseAPDU, keys: LoadKeys, div: bytes,
+                      now: datetime) -> tuple[Topup, Effect]:
+    if response.sw == SW.WRONG_DATA:
+        return _fail(state, "the amount would take the card over its maximum balance")
+    if response.sw != SW.OK or len(response.data) != INIT_LOAD_RESPONSE.size:
+        return _fail(state, f"INITIALIZE FOR LOAD refused ({response.sw:04X})")
+    init = INIT_LOAD_RESPONSE.parse(response.data)
+    session_key = crypto.load_session_key(keys.load_key(div), init.random, init.counter)
+    mac1 = crypto.load_mac1(session_key, init.balance, state.amount, TxType.EP_LOAD,
+                            state.terminal_id)
+    if not hmac.compare_digest(mac1, init.mac1):
+        raise TopupError("MAC1 is wrong: not the ordered card, or the relay altered it")
+    if state.counter is not None and init.counter > state.counter:
+        # Our earlier MAC2 was used: the only credit with that counter is ours.
+        return replace(state, step=Step.SETTLED), Settle(state.amount, state.expected_tac)
+    date, time = bcd.date_time(now)
+    terminal = crypto.Terminal(state.terminal_id, date, time)
+    expected_tac = crypto.load_tac(keys.tac_key(div), init.balance + state.amount, init.counter,
+                                   state.amount, TxType.EP_LOAD, terminal)
+    mac2 = crypto.load_mac2(session_key, state.amount, TxType.EP_LOAD, terminal)
+    effect = None if state.debited else Debit(state.amount)
+    next_state = replace(state, step=Step.CREDIT, debited=True, counter=init.counter,
+                         date=date, time=time, expected_tac=expected_tac, mac2=mac2)
+    return next_state, effect
+
+
+def _after_credit(state: Topup, response: ResponseAPDU) -> tuple[Topup, Effect]:
+    if response.sw == SW.OK and hmac.compare_digest(response.data, state.expected_tac):
+        return replace(state, step=Step.SETTLED), Settle(state.amount, response.data)
+    if response.sw == SW.OK:
+        raise TopupError("the TAC is wrong: the credit cannot be proven")
+    return _fail(state, f"CREDIT FOR LOAD refused ({response.sw:04X})")
+
+
+def _fail(state: Topup, reason: str) -> tuple[Topup, Effect]:
+    return replace(state, step=Step.FAILED), Fail(reason, state.amount if state.debited else 0)
+
+
+def _issuer_file(fci: bytes) -> IssuerFile:
+    try:
+        return ISSUER_FILE.parse(tlv.find(fci, 0x9F0C) or b"")
+    except (tlv.TLVError, LayoutError) as error:
+        raise TopupError(f"the purse's FCI is malformed: {error}") from error
