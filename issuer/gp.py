@@ -62,6 +62,7 @@ class HostChannel:
     def __init__(self, keys: KeySet, level: Level) -> None:
         self.keys = keys
         self.level = level
+        self.div_data = b""  # the band's key diversification data (INITIALIZE UPDATE)
 
     def wrap(self, command: CommandAPDU) -> CommandAPDU:
         raise NotImplementedError
@@ -189,6 +190,7 @@ def open_channel(keys: KeySet, level: Level, rng: Rng, kvn: int = 0,
         header = bytes((0x84, 0x82, level, 0x00, 16))
         mac = scp02.c_mac(s_mac, bytes(8), header + body)
         channel = Scp02Host(keys, level, counter, mac, scp02_i)
+    channel.div_data = data[:10]
     answer = yield CommandAPDU(0x84, 0x82, level, 0x00, body + mac)
     if answer.sw == SW.VERIFY_FAILED:
         raise AuthenticationFailed("the card refused our host cryptogram")

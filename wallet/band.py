@@ -20,7 +20,7 @@ from applets.gp.keys import KeySet
 from applets.pboc.layouts import ISSUER_FILE, IssuerFile
 from applets.pboc.perso import PursePersonalisation
 from applets.pboc.purse import EF_ISSUER, PbocPurse
-from applets.runtime import Rng, SecureElement
+from applets.runtime import PERSONALIZED, Rng, SecureElement
 from applets.store import Store
 from issuer.products import Product, product_for_aid
 from wallet import image
@@ -86,7 +86,7 @@ class Band:
 
     def add_purse(self, data: PursePersonalisation, aid: bytes) -> None:
         """Install and personalise a purse in one commit (the factory's step)."""
-        applet = self.se.install(aid, PBOC_PURSE, domain=ISD_AID)
+        applet = self.se.install(aid, PBOC_PURSE, domain=ISD_AID, lifecycle=PERSONALIZED)
         if not isinstance(applet, PbocPurse):
             raise TypeError("the catalogue's purse class is not a PbocPurse")
         applet.personalise(data)

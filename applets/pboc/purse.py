@@ -58,7 +58,7 @@ from applets.pboc.layouts import (
     TxType,
 )
 from applets.pboc.perso import CardKey, PursePersonalisation, from_dgis
-from applets.runtime import Applet, AppletContext
+from applets.runtime import PERSONALIZED, Applet, AppletContext
 from applets.sw import SW
 
 T = TypeVar("T")
@@ -206,6 +206,7 @@ class PbocPurse(Applet):
         for key in self.context.store.keys(self._cell("perso/")):
             self.context.store.delete(key)
         self.personalise(personalisation)
+        self.context.card.set_lifecycle(self.aid, PERSONALIZED)
 
     # -- applet interface --------------------------------------------------------------
 

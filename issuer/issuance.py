@@ -1,0 +1,98 @@
+"""Over-the-air issuance of a purse: the GlobalPlatform script a TSM runs on a band.
+
+An operator's cards live in the operator's own security domain (SSD). The
+first issuance creates that domain through the card manager and replaces its
+factory keys with the operator's keys diversified for this band; later ones
+open it with those keys directly. The script may run again after a broken
+session: it reads the registry first, finishes what an earlier run left half
+done (an instance installed but never personalised is deleted and installed
+again), and does nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from applets.gp.channel import Level
+from applets.gp.keys import KeySet
+from applets.gp.loadfiles import PBOC_PURSE, SECURITY_DOMAIN, load_file_of
+from applets.pboc.perso import PursePersonalisation, to_dgis
+from applets.runtime import PERSONALIZED
+from applets.sw import SW
+from issuer import gp
+from reader.flow import Flow, expect
+
+LEVEL = Level.C_MAC | Level.C_DECRYPTION | Level.R_MAC
+SSD_PRIVILEGES = bytes((0x80, 0x40, 0x00))  # security domain, authorized management
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """A security domain on the band and the keys that open it on a given band."""
+
+    aid: bytes
+    keys: gp.Diversifier
+
+
+FACTORY = Domain(b"", lambda div_data: KeySet.test_keys())
+
+
+def _module(class_name: str) -> tuple[bytes, bytes]:
+    load_file = load_file_of(class_name)
+    return load_file.aid, next(m for m, c in load_file.modules.items() if c == class_name)
+
+
+def _open(aid: bytes, keys: gp.Diversifier, rng: gp.Rng) -> Flow[gp.HostChannel | None]:
+    """SELECT and authenticate; None if the band has no such domain or refuses these keys."""
+    response = yield gp.select(aid)
+    if response.sw == SW.FILE_NOT_FOUND:
+        return None
+    expect(response, "SELECT domain")
+    try:
+        return (yield from gp.open_channel(KeySet.test_keys(), LEVEL, rng, diversify=keys))
+    except gp.AuthenticationFailed:
+        return None
+
+
+def operator_domain(card_manager: Domain, operator: Domain, rng: gp.Rng) -> Flow[gp.HostChannel]:
+    """A channel to the operator's SSD, creating it and putting its keys first if need be."""
+    channel = yield from _open(operator.aid, operator.keys, rng)
+    if channel is not None:
+        return channel
+    factory = yield from _open(operator.aid, FACTORY.keys, rng)
+    if factory is None:
+        isd = yield from _open(card_manager.aid, card_manager.keys, rng)
+        if isd is None:
+            raise gp.AuthenticationFailed("the card manager does not answer to our keys")
+        load_file, module = _module(SECURITY_DOMAIN)
+        yield from isd.send(gp.install(load_file, module, operator.aid, SSD_PRIVILEGES),
+                            "INSTALL SSD")
+        factory = yield from _open(operator.aid, FACTORY.keys, rng)
+        if factory is None:
+            raise gp.AuthenticationFailed("the new domain does not answer to its factory keys")
+    own = operator.keys(factory.div_data)
+    yield from factory.send(gp.put_key(factory, own), "PUT KEY")
+    channel = yield from _open(operator.aid, operator.keys, rng)
+    if channel is None:
+        raise gp.AuthenticationFailed("the operator's keys do not open the domain after PUT KEY")
+    return channel
+
+
+def issue_purse(card_manager: Domain, operator: Domain, aid: bytes,
+                personalisation: PursePersonalisation, rng: gp.Rng) -> Flow[str]:
+    """Install and personalise a purse in the operator's domain: 'issued' or 'already issued'."""
+    channel = yield from operator_domain(card_manager, operator, rng)
+    rows = gp.parse_status((yield from channel.send(gp.get_status(0x40), "GET STATUS")))
+    existing = next((row for row in rows if row.aid == aid), None)
+    if existing is not None and existing.lifecycle & 0x7F == PERSONALIZED:
+        return "already issued"
+    if existing is not None:
+        yield from channel.send(gp.delete(aid), "DELETE half-issued")
+    load_file, module = _module(PBOC_PURSE)
+    yield from channel.send(gp.install(load_file, module, aid), "INSTALL")
+    yield from channel.send(gp.install_for_personalization(aid), "INSTALL [for personalization]")
+    blocks = gp.dgi_blocks(to_dgis(personalisation, channel.encrypt_key))
+    for number, block in enumerate(blocks):
+        yield from channel.send(gp.store_data(block, number, number == len(blocks) - 1,
+                                              encrypted=True), "STORE DATA")
+    return "issued"

@@ -1,0 +1,80 @@
+"""Over-the-air issuance: the GP script on a fresh band, again after every possible drop."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from applets.gp.domain import ISD_AID
+from applets.gp.keys import KeySet
+from issuer import gp
+from issuer.issuance import FACTORY, Domain, issue_purse
+from issuer.products import TRANSIT
+from reader import places
+from reader.errors import CardRemoved
+from reader.flow import run
+from reader.load import LoadKeys, LoadTerminal
+from reader.transport import in_field
+from tests.conftest import EXPIRY, START, Clock, make_band, serial_for
+from wallet.band import Band
+
+OPERATOR_MASTER = KeySet(0x01, 3, bytes(range(0x10, 0x20)), bytes(range(0x20, 0x30)),
+                         bytes(range(0x30, 0x40)))
+OPERATOR = Domain(bytes.fromhex("A00000015153504B4F414C4101"),
+                  gp.diversified(OPERATOR_MASTER, "kdf3"))
+CARD_MANAGER = Domain(ISD_AID, FACTORY.keys)
+PERSONALISATION = TRANSIT.personalisation(serial_for(TRANSIT), START, EXPIRY, "OTA")
+
+
+def issue(band: Band, seed: int = 1) -> str:
+    with in_field(band) as link:
+        return run(issue_purse(CARD_MANAGER, OPERATOR, TRANSIT.aid, PERSONALISATION,
+                               random.Random(seed).randbytes), link)
+
+
+def usable(band: Band) -> int:
+    loader = LoadTerminal(places.load_id(), {TRANSIT.issuer_id: LoadKeys(TRANSIT.master.load,
+                                                                         TRANSIT.master.tac)},
+                          Clock())
+    with in_field(band) as link:
+        return run(loader.load(500), link).balance_after
+
+
+def test_a_fresh_band_gets_a_domain_and_a_working_card():
+    band = make_band()
+    assert issue(band) == "issued"
+    assert usable(band) == 500
+    assert issue(band, seed=2) == "already issued"
+    assert band.card("transit").balance == 500
+
+
+class _DropAt:
+    """The relay loses the link before the n-th APDU reaches the band."""
+
+    def __init__(self, band: Band, n: int) -> None:
+        self.band, self.n = band, n
+
+    def power_on(self) -> None:
+        self.band.power_on()
+
+    def transmit(self, apdu: bytes) -> bytes:
+        self.n -= 1
+        if self.n == 0:
+            raise CardRemoved("relay dropped")
+        return self.band.transmit(apdu)
+
+
+def test_issuance_broken_at_every_apdu_completes_on_the_next_contact():
+    probe = make_band()
+    with in_field(probe) as link:
+        run(issue_purse(CARD_MANAGER, OPERATOR, TRANSIT.aid, PERSONALISATION,
+                        random.Random(1).randbytes), link)
+        apdus = len(link.trace)
+    for n in range(1, apdus + 1):
+        band = make_band()
+        with pytest.raises(CardRemoved), in_field(_DropAt(band, n)) as link:
+            run(issue_purse(CARD_MANAGER, OPERATOR, TRANSIT.aid, PERSONALISATION,
+                            random.Random(1).randbytes), link)
+        assert issue(band, seed=n) in ("issued", "already issued"), f"dropped before APDU {n}"
+        assert usable(band) == 500
