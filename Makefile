@@ -6,8 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.koala-installed
 # pcscd + vpcd: the band as a PC/SC card; swig + libpcsclite-dev build pyscard;
-# pcsc-tools (pcsc_scan, scriptor) and opensc (opensc-tool) are the standard tools tested.
-APT_PACKAGES := gcc swig libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools opensc
+# pcsc-tools (pcsc_scan, scriptor) and opensc (opensc-tool) are the standard tools tested;
+# softhsm2 is the PKCS#11 token the issuer's key store is tested against.
+APT_PACKAGES := gcc swig libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools opensc softhsm2
 
 .PHONY: demo test lint bench clean system-packages
 
@@ -22,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.pcsc
+	$(BIN)/python -m bench.issuance
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do \
