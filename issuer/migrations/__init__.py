@@ -1,0 +1,1 @@
+"""Alembic migrations of the issuer database (run with :func:`issuer.db.migrate`)."""
