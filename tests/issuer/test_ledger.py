@@ -8,12 +8,10 @@ head and drops it afterwards, so concurrent runs never see each other's rows.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -21,48 +19,11 @@ from alembic.migration import MigrationContext
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from issuer import ledger
-from issuer.db import Account, Entry, Transaction, make_engine, migrate, session_factory
+from issuer.db import Account, Entry, Transaction, migrate, session_factory
 from issuer.ledger import LedgerError
-
-PG_URL = os.environ.get("KOALA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _postgres_schema_url(schema: str) -> str:
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False)
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'issuer.db'}"
-        migrate(url)
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
-        return
-    admin = make_engine(PG_URL)
-    schema = f"koala_test_{os.getpid()}_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as error:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL at {PG_URL} is not reachable (set KOALA_TEST_PG_URL): {error}")
-    try:
-        url = _postgres_schema_url(schema)
-        migrate(url)
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def fresh() -> str:
