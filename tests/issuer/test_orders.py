@@ -1,0 +1,165 @@
+"""Top-up orders on a real database: relay drops, issuer restarts, tears, retries, races."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+import pytest
+from sqlalchemy import Engine
+
+from applets.errors import PowerLoss
+from applets.pboc import crypto
+from issuer import ledger
+from issuer.db import Band as BandRow
+from issuer.db import Card, CardStatus, Order, OrderState, session_factory
+from issuer.orders import IN_FLIGHT, OrderError, Topups, funding_account
+from issuer.products import TRANSIT
+from reader import places
+from tests.conftest import EXPIRY, START, seeded, serial_for
+from wallet.band import Band
+
+NOW = datetime(2026, 11, 23, 9, 0)
+FUNDS = 100_000
+
+
+class DemoKeys:
+    def load_key(self, div_data: bytes) -> bytes:
+        return crypto.diversify(TRANSIT.master.load, div_data)
+
+    def tac_key(self, div_data: bytes) -> bytes:
+        return crypto.diversify(TRANSIT.master.tac, div_data)
+
+
+def topups(engine: Engine) -> Topups:
+    return Topups(session_factory(engine), lambda product: DemoKeys(), places.load_id(9), lambda: NOW)
+
+
+_serials = iter(range(1, 1_000_000))
+
+
+def enrol(engine: Engine) -> tuple[int, Band, bytes]:
+    """A band with a transit card known to the issuer, and money in its funding account."""
+    number = next(_serials)
+    serial = serial_for(TRANSIT, number)
+    band = Band.new(f"b{number}", seeded(number))
+    band.add_purse(TRANSIT.personalisation(serial, START, EXPIRY), TRANSIT.aid)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        row = BandRow(cplc=f"{number:032X}", uid=band.uid.hex(), device_token_hash="x")
+        session.add(row)
+        session.flush()
+        session.add(Card(band_id=row.id, product="transit", aid=TRANSIT.aid.hex().upper(),
+                         app_serial=serial.hex().upper(), status=CardStatus.ACTIVE))
+        ledger.post(session, "funding", [("bank:settlement", -FUNDS), (funding_account(row.id), FUNDS)],
+                    f"fund:{row.id}:{number}")
+        band_id = row.id
+    return band_id, band, serial
+
+
+def relay(service: Topups, order_id: int, band: Band, stop_after: int | None = None,
+          tear: int | None = None) -> OrderState:
+    """The phone: relay until done, or drop after ``stop_after`` answers."""
+    band.power_on()
+    step = service.open(order_id)
+    answered = 0
+    while step.command is not None:
+        if stop_after is not None and answered == stop_after:
+            return step.state
+        store = band.se.store
+        if tear is not None and step.command[1] == 0x52:
+            store.tear_after = store.writes + tear
+        try:
+            response = band.transmit(step.command)
+        except PowerLoss:
+            return step.state
+        finally:
+            store.tear_after = None
+        step = service.answer(step.session_id, step.step, response)
+        answered += 1
+    return step.state
+
+
+def money(engine: Engine, band_id: int, serial: bytes) -> tuple[int, int, int]:
+    with session_factory(engine)() as session:
+        return (ledger.balance(session, funding_account(band_id)),
+                ledger.balance(session, f"card:{serial.hex().upper()}"),
+                ledger.balance(session, IN_FLIGHT))
+
+
+def test_a_top_up_settles_and_the_ledger_agrees_with_the_card(engine):
+    band_id, band, serial = enrol(engine)
+    service = topups(engine)
+    order = service.order(band_id, serial, 5000, f"k-{band_id}")
+    assert service.order(band_id, serial, 5000, f"k-{band_id}") == order, "same key, same order"
+    assert relay(service, order, band) is OrderState.SETTLED
+    funding, card, _ = money(engine, band_id, serial)
+    assert (funding, card) == (FUNDS - 5000, 5000) and band.card("transit").balance == 5000
+
+
+@pytest.mark.parametrize("stop_after", [0, 1, 2, 3])
+def test_a_relay_dropped_anywhere_is_finished_by_a_restarted_issuer(engine, stop_after):
+    band_id, band, serial = enrol(engine)
+    order = topups(engine).order(band_id, serial, 700, f"drop-{band_id}")
+    relay(topups(engine), order, band, stop_after=stop_after)
+    assert relay(topups(engine), order, band) is OrderState.SETTLED  # a new process, same database
+    funding, card, _ = money(engine, band_id, serial)
+    assert funding + card == FUNDS and card == band.card("transit").balance == 700
+
+
+def test_a_torn_credit_is_settled_exactly_once(engine):
+    outcomes = set()
+    for k in range(8):
+        band_id, band, serial = enrol(engine)
+        order = topups(engine).order(band_id, serial, 900, f"tear-{band_id}-{k}")
+        relay(topups(engine), order, band, tear=k)
+        band.power_on()
+        outcomes.add(band.card("transit").balance)
+        assert relay(topups(engine), order, band) is OrderState.SETTLED
+        funding, card, _ = money(engine, band_id, serial)
+        assert (funding, card) == (FUNDS - 900, 900) == (FUNDS - band.card("transit").balance,
+                                                          band.card("transit").balance)
+    assert outcomes == {0, 900}
+
+
+def test_a_retried_answer_changes_nothing_and_a_busy_card_waits(engine):
+    band_id, band, serial = enrol(engine)
+    service = topups(engine)
+    order = service.order(band_id, serial, 300, f"retry-{band_id}")
+    band.power_on()
+    step = service.open(order)
+    select = band.transmit(step.command or b"")
+    second = service.answer(step.session_id, step.step, select)
+    again = service.answer(step.session_id, step.step, select)  # the phone retried
+    assert again.command == second.command and again.step == second.step
+    with pytest.raises(OrderError, match="still unresolved"):
+        service.order(band_id, serial, 100, f"other-{band_id}")
+    with pytest.raises(OrderError, match="different order"):
+        service.order(band_id, serial, 999, f"retry-{band_id}")
+
+
+def test_many_companions_at_once(engine):
+    enrolled = [enrol(engine) for _ in range(6)]
+    errors: list[BaseException] = []
+
+    def companion(band_id: int, band: Band, serial: bytes) -> None:
+        try:
+            service = topups(engine)
+            for n in range(2):
+                order = service.order(band_id, serial, 100, f"many-{band_id}-{n}")
+                if relay(service, order, band) is not OrderState.SETTLED:
+                    raise AssertionError("not settled")
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=companion, args=e) for e in enrolled]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    for band_id, band, serial in enrolled:
+        funding, card, _ = money(engine, band_id, serial)
+        assert (funding, card, band.card("transit").balance) == (FUNDS - 200, 200, 200)
+    with session_factory(engine)() as session:
+        assert session.query(Order).count() >= 12
