@@ -132,7 +132,8 @@ class Topups:
             apdu = command(state)
             return Relay(relay.id, 0, apdu.encode() if apdu else None, order.state)
 
-    def answer(self, session_id: uuid.UUID, step: int, response: bytes) -> Relay:
+    def answer(self, session_id: uuid.UUID, step: int, response: bytes,
+               band_id: int | None = None) -> Relay:
         """The band's answer to APDU ``step`` of the session; the next APDU (None: done)."""
         try:
             parsed = ResponseAPDU.parse(response)
@@ -143,8 +144,8 @@ class Topups:
             if relay is None:
                 raise OrderError("no such relay session")
             order = session.get(Order, relay.order_id, with_for_update=True)
-            if order is None:
-                raise OrderError("the session's order is gone")
+            if order is None or (band_id is not None and order.band_id != band_id):
+                raise OrderError("no such relay session")
             state = _load(relay.state)
             current = int(relay.step)
             if step != current:

@@ -1,0 +1,94 @@
+"""The issuer over real HTTP (uvicorn on loopback), driven by the band's companion."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+
+from applets.gp.cplc import cplc
+from issuer.api import create_app
+from issuer.db import session_factory
+from issuer.orders import Topups
+from issuer.products import TRANSIT
+from reader import places
+from tests.conftest import EXPIRY, START, seeded, serial_for
+from tests.issuer.test_orders import DemoKeys
+from wallet.band import Band
+from wallet.companion import Companion, IssuerClient, IssuerUnavailable
+
+OPERATOR = "operator-secret-token"
+
+
+@pytest.fixture
+def issuer_url(engine: Engine) -> Iterator[str]:
+    service = Topups(session_factory(engine), lambda product: DemoKeys(), places.load_id(9),
+                     lambda: datetime(2026, 11, 23, 9, 0))
+    app = create_app(session_factory(engine), service, OPERATOR)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(5)
+
+
+_numbers = iter(range(500_000, 1_000_000))
+
+
+def registered(url: str) -> tuple[Band, int, str, bytes]:
+    number = next(_numbers)
+    band = Band.new(f"api{number}", seeded(number))
+    serial = serial_for(TRANSIT, number)
+    band.add_purse(TRANSIT.personalisation(serial, START, EXPIRY), TRANSIT.aid)
+    operator = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {OPERATOR}"})
+    made = operator.post("/v1/bands", json={"cplc": cplc(band.uid).hex(), "uid": band.uid.hex()})
+    assert made.status_code == 201, made.text
+    band_id, token = made.json()["band_id"], made.json()["device_token"]
+    assert operator.post(f"/v1/bands/{band_id}/cards",
+                         json={"product": "transit", "app_serial": serial.hex()}).status_code == 201
+    funded = operator.post(f"/v1/bands/{band_id}/funding", json={"amount": 20_000},
+                           headers={"Idempotency-Key": f"fund-{number}"})
+    assert funded.status_code == 200, funded.text
+    return band, band_id, token, serial
+
+
+def test_a_companion_tops_up_over_http_and_everyone_agrees(issuer_url):
+    band, band_id, token, serial = registered(issuer_url)
+    client = IssuerClient(issuer_url, token)
+    companion = Companion(band, band_id, client)
+    final = companion.topup(serial, 5000, key="first-topup")
+    assert final["state"] == "settled"
+    again = client.order_topup(band_id, serial, 5000, "first-topup")
+    assert again["state"] == "settled", "the same idempotency key is the same order"
+    assert band.card("transit").balance == 5000
+    assert client.cards(band_id)[0]["balance"] == 5000
+
+
+def test_bad_requests_get_a_4xx_with_a_reason(issuer_url):
+    _, band_id, token, serial = registered(issuer_url)
+    http = httpx.Client(base_url=issuer_url)
+    assert http.get(f"/v1/bands/{band_id}/cards").status_code == 401
+    other = registered(issuer_url)
+    stranger = {"Authorization": f"Bearer {other[2]}"}
+    assert http.get(f"/v1/bands/{band_id}/cards", headers=stranger).status_code == 403
+    mine = {"Authorization": f"Bearer {token}", "Idempotency-Key": "abcdefgh"}
+    bad = http.post(f"/v1/bands/{band_id}/topups", headers=mine,
+                    json={"app_serial": "zz", "amount": -5})
+    assert bad.status_code == 422 and "detail" in bad.json()
+    unknown = http.post(f"/v1/bands/{band_id}/topups", headers=mine,
+                        json={"app_serial": "00" * 10, "amount": 100})
+    assert unknown.status_code == 409 and "no such card" in unknown.json()["detail"]
+    with pytest.raises(IssuerUnavailable, match="not this band's"):
+        IssuerClient(issuer_url, other[2]).order_topup(band_id, serial, 100, "k" * 10)
