@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -31,6 +31,8 @@ from issuer.orders import OrderError, Relay, Topups, funding_account
 from issuer.products import PRODUCTS
 
 HEX = r"^([0-9A-Fa-f]{2})*$"
+#: Row ids as the databases store them (PostgreSQL integer): larger ones are simply absent.
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class Problem(BaseModel):
@@ -120,7 +122,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         if not hmac.compare_digest(value, operator_token):
             raise HTTPException(403, "this needs the operator's token")
 
-    def device_band(band_id: int, value: Token, session: Session) -> Band:
+    def device_band(band_id: Id, value: Token, session: Session) -> Band:
         band = session.get(Band, band_id)
         if band is None:
             raise HTTPException(404, "no such band")
@@ -147,7 +149,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
 
     @app.post("/v1/bands/{band_id}/cards", status_code=201, responses=problems,
               dependencies=[Depends(operator)])
-    def register_card(band_id: int, body: CardIn, session: Db) -> CardOut:
+    def register_card(band_id: Id, body: CardIn, session: Db) -> CardOut:
         product = PRODUCTS.get(body.product)
         if product is None:
             raise HTTPException(404, f"no product {body.product!r}")
@@ -164,7 +166,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                        status=card.status.value, balance=0)
 
     @app.post("/v1/bands/{band_id}/funding", responses=problems, dependencies=[Depends(operator)])
-    def fund(band_id: int, body: FundingIn, session: Db,
+    def fund(band_id: Id, body: FundingIn, session: Db,
              idempotency_key: Annotated[str, Header(min_length=8, max_length=100)]) -> dict[str, int]:
         if session.get(Band, band_id) is None:
             raise HTTPException(404, "no such band")
@@ -178,7 +180,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         return {"balance": ledger.balance(session, funding_account(band_id))}
 
     @app.get("/v1/bands/{band_id}/cards", responses=problems)
-    def cards(band_id: int, value: Token, session: Db) -> list[CardOut]:
+    def cards(band_id: Id, value: Token, session: Db) -> list[CardOut]:
         band = device_band(band_id, value, session)
         rows = session.scalars(select(Card).where(Card.band_id == band.id)).all()
         return [CardOut(product=c.product, aid=c.aid, app_serial=c.app_serial,
@@ -186,7 +188,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                         balance=ledger.balance(session, f"card:{c.app_serial}")) for c in rows]
 
     @app.post("/v1/bands/{band_id}/topups", status_code=201, responses=problems)
-    def order_topup(band_id: int, body: TopupIn, value: Token, session: Db,
+    def order_topup(band_id: Id, body: TopupIn, value: Token, session: Db,
                     idempotency_key: Annotated[str, Header(min_length=8, max_length=100)]) -> OrderOut:
         device_band(band_id, value, session)
         session.close()
@@ -195,7 +197,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         return _order(sessions, order_id)
 
     @app.get("/v1/bands/{band_id}/orders/{order_id}", responses=problems)
-    def order(band_id: int, order_id: int, value: Token, session: Db) -> OrderOut:
+    def order(band_id: Id, order_id: Id, value: Token, session: Db) -> OrderOut:
         device_band(band_id, value, session)
         found = session.get(Order, order_id)
         if found is None or found.band_id != band_id:
@@ -203,7 +205,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         return _order(sessions, order_id)
 
     @app.post("/v1/bands/{band_id}/orders/{order_id}/relay", status_code=201, responses=problems)
-    def open_relay(band_id: int, order_id: int, value: Token, session: Db) -> RelayOut:
+    def open_relay(band_id: Id, order_id: Id, value: Token, session: Db) -> RelayOut:
         device_band(band_id, value, session)
         found = session.get(Order, order_id)
         if found is None or found.band_id != band_id:
@@ -212,7 +214,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         return _relay(topups.open(order_id))
 
     @app.post("/v1/bands/{band_id}/relay/{session_id}", responses=problems)
-    def answer(band_id: int, session_id: uuid.UUID, body: RelayIn, value: Token,
+    def answer(band_id: Id, session_id: uuid.UUID, body: RelayIn, value: Token,
                session: Db) -> RelayOut:
         device_band(band_id, value, session)
         session.close()
