@@ -479,6 +479,66 @@ def gp_lock(world: World, /, instance: str, unlock: bool, **options: Any) -> Non
     world.console.print(f"{'unlocked' if unlock else 'locked'} {instance.upper()}")
 
 
+# -- the issuer and the companion ----------------------------------------------------------
+
+
+@main.group("issuer")
+def issuer_group() -> None:
+    """The over-the-air issuer service (TSM)."""
+
+
+@issuer_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8700, show_default=True)
+@click.option("--database", metavar="URL", envvar="KOALA_ISSUER_DB",
+              help="SQLAlchemy URL (postgresql+psycopg://…); default SQLite in $KOALA_HOME/issuer.")
+@click.option("--operator-token", envvar="KOALA_OPERATOR_TOKEN", required=True,
+              help="Bearer token of the operator (or $KOALA_OPERATOR_TOKEN).")
+@pass_world
+def issuer_serve(world: World, host: str, port: int, database: str | None,
+                 operator_token: str) -> None:
+    """Serve the issuer's HTTP API (OpenAPI at /docs) until interrupted."""
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from issuer.server import build  # noqa: PLC0415
+
+    app = build(world.home.root, operator_token, database)
+    world.console.print(f"issuer on http://{host}:{port} (data in {world.home.root / 'issuer'})")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.group("companion")
+def companion_group() -> None:
+    """The phone: relays the issuer's APDUs to a band."""
+
+
+@companion_group.command("topup")
+@click.option("--band", "band_name", required=True, help="The band (in process).")
+@click.option("--issuer", "issuer_url", default="http://127.0.0.1:8700", show_default=True)
+@click.option("--band-id", type=int, required=True, help="The band's id at the issuer.")
+@click.option("--token", envvar="KOALA_DEVICE_TOKEN", required=True,
+              help="The band's device token (or $KOALA_DEVICE_TOKEN).")
+@click.option("--card", "card_name", default="transit", show_default=True,
+              type=click.Choice(sorted(PRODUCTS)))
+@click.option("--amount", type=Yuan(), required=True, help="Amount in yuan.")
+@click.option("--key", "idempotency_key", help="Idempotency key (default: a new one).")
+@pass_world
+def companion_topup(world: World, band_name: str, issuer_url: str, band_id: int, token: str,
+                    card_name: str, amount: int, idempotency_key: str | None) -> None:
+    """Order a top-up from the issuer and relay it to the band, over the air."""
+    from wallet.companion import Companion, IssuerClient  # noqa: PLC0415
+
+    with world.band(band_name) as worn:
+        serial = worn.card(card_name).issuer_file.app_serial
+        client = IssuerClient(issuer_url, token)
+        try:
+            result = Companion(worn, band_id, client).topup(serial, amount, idempotency_key)
+        finally:
+            client.close()
+        balance = worn.card(card_name).balance
+    world.console.print(f"order {result['state']}: {card_name} balance {money(balance)}")
+
+
 # -- PC/SC -----------------------------------------------------------------------------------
 
 
