@@ -32,7 +32,7 @@ def test_a_band_topped_up_over_the_air_through_the_cli(tmp_path):
     cards = json.loads(runner.invoke(main, [*home, "card", "list", "--band", "ota", "--json"]).output)
     serial = next(c["serial"] for c in cards if c["card"] == "transit")
     port = free_port()
-    server = subprocess.Popen(  # noqa: S603
+    server = subprocess.Popen(
         [sys.executable, "-m", "cli", *home, "issuer", "serve", "--port", str(port),
          "--operator-token", "op-token"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
