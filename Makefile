@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.pcsc
 	$(BIN)/python -m bench.issuance
+	$(BIN)/python -m bench.ota
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do \
