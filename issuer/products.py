@@ -116,6 +116,20 @@ CANTEEN = Product(
 PRODUCTS = {product.name: product for product in (TRANSIT, CANTEEN)}
 
 
+@dataclass(frozen=True, slots=True)
+class DemoLoadKeys:
+    """A product's load and TAC keys from its documented demo masters (development bands;
+    the issuer service derives them inside its key store instead)."""
+
+    product: Product
+
+    def load_key(self, div_data: bytes) -> bytes:
+        return crypto.diversify(self.product.master.load, div_data)
+
+    def tac_key(self, div_data: bytes) -> bytes:
+        return crypto.diversify(self.product.master.tac, div_data)
+
+
 def product(name: str) -> Product:
     try:
         return PRODUCTS[name]

@@ -17,10 +17,9 @@ from applets.gp.cplc import cplc
 from issuer.api import create_app
 from issuer.db import session_factory
 from issuer.orders import Topups
-from issuer.products import TRANSIT
+from issuer.products import TRANSIT, DemoLoadKeys
 from reader import places
 from tests.conftest import EXPIRY, START, seeded, serial_for
-from tests.issuer.test_orders import DemoKeys
 from wallet.band import Band
 from wallet.companion import Companion, IssuerClient, IssuerUnavailable
 
@@ -29,7 +28,7 @@ OPERATOR = "operator-secret-token"
 
 @pytest.fixture
 def issuer_url(engine: Engine) -> Iterator[str]:
-    service = Topups(session_factory(engine), lambda product: DemoKeys(), places.load_id(9),
+    service = Topups(session_factory(engine), lambda product: DemoLoadKeys(TRANSIT), places.load_id(9),
                      lambda: datetime(2026, 11, 23, 9, 0))
     app = create_app(session_factory(engine), service, OPERATOR)
     sock = socket.socket()

@@ -17,14 +17,14 @@ from sqlalchemy import Engine
 from issuer.api import create_app
 from issuer.db import session_factory
 from issuer.orders import Topups
+from issuer.products import TRANSIT, DemoLoadKeys
 from reader import places
-from tests.issuer.test_orders import DemoKeys
 
 OPERATOR = "operator-fuzz-token"
 
 
 def test_no_request_makes_the_issuer_fail(engine: Engine) -> None:
-    service = Topups(session_factory(engine), lambda product: DemoKeys(), places.load_id(9),
+    service = Topups(session_factory(engine), lambda product: DemoLoadKeys(TRANSIT), places.load_id(9),
                      lambda: datetime(2026, 11, 23, 9, 0))
     app = create_app(session_factory(engine), service, OPERATOR)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -9,12 +9,11 @@ import pytest
 from sqlalchemy import Engine
 
 from applets.errors import PowerLoss
-from applets.pboc import crypto
 from issuer import ledger
 from issuer.db import Band as BandRow
 from issuer.db import Card, CardStatus, Order, OrderState, session_factory
 from issuer.orders import IN_FLIGHT, OrderError, Topups, funding_account
-from issuer.products import TRANSIT
+from issuer.products import TRANSIT, DemoLoadKeys
 from reader import places
 from tests.conftest import EXPIRY, START, seeded, serial_for
 from wallet.band import Band
@@ -23,16 +22,9 @@ NOW = datetime(2026, 11, 23, 9, 0)
 FUNDS = 100_000
 
 
-class DemoKeys:
-    def load_key(self, div_data: bytes) -> bytes:
-        return crypto.diversify(TRANSIT.master.load, div_data)
-
-    def tac_key(self, div_data: bytes) -> bytes:
-        return crypto.diversify(TRANSIT.master.tac, div_data)
-
-
 def topups(engine: Engine) -> Topups:
-    return Topups(session_factory(engine), lambda product: DemoKeys(), places.load_id(9), lambda: NOW)
+    return Topups(session_factory(engine), lambda product: DemoLoadKeys(TRANSIT), places.load_id(9),
+                  lambda: NOW)
 
 
 _serials = iter(range(1, 1_000_000))

@@ -12,8 +12,7 @@ import pytest
 
 from applets.apdu import ResponseAPDU
 from applets.errors import PowerLoss
-from applets.pboc import crypto
-from issuer.products import TRANSIT
+from issuer.products import TRANSIT, DemoLoadKeys
 from issuer.topup import Debit, Effect, Fail, Settle, Step, Topup, command, receive
 from reader import places
 from tests.conftest import make_band, serial_for
@@ -23,17 +22,7 @@ NOW = datetime(2026, 11, 23, 9, 0)
 AMOUNT = 3000
 
 
-class DemoLoadKeys:
-    """The transit issuer's documented demo masters, diversified per card."""
-
-    def load_key(self, div_data: bytes) -> bytes:
-        return crypto.diversify(TRANSIT.master.load, div_data)
-
-    def tac_key(self, div_data: bytes) -> bytes:
-        return crypto.diversify(TRANSIT.master.tac, div_data)
-
-
-KEYS = DemoLoadKeys()
+KEYS = DemoLoadKeys(TRANSIT)
 
 
 def order() -> Topup:
