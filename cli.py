@@ -494,17 +494,23 @@ def issuer_group() -> None:
               help="SQLAlchemy URL (postgresql+psycopg://…); default SQLite in $KOALA_HOME/issuer.")
 @click.option("--operator-token", envvar="KOALA_OPERATOR_TOKEN", required=True,
               help="Bearer token of the operator (or $KOALA_OPERATOR_TOKEN).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes (one per core is the usual choice).")
 @pass_world
 def issuer_serve(world: World, host: str, port: int, database: str | None,
-                 operator_token: str) -> None:
+                 operator_token: str, workers: int) -> None:
     """Serve the issuer's HTTP API (OpenAPI at /docs) until interrupted."""
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
     from issuer.server import build  # noqa: PLC0415
 
-    app = build(world.home.root, operator_token, database)
-    world.console.print(f"issuer on http://{host}:{port} (data in {world.home.root / 'issuer'})")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    build(world.home.root, operator_token, database)  # migrate and load keys once, up front
+    os.environ.update(KOALA_HOME=str(world.home.root), KOALA_OPERATOR_TOKEN=operator_token,
+                      KOALA_ISSUER_DB=database or "")
+    world.console.print(f"issuer on http://{host}:{port} with {workers} worker(s) "
+                        f"(data in {world.home.root / 'issuer'})")
+    uvicorn.run("issuer.server:from_environment", factory=True, host=host, port=port,
+                workers=workers, log_level="warning")
 
 
 @main.group("companion")

@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--topups", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database", default=PG)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     admin = make_engine(args.database)
     rates, all_latencies = [], []
@@ -107,7 +108,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as home:
             server = subprocess.Popen(  # the issuer as its own process, as deployed
                 [sys.executable, "-m", "cli", "--home", home, "issuer", "serve", "--port", str(port),
-                 "--operator-token", "bench", "--database",
+                 "--operator-token", "bench", "--workers", str(args.workers), "--database",
                  db.render_as_string(hide_password=False)],
                 cwd=REPO, stdout=subprocess.DEVNULL, env={**os.environ, "KOALA_HOME": home})
             url = f"http://127.0.0.1:{port}"

@@ -7,6 +7,7 @@ key. The demo issuers' documented master keys are imported on first start.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,12 @@ class StoreLoadKeys:
 
     def tac_key(self, div_data: bytes) -> bytes:
         return self.store.diversify_pboc(f"{self.product}/tac", div_data)
+
+
+def from_environment() -> FastAPI:
+    """The app of ``koala issuer serve`` in each worker process (uvicorn's factory)."""
+    return build(Path(os.environ["KOALA_HOME"]), os.environ["KOALA_OPERATOR_TOKEN"],
+                 os.environ.get("KOALA_ISSUER_DB") or None)
 
 
 def build(home: Path, operator_token: str, database_url: str | None = None) -> FastAPI:
