@@ -130,13 +130,12 @@ def command(state: Topup) -> CommandAPDU | None:
 def receive(state: Topup, response: ResponseAPDU, keys: LoadKeys,
             now: datetime) -> tuple[Topup, Effect]:
     """Advance on the card's answer to :func:`command`; the ledger effect to apply with it."""
-    div = crypto.div_data(state.app_serial)
     if state.step is Step.SELECT:
         return _after_select(state, response)
     if state.step is Step.PROVE:
         return _after_prove(state, response)
     if state.step is Step.INITIALIZE:
-        return _after_initialize(state, response, keys, div, now)
+        return _after_initialize(state, response, keys, crypto.div_data(state.app_serial), now)
     if state.step is Step.CREDIT:
         return _after_credit(state, response)
     raise ValueError(f"the top-up is over ({state.step})")
@@ -169,19 +168,17 @@ def _after_initialize(state: Topup, response: ResponseAPDU, keys: LoadKeys, div:
     if response.sw != SW.OK or len(response.data) != INIT_LOAD_RESPONSE.size:
         return _fail(state, f"INITIALIZE FOR LOAD refused ({response.sw:04X})")
     init = INIT_LOAD_RESPONSE.parse(response.data)
-    session_key = crypto.load_session_key(keys.load_key(div), init.random, init.counter)
-    mac1 = crypto.load_mac1(session_key, init.balance, state.amount, TxType.EP_LOAD,
-                            state.terminal_id)
-    if not hmac.compare_digest(mac1, init.mac1):
+    date, time = bcd.date_time(now)
+    terminal = crypto.Terminal(state.terminal_id, date, time)
+    authorization = crypto.authorize_load(keys.load_key(div), keys.tac_key(div), init.balance,
+                                          init.counter, init.random, init.mac1, state.amount,
+                                          terminal)
+    if authorization is None:
         raise TopupError("MAC1 is wrong: not the ordered card, or the relay altered it")
     if state.counter is not None and init.counter > state.counter:
         # Our earlier MAC2 was used: the only credit with that counter is ours.
         return replace(state, step=Step.SETTLED), Settle(state.amount, state.expected_tac)
-    date, time = bcd.date_time(now)
-    terminal = crypto.Terminal(state.terminal_id, date, time)
-    expected_tac = crypto.load_tac(keys.tac_key(div), init.balance + state.amount, init.counter,
-                                   state.amount, TxType.EP_LOAD, terminal)
-    mac2 = crypto.load_mac2(session_key, state.amount, TxType.EP_LOAD, terminal)
+    expected_tac, mac2 = authorization.expected_tac, authorization.mac2
     effect = None if state.debited else Debit(state.amount)
     next_state = replace(state, step=Step.CREDIT, debited=True, counter=init.counter,
                          date=date, time=time, expected_tac=expected_tac, mac2=mac2)

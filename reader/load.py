@@ -88,17 +88,14 @@ class LoadTerminal:
             pboc.initialize(pboc.P1_LOAD, InitCommand(KEY_INDEX, amount, self.terminal_id)),
             "INITIALIZE FOR LOAD", LOAD_REFUSALS)
         init = parse(INIT_LOAD_RESPONSE, data, "INITIALIZE FOR LOAD")
-        session_key = crypto.load_session_key(crypto.diversify(keys.load, div), init.random,
-                                              init.counter)
-        mac1 = crypto.load_mac1(session_key, init.balance, amount, TxType.EP_LOAD, self.terminal_id)
-        if not hmac.compare_digest(mac1, init.mac1):
-            raise CardProtocolError("INITIALIZE FOR LOAD", SW.OK, "MAC1 is wrong: not a genuine card")
         date, time = bcd.date_time(self.clock())
         terminal = crypto.Terminal(self.terminal_id, date, time)
-        mac2 = crypto.load_mac2(session_key, amount, TxType.EP_LOAD, terminal)
-        balance = init.balance + amount
-        expected = crypto.load_tac(crypto.diversify(keys.tac, div), balance, init.counter,
-                                   amount, TxType.EP_LOAD, terminal)
+        authorization = crypto.authorize_load(
+            crypto.diversify(keys.load, div), crypto.diversify(keys.tac, div), init.balance,
+            init.counter, init.random, init.mac1, amount, terminal)
+        if authorization is None:
+            raise CardProtocolError("INITIALIZE FOR LOAD", SW.OK, "MAC1 is wrong: not a genuine card")
+        mac2, expected, balance = authorization.mac2, authorization.expected_tac, init.balance + amount
         record = Load(issuer.issuer_id, issuer.app_serial, amount, balance, init.counter,
                       self.terminal_id, date, time, expected)
         self.pending[issuer.app_serial] = record

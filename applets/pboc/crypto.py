@@ -24,9 +24,11 @@ dispersion): left = 3DES(MK, D), right = 3DES(MK, ¬D).
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 from applets.crypto.des import encrypt_ecb, mac_algorithm1
+from applets.pboc.layouts import TxType
 
 MAC_SIZE = 4
 LOAD_SUFFIX = b"\x80\x00"
@@ -87,6 +89,30 @@ def load_tac(dtk: bytes, new_balance: int, online_counter: int, amount: int, tx_
     data = (new_balance.to_bytes(4) + online_counter.to_bytes(2) + amount.to_bytes(4)
             + bytes((tx_type,)) + terminal.terminal_id + terminal.date + terminal.time)
     return mac4(tac_key(dtk), data)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadAuthorization:
+    """The host's answer to a card's INITIALIZE FOR LOAD: MAC2 to send, TAC to expect."""
+
+    mac2: bytes
+    expected_tac: bytes
+
+
+def authorize_load(dlk: bytes, dtk: bytes, balance: int, counter: int, random: bytes,
+                   mac1: bytes, amount: int, terminal: Terminal) -> LoadAuthorization | None:
+    """Host side of a load (load terminal or OTA issuer): None if the card's MAC1 is wrong.
+
+    ``dlk`` and ``dtk`` are the card's own (diversified) load and TAC keys;
+    balance, counter, random and MAC1 come from the card's INITIALIZE answer.
+    """
+    session_key = load_session_key(dlk, random, counter)
+    if not hmac.compare_digest(
+            load_mac1(session_key, balance, amount, TxType.EP_LOAD, terminal.terminal_id), mac1):
+        return None
+    return LoadAuthorization(
+        load_mac2(session_key, amount, TxType.EP_LOAD, terminal),
+        load_tac(dtk, balance + amount, counter, amount, TxType.EP_LOAD, terminal))
 
 
 def purchase_session_key(dpk: bytes, random: bytes, offline_counter: int,
