@@ -10,7 +10,7 @@ import json
 import os
 import shlex
 import tempfile
-import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -276,18 +276,13 @@ def band_attach(world: World, names: tuple[str, ...], host: str, port: int) -> N
     for slot, name in enumerate(names):
         worn = world.home.load_band(name)
         worn.on_change = world.home.save_band
-        bridges.append(VpcdBridge(VpcdCard(worn), host, port + slot))
-    threads = [threading.Thread(target=b.serve_forever, name=f"vpcd-{b.address[1]}", daemon=True)
-               for b in bridges]
-    for thread in threads:
-        thread.start()
+        bridges.append(VpcdBridge(VpcdCard(worn), host, port + slot).start())
     for bridge in bridges:
         world.console.print(f"band [bold]{bridge.card.band.name}[/] → vpcd {host}:"
                             f"{bridge.address[1]} (Ctrl-C to detach)")
     try:
-        while any(t.is_alive() for t in threads):
-            for thread in threads:
-                thread.join(0.5)
+        while True:
+            time.sleep(0.5)
     except KeyboardInterrupt:
         world.console.print("detaching")
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,16 +30,13 @@ READER = "Virtual PCD 00 00"
 
 @contextmanager
 def attached(band: Band, quickack: bool) -> Iterator[PcscTransport]:
-    bridge = VpcdBridge(VpcdCard(band), quickack=quickack)
-    thread = threading.Thread(target=bridge.serve_forever, daemon=True)
-    thread.start()
+    bridge = VpcdBridge(VpcdCard(band), quickack=quickack).start()
     card = PcscReader(READER).wait_for_card(15)
     try:
         yield card
     finally:
         card.disconnect()
         bridge.stop()
-        thread.join(5)
         time.sleep(2 * PCSCD_POLL_S)
 
 

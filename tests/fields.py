@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,7 +76,6 @@ class PcscField:
 
     def __init__(self) -> None:
         self._bridge: VpcdBridge | None = None
-        self._thread: threading.Thread | None = None
         self._band: Band | None = None
         self._pulled_at = 0.0
 
@@ -90,9 +88,7 @@ class PcscField:
         # as a rider takes a moment to tap again.
         time.sleep(max(0.0, self._pulled_at + 2 * PCSCD_POLL_S - time.monotonic()))
         self._band = band
-        self._bridge = VpcdBridge(VpcdCard(band), port=DEFAULT_PORT)
-        self._thread = threading.Thread(target=self._bridge.serve_forever, daemon=True)
-        self._thread.start()
+        self._bridge = VpcdBridge(VpcdCard(band), port=DEFAULT_PORT).start()
 
     @contextmanager
     def tap(self, band: Band) -> Iterator[Transport]:
@@ -106,9 +102,6 @@ class PcscField:
     def pull(self) -> None:
         if self._bridge is not None:
             self._bridge.stop()
-            if self._thread is not threading.current_thread():
-                assert self._thread is not None
-                self._thread.join(5)
             self._bridge = None
             self._pulled_at = time.monotonic()
 
@@ -134,16 +127,13 @@ class NfcField:
     def __init__(self) -> None:
         self.path = f"udp:localhost:{next(_ports)}"
         self._card: NfcCard | None = None
-        self._thread: threading.Thread | None = None
         self._reader = NfcReader(self.path)
 
     def _attach(self, band: Band) -> NfcCard:
         if self._card is not None and self._card.band is band:
             return self._card
         self.pull()
-        self._card = NfcCard(band, self.path)
-        self._thread = threading.Thread(target=self._card.serve_forever, daemon=True)
-        self._thread.start()
+        self._card = NfcCard(band, self.path).start()
         self._card.listening.wait(5)
         return self._card
 
@@ -159,10 +149,6 @@ class NfcField:
     def pull(self) -> None:
         if self._card is not None:
             self._card.stop()
-            self._card.leave_field()
-            if self._thread is not threading.current_thread():
-                assert self._thread is not None
-                self._thread.join(5)
             self._card = None
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from wallet import contactless
 from wallet.band import Band
 from wallet.errors import WalletError
 from wallet.isodep import IsoDepCard, IsoDepError
+from wallet.serving import Serving
 
 _log = logging.getLogger(__name__)
 LISTEN_S = 0.5
@@ -35,14 +36,14 @@ def _nfc() -> Any:
     return nfc
 
 
-class NfcCard:
+class NfcCard(Serving):
     """Serves one band on an nfcpy device until :meth:`stop`."""
 
     def __init__(self, band: Band, path: str, wtx: Callable[[bytes], int] = lambda apdu: 0) -> None:
+        super().__init__()
         self.band = band
         self.path = path
         self.wtx = wtx
-        self.stopping = threading.Event()
         self.listening = threading.Event()
         self.leaving = threading.Event()
         self.taps = 0
@@ -68,8 +69,8 @@ class NfcCard:
         finally:
             self._clf.close()
 
-    def stop(self) -> None:
-        self.stopping.set()
+    def _interrupt(self) -> None:
+        self.leave_field()
 
     def leave_field(self) -> None:
         """Take the band out of the field now: the current tap gets no further answer."""

@@ -26,6 +26,7 @@ import threading
 from applets.sw import SW
 from wallet import contactless
 from wallet.band import Band
+from wallet.serving import Serving
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 35963
@@ -67,16 +68,16 @@ class VpcdCard:
         self.powered = True
 
 
-class VpcdBridge:
+class VpcdBridge(Serving):
     """Keeps a :class:`VpcdCard` connected to vpcd until stopped."""
 
     def __init__(self, card: VpcdCard, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  retry_s: float = 0.2, quickack: bool = True) -> None:
+        super().__init__()
         self.card = card
         self.quickack = quickack and hasattr(socket, "TCP_QUICKACK")
         self.address = (host, port)
         self.retry_s = retry_s
-        self.stopping = threading.Event()
         self.connected = threading.Event()
         self._socket: socket.socket | None = None
 
@@ -93,8 +94,7 @@ class VpcdBridge:
                 self.card.powered = False
             self.stopping.wait(self.retry_s)
 
-    def stop(self) -> None:
-        self.stopping.set()
+    def _interrupt(self) -> None:
         sock = self._socket
         if sock is not None:
             with contextlib.suppress(OSError):

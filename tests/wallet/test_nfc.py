@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from applets.sw import SW
 from issuer.products import TRANSIT
 from reader import pboc
@@ -16,9 +14,7 @@ from wallet.nfc import NfcCard
 def test_nfcpy_waits_through_the_cards_waiting_time_extensions():
     band = make_band(TRANSIT)
     path = "udp:localhost:54377"
-    slow = NfcCard(band, path, wtx=lambda apdu: 2 if apdu[:2] == b"\x00\xa4" else 0)
-    thread = threading.Thread(target=slow.serve_forever, daemon=True)
-    thread.start()
+    slow = NfcCard(band, path, wtx=lambda apdu: 2 if apdu[:2] == b"\x00\xa4" else 0).start()
     slow.listening.wait(5)
     reader = NfcReader(path)
     try:
@@ -32,5 +28,4 @@ def test_nfcpy_waits_through_the_cards_waiting_time_extensions():
         reader.release()
         reader.close()
         slow.stop()
-        thread.join(5)
     assert slow.taps == 1

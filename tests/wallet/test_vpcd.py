@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,14 +74,11 @@ class _Handler:
 
 @contextmanager
 def attached(band: Band, port: int = DEFAULT_PORT) -> Iterator[VpcdBridge]:
-    bridge = VpcdBridge(VpcdCard(band), port=port)
-    thread = threading.Thread(target=bridge.serve_forever, daemon=True)
-    thread.start()
+    bridge = VpcdBridge(VpcdCard(band), port=port).start()
     try:
         yield bridge
     finally:
         bridge.stop()
-        thread.join(5)
         time.sleep(2 * PCSCD_POLL_S)  # let pcscd see the card go before the next test
 
 
