@@ -693,13 +693,9 @@ def journey_state(record: TransitRecord, network: MetroNetwork) -> str:
 # -- taps --------------------------------------------------------------------------------------
 
 
-@main.group()
+@main.group("tap")
 def tap_group() -> None:
     """Tap a band at a metro gate or on a bus."""
-
-
-tap_group.name = "tap"
-main.add_command(tap_group, "tap")
 
 
 @tap_group.command("gate")

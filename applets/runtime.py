@@ -64,8 +64,6 @@ class Entry:
 
     @classmethod
     def from_json(cls, item: list[object]) -> Entry:
-        if len(item) == 2:  # images written before life cycles were kept
-            return cls(bytes.fromhex(str(item[0])), str(item[1]))
         aid, name, lifecycle, privileges, domain = item
         return cls(bytes.fromhex(str(aid)), str(name), int(str(lifecycle)),
                    bytes.fromhex(str(privileges)), bytes.fromhex(str(domain)))

@@ -10,6 +10,7 @@ R-ENCRYPTION). The cryptography is the card's own (``applets.crypto``).
 from __future__ import annotations
 
 import hmac
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -56,7 +57,7 @@ class AuthenticationFailed(TransactionRefused):
     """The card's cryptogram is wrong: these are not the domain's keys (or not a genuine card)."""
 
 
-class HostChannel:
+class HostChannel(ABC):
     """An open secure channel, host side."""
 
     def __init__(self, keys: KeySet, level: Level) -> None:
@@ -64,14 +65,17 @@ class HostChannel:
         self.level = level
         self.div_data = b""  # the band's key diversification data (INITIALIZE UPDATE)
 
+    @abstractmethod
     def wrap(self, command: CommandAPDU) -> CommandAPDU:
-        raise NotImplementedError
+        """C-MAC (and C-DECRYPTION) for ``command``."""
 
+    @abstractmethod
     def unwrap(self, response: ResponseAPDU) -> ResponseAPDU:
-        raise NotImplementedError
+        """Check the R-MAC and decrypt, or return the answer as it came."""
 
+    @abstractmethod
     def encrypt_key(self, key: bytes) -> bytes:
-        raise NotImplementedError
+        """A key under the channel's DEK, for PUT KEY and key DGIs."""
 
     def kcv(self, key: bytes) -> bytes:
         return scp03.kcv(key) if self.keys.scp == 3 else scp02.kcv(key)

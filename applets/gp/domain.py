@@ -369,13 +369,12 @@ class SecurityDomain(Applet):
         entry = self._managed(apdu.data)
         if apdu.p2 & 0x7F:
             raise CardError(SW.INCORRECT_P1_P2, "applications are locked (80) or unlocked (00)")
-        lifecycle = entry.lifecycle | LOCKED_BIT if apdu.p2 else entry.lifecycle & ~LOCKED_BIT
         targets = [entry]
         if apdu.p1 == 0x60:
             targets += [e for e in card.entries() if e.domain == entry.aid]
         for target in targets:
-            new = target.lifecycle | LOCKED_BIT if apdu.p2 else target.lifecycle & ~LOCKED_BIT
-            card.set_lifecycle(target.aid, new if target is not entry else lifecycle)
+            lock = target.lifecycle | LOCKED_BIT if apdu.p2 else target.lifecycle & ~LOCKED_BIT
+            card.set_lifecycle(target.aid, lock)
         return b""
 
     # -- PUT KEY -------------------------------------------------------------------------
