@@ -19,7 +19,7 @@ import time
 from applets.gp.domain import ISD_AID
 from applets.gp.keys import KeySet
 from issuer import gp
-from issuer.issuance import FACTORY, Domain, issue_purse
+from issuer.issuance import Domain, factory_keys, issue_purse
 from issuer.products import TRANSIT
 from reader.flow import run
 from reader.transport import InProcessTransport
@@ -54,7 +54,7 @@ def issuer_seconds(bands: int) -> float:
         data = TRANSIT.personalisation(serial, bytes.fromhex("20260101"),
                                        bytes.fromhex("20361231"))
         start = time.perf_counter()
-        run(issue_purse(Domain(ISD_AID, FACTORY.keys), OPERATOR, TRANSIT.aid, data,
+        run(issue_purse(Domain(ISD_AID, factory_keys), OPERATOR, TRANSIT.aid, data,
                         random.Random(number).randbytes), InProcessTransport(band))
         samples.append(time.perf_counter() - start - band.card_s)
     return statistics.median(samples)

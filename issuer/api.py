@@ -194,7 +194,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         session.close()
         order_id = topups.order(band_id, bytes.fromhex(body.app_serial), body.amount,
                                 f"{band_id}:{idempotency_key}")
-        return _order(sessions, order_id)
+        return _order_out(session.get_one(Order, order_id))
 
     @app.get("/v1/bands/{band_id}/orders/{order_id}", responses=problems)
     def order(band_id: Id, order_id: Id, value: Token, session: Db) -> OrderOut:
@@ -202,7 +202,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         found = session.get(Order, order_id)
         if found is None or found.band_id != band_id:
             raise HTTPException(404, "no such order")
-        return _order(sessions, order_id)
+        return _order_out(found)
 
     @app.post("/v1/bands/{band_id}/orders/{order_id}/relay", status_code=201, responses=problems)
     def open_relay(band_id: Id, order_id: Id, value: Token, session: Db) -> RelayOut:
@@ -224,13 +224,9 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
     return app
 
 
-def _order(sessions: sessionmaker[Session], order_id: int) -> OrderOut:
-    with sessions() as session:
-        found = session.get(Order, order_id)
-        if found is None:
-            raise HTTPException(404, "no such order")
-        return OrderOut(order_id=found.id, state=found.state.value, amount=found.amount,
-                        last_error=found.last_error)
+def _order_out(found: Order) -> OrderOut:
+    return OrderOut(order_id=found.id, state=found.state.value, amount=found.amount,
+                    last_error=found.last_error)
 
 
 def _relay(relay: Relay) -> RelayOut:

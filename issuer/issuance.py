@@ -34,7 +34,9 @@ class Domain:
     keys: gp.Diversifier
 
 
-FACTORY = Domain(b"", lambda div_data: KeySet.test_keys())
+def factory_keys(div_data: bytes) -> KeySet:
+    """Any fresh domain's keys: GlobalPlatform's test key set, the same on every band."""
+    return KeySet.test_keys()
 
 
 def _module(class_name: str) -> tuple[bytes, bytes]:
@@ -59,7 +61,7 @@ def operator_domain(card_manager: Domain, operator: Domain, rng: gp.Rng) -> Flow
     channel = yield from _open(operator.aid, operator.keys, rng)
     if channel is not None:
         return channel
-    factory = yield from _open(operator.aid, FACTORY.keys, rng)
+    factory = yield from _open(operator.aid, factory_keys, rng)
     if factory is None:
         isd = yield from _open(card_manager.aid, card_manager.keys, rng)
         if isd is None:
@@ -67,7 +69,7 @@ def operator_domain(card_manager: Domain, operator: Domain, rng: gp.Rng) -> Flow
         load_file, module = _module(SECURITY_DOMAIN)
         yield from isd.send(gp.install(load_file, module, operator.aid, SSD_PRIVILEGES),
                             "INSTALL SSD")
-        factory = yield from _open(operator.aid, FACTORY.keys, rng)
+        factory = yield from _open(operator.aid, factory_keys, rng)
         if factory is None:
             raise gp.AuthenticationFailed("the new domain does not answer to its factory keys")
     own = operator.keys(factory.div_data)

@@ -9,7 +9,7 @@ import pytest
 from applets.gp.domain import ISD_AID
 from applets.gp.keys import KeySet
 from issuer import gp
-from issuer.issuance import FACTORY, Domain, issue_purse
+from issuer.issuance import Domain, factory_keys, issue_purse
 from issuer.products import TRANSIT
 from reader import places
 from reader.errors import CardRemoved
@@ -23,7 +23,7 @@ OPERATOR_MASTER = KeySet(0x01, 3, bytes(range(0x10, 0x20)), bytes(range(0x20, 0x
                          bytes(range(0x30, 0x40)))
 OPERATOR = Domain(bytes.fromhex("A00000015153504B4F414C4101"),
                   gp.diversified(OPERATOR_MASTER, "kdf3"))
-CARD_MANAGER = Domain(ISD_AID, FACTORY.keys)
+CARD_MANAGER = Domain(ISD_AID, factory_keys)
 PERSONALISATION = TRANSIT.personalisation(serial_for(TRANSIT), START, EXPIRY, "OTA")
 
 
