@@ -2,12 +2,15 @@
 
 The issuer never needs a master key itself, only keys derived from it: a
 card's PBOC keys (one-level dispersion with the card's serial) and a band's
-GlobalPlatform keys (block encryptions under the SSD master). So a key store
+GlobalPlatform keys (AES-CMAC of the band's diversification data under the
+domain's master, GlobalPlatformPro's KDF3). So a key store
 offers *named masters and derivations*, and no way to read a master back:
 the same code then runs over an encrypted file in development and over a
 PKCS#11 token (SoftHSM2, or a real HSM) where the masters cannot leave it.
 
-Names are ``product/role`` (``transit/load``) and ``gp/<set>/enc|mac|dek``.
+Names are ``product/role`` (``transit/load``) and ``<set>/gp/enc|mac|dek``
+(``transit/gp/enc``: the transit operator's domain; ``gp/test/enc``: GP's
+test keys of development bands).
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ import logging
 import os
 import secrets
 import stat
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 import pkcs11
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from applets.crypto import des
+from applets.crypto import scp03
+from applets.crypto.scp03 import aes_cmac
+from applets.gp.keys import KeySet
 from applets.pboc import crypto as pboc
+from issuer.gp import Diversifier
 from issuer.products import PRODUCTS
 from wallet.image import atomic_write
 
@@ -36,7 +42,6 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["des3", "aes"]
 KEY_SIZES: dict[str, tuple[int, ...]] = {"des3": (16,), "aes": (16, 24, 32)}
-BLOCK = {"des3": 8, "aes": 16}
 KEK_SIZE = 32
 NONCE_SIZE = 12
 FORMAT = "koala-keystore/1"
@@ -66,8 +71,8 @@ class KeyStore(Protocol):
         """A card's 16-byte key: PBOC one-level dispersion of the 3DES master ``name``."""
         ...
 
-    def encrypt_ecb(self, name: str, data: bytes) -> bytes:
-        """ECB encryption of whole blocks under master ``name``: the primitive of GP derivations."""
+    def cmac(self, name: str, data: bytes) -> bytes:
+        """AES-CMAC of ``data`` under the AES master ``name`` (a KDF3 derivation step)."""
         ...
 
     def import_key(self, name: str, key: bytes, kind: Kind) -> None:
@@ -87,9 +92,9 @@ def _check_import(name: str, key: bytes, kind: str) -> None:
                             f"got {len(key)}")
 
 
-def _check_blocks(name: str, kind: str, data: bytes) -> None:
-    if not data or len(data) % BLOCK[kind]:
-        raise KeyStoreError(f"{name} is a {kind} key: ECB data must be whole {BLOCK[kind]}-byte blocks")
+def _check_cmac(name: str, kind: str) -> None:
+    if kind != "aes":
+        raise KeyStoreError(f"{name} is a {kind} key; CMAC derivations need an AES master")
 
 
 def _pboc_blocks(name: str, kind: str, div_data: bytes) -> bytes:
@@ -204,14 +209,11 @@ class EncryptedKeyStore:
         log.debug("diversified a PBOC card key from %s", name)
         return pboc.diversify(master, div_data)
 
-    def encrypt_ecb(self, name: str, data: bytes) -> bytes:
+    def cmac(self, name: str, data: bytes) -> bytes:
         kind, master = self._master(name)
-        _check_blocks(name, kind, data)
-        log.debug("ECB encryption of %d bytes under %s", len(data), name)
-        if kind == "des3":
-            return des.encrypt_ecb(master, data)
-        encryptor = Cipher(algorithms.AES(master), modes.ECB()).encryptor()  # noqa: S305 - block primitive
-        return encryptor.update(data) + encryptor.finalize()
+        _check_cmac(name, kind)
+        log.debug("AES-CMAC under %s", name)
+        return aes_cmac(master, data)
 
     def import_key(self, name: str, key: bytes, kind: Kind) -> None:
         _check_import(name, key, kind)
@@ -322,11 +324,14 @@ class Pkcs11KeyStore:
         log.debug("diversified a PBOC card key from %s on the token", name)
         return self._encrypt(name, key, kind, blocks)
 
-    def encrypt_ecb(self, name: str, data: bytes) -> bytes:
+    def cmac(self, name: str, data: bytes) -> bytes:
         kind, key = self._key(name)
-        _check_blocks(name, kind, data)
-        log.debug("ECB encryption of %d bytes under %s on the token", len(data), name)
-        return self._encrypt(name, key, kind, data)
+        _check_cmac(name, kind)
+        log.debug("AES-CMAC under %s on the token", name)
+        try:
+            return bytes(key.sign(data, mechanism=Mechanism.AES_CMAC))
+        except pkcs11.PKCS11Error as exc:
+            raise KeyStoreError(f"token refused a CMAC under {name!r}: {exc!r}") from None
 
     def import_key(self, name: str, key: bytes, kind: Kind) -> None:
         _check_import(name, key, kind)
@@ -341,6 +346,7 @@ class Pkcs11KeyStore:
                 Attribute.TOKEN: True, Attribute.PRIVATE: True,
                 Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
                 Attribute.ENCRYPT: True, Attribute.DECRYPT: False,
+                Attribute.SIGN: kind == "aes", Attribute.VERIFY: False,
                 Attribute.WRAP: False, Attribute.UNWRAP: False,
             })
         except pkcs11.PKCS11Error as exc:
@@ -353,6 +359,21 @@ class Pkcs11KeyStore:
             self._login = None
 
 
+def gp_diversifier(store: KeyStore, key_set: str, version: int) -> Diversifier:
+    """A band's SCP03 keys for a domain whose AES-128 masters ``<key_set>/gp/*`` the store holds.
+
+    KDF3 as :func:`issuer.gp.diversified` does it, with every CMAC computed in the store.
+    """
+    def derive(div_data: bytes) -> KeySet:
+        enc, mac, dek = (scp03.diversify_kdf3(partial(store.cmac, f"{key_set}/gp/{role}"),
+                                              div_data, constant)
+                         for role, constant in (("enc", scp03.KDF3_ENC), ("mac", scp03.KDF3_MAC),
+                                                ("dek", scp03.KDF3_DEK)))
+        return KeySet(version, 3, enc, mac, dek)
+
+    return derive
+
+
 def load_demo_keys(store: KeyStore) -> None:
     """Import the documented demo masters (``issuer.products``) and the GP test key set.
 
@@ -363,6 +384,8 @@ def load_demo_keys(store: KeyStore) -> None:
     for product in PRODUCTS.values():
         for role in ("purchase", "load", "tac"):
             wanted.append((f"{product.name}/{role}", getattr(product.master, role), "des3"))
+        wanted += [(f"{product.name}/gp/{role}", product.gp_master, "aes")
+                   for role in ("enc", "mac", "dek")]
     wanted += [(f"gp/test/{role}", GP_TEST_KEY, "aes") for role in ("enc", "mac", "dek")]
     for name, key, kind in wanted:
         if name not in present:

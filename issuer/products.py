@@ -13,10 +13,16 @@ transit    A000000632010105 (T-Union)  11…11 22…22 / 33…33 44…44 /
 canteen    F04B4F414C4143414E54        77…77 88…88 / 99…99 AA…AA /
                                        BB…BB CC…CC
 =========  ==========================  ================================
+
+Each issuer keeps its cards in its own security domain on the band, opened
+with SCP03 keys diversified per band (KDF3) from one AES master for ENC, MAC
+and DEK: transit A00000015153504B4F414C4101 with master 10 11 … 1F, canteen
+A00000015153504B4F414C4102 with master 20 21 … 2F.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from applets.pboc import crypto
@@ -32,6 +38,10 @@ from applets.pboc.perso import CardKey, PursePersonalisation
 
 KEY_VERSION = 0x01
 KEY_INDEX = 0x01
+
+
+#: A card's 16-byte key of a role ("purchase", "load", "tac") from its diversification data.
+CardKeys = Callable[[str, bytes], bytes]
 
 
 class UnknownProduct(KeyError):
@@ -57,16 +67,23 @@ class Product:
     master: MasterKeys
     max_balance: int
     has_transit_record: bool
+    domain_aid: bytes
+    gp_master: bytes  # AES-128, the domain's ENC, MAC and DEK master
 
-    def personalisation(self, serial: bytes, start: bytes, expiry: bytes,
-                        holder_name: str = "") -> PursePersonalisation:
-        """The purse contents of one card: files and keys diversified for ``serial``."""
+    def personalisation(self, serial: bytes, start: bytes, expiry: bytes, holder_name: str = "",
+                        card_key: CardKeys | None = None) -> PursePersonalisation:
+        """The purse contents of one card: files and keys diversified for ``serial``.
+
+        ``card_key(role, div_data)`` gives the card's purchase, load and TAC keys
+        (the issuer's key store); by default they come from the demo masters.
+        """
         if len(serial) != 10:
             raise ValueError("an application serial number has 10 bytes")
         div = crypto.div_data(serial)
+        derive = card_key or self.demo_card_key
 
-        def key(master: bytes) -> CardKey:
-            return CardKey(KEY_VERSION, crypto.diversify(master, div))
+        def key(role: str) -> CardKey:
+            return CardKey(KEY_VERSION, derive(role, div))
 
         name = holder_name.encode("gbk")[:20].ljust(20, b" ")
         holder = HOLDER_FILE.build(HolderFile(0x00, 0x00, name, b" " * 32, 0x00))
@@ -79,12 +96,16 @@ class Product:
         return PursePersonalisation(
             issuer_file=IssuerFile(self.issuer_id, 0x02, 0x01, serial, start, expiry, bytes(2)),
             holder_file=holder,
-            purchase_keys={KEY_INDEX: key(self.master.purchase)},
-            load_keys={KEY_INDEX: key(self.master.load)},
-            tac_key=crypto.diversify(self.master.tac, div),
+            purchase_keys={KEY_INDEX: key("purchase")},
+            load_keys={KEY_INDEX: key("load")},
+            tac_key=derive("tac", div),
             max_balance=self.max_balance,
             transit_records=records,
         )
+
+    def demo_card_key(self, role: str, div_data: bytes) -> bytes:
+        """A card key from the documented demo master of ``role`` (purchase, load or tac)."""
+        return crypto.diversify(getattr(self.master, role), div_data)
 
 
 def _key(a: int, b: int) -> bytes:
@@ -100,6 +121,8 @@ TRANSIT = Product(
     master=MasterKeys(_key(0x11, 0x22), _key(0x33, 0x44), _key(0x55, 0x66)),
     max_balance=100_000,
     has_transit_record=True,
+    domain_aid=bytes.fromhex("A00000015153504B4F414C4101"),
+    gp_master=bytes(range(0x10, 0x20)),
 )
 
 CANTEEN = Product(
@@ -111,6 +134,8 @@ CANTEEN = Product(
     master=MasterKeys(_key(0x77, 0x88), _key(0x99, 0xAA), _key(0xBB, 0xCC)),
     max_balance=50_000,
     has_transit_record=False,
+    domain_aid=bytes.fromhex("A00000015153504B4F414C4102"),
+    gp_master=bytes(range(0x20, 0x30)),
 )
 
 PRODUCTS = {product.name: product for product in (TRANSIT, CANTEEN)}
@@ -124,10 +149,10 @@ class DemoLoadKeys:
     product: Product
 
     def load_key(self, div_data: bytes) -> bytes:
-        return crypto.diversify(self.product.master.load, div_data)
+        return self.product.demo_card_key("load", div_data)
 
     def tac_key(self, div_data: bytes) -> bytes:
-        return crypto.diversify(self.product.master.tac, div_data)
+        return self.product.demo_card_key("tac", div_data)
 
 
 def product(name: str) -> Product:

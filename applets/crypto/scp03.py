@@ -13,7 +13,9 @@ implements a cipher.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
@@ -70,10 +72,15 @@ def aes_cmac(key: bytes, data: bytes) -> bytes:
 # -- data derivation (4.1.5) -------------------------------------------------------------
 
 
-def counter_kdf(key: bytes, prefix: bytes, suffix: bytes, length: int) -> bytes:
+#: AES-CMAC under a key that may live elsewhere (an HSM): data in, 16-byte MAC out.
+Prf = Callable[[bytes], bytes]
+
+
+def counter_kdf(key: bytes | Prf, prefix: bytes, suffix: bytes, length: int) -> bytes:
     """NIST SP 800-108 KDF in counter mode, PRF AES-CMAC, 8-bit counter between prefix and suffix.
 
-    Block i is CMAC(key, prefix || i || suffix) for i = 1, 2, ...; the blocks are
+    ``key`` is the AES key, or the CMAC itself when the key is kept in a key
+    store. Block i is CMAC(key, prefix || i || suffix) for i = 1, 2, ...; the blocks are
     concatenated and cut to ``length`` bytes. SCP03 puts its label, separation
     indicator and L in the prefix and its context in the suffix (:func:`derive`);
     GlobalPlatformPro's "kdf3" uses an empty prefix (:func:`diversify_kdf3`).
@@ -83,7 +90,8 @@ def counter_kdf(key: bytes, prefix: bytes, suffix: bytes, length: int) -> bytes:
     blocks = -(-length // BLOCK)
     if blocks > 0xFF:
         raise ValueError(f"an 8-bit counter derives at most {0xFF * BLOCK} bytes, asked {length}")
-    output = b"".join(aes_cmac(key, prefix + bytes((i,)) + suffix) for i in range(1, blocks + 1))
+    prf = partial(aes_cmac, key) if isinstance(key, bytes) else key
+    output = b"".join(prf(prefix + bytes((i,)) + suffix) for i in range(1, blocks + 1))
     return output[:length]
 
 
@@ -308,8 +316,10 @@ def kcv(key: bytes) -> bytes:
     return _encrypt_block(key, b"\x01" * BLOCK)[:3]
 
 
-def diversify_kdf3(master: bytes, div_data: bytes, constant: int) -> bytes:
+def diversify_kdf3(master: bytes | Prf, div_data: bytes, constant: int, length: int = 16) -> bytes:
     """A card key from a master key, GlobalPlatformPro's "kdf3" template; as long as the master.
+
+    A master held in a key store is passed as its CMAC, with the key's ``length``.
 
     Not part of GlobalPlatform: GlobalPlatformPro (PlaintextKeys.kdf_templates)
     defines "kdf3" as "$_ 00 00 00 $k 00 $0..$9" fed to its SCP03 counter-mode
@@ -318,9 +328,11 @@ def diversify_kdf3(master: bytes, div_data: bytes, constant: int) -> bytes:
     data of INITIALIZE UPDATE; ``constant`` the key type: :data:`KDF3_ENC` (1),
     :data:`KDF3_MAC` (2) or :data:`KDF3_DEK` (3).
     """
-    _check_key(master, "master key")
+    if isinstance(master, bytes):
+        _check_key(master, "master key")
+        length = len(master)
     if len(div_data) != 10:
         raise ValueError(f"the key diversification data has 10 bytes, got {len(div_data)}")
     if not 0 <= constant <= 0xFF:
         raise ValueError(f"the kdf3 key type is one byte, got {constant}")
-    return counter_kdf(master, b"", bytes((0, 0, 0, constant, 0)) + div_data, len(master))
+    return counter_kdf(master, b"", bytes((0, 0, 0, constant, 0)) + div_data, length)

@@ -14,11 +14,12 @@ from typing import Any
 
 import pkcs11
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pkcs11 import Attribute, ObjectClass
 
-from applets.crypto import des
+from applets.crypto.scp03 import aes_cmac
+from applets.gp.keys import KeySet
 from applets.pboc.crypto import diversify
+from issuer.gp import diversified
 from issuer.keystore import (
     DEFAULT_MODULE,
     GP_TEST_KEY,
@@ -28,6 +29,7 @@ from issuer.keystore import (
     KeyStoreError,
     Pkcs11KeyStore,
     UnknownKey,
+    gp_diversifier,
     load_demo_keys,
 )
 from issuer.products import CANTEEN, PRODUCTS, TRANSIT
@@ -35,10 +37,12 @@ from issuer.products import CANTEEN, PRODUCTS, TRANSIT
 TOKEN, PIN, SO_PIN = "koala-test", "1234", "5678"
 DIV_DATA = [bytes(8), bytes.fromhex("0000000000000001"), bytes.fromhex("1000000000000001"),
             bytes.fromhex("FFFFFFFFFFFFFFFF"), bytes.fromhex("0123456789ABCDEF")]
-DEMO_NAMES = sorted([f"{p}/{r}" for p in PRODUCTS for r in ("purchase", "load", "tac")]
+DEMO_NAMES = sorted([f"{p}/{r}" for p in PRODUCTS
+                     for r in ("purchase", "load", "tac", "gp/enc", "gp/mac", "gp/dek")]
                     + ["gp/test/dek", "gp/test/enc", "gp/test/mac"])
-ALL_MASTERS = [TRANSIT.master.purchase, TRANSIT.master.load, TRANSIT.master.tac,
-               CANTEEN.master.purchase, CANTEEN.master.load, CANTEEN.master.tac, GP_TEST_KEY]
+ALL_MASTERS = [TRANSIT.master.purchase, TRANSIT.master.load, TRANSIT.master.tac, TRANSIT.gp_master,
+               CANTEEN.master.purchase, CANTEEN.master.load, CANTEEN.master.tac, CANTEEN.gp_master,
+               GP_TEST_KEY]
 SECRET = bytes.fromhex("0F1E2D3C4B5A69788796A5B4C3D2E1F0")  # a key imported only in tests
 
 
@@ -128,22 +132,21 @@ def test_backends_agree(make_store: Callable[[str], KeyStore]) -> None:
         assert (file_store.diversify_pboc("transit/load", d) == token_store.diversify_pboc("transit/load", d)
                 == diversify(TRANSIT.master.load, d))
         assert file_store.diversify_pboc("test/des3", d) == token_store.diversify_pboc("test/des3", d)
-    blocks = bytes(range(32))
-    for name in ("test/des3", "test/aes", "gp/test/mac", "canteen/tac"):
-        assert file_store.encrypt_ecb(name, blocks) == token_store.encrypt_ecb(name, blocks)
+    for data in (b"", bytes(range(32)), bytes(17)):
+        for name in ("test/aes", "gp/test/mac", "canteen/gp/enc"):
+            assert file_store.cmac(name, data) == token_store.cmac(name, data)
 
 
-def test_encrypt_ecb_known_answers(store: KeyStore) -> None:
+def test_cmac_and_band_keys_match_the_card_side(store: KeyStore) -> None:
     load_demo_keys(store)
     data = bytes.fromhex("00112233445566778899AABBCCDDEEFF") * 2
-    aes = Cipher(algorithms.AES(GP_TEST_KEY), modes.ECB()).encryptor()
-    assert store.encrypt_ecb("gp/test/enc", data) == aes.update(data) + aes.finalize()
-    expected = des.encrypt_ecb(TRANSIT.master.purchase, data[:8])
-    assert store.encrypt_ecb("transit/purchase", data[:8]) == expected
-    with pytest.raises(KeyStoreError, match="8-byte blocks"):
-        store.encrypt_ecb("transit/purchase", data[:7])
-    with pytest.raises(KeyStoreError, match="16-byte blocks"):
-        store.encrypt_ecb("gp/test/dek", data[:8])
+    assert store.cmac("gp/test/enc", data) == aes_cmac(GP_TEST_KEY, data)
+    with pytest.raises(KeyStoreError, match="AES master"):
+        store.cmac("transit/purchase", data)
+    in_clear = diversified(KeySet(0x01, 3, *[TRANSIT.gp_master] * 3), "kdf3")
+    in_store = gp_diversifier(store, "transit", 0x01)
+    for div in (bytes(10), bytes.fromhex("0102030405060708090A")):
+        assert in_store(div) == in_clear(div)
 
 
 def test_demo_keys_are_named_and_loading_twice_keeps_them(store: KeyStore) -> None:
@@ -159,7 +162,7 @@ def test_unknown_names(store: KeyStore) -> None:
     with pytest.raises(UnknownKey, match="metro/load"):
         store.diversify_pboc("metro/load", bytes(8))
     with pytest.raises(UnknownKey):
-        store.encrypt_ecb("gp/prod/enc", bytes(16))
+        store.cmac("gp/prod/enc", bytes(16))
 
 
 def test_import_refuses_to_overwrite(store: KeyStore) -> None:
@@ -202,7 +205,7 @@ def test_key_material_is_never_shown_or_logged(store: KeyStore, caplog: pytest.L
     store.import_key("test/des3", SECRET, "des3")
     store.diversify_pboc("test/des3", bytes(8))
     store.diversify_pboc("transit/tac", DIV_DATA[3])
-    store.encrypt_ecb("gp/test/enc", bytes(16))
+    store.cmac("gp/test/enc", bytes(16))
     with pytest.raises(KeyExists):
         store.import_key("test/des3", SECRET, "des3")
     assert caplog.records, "the store logs its imports"
