@@ -1,7 +1,8 @@
 """The issuer's HTTP API (FastAPI; OpenAPI at /openapi.json).
 
-Operators register bands and their cards; a band's companion (the phone)
-orders top-ups and relays APDUs between the issuer and the band. Every
+Operators register bands (and cards issued elsewhere), fund bands, cancel
+cards and report bands lost; a band's companion (the phone) orders
+issuance and top-ups and relays APDUs between the issuer and the band. Every
 request carries a bearer token: the operator's, or the device token issued
 when the band was registered, which sees only that band. Refusals are 4xx
 with a ``detail`` saying why; nothing the client sends can cause a 500.
@@ -27,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from issuer import ledger
 from issuer.db import Band, Card, CardStatus, Order
-from issuer.orders import OrderError, Relay, Topups, funding_account
-from issuer.products import PRODUCTS
+from issuer.orders import UNRESOLVED, OrderError, Orders, Relay, funding_account
+from issuer.products import PRODUCTS, product
 
 HEX = r"^([0-9A-Fa-f]{2})*$"
 #: Row ids as the databases store them (PostgreSQL integer): larger ones are simply absent.
@@ -42,6 +43,9 @@ class Problem(BaseModel):
 class BandIn(BaseModel):
     cplc: str = Field(pattern=HEX, min_length=84, max_length=84, description="CPLC, 42 bytes hex")
     uid: str = Field(pattern=HEX, min_length=8, max_length=20)
+    isd_key_set: str = Field("test", max_length=64, description=(
+        "the key set of the band's card manager: 'test' (GP test keys, development bands) or "
+        "the name of the band maker's masters in the issuer's key store (KDF3 per band)"))
 
 
 class BandOut(BaseModel):
@@ -71,10 +75,20 @@ class TopupIn(BaseModel):
     amount: int = Field(gt=0, le=100_000, description="fen")
 
 
+class IssueIn(BaseModel):
+    product: str = Field(description="a product name from /v1/products")
+
+
+class LostIn(BaseModel):
+    new_band_id: int = Field(ge=1, le=2**31 - 1, description="the band the balances move to")
+
+
 class OrderOut(BaseModel):
     order_id: int
+    kind: str
     state: str
-    amount: int
+    amount: int = Field(description="fen: a top-up's amount, a cancelled card's refund")
+    app_serial: str | None
     last_error: str | None = None
 
 
@@ -95,7 +109,8 @@ def _hash(token: str) -> str:
 
 
 def create_app(  # noqa: PLR0915 - the routes are closures over one app's dependencies
-        sessions: sessionmaker[Session], topups: Topups, operator_token: str) -> FastAPI:
+        sessions: sessionmaker[Session], orders: Orders, operator_token: str,
+        isd_key_sets: frozenset[str] = frozenset({"test"})) -> FastAPI:
     app = FastAPI(title="Koala band issuer", version="1",
                   description="Over-the-air issuance and top-up of Koala band cards.")
     problems: dict[int | str, dict[str, Any]] = {
@@ -117,6 +132,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         return authorization.removeprefix("Bearer ")
 
     Token = Annotated[str, Depends(token)]
+    IdempotencyKey = Annotated[str, Header(min_length=8, max_length=100)]
 
     def operator(value: Token) -> None:
         if not hmac.compare_digest(value, operator_token):
@@ -138,8 +154,12 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
 
     @app.post("/v1/bands", status_code=201, responses=problems, dependencies=[Depends(operator)])
     def register_band(body: BandIn, session: Db) -> BandOut:
+        if body.isd_key_set not in isd_key_sets:
+            raise HTTPException(404, f"no card manager key set {body.isd_key_set!r}; known: "
+                                     f"{', '.join(sorted(isd_key_sets))}")
         device_token = secrets.token_urlsafe(24)
-        band = Band(cplc=body.cplc.upper(), uid=body.uid.upper(), device_token_hash=_hash(device_token))
+        band = Band(cplc=body.cplc.upper(), uid=body.uid.upper(), isd_key_set=body.isd_key_set,
+                    device_token_hash=_hash(device_token))
         session.add(band)
         try:
             session.commit()
@@ -150,6 +170,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
     @app.post("/v1/bands/{band_id}/cards", status_code=201, responses=problems,
               dependencies=[Depends(operator)])
     def register_card(band_id: Id, body: CardIn, session: Db) -> CardOut:
+        """A card personalised elsewhere (a development band), now managed by this issuer."""
         product = PRODUCTS.get(body.product)
         if product is None:
             raise HTTPException(404, f"no product {body.product!r}")
@@ -167,7 +188,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
 
     @app.post("/v1/bands/{band_id}/funding", responses=problems, dependencies=[Depends(operator)])
     def fund(band_id: Id, body: FundingIn, session: Db,
-             idempotency_key: Annotated[str, Header(min_length=8, max_length=100)]) -> dict[str, int]:
+             idempotency_key: IdempotencyKey) -> dict[str, int]:
         if session.get(Band, band_id) is None:
             raise HTTPException(404, "no such band")
         try:
@@ -187,14 +208,63 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                         status=c.status.value,
                         balance=ledger.balance(session, f"card:{c.app_serial}")) for c in rows]
 
+    def order_out(order_id: int, session: Session) -> OrderOut:
+        session.close()
+        found = session.get_one(Order, order_id)
+        card = session.get(Card, found.card_id) if found.card_id is not None else None
+        return OrderOut(order_id=found.id, kind=found.kind.value, state=found.state.value,
+                        amount=found.amount, app_serial=card.app_serial if card else None,
+                        last_error=found.last_error)
+
+    @app.post("/v1/bands/{band_id}/issues", status_code=201, responses=problems)
+    def order_issue(band_id: Id, body: IssueIn, value: Token, session: Db,
+                    idempotency_key: IdempotencyKey) -> OrderOut:
+        """Order a new card of a product on the band; relay the order to issue it."""
+        device_band(band_id, value, session)
+        if body.product not in PRODUCTS:
+            raise HTTPException(404, f"no product {body.product!r}")
+        serial = product(body.product).city + secrets.token_bytes(8)
+        session.close()  # SQLite: the order's own transaction must not wait for this one
+        return order_out(orders.issue(band_id, body.product, serial,
+                                      f"{band_id}:{idempotency_key}"), session)
+
     @app.post("/v1/bands/{band_id}/topups", status_code=201, responses=problems)
     def order_topup(band_id: Id, body: TopupIn, value: Token, session: Db,
-                    idempotency_key: Annotated[str, Header(min_length=8, max_length=100)]) -> OrderOut:
+                    idempotency_key: IdempotencyKey) -> OrderOut:
         device_band(band_id, value, session)
         session.close()
-        order_id = topups.order(band_id, bytes.fromhex(body.app_serial), body.amount,
-                                f"{band_id}:{idempotency_key}")
-        return _order_out(session.get_one(Order, order_id))
+        return order_out(orders.topup(band_id, bytes.fromhex(body.app_serial), body.amount,
+                                      f"{band_id}:{idempotency_key}"), session)
+
+    @app.post("/v1/bands/{band_id}/cards/{app_serial}/cancel", status_code=201, responses=problems,
+              dependencies=[Depends(operator)])
+    def order_cancel(band_id: Id, app_serial: Annotated[str, Path(pattern=HEX, min_length=20,
+                                                                  max_length=20)],
+                     session: Db, idempotency_key: IdempotencyKey) -> OrderOut:
+        """Cancel a card: relayed, it proves its balance, is deleted, and the balance is refunded."""
+        return order_out(orders.cancel(band_id, bytes.fromhex(app_serial),
+                                       f"{band_id}:{idempotency_key}"), session)
+
+    @app.post("/v1/bands/{band_id}/lost", status_code=201, responses=problems,
+              dependencies=[Depends(operator)])
+    def report_lost(band_id: Id, body: LostIn, session: Db,
+                    idempotency_key: IdempotencyKey) -> list[OrderOut]:
+        """Lock the band's cards now and at its next contact; their balances go to the new band."""
+        if session.get(Band, band_id) is None:
+            raise HTTPException(404, "no such band")
+        session.close()
+        made = orders.report_lost(band_id, body.new_band_id, f"{band_id}:{idempotency_key}")
+        return [order_out(order_id, session) for order_id in made]
+
+    @app.get("/v1/bands/{band_id}/orders", responses=problems)
+    def band_orders(band_id: Id, value: Token, session: Db,
+                    unresolved: bool = False) -> list[OrderOut]:
+        """The band's orders, oldest first; ``unresolved``: those to relay at the next contact."""
+        device_band(band_id, value, session)
+        query = select(Order.id).where(Order.band_id == band_id).order_by(Order.id)
+        if unresolved:
+            query = query.where(Order.state.in_(UNRESOLVED))
+        return [order_out(order_id, session) for order_id in session.scalars(query).all()]
 
     @app.get("/v1/bands/{band_id}/orders/{order_id}", responses=problems)
     def order(band_id: Id, order_id: Id, value: Token, session: Db) -> OrderOut:
@@ -202,31 +272,23 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         found = session.get(Order, order_id)
         if found is None or found.band_id != band_id:
             raise HTTPException(404, "no such order")
-        return _order_out(found)
+        return order_out(order_id, session)
 
     @app.post("/v1/bands/{band_id}/orders/{order_id}/relay", status_code=201, responses=problems)
     def open_relay(band_id: Id, order_id: Id, value: Token, session: Db) -> RelayOut:
         device_band(band_id, value, session)
-        found = session.get(Order, order_id)
-        if found is None or found.band_id != band_id:
-            raise HTTPException(404, "no such order")
         session.close()
-        return _relay(topups.open(order_id))
+        return _relay(orders.open(order_id, band_id))
 
     @app.post("/v1/bands/{band_id}/relay/{session_id}", responses=problems)
     def answer(band_id: Id, session_id: uuid.UUID, body: RelayIn, value: Token,
                session: Db) -> RelayOut:
         device_band(band_id, value, session)
         session.close()
-        return _relay(topups.answer(session_id, body.step, bytes.fromhex(body.response),
+        return _relay(orders.answer(session_id, body.step, bytes.fromhex(body.response),
                                     band_id=band_id))
 
     return app
-
-
-def _order_out(found: Order) -> OrderOut:
-    return OrderOut(order_id=found.id, state=found.state.value, amount=found.amount,
-                    last_error=found.last_error)
 
 
 def _relay(relay: Relay) -> RelayOut:

@@ -127,6 +127,8 @@ class Band(Base):
     cplc: Mapped[str] = mapped_column(String(128), unique=True)  # hex
     uid: Mapped[str] = mapped_column(String(32))  # hex
     device_token_hash: Mapped[str] = mapped_column(String(128))
+    #: "test": GP's test keys (development bands); else the key store's ``<name>/gp/*`` masters, KDF3.
+    isd_key_set: Mapped[str] = mapped_column(String(64), default="test", server_default="test")
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     cards: Mapped[list[Card]] = relationship(back_populates="band")
 

@@ -1,4 +1,4 @@
-"""Over-the-air issuance of a purse: the GlobalPlatform script a TSM runs on a band.
+"""Over-the-air card management: the scripts a TSM runs on a band to issue, cancel and lock a purse.
 
 An operator's cards live in the operator's own security domain (SSD). The
 first issuance creates that domain through the card manager and replaces its
@@ -16,11 +16,16 @@ from dataclasses import dataclass
 from applets.gp.channel import Level
 from applets.gp.keys import KeySet
 from applets.gp.loadfiles import PBOC_PURSE, SECURITY_DOMAIN, load_file_of
+from applets.pboc import crypto
+from applets.pboc.layouts import INIT_LOAD_RESPONSE, InitCommand
 from applets.pboc.perso import PursePersonalisation, to_dgis
 from applets.runtime import PERSONALIZED
 from applets.sw import SW
 from issuer import gp
-from reader.flow import Flow, expect
+from issuer.topup import KEY_INDEX, LoadKeys, issuer_file
+from reader import pboc
+from reader.errors import TransactionRefused
+from reader.flow import Flow, expect, parse
 
 LEVEL = Level.C_MAC | Level.C_DECRYPTION | Level.R_MAC
 SSD_PRIVILEGES = bytes((0x80, 0x40, 0x00))  # security domain, authorized management
@@ -44,7 +49,7 @@ def _module(class_name: str) -> tuple[bytes, bytes]:
     return load_file.aid, next(m for m, c in load_file.modules.items() if c == class_name)
 
 
-def _open(aid: bytes, keys: gp.Diversifier, rng: gp.Rng) -> Flow[gp.HostChannel | None]:
+def open_domain(aid: bytes, keys: gp.Diversifier, rng: gp.Rng) -> Flow[gp.HostChannel | None]:
     """SELECT and authenticate; None if the band has no such domain or refuses these keys."""
     response = yield gp.select(aid)
     if response.sw == SW.FILE_NOT_FOUND:
@@ -58,23 +63,23 @@ def _open(aid: bytes, keys: gp.Diversifier, rng: gp.Rng) -> Flow[gp.HostChannel 
 
 def operator_domain(card_manager: Domain, operator: Domain, rng: gp.Rng) -> Flow[gp.HostChannel]:
     """A channel to the operator's SSD, creating it and putting its keys first if need be."""
-    channel = yield from _open(operator.aid, operator.keys, rng)
+    channel = yield from open_domain(operator.aid, operator.keys, rng)
     if channel is not None:
         return channel
-    factory = yield from _open(operator.aid, factory_keys, rng)
+    factory = yield from open_domain(operator.aid, factory_keys, rng)
     if factory is None:
-        isd = yield from _open(card_manager.aid, card_manager.keys, rng)
+        isd = yield from open_domain(card_manager.aid, card_manager.keys, rng)
         if isd is None:
             raise gp.AuthenticationFailed("the card manager does not answer to our keys")
         load_file, module = _module(SECURITY_DOMAIN)
         yield from isd.send(gp.install(load_file, module, operator.aid, SSD_PRIVILEGES),
                             "INSTALL SSD")
-        factory = yield from _open(operator.aid, factory_keys, rng)
+        factory = yield from open_domain(operator.aid, factory_keys, rng)
         if factory is None:
             raise gp.AuthenticationFailed("the new domain does not answer to its factory keys")
     own = operator.keys(factory.div_data)
     yield from factory.send(gp.put_key(factory, own), "PUT KEY")
-    channel = yield from _open(operator.aid, operator.keys, rng)
+    channel = yield from open_domain(operator.aid, operator.keys, rng)
     if channel is None:
         raise gp.AuthenticationFailed("the operator's keys do not open the domain after PUT KEY")
     return channel
@@ -98,3 +103,48 @@ def issue_purse(card_manager: Domain, operator: Domain, aid: bytes,
         yield from channel.send(gp.store_data(block, number, number == len(blocks) - 1,
                                               encrypted=True), "STORE DATA")
     return "issued"
+
+
+def verified_balance(aid: bytes, app_serial: bytes, keys: LoadKeys,
+                     terminal: crypto.Terminal) -> Flow[int | None]:
+    """The purse's balance as the card vouches for it (MAC1 of INITIALIZE FOR LOAD, 1 fen);
+    None if the band has no such purse. Nothing is loaded: no CREDIT follows."""
+    response = yield pboc.select(aid)
+    if response.sw == SW.FILE_NOT_FOUND:
+        return None
+    issuer = issuer_file(expect(response, "SELECT purse"))
+    if issuer.app_serial != app_serial:
+        raise TransactionRefused("this band holds another card than the one named")
+    response = yield pboc.initialize(pboc.P1_LOAD, InitCommand(KEY_INDEX, 1, terminal.terminal_id))
+    if response.sw == SW.WRONG_DATA:
+        raise TransactionRefused("the card is full to its limit: spend a little, then cancel")
+    init = parse(INIT_LOAD_RESPONSE, expect(response, "INITIALIZE FOR LOAD"), "INITIALIZE answer")
+    div = crypto.div_data(app_serial)
+    if crypto.authorize_load(keys.load_key(div), keys.tac_key(div), init.balance, init.counter,
+                             init.random, init.mac1, 1, terminal) is None:
+        raise TransactionRefused("MAC1 is wrong: not the card named, or the relay altered it")
+    return init.balance
+
+
+def delete_purse(operator: Domain, aid: bytes, rng: gp.Rng) -> Flow[str]:
+    """DELETE the purse from the operator's domain: 'deleted' or 'absent'."""
+    channel = yield from open_domain(operator.aid, operator.keys, rng)
+    if channel is None:
+        return "absent"
+    response = yield channel.wrap(gp.delete(aid))
+    if response.sw == SW.REFERENCED_DATA_NOT_FOUND:
+        return "absent"
+    expect(channel.unwrap(response), "DELETE")
+    return "deleted"
+
+
+def lock_purse(operator: Domain, aid: bytes, rng: gp.Rng) -> Flow[str]:
+    """Lock the purse (SET STATUS) so no terminal can select it: 'locked' or 'absent'."""
+    channel = yield from open_domain(operator.aid, operator.keys, rng)
+    if channel is None:
+        return "absent"
+    response = yield channel.wrap(gp.set_status(aid, lock=True))
+    if response.sw == SW.REFERENCED_DATA_NOT_FOUND:
+        return "absent"
+    expect(channel.unwrap(response), "SET STATUS")
+    return "locked"

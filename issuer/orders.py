@@ -1,42 +1,53 @@
-"""Top-up orders: :mod:`issuer.topup` persisted, step by step, with its ledger effects.
+"""Orders (issue, top up, cancel, lock a lost band's card), each run through the phone's relay.
 
-Each relayed answer is one database transaction: the new top-up state, the
-order's state and the ledger posting of that step commit together or not at
-all, so a crash of the issuer between two APDUs loses nothing and a repeated
-answer (the phone retrying a request) changes nothing. Money moves only by
-postings with one idempotency key per order and effect:
+An order is made once per idempotency key and then relayed in sessions: the
+phone opens a session while in contact with the band, posts the band's
+answers and gets the next command APDUs. Each relayed answer is one database
+transaction: the order's state, its position in the script and the ledger
+posting of that step commit together or not at all, so a crash of the issuer
+between two APDUs loses nothing, and a repeated answer (the phone retrying a
+request) changes nothing. Every new session starts the order's procedure
+over from what the card says, so no order depends on a session that broke.
 
-=========  =========================================  ======================
-effect     legs                                        key
-=========  =========================================  ======================
-debit      funding -amount, issuer:in-flight +amount  order:<id>:debit
-settle     in-flight -amount, card:<serial> +amount   order:<id>:settle
-refund     in-flight -amount, funding +amount         order:<id>:refund
-=========  =========================================  ======================
+Money moves only by postings with one idempotency key per order and effect:
 
-A card has at most one unresolved top-up at a time, which is what lets the
-authenticated counter settle a lost answer (see :mod:`issuer.topup`).
+=============  =========================================  =======================
+effect         legs                                        key
+=============  =========================================  =======================
+top-up debit   funding -amount, issuer:in-flight +amount  order:<id>:debit
+top-up settle  in-flight -amount, card:<serial> +amount   order:<id>:settle
+top-up refund  in-flight -amount, funding +amount         order:<id>:refund
+cancel refund  card:<serial> -balance, funding +balance   order:<id>:refund
+lost: move     card:<serial> -balance, new funding +...   lost:<card id>:move
+=============  =========================================  =======================
+
+A card has at most one unresolved order at a time, which is what lets the
+authenticated counter settle a lost top-up answer (see :mod:`issuer.topup`).
 """
 
 from __future__ import annotations
 
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from applets.apdu import ResponseAPDU
+from applets.apdu import CommandAPDU, ResponseAPDU
 from issuer import ledger
-from issuer.db import Card, CardStatus, Order, OrderKind, OrderState, RelaySession
-from issuer.topup import Debit, Fail, LoadKeys, Settle, Step, Topup, command, receive
+from issuer.db import Band, Card, CardStatus, Order, OrderKind, OrderState, RelaySession
+from issuer.keys import IssuerKeys
 
 IN_FLIGHT = "issuer:in-flight"
 SESSION_LIFETIME = timedelta(minutes=10)
 UNRESOLVED = (OrderState.PENDING, OrderState.IN_RELAY, OrderState.DEBITED)
+HOLDING = (CardStatus.ISSUING, CardStatus.ACTIVE)
+
+State = dict[str, Any]
 
 
 class OrderError(Exception):
@@ -47,21 +58,8 @@ def funding_account(band_id: int) -> str:
     return f"funding:band:{band_id}"
 
 
-def _dump(state: Topup) -> dict[str, Any]:
-    return {k: v.hex() if isinstance(v, bytes) else str(v) if isinstance(v, Step) else v
-            for k, v in asdict(state).items()}
-
-
-def _load(raw: dict[str, Any]) -> Topup:
-    values: dict[str, Any] = {}
-    for f in fields(Topup):
-        value = raw[f.name]
-        if f.name == "step":
-            value = Step(value)
-        elif isinstance(value, str) and f.type in ("bytes", bytes):
-            value = bytes.fromhex(value)
-        values[f.name] = value
-    return Topup(**values)
+def card_account(card: Card) -> str:
+    return f"card:{card.app_serial}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,62 +72,184 @@ class Relay:
     state: OrderState
 
 
-class Topups:
-    def __init__(self, sessions: sessionmaker[Session], keys: Callable[[str], LoadKeys],
-                 terminal_id: bytes, clock: Callable[[], datetime] = datetime.now) -> None:
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a procedure works on inside one transaction."""
+
+    session: Session
+    order: Order
+    card: Card
+    band: Band
+    keys: IssuerKeys
+    terminal_id: bytes
+    now: datetime
+
+
+class Procedure(ABC):
+    """How one kind of order talks to the card, between relay sessions and within one."""
+
+    @abstractmethod
+    def start(self, context: Context, last: State | None) -> State:
+        """The position of a new relay session: the first (``last`` None) or one after ``last``."""
+
+    @abstractmethod
+    def command(self, context: Context, state: State) -> CommandAPDU | None:
+        """The APDU to relay at ``state``; None when the order is over."""
+
+    @abstractmethod
+    def receive(self, context: Context, state: State,
+                response: ResponseAPDU) -> tuple[State, CommandAPDU | None]:
+        """Advance on the card's answer, applying its effects to the order; the next APDU."""
+
+
+class Orders:
+    def __init__(self, sessions: sessionmaker[Session], keys: IssuerKeys, terminal_id: bytes,
+                 clock: Callable[[], datetime] = datetime.now) -> None:
+        from issuer.procedures import PROCEDURES  # noqa: PLC0415 - they build on this module
+
         self._sessions = sessions
-        self._keys = keys  # product name -> that issuer's load keys
+        self._keys = keys
         self._terminal_id = terminal_id
         self._clock = clock
+        self._procedures = PROCEDURES
 
-    def order(self, band_id: int, app_serial: bytes, amount: int, idempotency_key: str) -> int:
+    # -- ordering ------------------------------------------------------------------------
+
+    def topup(self, band_id: int, app_serial: bytes, amount: int, idempotency_key: str) -> int:
         """A top-up order, once per idempotency key (the same request returns the same order)."""
         if amount <= 0:
             raise OrderError("a top-up amount must be a positive number of fen")
         with self._sessions.begin() as session:
-            existing = session.scalar(select(Order).where(Order.idempotency_key == idempotency_key))
+            existing = self._existing(session, idempotency_key, OrderKind.TOPUP, band_id, amount)
             if existing is not None:
-                if (existing.kind, existing.band_id, existing.amount) != (OrderKind.TOPUP, band_id,
-                                                                          amount):
-                    raise OrderError("this idempotency key belongs to a different order")
-                return existing.id
-            card = session.scalar(select(Card).where(Card.app_serial == app_serial.hex().upper()))
-            if card is None or card.band_id != band_id:
-                raise OrderError("no such card on this band")
+                return existing
+            card = self._card(session, band_id, app_serial)
             if card.status is not CardStatus.ACTIVE:
                 raise OrderError(f"the card is {card.status.value}")
-            busy = session.scalar(select(Order).where(Order.card_id == card.id,
-                                                      Order.kind == OrderKind.TOPUP,
-                                                      Order.state.in_(UNRESOLVED)))
-            if busy is not None:
-                raise OrderError(f"order {busy.id} for this card is still unresolved: "
-                                 f"relay it first")
-            order = Order(idempotency_key=idempotency_key, kind=OrderKind.TOPUP, band_id=band_id,
-                          card_id=card.id, amount=amount, state=OrderState.PENDING)
-            session.add(order)
-            session.flush()
-            state = Topup(bytes.fromhex(card.aid), app_serial, amount, self._terminal_id)
-            session.add(RelaySession(order_id=order.id, step="0", state=_dump(state),
-                                     expires_at=self._clock() + SESSION_LIFETIME))
-            return order.id
+            return self._add(session, idempotency_key, OrderKind.TOPUP, card, amount)
 
-    def open(self, order_id: int) -> Relay:
+    def issue(self, band_id: int, product: str, app_serial: bytes, idempotency_key: str) -> int:
+        """An issuance order: a new card of ``product`` on the band, under ``app_serial``."""
+        with self._sessions.begin() as session:
+            existing = self._existing(session, idempotency_key, OrderKind.ISSUE, band_id, 0)
+            if existing is not None:
+                return existing
+            if session.get(Band, band_id) is None:
+                raise OrderError("no such band")
+            held = session.scalar(select(Card).where(Card.band_id == band_id,
+                                                     Card.product == product,
+                                                     Card.status.in_(HOLDING)))
+            if held is not None:
+                raise OrderError(f"the band already holds a {product} card ({held.app_serial})")
+            from issuer.products import product as find  # noqa: PLC0415
+
+            card = Card(band_id=band_id, product=product, aid=find(product).aid.hex().upper(),
+                        app_serial=app_serial.hex().upper(), status=CardStatus.ISSUING)
+            session.add(card)
+            session.flush()
+            return self._add(session, idempotency_key, OrderKind.ISSUE, card, 0)
+
+    def cancel(self, band_id: int, app_serial: bytes, idempotency_key: str) -> int:
+        """A cancellation: the card's balance (as the card proves it) is refunded, the card deleted."""
+        with self._sessions.begin() as session:
+            existing = self._existing(session, idempotency_key, OrderKind.CANCEL, band_id, None)
+            if existing is not None:
+                return existing
+            card = self._card(session, band_id, app_serial)
+            if card.status not in (CardStatus.ACTIVE, CardStatus.LOCKED):
+                raise OrderError(f"the card is {card.status.value}")
+            return self._add(session, idempotency_key, OrderKind.CANCEL, card, 0)
+
+    def report_lost(self, band_id: int, new_band_id: int, idempotency_key: str) -> list[int]:
+        """The band is lost: its cards are locked now (and on the band at its next contact),
+        and each card's balance in the issuer's books moves to the new band's funding account."""
+        if band_id == new_band_id:
+            raise OrderError("the balances must move to another band")
+        with self._sessions.begin() as session:
+            if session.get(Band, new_band_id) is None:
+                raise OrderError("no such new band")
+            done = session.scalars(select(Order.id).where(
+                Order.idempotency_key.startswith(f"{idempotency_key}:lost:"))).all()
+            if done:
+                return list(done)
+            cards = session.scalars(select(Card).where(Card.band_id == band_id,
+                                                       Card.status == CardStatus.ACTIVE)).all()
+            orders = []
+            for card in cards:
+                self._check_idle(session, card)
+                card.status = CardStatus.LOCKED
+                balance = ledger.balance(session, card_account(card))
+                if balance:
+                    ledger.post(session, "lost-move", [(card_account(card), -balance),
+                                                       (funding_account(new_band_id), balance)],
+                                f"lost:{card.id}:move")
+                orders.append(self._add(session, f"{idempotency_key}:lost:{card.id}",
+                                        OrderKind.LOST, card, balance))
+            return orders
+
+    def _existing(self, session: Session, key: str, kind: OrderKind, band_id: int,
+                  amount: int | None) -> int | None:
+        existing = session.scalar(select(Order).where(Order.idempotency_key == key))
+        if existing is None:
+            return None
+        if (existing.kind, existing.band_id) != (kind, band_id) or (
+                amount is not None and existing.amount != amount):
+            raise OrderError("this idempotency key belongs to a different order")
+        return existing.id
+
+    def _card(self, session: Session, band_id: int, app_serial: bytes) -> Card:
+        card = session.scalar(select(Card).where(Card.app_serial == app_serial.hex().upper()))
+        if card is None or card.band_id != band_id:
+            raise OrderError("no such card on this band")
+        return card
+
+    def _check_idle(self, session: Session, card: Card) -> None:
+        busy = session.scalar(select(Order.id).where(Order.card_id == card.id,
+                                                     Order.state.in_(UNRESOLVED)))
+        if busy is not None:
+            raise OrderError(f"order {busy} for this card is still unresolved: relay it first")
+
+    def _add(self, session: Session, key: str, kind: OrderKind, card: Card, amount: int) -> int:
+        if kind is not OrderKind.LOST:
+            self._check_idle(session, card)
+        order = Order(idempotency_key=key, kind=kind, band_id=card.band_id, card_id=card.id,
+                      amount=amount, state=OrderState.PENDING)
+        session.add(order)
+        session.flush()
+        context = self._context(session, order)
+        session.add(RelaySession(order_id=order.id, step="0",
+                                 state=self._procedures[kind].start(context, None),
+                                 expires_at=context.now + SESSION_LIFETIME))
+        return order.id
+
+    # -- relaying ------------------------------------------------------------------------
+
+    def open(self, order_id: int, band_id: int | None = None) -> Relay:
         """A new relay session for the order (the phone is in contact with the band).
 
         The order's state moves to the new session and the old one ends, so an
         order has exactly one session and one state at any time.
         """
         with self._sessions.begin() as session:
-            order, last = self._latest(session, order_id)
-            state = _load(last.state).resume()
-            session.delete(last)
-            relay = RelaySession(order_id=order.id, step="0", state=_dump(state),
-                                 expires_at=self._clock() + SESSION_LIFETIME)
+            order = session.get(Order, order_id, with_for_update=True)
+            if order is None or (band_id is not None and order.band_id != band_id):
+                raise OrderError("no such order")
+            last = session.scalars(select(RelaySession)
+                                   .where(RelaySession.order_id == order_id)).all()
+            if len(last) != 1:
+                raise OrderError(f"the order has {len(last)} states instead of one")
+            context = self._context(session, order)
+            procedure = self._procedures[order.kind]
+            finished = order.state not in UNRESOLVED
+            state = last[0].state if finished else procedure.start(context, last[0].state)
+            session.delete(last[0])
+            relay = RelaySession(order_id=order.id, step="0", state=state,
+                                 expires_at=context.now + SESSION_LIFETIME)
             session.add(relay)
             if order.state is OrderState.PENDING:
                 order.state = OrderState.IN_RELAY
             session.flush()
-            apdu = command(state)
+            apdu = None if finished else procedure.command(context, state)
             return Relay(relay.id, 0, apdu.encode() if apdu else None, order.state)
 
     def answer(self, session_id: uuid.UUID, step: int, response: bytes,
@@ -146,51 +266,26 @@ class Topups:
             order = session.get(Order, relay.order_id, with_for_update=True)
             if order is None or (band_id is not None and order.band_id != band_id):
                 raise OrderError("no such relay session")
-            state = _load(relay.state)
+            context = self._context(session, order)
+            procedure = self._procedures[order.kind]
             current = int(relay.step)
             if step != current:
                 if step == current - 1:  # a retried request: same answer again
-                    apdu = command(state)
+                    apdu = procedure.command(context, relay.state) \
+                        if order.state in UNRESOLVED else None
                     return Relay(relay.id, current, apdu.encode() if apdu else None, order.state)
                 raise OrderError(f"the session is at step {current}, not {step}")
-            if relay.expires_at.replace(tzinfo=None) < self._clock():
+            if order.state not in UNRESOLVED:
+                raise OrderError(f"the order is over ({order.state.value})")
+            if relay.expires_at.replace(tzinfo=None) < context.now:
                 raise OrderError("the relay session expired: open a new one")
-            card = session.get(Card, order.card_id)
-            if card is None:
-                raise OrderError("the order's card is gone")
-            state, effect = receive(state, parsed, self._keys(card.product), self._clock())
-            self._apply(session, order, card, effect)
-            relay.state = _dump(state)
+            relay.state, apdu = procedure.receive(context, relay.state, parsed)
             relay.step = str(current + 1)
-            apdu = command(state)
             return Relay(relay.id, current + 1, apdu.encode() if apdu else None, order.state)
 
-    def _latest(self, session: Session, order_id: int) -> tuple[Order, RelaySession]:
-        order = session.get(Order, order_id, with_for_update=True)
-        if order is None or order.kind is not OrderKind.TOPUP:
-            raise OrderError("no such top-up order")
-        sessions = session.scalars(select(RelaySession)
-                                   .where(RelaySession.order_id == order_id)).all()
-        if len(sessions) != 1:
-            raise OrderError(f"the order has {len(sessions)} states instead of one")
-        return order, sessions[0]
-
-    def _apply(self, session: Session, order: Order, card: Card,
-               effect: Debit | Settle | Fail | None) -> None:
-        funding = funding_account(order.band_id)
-        if isinstance(effect, Debit):
-            ledger.post(session, "topup-debit", [(funding, -effect.amount), (IN_FLIGHT, effect.amount)],
-                        f"order:{order.id}:debit", order.id)
-            order.state = OrderState.DEBITED
-        elif isinstance(effect, Settle):
-            ledger.post(session, "topup-settle", [(IN_FLIGHT, -effect.amount),
-                                                  (f"card:{card.app_serial}", effect.amount)],
-                        f"order:{order.id}:settle", order.id)
-            order.state = OrderState.SETTLED
-        elif isinstance(effect, Fail):
-            if effect.refund:
-                ledger.post(session, "topup-refund", [(IN_FLIGHT, -effect.refund),
-                                                      (funding, effect.refund)],
-                            f"order:{order.id}:refund", order.id)
-            order.state = OrderState.REFUNDED if effect.refund else OrderState.FAILED
-            order.last_error = effect.reason
+    def _context(self, session: Session, order: Order) -> Context:
+        card = session.get(Card, order.card_id) if order.card_id is not None else None
+        band = session.get(Band, order.band_id)
+        if card is None or band is None:
+            raise OrderError("the order's card is gone")
+        return Context(session, order, card, band, self._keys, self._terminal_id, self._clock())

@@ -141,20 +141,6 @@ CANTEEN = Product(
 PRODUCTS = {product.name: product for product in (TRANSIT, CANTEEN)}
 
 
-@dataclass(frozen=True, slots=True)
-class DemoLoadKeys:
-    """A product's load and TAC keys from its documented demo masters (development bands;
-    the issuer service derives them inside its key store instead)."""
-
-    product: Product
-
-    def load_key(self, div_data: bytes) -> bytes:
-        return self.product.demo_card_key("load", div_data)
-
-    def tac_key(self, div_data: bytes) -> bytes:
-        return self.product.demo_card_key("tac", div_data)
-
-
 def product(name: str) -> Product:
     try:
         return PRODUCTS[name]

@@ -8,32 +8,18 @@ key. The demo issuers' documented master keys are imported on first start.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from issuer.api import create_app
 from issuer.db import make_engine, migrate, session_factory
+from issuer.keys import StoreKeys
 from issuer.keystore import EncryptedKeyStore, KeyStore, load_demo_keys
-from issuer.orders import Topups
+from issuer.orders import Orders
 from reader import places
 
 OTA_TERMINAL = places.load_id(0x0A)
-
-
-@dataclass(frozen=True, slots=True)
-class StoreLoadKeys:
-    """A product's load and TAC keys, derived inside the key store (never exported)."""
-
-    store: KeyStore
-    product: str
-
-    def load_key(self, div_data: bytes) -> bytes:
-        return self.store.diversify_pboc(f"{self.product}/load", div_data)
-
-    def tac_key(self, div_data: bytes) -> bytes:
-        return self.store.diversify_pboc(f"{self.product}/tac", div_data)
 
 
 def from_environment() -> FastAPI:
@@ -49,7 +35,13 @@ def build(home: Path, operator_token: str, database_url: str | None = None) -> F
     url = database_url or f"sqlite:///{directory / 'issuer.db'}"
     migrate(url)
     sessions = session_factory(make_engine(url))
-    keys = EncryptedKeyStore(directory)
-    load_demo_keys(keys)
-    topups = Topups(sessions, lambda product: StoreLoadKeys(keys, product), OTA_TERMINAL)
-    return create_app(sessions, topups, operator_token)
+    store = EncryptedKeyStore(directory)
+    load_demo_keys(store)
+    orders = Orders(sessions, StoreKeys(store), OTA_TERMINAL)
+    return create_app(sessions, orders, operator_token, isd_key_sets(store))
+
+
+def isd_key_sets(store: KeyStore) -> frozenset[str]:
+    """'test' and every key set whose GP masters the store holds (``<name>/gp/enc``)."""
+    return frozenset({"test"} | {name.removesuffix("/gp/enc") for name in store.names()
+                                 if name.endswith("/gp/enc")})

@@ -144,7 +144,7 @@ def receive(state: Topup, response: ResponseAPDU, keys: LoadKeys,
 def _after_select(state: Topup, response: ResponseAPDU) -> tuple[Topup, Effect]:
     if response.sw != SW.OK:
         return _fail(state, f"the purse did not answer SELECT ({response.sw:04X})")
-    issuer = _issuer_file(response.data)
+    issuer = issuer_file(response.data)
     if issuer.app_serial != state.app_serial:
         return _fail(state, "this band holds another card than the one ordered")
     if state.expected_tac:  # a MAC2 of ours is out: first find out what became of it
@@ -197,7 +197,8 @@ def _fail(state: Topup, reason: str) -> tuple[Topup, Effect]:
     return replace(state, step=Step.FAILED), Fail(reason, state.amount if state.debited else 0)
 
 
-def _issuer_file(fci: bytes) -> IssuerFile:
+def issuer_file(fci: bytes) -> IssuerFile:
+    """The issuer file (tag 9F0C) of a purse's FCI."""
     try:
         return ISSUER_FILE.parse(tlv.find(fci, 0x9F0C) or b"")
     except (tlv.TLVError, LayoutError) as error:

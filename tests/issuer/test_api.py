@@ -16,8 +16,9 @@ from sqlalchemy import Engine
 from applets.gp.cplc import cplc
 from issuer.api import create_app
 from issuer.db import session_factory
-from issuer.orders import Topups
-from issuer.products import TRANSIT, DemoLoadKeys
+from issuer.keys import DemoKeys
+from issuer.orders import Orders
+from issuer.products import TRANSIT
 from reader import places
 from tests.conftest import EXPIRY, START, seeded, serial_for
 from wallet.band import Band
@@ -28,7 +29,7 @@ OPERATOR = "operator-secret-token"
 
 @pytest.fixture
 def issuer_url(engine: Engine) -> Iterator[str]:
-    service = Topups(session_factory(engine), lambda product: DemoLoadKeys(TRANSIT), places.load_id(9),
+    service = Orders(session_factory(engine), DemoKeys(), places.load_id(9),
                      lambda: datetime(2026, 11, 23, 9, 0))
     app = create_app(session_factory(engine), service, OPERATOR)
     sock = socket.socket()

@@ -16,15 +16,15 @@ from sqlalchemy import Engine
 
 from issuer.api import create_app
 from issuer.db import session_factory
-from issuer.orders import Topups
-from issuer.products import TRANSIT, DemoLoadKeys
+from issuer.keys import DemoKeys
+from issuer.orders import Orders
 from reader import places
 
 OPERATOR = "operator-fuzz-token"
 
 
 def test_no_request_makes_the_issuer_fail(engine: Engine) -> None:
-    service = Topups(session_factory(engine), lambda product: DemoLoadKeys(TRANSIT), places.load_id(9),
+    service = Orders(session_factory(engine), DemoKeys(), places.load_id(9),
                      lambda: datetime(2026, 11, 23, 9, 0))
     app = create_app(session_factory(engine), service, OPERATOR)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)

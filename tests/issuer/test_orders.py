@@ -12,8 +12,9 @@ from applets.errors import PowerLoss
 from issuer import ledger
 from issuer.db import Band as BandRow
 from issuer.db import Card, CardStatus, Order, OrderState, session_factory
-from issuer.orders import IN_FLIGHT, OrderError, Topups, funding_account
-from issuer.products import TRANSIT, DemoLoadKeys
+from issuer.keys import DemoKeys
+from issuer.orders import IN_FLIGHT, OrderError, Orders, funding_account
+from issuer.products import TRANSIT
 from reader import places
 from tests.conftest import EXPIRY, START, seeded, serial_for
 from wallet.band import Band
@@ -22,8 +23,8 @@ NOW = datetime(2026, 11, 23, 9, 0)
 FUNDS = 100_000
 
 
-def topups(engine: Engine) -> Topups:
-    return Topups(session_factory(engine), lambda product: DemoLoadKeys(TRANSIT), places.load_id(9),
+def topups(engine: Engine) -> Orders:
+    return Orders(session_factory(engine), DemoKeys(), places.load_id(9),
                   lambda: NOW)
 
 
@@ -49,7 +50,7 @@ def enrol(engine: Engine) -> tuple[int, Band, bytes]:
     return band_id, band, serial
 
 
-def relay(service: Topups, order_id: int, band: Band, stop_after: int | None = None,
+def relay(service: Orders, order_id: int, band: Band, stop_after: int | None = None,
           tear: int | None = None) -> OrderState:
     """The phone: relay until done, or drop after ``stop_after`` answers."""
     band.power_on()
@@ -82,8 +83,8 @@ def money(engine: Engine, band_id: int, serial: bytes) -> tuple[int, int, int]:
 def test_a_top_up_settles_and_the_ledger_agrees_with_the_card(engine):
     band_id, band, serial = enrol(engine)
     service = topups(engine)
-    order = service.order(band_id, serial, 5000, f"k-{band_id}")
-    assert service.order(band_id, serial, 5000, f"k-{band_id}") == order, "same key, same order"
+    order = service.topup(band_id, serial, 5000, f"k-{band_id}")
+    assert service.topup(band_id, serial, 5000, f"k-{band_id}") == order, "same key, same order"
     assert relay(service, order, band) is OrderState.SETTLED
     funding, card, _ = money(engine, band_id, serial)
     assert (funding, card) == (FUNDS - 5000, 5000) and band.card("transit").balance == 5000
@@ -92,7 +93,7 @@ def test_a_top_up_settles_and_the_ledger_agrees_with_the_card(engine):
 @pytest.mark.parametrize("stop_after", [0, 1, 2, 3])
 def test_a_relay_dropped_anywhere_is_finished_by_a_restarted_issuer(engine, stop_after):
     band_id, band, serial = enrol(engine)
-    order = topups(engine).order(band_id, serial, 700, f"drop-{band_id}")
+    order = topups(engine).topup(band_id, serial, 700, f"drop-{band_id}")
     relay(topups(engine), order, band, stop_after=stop_after)
     assert relay(topups(engine), order, band) is OrderState.SETTLED  # a new process, same database
     funding, card, _ = money(engine, band_id, serial)
@@ -103,7 +104,7 @@ def test_a_torn_credit_is_settled_exactly_once(engine):
     outcomes = set()
     for k in range(8):
         band_id, band, serial = enrol(engine)
-        order = topups(engine).order(band_id, serial, 900, f"tear-{band_id}-{k}")
+        order = topups(engine).topup(band_id, serial, 900, f"tear-{band_id}-{k}")
         relay(topups(engine), order, band, tear=k)
         band.power_on()
         outcomes.add(band.card("transit").balance)
@@ -117,7 +118,7 @@ def test_a_torn_credit_is_settled_exactly_once(engine):
 def test_a_retried_answer_changes_nothing_and_a_busy_card_waits(engine):
     band_id, band, serial = enrol(engine)
     service = topups(engine)
-    order = service.order(band_id, serial, 300, f"retry-{band_id}")
+    order = service.topup(band_id, serial, 300, f"retry-{band_id}")
     band.power_on()
     step = service.open(order)
     select = band.transmit(step.command or b"")
@@ -125,9 +126,9 @@ def test_a_retried_answer_changes_nothing_and_a_busy_card_waits(engine):
     again = service.answer(step.session_id, step.step, select)  # the phone retried
     assert again.command == second.command and again.step == second.step
     with pytest.raises(OrderError, match="still unresolved"):
-        service.order(band_id, serial, 100, f"other-{band_id}")
+        service.topup(band_id, serial, 100, f"other-{band_id}")
     with pytest.raises(OrderError, match="different order"):
-        service.order(band_id, serial, 999, f"retry-{band_id}")
+        service.topup(band_id, serial, 999, f"retry-{band_id}")
 
 
 def test_many_companions_at_once(engine):
@@ -138,7 +139,7 @@ def test_many_companions_at_once(engine):
         try:
             service = topups(engine)
             for n in range(2):
-                order = service.order(band_id, serial, 100, f"many-{band_id}-{n}")
+                order = service.topup(band_id, serial, 100, f"many-{band_id}-{n}")
                 if relay(service, order, band) is not OrderState.SETTLED:
                     raise AssertionError("not settled")
         except BaseException as error:

@@ -12,7 +12,8 @@ import pytest
 
 from applets.apdu import ResponseAPDU
 from applets.errors import PowerLoss
-from issuer.products import TRANSIT, DemoLoadKeys
+from issuer.keys import DemoKeys, LoadKeysOf
+from issuer.products import TRANSIT
 from issuer.topup import Debit, Effect, Fail, Settle, Step, Topup, command, receive
 from reader import places
 from tests.conftest import make_band, serial_for
@@ -22,7 +23,7 @@ NOW = datetime(2026, 11, 23, 9, 0)
 AMOUNT = 3000
 
 
-KEYS = DemoLoadKeys(TRANSIT)
+KEYS = LoadKeysOf(DemoKeys(), "transit")
 
 
 def order() -> Topup:

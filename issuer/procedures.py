@@ -1,0 +1,244 @@
+"""What each kind of order sends to the card: the top-up state machine and the card-management scripts.
+
+A top-up is a small state machine (:mod:`issuer.topup`) saved after every
+step. Issuance, cancellation and locking are GlobalPlatform scripts, flows
+that yield C-APDUs (:mod:`issuer.issuance`), and a flow cannot be saved. So
+a session keeps only its log: the seed of its host challenges and the
+band's answers so far. Every request rebuilds the flow by replaying the log
+(same seed, same answers, same commands), so any worker process, or one
+started after a crash, carries on the session, and the secure channel's
+keys never leave memory.
+
+A script runs in phases whose outcomes commit with the answer that ends
+them (a cancellation records the card's proven balance before it deletes
+the card). A new session starts again at the first phase, which reads what
+the card holds now and so never repeats what an earlier session did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from abc import abstractmethod
+from dataclasses import asdict, fields
+from typing import Any
+
+from applets import bcd
+from applets.apdu import CommandAPDU, ResponseAPDU
+from applets.gp.domain import ISD_AID
+from applets.pboc import crypto
+from issuer import gp, ledger
+from issuer.db import CardStatus, OrderKind, OrderState
+from issuer.issuance import Domain, delete_purse, factory_keys, issue_purse, lock_purse, verified_balance
+from issuer.keys import LoadKeysOf
+from issuer.orders import IN_FLIGHT, Context, OrderError, Procedure, State, card_account, funding_account
+from issuer.products import product
+from issuer.topup import Debit, Fail, Settle, Step, Topup, TopupError, command, receive
+from reader.errors import ReaderError
+from reader.flow import Flow
+
+VALIDITY_YEARS = 10
+
+
+class TopupProcedure(Procedure):
+    def start(self, context: Context, last: State | None) -> State:
+        if last is not None:
+            return _dump(_load(last).resume())
+        card = context.card
+        return _dump(Topup(bytes.fromhex(card.aid), bytes.fromhex(card.app_serial),
+                           context.order.amount, context.terminal_id))
+
+    def command(self, context: Context, state: State) -> CommandAPDU | None:
+        return command(_load(state))
+
+    def receive(self, context: Context, state: State,
+                response: ResponseAPDU) -> tuple[State, CommandAPDU | None]:
+        try:
+            new, effect = receive(_load(state), response,
+                                  LoadKeysOf(context.keys, context.card.product), context.now)
+        except TopupError as error:
+            raise OrderError(str(error)) from error
+        _apply(context, effect)
+        return _dump(new), command(new)
+
+
+def _apply(context: Context, effect: Debit | Settle | Fail | None) -> None:
+    session, order = context.session, context.order
+    funding = funding_account(order.band_id)
+    if isinstance(effect, Debit):
+        ledger.post(session, "topup-debit", [(funding, -effect.amount), (IN_FLIGHT, effect.amount)],
+                    f"order:{order.id}:debit", order.id)
+        order.state = OrderState.DEBITED
+    elif isinstance(effect, Settle):
+        ledger.post(session, "topup-settle", [(IN_FLIGHT, -effect.amount),
+                                              (card_account(context.card), effect.amount)],
+                    f"order:{order.id}:settle", order.id)
+        order.state = OrderState.SETTLED
+    elif isinstance(effect, Fail):
+        if effect.refund:
+            ledger.post(session, "topup-refund", [(IN_FLIGHT, -effect.refund), (funding, effect.refund)],
+                        f"order:{order.id}:refund", order.id)
+        order.state = OrderState.REFUNDED if effect.refund else OrderState.FAILED
+        order.last_error = effect.reason
+
+
+def _dump(state: Topup) -> State:
+    return {k: v.hex() if isinstance(v, bytes) else str(v) if isinstance(v, Step) else v
+            for k, v in asdict(state).items()}
+
+
+def _load(raw: State) -> Topup:
+    values: dict[str, Any] = {}
+    for f in fields(Topup):
+        value = raw[f.name]
+        if f.name == "step":
+            value = Step(value)
+        elif isinstance(value, str) and f.type in ("bytes", bytes):
+            value = bytes.fromhex(value)
+        values[f.name] = value
+    return Topup(**values)
+
+
+class Script(Procedure):
+    """A card-management order as phases of GP flows, replayed from the session's log."""
+
+    @abstractmethod
+    def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[Any]:
+        """The flow of ``phase``."""
+
+    @abstractmethod
+    def finish(self, context: Context, phase: int, outcome: Any) -> int | None:
+        """Apply the outcome of ``phase`` to the order; the next phase, None when done."""
+
+    def fail(self, context: Context, reason: str) -> None:
+        context.order.state = OrderState.FAILED
+        context.order.last_error = reason
+
+    def start(self, context: Context, last: State | None) -> State:
+        return {"phase": 0, "seed": secrets.token_hex(16), "answers": []}
+
+    def command(self, context: Context, state: State) -> CommandAPDU | None:
+        return self._replay(context, state)[1]
+
+    def receive(self, context: Context, state: State,
+                response: ResponseAPDU) -> tuple[State, CommandAPDU | None]:
+        flow, _ = self._replay(context, state)
+        state = {**state, "answers": [*state["answers"], response.encode().hex()]}
+        try:
+            return state, flow.send(response)
+        except StopIteration as done:
+            outcome = done.value
+        except ReaderError as error:
+            self.fail(context, str(error))
+            return state, None
+        phase = self.finish(context, state["phase"], outcome)
+        while phase is not None:
+            state = {"phase": phase, "seed": state["seed"], "answers": []}
+            try:
+                return state, next(self.flow(context, phase, _rng(state)))
+            except StopIteration as done:
+                phase = self.finish(context, phase, done.value)
+            except ReaderError as error:
+                self.fail(context, str(error))
+                return state, None
+        return state, None
+
+    def _replay(self, context: Context, state: State) -> tuple[Flow[Any], CommandAPDU | None]:
+        flow = self.flow(context, state["phase"], _rng(state))
+        try:
+            apdu = next(flow)
+            for answer in state["answers"]:
+                apdu = flow.send(ResponseAPDU.parse(bytes.fromhex(answer)))
+        except (StopIteration, ReaderError) as error:  # the log was replayed once already
+            raise OrderError(f"the session's log does not replay ({error!r})") from error
+        return flow, apdu
+
+
+def _rng(state: State) -> gp.Rng:
+    """Host challenges from the session's seed and phase: unpredictable, yet the same on replay."""
+    counter = 0
+
+    def generate(size: int) -> bytes:
+        nonlocal counter
+        counter += 1
+        label = f"{state['phase']}:{counter}".encode()
+        return hmac.new(bytes.fromhex(state["seed"]), label, hashlib.sha256).digest()[:size]
+
+    return generate
+
+
+def card_manager(context: Context) -> Domain:
+    key_set = context.band.isd_key_set
+    return Domain(ISD_AID, factory_keys if key_set == "test" else context.keys.domain_keys(key_set))
+
+
+def operator(context: Context) -> Domain:
+    return Domain(product(context.card.product).domain_aid,
+                  context.keys.domain_keys(context.card.product))
+
+
+class IssueScript(Script):
+    def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[str]:
+        item = product(context.card.product)
+        created = context.order.created_at
+        start = bcd.encode(created.strftime("%Y%m%d"))
+        expiry = bcd.encode(created.replace(year=created.year + VALIDITY_YEARS).strftime("%Y%m%d"))
+        personalisation = item.personalisation(
+            bytes.fromhex(context.card.app_serial), start, expiry,
+            card_key=lambda role, div: context.keys.card_key(item.name, role, div))
+        return issue_purse(card_manager(context), operator(context), item.aid, personalisation, rng)
+
+    def finish(self, context: Context, phase: int, outcome: Any) -> int | None:
+        context.card.status = CardStatus.ACTIVE
+        context.order.state = OrderState.SETTLED
+        return None
+
+    def fail(self, context: Context, reason: str) -> None:
+        super().fail(context, reason)
+        context.card.status = CardStatus.CANCELLED  # never issued: the product may be ordered again
+
+
+class CancelScript(Script):
+    """Phase 0 proves the balance (recorded), phase 1 deletes the card, then the refund is posted."""
+
+    def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[Any]:
+        card = context.card
+        if phase == 0:
+            date, time = bcd.date_time(context.order.created_at)
+            return verified_balance(bytes.fromhex(card.aid), bytes.fromhex(card.app_serial),
+                                    LoadKeysOf(context.keys, card.product),
+                                    crypto.Terminal(context.terminal_id, date, time))
+        return delete_purse(operator(context), bytes.fromhex(card.aid), rng)
+
+    def finish(self, context: Context, phase: int, outcome: Any) -> int | None:
+        order = context.order
+        if phase == 0 and outcome is not None:
+            order.amount, order.state = outcome, OrderState.DEBITED
+            return 1
+        if phase == 0 and order.state is not OrderState.DEBITED:
+            self.fail(context, "the card is not on the band, and its balance was never proven")
+            return None
+        if order.amount:
+            ledger.post(context.session, "cancel-refund",
+                        [(card_account(context.card), -order.amount),
+                         (funding_account(order.band_id), order.amount)],
+                        f"order:{order.id}:refund", order.id)
+        context.card.status = CardStatus.CANCELLED
+        order.state = OrderState.SETTLED
+        return None
+
+
+class LockScript(Script):
+    def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[str]:
+        return lock_purse(operator(context), bytes.fromhex(context.card.aid), rng)
+
+    def finish(self, context: Context, phase: int, outcome: Any) -> int | None:
+        context.order.state = OrderState.SETTLED
+        return None
+
+
+PROCEDURES: dict[OrderKind, Procedure] = {
+    OrderKind.TOPUP: TopupProcedure(), OrderKind.ISSUE: IssueScript(),
+    OrderKind.CANCEL: CancelScript(), OrderKind.LOST: LockScript(),
+}
