@@ -223,7 +223,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         device_band(band_id, value, session)
         if body.product not in PRODUCTS:
             raise HTTPException(404, f"no product {body.product!r}")
-        serial = product(body.product).city + secrets.token_bytes(8)
+        serial = product(body.product).issuer_id[:2] + secrets.token_bytes(8)
         session.close()  # SQLite: the order's own transaction must not wait for this one
         return order_out(orders.issue(band_id, body.product, serial,
                                       f"{band_id}:{idempotency_key}"), session)

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from applets.apdu import CommandAPDU, ResponseAPDU
@@ -145,8 +146,11 @@ class Orders:
 
             card = Card(band_id=band_id, product=product, aid=find(product).aid.hex().upper(),
                         app_serial=app_serial.hex().upper(), status=CardStatus.ISSUING)
-            session.add(card)
-            session.flush()
+            try:
+                with session.begin_nested():
+                    session.add(card)
+            except IntegrityError:
+                raise OrderError("this application serial number is taken") from None
             return self._add(session, idempotency_key, OrderKind.ISSUE, card, 0)
 
     def cancel(self, band_id: int, app_serial: bytes, idempotency_key: str) -> int:

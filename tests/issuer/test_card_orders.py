@@ -1,0 +1,208 @@
+"""Issuance, cancellation and lost-band orders on a real database, through an untrusted relay.
+
+Each test relays orders as the phone does and breaks the relay, the issuer
+process and the band's power at every step it can; after the next contact
+every order is in a definite state and ledger, issuer and card agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from itertools import count
+
+import pytest
+from sqlalchemy import Engine
+
+from applets.errors import PowerLoss
+from applets.sw import SW
+from issuer import ledger
+from issuer.db import Band as BandRow
+from issuer.db import Card, CardStatus, Order, OrderKind, OrderState, session_factory
+from issuer.keys import DemoKeys
+from issuer.orders import OrderError, Orders, funding_account
+from issuer.products import CANTEEN, TRANSIT, Product
+from reader import pboc, places
+from tests.conftest import seeded
+from wallet.band import Band
+
+NOW = datetime(2026, 11, 23, 9, 0)
+FUNDS = 100_000
+_numbers = iter(range(1, 1_000_000))
+
+
+def orders(engine: Engine) -> Orders:
+    """An issuer process; a new one per call is an issuer restarted between two requests."""
+    return Orders(session_factory(engine), DemoKeys(), places.load_id(9), lambda: NOW)
+
+
+def new_band(engine: Engine) -> tuple[int, Band]:
+    number = next(_numbers)
+    band = Band.new(f"o{number}", seeded(number))
+    with session_factory(engine).begin() as session:
+        row = BandRow(cplc=f"C{number:031X}", uid=band.uid.hex(), device_token_hash="x")
+        session.add(row)
+        session.flush()
+        ledger.post(session, "funding", [("bank:settlement", -FUNDS), (funding_account(row.id), FUNDS)],
+                    f"fund:{row.id}")
+        return row.id, band
+
+
+class Relay:
+    """The phone: relays an order until it is over, or breaks after ``answers`` answers, or cuts
+    the band's power after its ``tear``-th persistent write in this session."""
+
+    def __init__(self, engine: Engine, band: Band) -> None:
+        self.engine, self.band = engine, band
+
+    def __call__(self, order_id: int, answers: int | None = None, tear: int | None = None,
+                 restart_each_step: bool = False) -> OrderState:
+        self.band.power_on()
+        service = orders(self.engine)
+        step = service.open(order_id)
+        store = self.band.se.store
+        store.tear_after = None if tear is None else store.writes + tear
+        try:
+            while step.command is not None:
+                if answers is not None and step.step == answers:
+                    return step.state
+                try:
+                    response = self.band.transmit(step.command)
+                except PowerLoss:
+                    return step.state
+                if restart_each_step:
+                    service = orders(self.engine)
+                step = service.answer(step.session_id, step.step, response)
+            return step.state
+        finally:
+            store.tear_after = None
+
+
+def card_row(engine: Engine, order_id: int) -> Card:
+    with session_factory(engine)() as session:
+        order = session.get_one(Order, order_id)
+        return session.get_one(Card, order.card_id)
+
+
+def books(engine: Engine, band_id: int, serial: str) -> tuple[int, int]:
+    with session_factory(engine)() as session:
+        return (ledger.balance(session, funding_account(band_id)),
+                ledger.balance(session, f"card:{serial}"))
+
+
+def issue(engine: Engine, band_id: int, band: Band, item: Product = TRANSIT, number: int = 1) -> str:
+    order = orders(engine).issue(band_id, item.name, serial(item, band_id, number),
+                                 f"issue-{band_id}-{item.name}-{number}")
+    assert Relay(engine, band)(order) is OrderState.SETTLED
+    return card_row(engine, order).app_serial
+
+
+def serial(item: Product, band_id: int, number: int = 0) -> bytes:
+    return item.issuer_id[:2] + (band_id * 1000 + number).to_bytes(8)
+
+
+def topup(engine: Engine, band_id: int, band: Band, serial: str, amount: int) -> None:
+    order = orders(engine).topup(band_id, bytes.fromhex(serial), amount, f"top-{serial}-{amount}")
+    assert Relay(engine, band)(order) is OrderState.SETTLED
+
+
+def test_issued_cards_work_and_live_in_their_issuers_domains(engine):
+    band_id, band = new_band(engine)
+    transit = issue(engine, band_id, band, TRANSIT)
+    canteen = issue(engine, band_id, band, CANTEEN)
+    topup(engine, band_id, band, transit, 5000)
+    topup(engine, band_id, band, canteen, 2000)
+    assert (band.card("transit").balance, band.card("canteen").balance) == (5000, 2000)
+    assert band.card("transit").issuer_file.app_serial.hex().upper() == transit
+    domains = {entry.aid: entry.domain for entry in band.se.entries()}
+    assert domains[TRANSIT.aid] == TRANSIT.domain_aid and domains[CANTEEN.aid] == CANTEEN.domain_aid
+    assert books(engine, band_id, transit) == (FUNDS - 7000, 5000)
+    with pytest.raises(OrderError, match="already holds"):
+        orders(engine).issue(band_id, "transit", serial(TRANSIT, band_id, 9), f"again-{band_id}")
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same-process", "restart-each-step"])
+def test_issuance_broken_after_any_answer_completes_at_the_next_contact(engine, restart):
+    probe_id, probe = new_band(engine)
+    first = orders(engine).issue(probe_id, "transit", serial(TRANSIT, probe_id), f"probe-{probe_id}")
+    probe.power_on()
+    step = orders(engine).open(first)
+    apdus = 0
+    while step.command is not None:
+        step = orders(engine).answer(step.session_id, step.step, probe.transmit(step.command))
+        apdus += 1
+    for cut in range(apdus):
+        band_id, band = new_band(engine)
+        order = orders(engine).issue(band_id, "transit", serial(TRANSIT, band_id),
+                                     f"cut-{band_id}")
+        relay = Relay(engine, band)
+        assert relay(order, answers=cut, restart_each_step=restart) is not OrderState.SETTLED
+        assert relay(order, restart_each_step=restart) is OrderState.SETTLED, f"cut after {cut}"
+        topup(engine, band_id, band, card_row(engine, order).app_serial, 100)
+        assert band.card("transit").balance == 100
+
+
+def test_issuance_torn_at_every_write_completes_at_the_next_contact(engine):
+    tear = 1
+    while True:
+        band_id, band = new_band(engine)
+        order = orders(engine).issue(band_id, "canteen", serial(CANTEEN, band_id),
+                                     f"tear-{band_id}")
+        relay = Relay(engine, band)
+        if relay(order, tear=tear) is OrderState.SETTLED:
+            break
+        assert relay(order) is OrderState.SETTLED, f"torn at write {tear}"
+        topup(engine, band_id, band, card_row(engine, order).app_serial, 100)
+        tear += 1
+    assert tear > 10, "the script writes more than that"
+
+
+def test_a_cancelled_card_is_deleted_and_refunded_what_it_proves(engine):
+    band_id, band = new_band(engine)
+    serial = issue(engine, band_id, band)
+    topup(engine, band_id, band, serial, 4200)
+    order = orders(engine).cancel(band_id, bytes.fromhex(serial), f"cancel-{band_id}")
+    with pytest.raises(OrderError, match="unresolved"):
+        orders(engine).topup(band_id, bytes.fromhex(serial), 100, f"late-{band_id}")
+    assert Relay(engine, band)(order) is OrderState.SETTLED
+    assert books(engine, band_id, serial) == (FUNDS, 0)
+    assert card_row(engine, order).status is CardStatus.CANCELLED
+    band.power_on()
+    assert band.transmit(pboc.select(TRANSIT.aid).encode())[-2:] == SW.FILE_NOT_FOUND.to_bytes(2)
+
+
+@pytest.mark.parametrize("fault", ["drop", "tear"])
+def test_cancellation_broken_anywhere_refunds_exactly_once(engine, fault):
+    for cut in count(1):
+        band_id, band = new_band(engine)
+        serial = issue(engine, band_id, band, number=cut)
+        topup(engine, band_id, band, serial, 1500)
+        order = orders(engine).cancel(band_id, bytes.fromhex(serial), f"cancel-{band_id}")
+        relay = Relay(engine, band)
+        broken = relay(order, answers=cut) if fault == "drop" else relay(order, tear=cut)
+        if broken is not OrderState.SETTLED:
+            assert relay(order) is OrderState.SETTLED, f"{fault} at {cut}"
+        assert books(engine, band_id, serial) == (FUNDS, 0), f"{fault} at {cut}"
+        if broken is OrderState.SETTLED:
+            break
+    assert cut > 3
+
+
+def test_a_lost_band_is_locked_at_its_next_contact_and_its_money_moves(engine):
+    lost_id, lost = new_band(engine)
+    new_id, _ = new_band(engine)
+    serial = issue(engine, lost_id, lost)
+    topup(engine, lost_id, lost, serial, 3000)
+    locks = orders(engine).report_lost(lost_id, new_id, f"lost-{lost_id}")
+    assert orders(engine).report_lost(lost_id, new_id, f"lost-{lost_id}") == locks
+    assert books(engine, new_id, "none")[0] == FUNDS + 3000
+    assert books(engine, lost_id, serial)[1] == 0
+    with pytest.raises(OrderError, match="locked"):
+        orders(engine).topup(lost_id, bytes.fromhex(serial), 100, f"after-{lost_id}")
+    (lock,) = locks
+    assert Relay(engine, lost)(lock, answers=2) is not OrderState.SETTLED
+    assert Relay(engine, lost)(lock) is OrderState.SETTLED
+    lost.power_on()
+    assert lost.transmit(pboc.select(TRANSIT.aid).encode())[-2:] != SW.OK.to_bytes(2)
+    with session_factory(engine)() as session:
+        kinds = {o.kind for o in session.query(Order).filter(Order.band_id == lost_id)}
+        assert OrderKind.LOST in kinds
