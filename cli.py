@@ -11,6 +11,7 @@ import os
 import shlex
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,11 +26,13 @@ from rich.table import Table
 
 from applets import bcd
 from applets.gp.channel import Level
+from applets.gp.cplc import cplc
 from applets.gp.domain import ISD_AID
 from applets.gp.keys import TEST_KEY, KeySet
 from applets.pboc.layouts import JourneyStatus, LogRecord, TransitRecord, TxType
 from applets.sw import SW
 from issuer import gp
+from issuer.client import IssuerUnavailable, OperatorClient
 from issuer.products import PRODUCTS, Product, UnknownProduct, product
 from reader import pboc, places
 from reader.bus import BusValidator
@@ -44,8 +47,9 @@ from reader.terminal import PurseTerminal, TapResult
 from reader.timing import AirInterface, BitRate
 from reader.transport import Transport, in_field
 from wallet.band import UID_SIZE, Band
+from wallet.companion import Companion, IssuerClient
 from wallet.errors import WalletError
-from wallet.home import Home
+from wallet.home import Home, IssuerLink
 from wallet.vpcd import DEFAULT_HOST as DEFAULT_VPCD_HOST
 from wallet.vpcd import DEFAULT_PORT as DEFAULT_VPCD_PORT
 from wallet.vpcd import VpcdBridge, VpcdCard
@@ -196,6 +200,42 @@ def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(function)
 
 
+def issuer_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--issuer", "issuer_url", envvar="KOALA_ISSUER", default="http://127.0.0.1:8700",
+                     show_default=True, help="The issuer's URL (or $KOALA_ISSUER)."),
+        click.option("--operator-token", envvar="KOALA_OPERATOR_TOKEN", required=True,
+                     help="The operator's bearer token (or $KOALA_OPERATOR_TOKEN)."),
+    ]):
+        function = option(function)
+    return function
+
+
+@contextmanager
+def operator_desk(url: str, token: str) -> Iterator[OperatorClient]:
+    client = OperatorClient(url, token)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@contextmanager
+def companion(world: World, band_name: str) -> Iterator[Companion]:
+    """The band's phone at contact: first it relays whatever the issuer has waiting."""
+    link = world.home.issuer_link(band_name)
+    client = IssuerClient(link.url, link.device_token)
+    try:
+        with world.band(band_name) as worn:
+            phone = Companion(worn, link.band_id, client)
+            for order in phone.sync():
+                world.console.print(f"relayed waiting order {order['order_id']} ({order['kind']}): "
+                                    f"{order['state']}")
+            yield phone
+    finally:
+        client.close()
+
+
 @click.group(cls=KoalaGroup)
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="World directory (default $KOALA_HOME or ~/.koala).")
@@ -258,6 +298,51 @@ def band_list(world: World, as_json: bool) -> None:
     for name, cards in balances.items():
         table.add_row(name, ", ".join(f"{k} {money(v)}" for k, v in cards.items()))
     world.console.print(table if balances else "no bands yet: koala band create NAME")
+
+
+@band.command("register")
+@click.argument("name")
+@issuer_options
+@pass_world
+def band_register(world: World, name: str, issuer_url: str, operator_token: str) -> None:
+    """Register the band (and cards already on it) with the issuer; keep its device token."""
+    worn = world.home.load_band(name)
+    with operator_desk(issuer_url, operator_token) as desk:
+        made = desk.register_band(cplc(worn.uid), worn.uid)
+        for item in worn.cards():
+            desk.register_card(made["band_id"], item.product.name, item.issuer_file.app_serial)
+    world.home.save_issuer_link(name, IssuerLink(issuer_url, made["band_id"], made["device_token"]))
+    world.console.print(f"band [bold]{name}[/] is band {made['band_id']} at {issuer_url}")
+
+
+@band.command("fund")
+@click.argument("name")
+@click.option("--amount", type=Yuan(), required=True, help="Amount in yuan.")
+@issuer_options
+@pass_world
+def band_fund(world: World, name: str, amount: int, issuer_url: str, operator_token: str) -> None:
+    """Pay money into the band's funding account at the issuer (what top-ups draw on)."""
+    link = world.home.issuer_link(name)
+    with operator_desk(issuer_url, operator_token) as desk:
+        balance = desk.fund(link.band_id, amount, uuid.uuid4().hex)
+    world.console.print(f"funding account of {name}: {money(balance)}")
+
+
+@band.command("lost")
+@click.argument("name")
+@click.option("--to", "new_name", required=True, help="The band the balances move to.")
+@issuer_options
+@pass_world
+def band_lost(world: World, name: str, new_name: str, issuer_url: str, operator_token: str) -> None:
+    """Report the band lost: its cards are locked (on the band at its next contact) and their
+    balances move to the new band's funding account, ready for cards issued there."""
+    lost, new = world.home.issuer_link(name), world.home.issuer_link(new_name)
+    with operator_desk(issuer_url, operator_token) as desk:
+        locks = desk.report_lost(lost.band_id, new.band_id, uuid.uuid4().hex)
+    for order in locks:
+        world.console.print(f"{order['app_serial']}: locked, {money(order['amount'])} moved to "
+                            f"{new_name}")
+    world.console.print(f"{len(locks)} card(s) of {name} locked")
 
 
 @band.command("attach")
@@ -508,36 +593,38 @@ def issuer_serve(world: World, host: str, port: int, database: str | None,
                 workers=workers, log_level="warning")
 
 
+@issuer_group.command("clear")
+@issuer_options
+@pass_world
+def issuer_clear(world: World, issuer_url: str, operator_token: str) -> None:
+    """Send the terminals' purchase records to the issuer, which books those whose TAC holds."""
+    records = list(world.home.terminal_records())
+    with operator_desk(issuer_url, operator_token) as desk:
+        result = desk.clear([{k: record[k] for k in CLEARING_FIELDS} for record in records])
+    world.console.print(f"cleared {len(records)} records: {result['booked']} booked, "
+                        f"{result['duplicates']} already booked, {result['free']} free (entries), "
+                        f"{len(result['refused'])} refused")
+    for reason in result["refused"]:
+        world.console.print(f"  refused: {reason}")
+
+
+CLEARING_FIELDS = ("app_serial", "tx_type", "amount", "card_counter", "terminal_id", "terminal_seq",
+                   "date", "time", "tac")
+
+
 @main.group("companion")
 def companion_group() -> None:
     """The phone: relays the issuer's APDUs to a band."""
 
 
-@companion_group.command("topup")
+@companion_group.command("sync")
 @click.option("--band", "band_name", required=True, help="The band (in process).")
-@click.option("--issuer", "issuer_url", default="http://127.0.0.1:8700", show_default=True)
-@click.option("--band-id", type=int, required=True, help="The band's id at the issuer.")
-@click.option("--token", envvar="KOALA_DEVICE_TOKEN", required=True,
-              help="The band's device token (or $KOALA_DEVICE_TOKEN).")
-@click.option("--card", "card_name", default="transit", show_default=True,
-              type=click.Choice(sorted(PRODUCTS)))
-@click.option("--amount", type=Yuan(), required=True, help="Amount in yuan.")
-@click.option("--key", "idempotency_key", help="Idempotency key (default: a new one).")
 @pass_world
-def companion_topup(world: World, band_name: str, issuer_url: str, band_id: int, token: str,
-                    card_name: str, amount: int, idempotency_key: str | None) -> None:
-    """Order a top-up from the issuer and relay it to the band, over the air."""
-    from wallet.companion import Companion, IssuerClient  # noqa: PLC0415
-
-    with world.band(band_name) as worn:
-        serial = worn.card(card_name).issuer_file.app_serial
-        client = IssuerClient(issuer_url, token)
-        try:
-            result = Companion(worn, band_id, client).topup(serial, amount, idempotency_key)
-        finally:
-            client.close()
-        balance = worn.card(card_name).balance
-    world.console.print(f"order {result['state']}: {card_name} balance {money(balance)}")
+def companion_sync(world: World, band_name: str) -> None:
+    """Relay every order the issuer has waiting for the band (locks, cancellations, leftovers)."""
+    with companion(world, band_name):
+        pass
+    world.console.print("nothing left waiting")
 
 
 # -- PC/SC -----------------------------------------------------------------------------------
@@ -585,45 +672,94 @@ def card() -> None:
 @json_option
 @pass_world
 def card_list(world: World, band_name: str, as_json: bool) -> None:
-    """The band's cards with their balances."""
+    """The band's cards with their balances, and the issuer's books beside them if registered."""
     cards = world.home.load_band(band_name).cards()
+    books = issuer_books(world, band_name)
     if as_json:
         world.emit([{"card": c.product.name, "aid": c.product.aid.hex().upper(),
                      "serial": c.issuer_file.app_serial.hex().upper(), "balance": c.balance,
-                     "expiry": bcd.decode(c.issuer_file.expiry_date)} for c in cards])
+                     "expiry": bcd.decode(c.issuer_file.expiry_date),
+                     "issuer": books.get(c.issuer_file.app_serial.hex().upper())} for c in cards])
         return
-    table = Table("card", "AID", "serial", "balance", "valid until", title=f"band {band_name}")
+    table = Table("card", "AID", "serial", "balance", "valid until", "issuer's books",
+                  title=f"band {band_name}")
     for c in cards:
+        serial = c.issuer_file.app_serial.hex().upper()
+        book = books.get(serial)
         table.add_row(f"{c.product.name} ({c.product.label})", c.product.aid.hex().upper(),
-                      c.issuer_file.app_serial.hex().upper(), money(c.balance),
-                      bcd.decode(c.issuer_file.expiry_date))
+                      serial, money(c.balance), bcd.decode(c.issuer_file.expiry_date),
+                      f"{money(book['balance'])} {book['status']}" if book else "—")
     world.console.print(table)
 
 
+def issuer_books(world: World, band_name: str) -> dict[str, dict[str, Any]]:
+    """The issuer's view of the band's cards by serial; empty if the band is not registered."""
+    try:
+        link = world.home.issuer_link(band_name)
+    except WalletError:
+        return {}
+    client = IssuerClient(link.url, link.device_token)
+    try:
+        return {card["app_serial"]: card for card in client.cards(link.band_id)}
+    except IssuerUnavailable as error:
+        world.console.print(f"(no issuer's view: {error})")
+        return {}
+    finally:
+        client.close()
+
+
+@card.command("issue")
+@click.option("--band", "band_name", required=True, help="The band (in process).")
+@click.option("--product", "product_name", required=True, type=click.Choice(sorted(PRODUCTS)))
+@pass_world
+def card_issue(world: World, band_name: str, product_name: str) -> None:
+    """Order a card from the issuer and relay its issuance to the band, over the air."""
+    with companion(world, band_name) as phone:
+        order = phone.issue(product_name)
+    if order["state"] != "settled":
+        raise click.ClickException(f"issuance {order['state']}: {order['last_error']}")
+    world.console.print(f"issued {product_name} card {order['app_serial']} on {band_name}")
+
+
 @card.command("topup")
-@click.option("--band", "band_name", help="The band (in process).")
-@click.option("--reader", help="Load through this PC/SC reader instead (index or name).")
-@click.option("--nfc", "nfc_path", metavar="PATH", help="Load through this nfcpy device instead.")
-@click.option("--wait", type=float, default=10.0, show_default=True,
-              help="Seconds to wait for a card on a reader.")
+@click.option("--band", "band_name", required=True, help="The band (in process).")
 @click.option("--card", "card_name", default="transit", show_default=True,
               type=click.Choice(sorted(PRODUCTS)), help="Which card.")
 @click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 50 or 12.50.")
-@click.option("--trace", is_flag=True, help="Print every APDU with its timing.")
-@click.option("--at", "at", metavar="DATETIME", help="Terminal clock (ISO 8601), default now.")
-@json_option
+@click.option("--key", "idempotency_key", help="Idempotency key (default: a new one).")
 @pass_world
-def card_topup(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
-               wait: float, card_name: str, amount: int, trace: bool, at: str | None,
-               as_json: bool) -> None:
-    """Top a card up at the issuer's local load terminal (MAC1, MAC2, TAC checked)."""
-    world.clock = _at(at)
-    item = product(card_name)
-    keys = {p.issuer_id: LoadKeys(p.master.load, p.master.tac) for p in PRODUCTS.values()}
-    terminal = LoadTerminal(places.load_id(), keys, world.clock)
-    with world.link(Source(band_name, reader, nfc_path, wait)) as link:
-        outcome = tap(link, terminal.load(amount, item.aid), world.air)
-    report(world, outcome, trace, as_json, describe_load)
+def card_topup(world: World, band_name: str, card_name: str, amount: int,
+               idempotency_key: str | None) -> None:
+    """Top a card up over the air from the band's funding account at the issuer."""
+    with companion(world, band_name) as phone:
+        serial = phone.band.card(card_name).issuer_file.app_serial
+        result = phone.topup(serial, amount, idempotency_key)
+        balance = phone.band.card(card_name).balance
+    if result["state"] != "settled":
+        raise click.ClickException(f"top-up {result['state']}")
+    world.console.print(f"topped up {money(amount)}: {card_name} balance {money(balance)}")
+
+
+@card.command("cancel")
+@click.option("--band", "band_name", required=True, help="The band (in process).")
+@click.option("--card", "card_name", default="transit", show_default=True,
+              type=click.Choice(sorted(PRODUCTS)), help="Which card.")
+@issuer_options
+@pass_world
+def card_cancel(world: World, band_name: str, card_name: str, issuer_url: str,
+                operator_token: str) -> None:
+    """Cancel a card: it proves its balance, is deleted from the band, and the balance is
+    refunded to the band's funding account."""
+    link = world.home.issuer_link(band_name)
+    serial = world.home.load_band(band_name).card(card_name).issuer_file.app_serial
+    with operator_desk(issuer_url, operator_token) as desk:
+        order = desk.cancel(link.band_id, serial, uuid.uuid4().hex)
+    with companion(world, band_name) as phone:
+        final = phone.issuer.order(link.band_id, int(order["order_id"]))
+    if final["state"] != "settled":
+        raise click.ClickException(f"cancellation {final['state']}: {final['last_error']}")
+    world.console.print(f"cancelled {card_name} card {final['app_serial']}: "
+                        f"{money(final['amount'])} refunded")
 
 
 def describe_load(load: Load) -> tuple[str, dict[str, Any]]:
@@ -738,6 +874,32 @@ def tap_bus(world: World, band_name: str | None, reader: str | None, nfc_path: s
             as_json)
 
 
+@tap_group.command("load")
+@click.option("--band", "band_name", help="The band (in process).")
+@click.option("--reader", help="Load through this PC/SC reader instead (index or name).")
+@click.option("--nfc", "nfc_path", metavar="PATH", help="Load through this nfcpy device instead.")
+@click.option("--wait", type=float, default=10.0, show_default=True,
+              help="Seconds to wait for a card on a reader.")
+@click.option("--card", "card_name", default="transit", show_default=True,
+              type=click.Choice(sorted(PRODUCTS)), help="Which card.")
+@click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 50 or 12.50.")
+@click.option("--trace", is_flag=True, help="Print every APDU with its timing.")
+@click.option("--at", "at", metavar="DATETIME", help="Terminal clock (ISO 8601), default now.")
+@json_option
+@pass_world
+def tap_load(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
+               wait: float, card_name: str, amount: int, trace: bool, at: str | None,
+               as_json: bool) -> None:
+    """Top a card up with cash at a station's load machine (MAC1, MAC2, TAC checked)."""
+    world.clock = _at(at)
+    item = product(card_name)
+    keys = {p.issuer_id: LoadKeys(p.master.load, p.master.tac) for p in PRODUCTS.values()}
+    terminal = LoadTerminal(places.load_id(), keys, world.clock)
+    with world.link(Source(band_name, reader, nfc_path, wait)) as link:
+        outcome = tap(link, terminal.load(amount, item.aid), world.air)
+    report(world, outcome, trace, as_json, describe_load)
+
+
 def transit_psam(home: Home, terminal_id: bytes) -> Psam:
     item = product("transit")
     return Psam(terminal_id, {item.issuer_id: item.master.purchase}, home.terminal_seq(terminal_id))
@@ -818,7 +980,8 @@ def trace_table(outcome: TapOutcome[Any]) -> Table:
                                            "temporary world.")
 @pass_world
 def demo(world: World, keep: bool) -> None:
-    """A short day: a new band is topped up, rides the metro by distance and takes a bus."""
+    """A short day: a new band gets its cards and money over the air, rides the metro by
+    distance and takes a bus; the issuer clears the rides and cancels a card."""
     if keep:
         run_demo(World(Home(world.home.root / "demo"), world.console))
         return
@@ -827,17 +990,19 @@ def demo(world: World, keep: bool) -> None:
 
 
 def demo_day(today: datetime) -> list[tuple[str, ...]]:
-    """The commands of the demo, as a user would type them."""
+    """The commands of the demo, as a user would type them (with the issuer running)."""
 
     def at(hour: int, minute: int) -> str:
         return today.replace(hour=hour, minute=minute, second=0, microsecond=0).isoformat()
 
     return [
-        ("band", "create", "demo", "--holder", "Koala Rider"),
-        ("card", "topup", "--band", "demo", "--card", "transit", "--amount", "50",
-         "--at", at(7, 45)),
-        ("card", "topup", "--band", "demo", "--card", "canteen", "--amount", "30",
-         "--at", at(7, 46)),
+        ("band", "create", "demo", "--cards", ""),
+        ("band", "register", "demo"),
+        ("band", "fund", "demo", "--amount", "100"),
+        ("card", "issue", "--band", "demo", "--product", "transit"),
+        ("card", "issue", "--band", "demo", "--product", "canteen"),
+        ("card", "topup", "--band", "demo", "--card", "transit", "--amount", "50"),
+        ("card", "topup", "--band", "demo", "--card", "canteen", "--amount", "30"),
         ("card", "list", "--band", "demo"),
         ("tap", "gate", "--band", "demo", "--station", "Xizhimen", "--direction", "in",
          "--at", at(8, 2)),
@@ -850,18 +1015,58 @@ def demo_day(today: datetime) -> list[tuple[str, ...]]:
          "--at", at(18, 6)),
         ("tap", "gate", "--band", "demo", "--station", "Bagou", "--direction", "out",
          "--at", at(18, 58)),
+        ("issuer", "clear"),
+        ("card", "cancel", "--band", "demo", "--card", "canteen"),
+        ("card", "list", "--band", "demo"),
         ("card", "history", "--band", "demo"),
     ]
+
+
+@contextmanager
+def local_issuer(home: Home) -> Iterator[str]:
+    """The issuer service of ``home`` on a free loopback port, in this process; its URL."""
+    import socket  # noqa: PLC0415 - only the demo runs a server in process
+    import threading  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    from issuer.server import build  # noqa: PLC0415
+
+    token = uuid.uuid4().hex
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(build(home.root, token), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    saved = {name: os.environ.get(name) for name in ("KOALA_ISSUER", "KOALA_OPERATOR_TOKEN")}
+    os.environ.update(KOALA_ISSUER=url, KOALA_OPERATOR_TOKEN=token)
+    try:
+        yield url
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
 
 
 def run_demo(world: World) -> None:
     """Run the demo's commands in ``world`` as a user would, then sum up the taps."""
     console = world.console
     console.print(f"[bold]Koala band demo[/] in a fresh world at {world.home.root}\n")
-    for args in demo_day(datetime.now()):
-        console.print(f"[bold cyan]$ koala {shlex.join(args)}[/]", markup=True)
-        main.main(list(args), standalone_mode=False, obj=world)
-        console.print()
+    with local_issuer(world.home) as url:
+        console.print(f"[bold cyan]$ koala issuer serve &[/]   [dim]# running at {url}[/]\n",
+                      markup=True)
+        for args in demo_day(datetime.now()):
+            console.print(f"[bold cyan]$ koala {shlex.join(args)}[/]", markup=True)
+            main.main(list(args), standalone_mode=False, obj=world)
+            console.print()
     table = Table("tap", "host ms", "modelled ms", "deadline ms", "margin ms",
                   title="every tap of the day against its deadline")
     for text, outcome in world.outcomes:

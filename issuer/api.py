@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Path, Request
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -27,7 +27,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer import ledger
+from issuer.clearing import PurchaseRecord, clear
 from issuer.db import Band, Card, CardStatus, Order
+from issuer.keys import IssuerKeys
 from issuer.orders import UNRESOLVED, OrderError, Orders, Relay, funding_account
 from issuer.products import PRODUCTS, product
 
@@ -83,6 +85,27 @@ class LostIn(BaseModel):
     new_band_id: int = Field(ge=1, le=2**31 - 1, description="the band the balances move to")
 
 
+class PurchaseIn(BaseModel):
+    """A terminal's purchase record (as ``koala`` terminals keep them for clearing)."""
+
+    app_serial: str = Field(pattern=HEX, min_length=20, max_length=20)
+    tx_type: int = Field(ge=0, le=255)
+    amount: int = Field(ge=0, le=2**31 - 1, description="fen")
+    card_counter: int = Field(ge=0, le=0xFFFF)
+    terminal_id: str = Field(pattern=HEX, min_length=12, max_length=12)
+    terminal_seq: int = Field(ge=0, le=2**32 - 1)
+    date: str = Field(pattern=HEX, min_length=8, max_length=8, description="YYYYMMDD, BCD hex")
+    time: str = Field(pattern=HEX, min_length=6, max_length=6, description="hhmmss, BCD hex")
+    tac: str = Field(pattern=HEX, min_length=8, max_length=8)
+
+
+class ClearedOut(BaseModel):
+    booked: int
+    duplicates: int
+    free: int = Field(description="proven purchases of nothing (metro entries)")
+    refused: list[str] = Field(description="records not booked, and why")
+
+
 class OrderOut(BaseModel):
     order_id: int
     kind: str
@@ -109,7 +132,7 @@ def _hash(token: str) -> str:
 
 
 def create_app(  # noqa: PLR0915 - the routes are closures over one app's dependencies
-        sessions: sessionmaker[Session], orders: Orders, operator_token: str,
+        sessions: sessionmaker[Session], orders: Orders, keys: IssuerKeys, operator_token: str,
         isd_key_sets: frozenset[str] = frozenset({"test"})) -> FastAPI:
     app = FastAPI(title="Koala band issuer", version="1",
                   description="Over-the-air issuance and top-up of Koala band cards.")
@@ -207,6 +230,17 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         return [CardOut(product=c.product, aid=c.aid, app_serial=c.app_serial,
                         status=c.status.value,
                         balance=ledger.balance(session, f"card:{c.app_serial}")) for c in rows]
+
+    @app.post("/v1/clearing", responses=problems, dependencies=[Depends(operator)])
+    def clearing(body: Annotated[list[PurchaseIn], Body(max_length=10_000)], session: Db) -> ClearedOut:
+        """Book terminals' purchase records whose TAC verifies, each once."""
+        records = [PurchaseRecord(bytes.fromhex(r.app_serial), r.tx_type, r.amount, r.card_counter,
+                                  bytes.fromhex(r.terminal_id), r.terminal_seq, bytes.fromhex(r.date),
+                                  bytes.fromhex(r.time), bytes.fromhex(r.tac)) for r in body]
+        result = clear(session, keys, records)
+        session.commit()
+        return ClearedOut(booked=result.booked, duplicates=result.duplicates, free=result.free,
+                          refused=result.refused)
 
     def order_out(order_id: int, session: Session) -> OrderOut:
         session.close()

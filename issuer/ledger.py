@@ -65,6 +65,11 @@ def _find(session: Session, idempotency_key: str) -> Transaction | None:
     return session.scalars(select(Transaction).where(Transaction.idempotency_key == idempotency_key)).first()
 
 
+def posted(session: Session, idempotency_key: str) -> bool:
+    """Whether a posting under ``idempotency_key`` exists."""
+    return _find(session, idempotency_key) is not None
+
+
 def _legs_of(session: Session, transaction: Transaction) -> list[tuple[str, int]]:
     rows = session.execute(select(Account.code, Entry.amount).join(Entry.account)
                            .where(Entry.transaction_id == transaction.id).order_by(Entry.id))
@@ -123,6 +128,14 @@ def balance(session: Session, account_code: str) -> int:
     total = session.scalar(select(func.coalesce(func.sum(Entry.amount), 0))
                            .join(Entry.account).where(Account.code == account_code))
     return int(total or 0)
+
+
+def covers(session: Session, account_code: str, amount: int) -> bool:
+    """Whether ``account_code`` holds ``amount``, with the account locked until the caller
+    commits, so two debits racing for the last fen cannot both see it."""
+    locked = account(session, account_code)
+    session.execute(select(Account.id).where(Account.id == locked.id).with_for_update())
+    return balance(session, account_code) >= amount
 
 
 def balances(session: Session) -> dict[str, int]:

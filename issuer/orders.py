@@ -127,6 +127,10 @@ class Orders:
             card = self._card(session, band_id, app_serial)
             if card.status is not CardStatus.ACTIVE:
                 raise OrderError(f"the card is {card.status.value}")
+            funds = ledger.balance(session, funding_account(band_id))
+            if funds < amount:
+                raise OrderError(f"the band's funding account holds {funds} fen, not enough for "
+                                 f"{amount}")
             return self._add(session, idempotency_key, OrderKind.TOPUP, card, amount)
 
     def issue(self, band_id: int, product: str, app_serial: bytes, idempotency_key: str) -> int:

@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import secrets
 from abc import abstractmethod
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 from applets import bcd
@@ -59,6 +59,10 @@ class TopupProcedure(Procedure):
                                   LoadKeysOf(context.keys, context.card.product), context.now)
         except TopupError as error:
             raise OrderError(str(error)) from error
+        if isinstance(effect, Debit) and not ledger.covers(
+                context.session, funding_account(context.order.band_id), effect.amount):
+            new = replace(new, step=Step.FAILED, debited=False)
+            effect = Fail("the band's funding account holds less than the top-up", 0)
         _apply(context, effect)
         return _dump(new), command(new)
 

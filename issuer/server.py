@@ -37,8 +37,9 @@ def build(home: Path, operator_token: str, database_url: str | None = None) -> F
     sessions = session_factory(make_engine(url))
     store = EncryptedKeyStore(directory)
     load_demo_keys(store)
-    orders = Orders(sessions, StoreKeys(store), OTA_TERMINAL)
-    return create_app(sessions, orders, operator_token, isd_key_sets(store))
+    keys = StoreKeys(store)
+    return create_app(sessions, Orders(sessions, keys, OTA_TERMINAL), keys, operator_token,
+                      isd_key_sets(store))
 
 
 def isd_key_sets(store: KeyStore) -> frozenset[str]:

@@ -26,7 +26,7 @@ def koala(tmp_path):
 def test_a_day_from_the_command_line(koala, tmp_path):
     koala("band", "create", "alice", "--holder", "Alice")
     assert (tmp_path / "bands" / "alice.band").exists()
-    koala("card", "topup", "--band", "alice", "--amount", "50")
+    koala("tap", "load", "--band", "alice", "--amount", "50")
     koala("tap", "gate", "--band", "alice", "--station", "Xizhimen", "--direction", "in",
           "--at", "2026-11-23T08:00")
     out = koala("tap", "gate", "--band", "alice", "--station", "Guomao", "--direction", "out",
@@ -50,7 +50,7 @@ def test_a_day_from_the_command_line(koala, tmp_path):
 
 def test_trace_prints_every_apdu(koala):
     koala("band", "create", "bob")
-    koala("card", "topup", "--band", "bob", "--amount", "10")
+    koala("tap", "load", "--band", "bob", "--amount", "10")
     out = koala("tap", "bus", "--band", "bob", "--route", "1", "--trace").output
     assert "APDU trace" in out and "805401000F" in out and "modelled" in out
 
@@ -64,11 +64,11 @@ def test_a_refused_tap_says_why_and_exits_1(koala):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("card", "topup", "--band", "nobody", "--amount", "5"), "no band named 'nobody'"),
-    (("card", "topup", "--band", "dave", "--amount", "-5"), "must be positive"),
-    (("card", "topup", "--band", "dave", "--amount", "1.234"), "at most two decimals"),
-    (("card", "topup", "--band", "dave", "--amount", "lots"), "is not an amount"),
-    (("card", "topup", "--band", "dave", "--amount", "2000"), "maximum balance"),
+    (("tap", "load", "--band", "nobody", "--amount", "5"), "no band named 'nobody'"),
+    (("tap", "load", "--band", "dave", "--amount", "-5"), "must be positive"),
+    (("tap", "load", "--band", "dave", "--amount", "1.234"), "at most two decimals"),
+    (("tap", "load", "--band", "dave", "--amount", "lots"), "is not an amount"),
+    (("tap", "load", "--band", "dave", "--amount", "2000"), "maximum balance"),
     (("tap", "gate", "--band", "dave", "--station", "Xidna", "--direction", "in"), "Xidan"),
     (("tap", "bus", "--band", "dave", "--route", "A1"), "digits"),
     (("tap", "bus", "--band", "dave", "--route", "1", "--at", "noon"), "not a date"),
@@ -93,7 +93,7 @@ def test_the_demo_runs_a_whole_day(koala):
 
 def test_gp_commands_manage_a_band_by_hand(koala):
     koala("band", "create", "gina")
-    koala("card", "topup", "--band", "gina", "--amount", "20")
+    koala("tap", "load", "--band", "gina", "--amount", "20")
     rows = json.loads(koala("gp", "list", "--band", "gina", "--json").output)
     assert [r["aid"] for r in rows] == ["A000000151000000", "A000000632010105", "F04B4F414C4143414E54"]
     koala("gp", "lock", "--band", "gina", "--aid", "A000000632010105")

@@ -1,4 +1,4 @@
-"""`koala issuer serve` as its own process, and `koala companion topup` against it."""
+"""`koala issuer serve` as its own process, and the CLI's issuer commands against it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 from click.testing import CliRunner
 
-from applets.gp.cplc import cplc
 from cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,12 +24,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_a_band_topped_up_over_the_air_through_the_cli(tmp_path):
+def test_cards_issued_topped_up_ridden_cleared_cancelled_and_a_band_lost(tmp_path, monkeypatch):
+    """The issue's end-to-end check, over real HTTP to `koala issuer serve` in its own process."""
     runner = CliRunner()
     home = ["--home", str(tmp_path)]
-    assert runner.invoke(main, [*home, "band", "create", "ota"]).exit_code == 0
-    cards = json.loads(runner.invoke(main, [*home, "card", "list", "--band", "ota", "--json"]).output)
-    serial = next(c["serial"] for c in cards if c["card"] == "transit")
+
+    def koala(*args: str, ok: bool = True) -> str:
+        result = runner.invoke(main, [*home, *args])
+        assert (result.exit_code == 0) == ok, result.output
+        assert "Traceback" not in result.output
+        return result.output
+
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "cli", *home, "issuer", "serve", "--port", str(port),
@@ -45,22 +49,40 @@ def test_a_band_topped_up_over_the_air_through_the_cli(tmp_path):
             except httpx.HTTPError:
                 assert time.monotonic() < deadline, "the issuer did not start"
                 time.sleep(0.1)
+        monkeypatch.setenv("KOALA_ISSUER", url)
+        monkeypatch.setenv("KOALA_OPERATOR_TOKEN", "op-token")
+        for name in ("ota", "spare"):
+            koala("band", "create", name, "--cards", "")
+            koala("band", "register", name)
+        koala("band", "fund", "ota", "--amount", "100")
+        koala("card", "issue", "--band", "ota", "--product", "transit")
+        koala("card", "issue", "--band", "ota", "--product", "canteen")
+        assert "already holds" in koala("card", "issue", "--band", "ota", "--product", "canteen",
+                                        ok=False)
+        koala("card", "topup", "--band", "ota", "--card", "transit", "--amount", "40")
+        koala("card", "topup", "--band", "ota", "--card", "canteen", "--amount", "25")
+        assert "not enough" in koala("card", "topup", "--band", "ota", "--amount", "90", ok=False)
+        koala("tap", "gate", "--band", "ota", "--station", "Xizhimen", "--direction", "in")
+        koala("tap", "gate", "--band", "ota", "--station", "Guomao", "--direction", "out")
+        koala("tap", "bus", "--band", "ota", "--route", "1")
+        assert "2 booked, 0 already booked, 1 free" in koala("issuer", "clear")
+        assert "0 booked, 2 already booked" in koala("issuer", "clear")
+        assert "¥25.00 refunded" in koala("card", "cancel", "--band", "ota", "--card", "canteen")
+        cards = {c["card"]: c for c in json.loads(koala("card", "list", "--band", "ota", "--json"))}
+        assert set(cards) == {"transit"}
+        assert cards["transit"]["balance"] == cards["transit"]["issuer"]["balance"] == 4000 - 700
+        assert "locked" in koala("band", "lost", "ota", "--to", "spare")
+        assert "relayed waiting order" in koala("companion", "sync", "--band", "ota")
+        assert "not a card this terminal accepts" in koala(
+            "tap", "bus", "--band", "ota", "--route", "1", ok=False)
         operator = httpx.Client(base_url=url, headers={"Authorization": "Bearer op-token"})
-        uid = bytes(7)
-        band = operator.post("/v1/bands", json={"cplc": cplc(uid).hex(), "uid": uid.hex()}).json()
-        operator.post(f"/v1/bands/{band['band_id']}/cards",
-                      json={"product": "transit", "app_serial": serial})
-        operator.post(f"/v1/bands/{band['band_id']}/funding", json={"amount": 10_000},
-                      headers={"Idempotency-Key": "fund-ota-1"})
-        result = runner.invoke(main, [*home, "companion", "topup", "--band", "ota",
-                                      "--issuer", url, "--band-id", str(band["band_id"]),
-                                      "--token", band["device_token"], "--amount", "25"])
-        assert result.exit_code == 0, result.output
-        assert "order settled" in result.output and "¥25.00" in result.output
-        refused = runner.invoke(main, [*home, "companion", "topup", "--band", "ota", "--issuer", url,
-                                       "--band-id", str(band["band_id"]), "--token", "wrong",
-                                       "--amount", "5"])
-        assert refused.exit_code == 1 and "not this band's" in refused.output
+        spare = json.loads((tmp_path / "bands" / "spare.issuer.json").read_text())
+        funding = operator.post(f"/v1/bands/{spare['band_id']}/funding", json={"amount": 1},
+                                headers={"Idempotency-Key": "one-more-fen"}).json()
+        assert funding["balance"] == 3300 + 1, "the lost card's balance moved to the spare band"
+        koala("band", "create", "offline", "--cards", "")
+        assert "not registered" in koala("card", "topup", "--band", "offline", "--amount", "1",
+                                         ok=False)
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(10)

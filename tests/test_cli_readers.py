@@ -40,7 +40,7 @@ def background(home: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
 
 def test_attach_a_band_and_ride_through_pcscd(pcscd, tmp_path):
     koala(tmp_path, "band", "create", "alice")
-    koala(tmp_path, "card", "topup", "--band", "alice", "--amount", "20")
+    koala(tmp_path, "tap", "load", "--band", "alice", "--amount", "20")
     with background(tmp_path, "band", "attach", "alice") as attach:
         deadline = time.monotonic() + 15
         while not PcscReader(READER).card_present():
@@ -63,7 +63,7 @@ def test_attach_a_band_and_ride_through_pcscd(pcscd, tmp_path):
 
 def test_emulate_a_band_and_tap_over_nfc(tmp_path):
     koala(tmp_path, "band", "create", "bob")
-    koala(tmp_path, "card", "topup", "--band", "bob", "--amount", "5")
+    koala(tmp_path, "tap", "load", "--band", "bob", "--amount", "5")
     path = "udp:localhost:54399"
     with background(tmp_path, "band", "emulate", "bob", "--nfc", path):
         time.sleep(1.0)  # the emulator binds its port

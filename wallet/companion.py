@@ -1,4 +1,4 @@
-"""The companion (the phone): orders top-ups from the issuer and relays its APDUs to the band.
+"""The companion (the phone): orders cards and top-ups from the issuer and relays its APDUs to the band.
 
 The phone is not trusted with anything: it passes C-APDUs from the issuer to
 the band and R-APDUs back, step by step, and the MACs inside them are
@@ -12,59 +12,47 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
-
+from issuer.client import ApiClient
 from wallet.band import Band
-from wallet.errors import WalletError
 
 
-class IssuerUnavailable(WalletError):
-    """The issuer could not be reached or refused the request (the message says why)."""
-
-
-class IssuerClient:
-    """The issuer's HTTP API, as the band's companion uses it."""
-
-    def __init__(self, base_url: str, token: str, transport: httpx.BaseTransport | None = None) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=10.0, transport=transport,
-                                  headers={"Authorization": f"Bearer {token}"})
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            raise IssuerUnavailable(f"the issuer at {self._http.base_url} is unreachable: {error}") \
-                from error
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise IssuerUnavailable(f"the issuer refused ({response.status_code}): {detail}")
-        return response.json()
+class IssuerClient(ApiClient):
+    """The issuer's HTTP API, as the band's companion uses it (with the band's device token)."""
 
     def order_topup(self, band_id: int, app_serial: bytes, amount: int, key: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call(
+        result: dict[str, Any] = self.call(
             "POST", f"/v1/bands/{band_id}/topups", headers={"Idempotency-Key": key},
             json={"app_serial": app_serial.hex().upper(), "amount": amount})
         return result
 
+    def order_issue(self, band_id: int, product: str, key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", f"/v1/bands/{band_id}/issues",
+                                            headers={"Idempotency-Key": key},
+                                            json={"product": product})
+        return result
+
+    def orders(self, band_id: int, unresolved: bool = False) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.call(
+            "GET", f"/v1/bands/{band_id}/orders", params={"unresolved": unresolved})
+        return result
+
+    def order(self, band_id: int, order_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("GET", f"/v1/bands/{band_id}/orders/{order_id}")
+        return result
+
     def open_relay(self, band_id: int, order_id: int) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", f"/v1/bands/{band_id}/orders/{order_id}/relay")
+        result: dict[str, Any] = self.call("POST", f"/v1/bands/{band_id}/orders/{order_id}/relay")
         return result
 
     def answer(self, band_id: int, session_id: str, step: int, response: bytes) -> dict[str, Any]:
-        result: dict[str, Any] = self._call(
+        result: dict[str, Any] = self.call(
             "POST", f"/v1/bands/{band_id}/relay/{session_id}",
             json={"step": step, "response": response.hex().upper()})
         return result
 
     def cards(self, band_id: int) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", f"/v1/bands/{band_id}/cards")
+        result: list[dict[str, Any]] = self.call("GET", f"/v1/bands/{band_id}/cards")
         return result
-
-    def close(self) -> None:
-        self._http.close()
 
 
 class Companion:
@@ -73,13 +61,27 @@ class Companion:
         self.band_id = band_id
         self.issuer = issuer
 
+    def issue(self, product: str, key: str | None = None) -> dict[str, Any]:
+        """Order a new card of ``product`` (once per ``key``) and relay its issuance to the band."""
+        order = self.issuer.order_issue(self.band_id, product, key or uuid.uuid4().hex)
+        self.relay(int(order["order_id"]))
+        return self.issuer.order(self.band_id, int(order["order_id"]))
+
     def topup(self, app_serial: bytes, amount: int, key: str | None = None) -> dict[str, Any]:
         """Order a top-up (once per ``key``) and relay it to the band until it ends."""
         order = self.issuer.order_topup(self.band_id, app_serial, amount, key or uuid.uuid4().hex)
         return self.relay(int(order["order_id"]))
 
+    def sync(self) -> list[dict[str, Any]]:
+        """At contact with the band: relay every order the issuer has waiting (a lock, a
+        cancellation, one an earlier contact left unfinished); the orders as they ended."""
+        waiting = self.issuer.orders(self.band_id, unresolved=True)
+        for order in waiting:
+            self.relay(int(order["order_id"]))
+        return [self.issuer.order(self.band_id, int(order["order_id"])) for order in waiting]
+
     def relay(self, order_id: int) -> dict[str, Any]:
-        """One relay session for the order; the issuer's last word on it."""
+        """One relay session for the order; the issuer's last word on it (its state)."""
         self.band.power_on()
         step = self.issuer.open_relay(self.band_id, order_id)
         while step["command"] is not None:

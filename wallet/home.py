@@ -4,6 +4,7 @@
 
     $KOALA_HOME/                (default ~/.koala)
       bands/NAME.band           band images (written atomically)
+      bands/NAME.issuer.json    the band's registration at an issuer: URL, id, device token
       factory/serials.json      the last application serial issued per product
       terminals/ID.json         a terminal's PSAM sequence number
       terminals/ID.jsonl        its transaction records, one JSON line each
@@ -17,7 +18,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,15 @@ def check_name(name: str) -> str:
     if not _NAME.fullmatch(name):
         raise WalletError(f"band name {name!r} must be 1-32 letters, digits, '.', '_' or '-'")
     return name
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerLink:
+    """Where a band is registered and the token its companion uses there."""
+
+    url: str
+    band_id: int
+    device_token: str
 
 
 class Home:
@@ -59,6 +69,21 @@ class Home:
 
     def save_band(self, band: Band) -> None:
         band.save(self.band_path(band.name))
+
+    def issuer_link(self, name: str) -> IssuerLink:
+        path = self._link_path(name)
+        if not path.exists():
+            raise WalletError(f"band {name!r} is not registered with an issuer: "
+                              f"koala band register {name}")
+        raw = json.loads(path.read_text())
+        return IssuerLink(str(raw["url"]), int(raw["band_id"]), str(raw["device_token"]))
+
+    def save_issuer_link(self, name: str, link: IssuerLink) -> None:
+        """Kept readable by the owner only: the device token speaks for the band."""
+        atomic_write(self._link_path(name), json.dumps(asdict(link)).encode())  # mode 0600
+
+    def _link_path(self, name: str) -> Path:
+        return self.root / "bands" / f"{check_name(name)}.issuer.json"
 
     # -- the factory's serial numbers --------------------------------------------------------
 

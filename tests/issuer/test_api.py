@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from applets.gp.cplc import cplc
 from issuer.api import create_app
+from issuer.client import IssuerUnavailable
 from issuer.db import session_factory
 from issuer.keys import DemoKeys
 from issuer.orders import Orders
@@ -22,7 +23,7 @@ from issuer.products import TRANSIT
 from reader import places
 from tests.conftest import EXPIRY, START, seeded, serial_for
 from wallet.band import Band
-from wallet.companion import Companion, IssuerClient, IssuerUnavailable
+from wallet.companion import Companion, IssuerClient
 
 OPERATOR = "operator-secret-token"
 
@@ -31,7 +32,7 @@ OPERATOR = "operator-secret-token"
 def issuer_url(engine: Engine) -> Iterator[str]:
     service = Orders(session_factory(engine), DemoKeys(), places.load_id(9),
                      lambda: datetime(2026, 11, 23, 9, 0))
-    app = create_app(session_factory(engine), service, OPERATOR)
+    app = create_app(session_factory(engine), service, DemoKeys(), OPERATOR)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

@@ -26,7 +26,7 @@ OPERATOR = "operator-fuzz-token"
 def test_no_request_makes_the_issuer_fail(engine: Engine) -> None:
     service = Orders(session_factory(engine), DemoKeys(), places.load_id(9),
                      lambda: datetime(2026, 11, 23, 9, 0))
-    app = create_app(session_factory(engine), service, OPERATOR)
+    app = create_app(session_factory(engine), service, DemoKeys(), OPERATOR)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     failures: list[str] = []
     for result in schema.get_all_operations():

@@ -1,0 +1,83 @@
+"""Clearing: terminals' purchase records, each proven by the card's TAC, debited from the card in the books.
+
+A gate or validator sends what it took from a card; the issuer believes a
+record only if its TAC (computed by the card with its TAC key, which no
+terminal holds) verifies, and books it once per card and offline counter,
+so a record sent twice or by two uploads is counted once. Without clearing
+the issuer's view of a card would stay at what was loaded; with it the
+books agree with the card to the fen.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from applets.pboc import crypto
+from issuer import ledger
+from issuer.db import Card
+from issuer.keys import IssuerKeys
+from issuer.orders import card_account
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRecord:
+    """One purchase as a terminal reports it (``reader.terminal.Debit``)."""
+
+    app_serial: bytes
+    tx_type: int
+    amount: int
+    card_counter: int
+    terminal_id: bytes
+    terminal_seq: int
+    date: bytes
+    time: bytes
+    tac: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    booked: int
+    duplicates: int
+    free: int  # proven purchases of nothing (metro entries)
+    refused: list[str]
+
+
+def merchant_account(product: str) -> str:
+    return f"merchant:{product}"
+
+
+def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord]) -> Cleared:
+    """Book every record whose TAC verifies, once; the reasons for the others."""
+    booked = duplicates = free = 0
+    refused = []
+    for number, record in enumerate(records):
+        serial = record.app_serial.hex().upper()
+        card = session.scalar(select(Card).where(Card.app_serial == serial))
+        if card is None:
+            refused.append(f"record {number}: no card {serial}")
+            continue
+        terminal = crypto.Terminal(record.terminal_id, record.date, record.time)
+        dtk = keys.card_key(card.product, "tac", crypto.div_data(record.app_serial))
+        expected = crypto.purchase_tac(dtk, record.amount, record.tx_type, terminal,
+                                       record.terminal_seq)
+        if not hmac.compare_digest(expected, record.tac):
+            refused.append(f"record {number}: the TAC is wrong")
+            continue
+        key = f"clearing:{serial}:{record.card_counter}"
+        if not record.amount:
+            free += 1
+        elif ledger.posted(session, key):
+            duplicates += 1
+        else:
+            try:
+                ledger.post(session, "clearing", [(card_account(card), -record.amount),
+                                                  (merchant_account(card.product), record.amount)],
+                            key)
+                booked += 1
+            except ledger.LedgerError as error:
+                refused.append(f"record {number}: {error}")
+    return Cleared(booked, duplicates, free, refused)

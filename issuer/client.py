@@ -1,0 +1,74 @@
+"""The issuer's HTTP API as its clients call it: the operator's desk and the band's companion.
+
+Every refusal becomes :class:`IssuerUnavailable` with the issuer's reason,
+so a command line or an app shows one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from wallet.errors import WalletError
+
+
+class IssuerUnavailable(WalletError):
+    """The issuer could not be reached or refused the request (the message says why)."""
+
+
+class ApiClient:
+    def __init__(self, base_url: str, token: str, transport: httpx.BaseTransport | None = None) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=10.0, transport=transport,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise IssuerUnavailable(f"the issuer at {self._http.base_url} is unreachable: {error}") \
+                from error
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise IssuerUnavailable(f"the issuer refused ({response.status_code}): {detail}")
+        return response.json()
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class OperatorClient(ApiClient):
+    """What the operator's staff and systems do: register, fund, cancel, report lost, clear."""
+
+    def register_band(self, cplc: bytes, uid: bytes) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", "/v1/bands",
+                                           json={"cplc": cplc.hex(), "uid": uid.hex()})
+        return result
+
+    def register_card(self, band_id: int, product: str, app_serial: bytes) -> None:
+        self.call("POST", f"/v1/bands/{band_id}/cards",
+                  json={"product": product, "app_serial": app_serial.hex()})
+
+    def fund(self, band_id: int, amount: int, key: str) -> int:
+        result = self.call("POST", f"/v1/bands/{band_id}/funding", json={"amount": amount},
+                           headers={"Idempotency-Key": key})
+        return int(result["balance"])
+
+    def cancel(self, band_id: int, app_serial: bytes, key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call(
+            "POST", f"/v1/bands/{band_id}/cards/{app_serial.hex().upper()}/cancel",
+            headers={"Idempotency-Key": key})
+        return result
+
+    def report_lost(self, band_id: int, new_band_id: int, key: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.call(
+            "POST", f"/v1/bands/{band_id}/lost", json={"new_band_id": new_band_id},
+            headers={"Idempotency-Key": key})
+        return result
+
+    def clear(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", "/v1/clearing", json=records)
+        return result
