@@ -239,7 +239,7 @@ class Orders:
         order has exactly one session and one state at any time.
         """
         with self._sessions.begin() as session:
-            order = session.get(Order, order_id, with_for_update=True)
+            order = self._locked(session, order_id)
             if order is None or (band_id is not None and order.band_id != band_id):
                 raise OrderError("no such order")
             last = session.scalars(select(RelaySession)
@@ -271,7 +271,7 @@ class Orders:
             relay = session.get(RelaySession, session_id, with_for_update=True)
             if relay is None:
                 raise OrderError("no such relay session")
-            order = session.get(Order, relay.order_id, with_for_update=True)
+            order = self._locked(session, relay.order_id)
             if order is None or (band_id is not None and order.band_id != band_id):
                 raise OrderError("no such relay session")
             context = self._context(session, order)
@@ -290,6 +290,13 @@ class Orders:
             relay.state, apdu = procedure.receive(context, relay.state, parsed)
             relay.step = str(current + 1)
             return Relay(relay.id, current + 1, apdu.encode() if apdu else None, order.state)
+
+    def _locked(self, session: Session, order_id: int) -> Order | None:
+        """The order, locked until commit, with its card and band loaded in the same query."""
+        row = session.execute(select(Order, Card, Band).join(Card, Order.card_id == Card.id)
+                              .join(Band, Order.band_id == Band.id).where(Order.id == order_id)
+                              .with_for_update(of=Order.__table__)).first()
+        return None if row is None else row[0]
 
     def _context(self, session: Session, order: Order) -> Context:
         card = session.get(Card, order.card_id) if order.card_id is not None else None

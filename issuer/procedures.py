@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
+import threading
 from abc import abstractmethod
+from collections import OrderedDict
 from dataclasses import asdict, fields, replace
 from typing import Any
 
@@ -39,6 +42,7 @@ from reader.errors import ReaderError
 from reader.flow import Flow
 
 VALIDITY_YEARS = 10
+LIVE_FLOWS = 4096  # sessions in progress whose flows a process keeps
 
 
 class TopupProcedure(Procedure):
@@ -105,7 +109,17 @@ def _load(raw: State) -> Topup:
 
 
 class Script(Procedure):
-    """A card-management order as phases of GP flows, replayed from the session's log."""
+    """A card-management order as phases of GP flows, replayed from the session's log.
+
+    The flows of sessions in progress also stay alive in this process, keyed
+    by a digest of their whole log, so the next answer usually continues one
+    instead of replaying (a log that differs, after a rollback or in another
+    worker, finds no flow and replays).
+    """
+
+    def __init__(self) -> None:
+        self._live: OrderedDict[str, tuple[Flow[Any], CommandAPDU | None]] = OrderedDict()
+        self._lock = threading.Lock()
 
     @abstractmethod
     def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[Any]:
@@ -123,14 +137,20 @@ class Script(Procedure):
         return {"phase": 0, "seed": secrets.token_hex(16), "answers": []}
 
     def command(self, context: Context, state: State) -> CommandAPDU | None:
-        return self._replay(context, state)[1]
+        with self._lock:
+            live = self._live.get(_digest(state))
+        return live[1] if live is not None else self._replay(context, state)[1]
 
     def receive(self, context: Context, state: State,
                 response: ResponseAPDU) -> tuple[State, CommandAPDU | None]:
-        flow, _ = self._replay(context, state)
+        with self._lock:
+            live = self._live.pop(_digest(state), None)
+        flow, _ = live if live is not None else self._replay(context, state)
         state = {**state, "answers": [*state["answers"], response.encode().hex()]}
         try:
-            return state, flow.send(response)
+            apdu = flow.send(response)
+            self._keep(state, flow, apdu)
+            return state, apdu
         except StopIteration as done:
             outcome = done.value
         except ReaderError as error:
@@ -148,6 +168,12 @@ class Script(Procedure):
                 return state, None
         return state, None
 
+    def _keep(self, state: State, flow: Flow[Any], apdu: CommandAPDU | None) -> None:
+        with self._lock:
+            self._live[_digest(state)] = (flow, apdu)
+            while len(self._live) > LIVE_FLOWS:
+                self._live.popitem(last=False)
+
     def _replay(self, context: Context, state: State) -> tuple[Flow[Any], CommandAPDU | None]:
         flow = self.flow(context, state["phase"], _rng(state))
         try:
@@ -157,6 +183,11 @@ class Script(Procedure):
         except (StopIteration, ReaderError) as error:  # the log was replayed once already
             raise OrderError(f"the session's log does not replay ({error!r})") from error
         return flow, apdu
+
+
+def _digest(state: State) -> str:
+    return hashlib.sha256(json.dumps([state["seed"], state["phase"], state["answers"]])
+                          .encode()).hexdigest()
 
 
 def _rng(state: State) -> gp.Rng:
