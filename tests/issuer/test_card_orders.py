@@ -7,6 +7,7 @@ every order is in a definite state and ledger, issuer and card agree.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from itertools import count
 
@@ -16,12 +17,17 @@ from sqlalchemy import Engine
 from applets.errors import PowerLoss
 from applets.sw import SW
 from issuer import ledger
+from issuer.clearing import PurchaseRecord, clear
 from issuer.db import Band as BandRow
 from issuer.db import Card, CardStatus, Order, OrderKind, OrderState, session_factory
 from issuer.keys import DemoKeys
 from issuer.orders import OrderError, Orders, funding_account
 from issuer.products import CANTEEN, TRANSIT, Product
 from reader import pboc, places
+from reader.bus import BusValidator
+from reader.flow import run
+from reader.psam import Psam
+from reader.transport import in_field
 from tests.conftest import seeded
 from wallet.band import Band
 
@@ -206,3 +212,24 @@ def test_a_lost_band_is_locked_at_its_next_contact_and_its_money_moves(engine):
     with session_factory(engine)() as session:
         kinds = {o.kind for o in session.query(Order).filter(Order.band_id == lost_id)}
         assert OrderKind.LOST in kinds
+
+
+def test_clearing_books_proven_purchases_once_and_refuses_forged_ones(engine):
+    band_id, band = new_band(engine)
+    serial = issue(engine, band_id, band)
+    topup(engine, band_id, band, serial, 1000)
+    psam = Psam(places.bus_id("1"), {TRANSIT.issuer_id: TRANSIT.master.purchase}, 0)
+    validator = BusValidator(psam, lambda: NOW, route="1", fare=200)
+    with in_field(band) as link:
+        run(validator.tap(), link)
+    (debit,) = validator.records
+    record = PurchaseRecord(debit.app_serial, debit.tx_type, debit.amount, debit.card_counter,
+                            debit.terminal_id, debit.terminal_seq, debit.date, debit.time, debit.tac)
+    forged = replace(record, amount=20)
+    with session_factory(engine).begin() as session:
+        first = clear(session, DemoKeys(), [record, forged])
+    with session_factory(engine).begin() as session:
+        again = clear(session, DemoKeys(), [record])
+    assert (first.booked, len(first.refused), again.booked, again.duplicates) == (1, 1, 0, 1)
+    assert "TAC is wrong" in first.refused[0]
+    assert books(engine, band_id, serial)[1] == band.card("transit").balance == 800
