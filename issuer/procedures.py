@@ -42,6 +42,9 @@ from reader.errors import ReaderError
 from reader.flow import Flow
 
 VALIDITY_YEARS = 10
+#: What a script's flow raises when the card (or the relay) answers what it cannot take:
+#: the order fails with the reason.
+CARD_REFUSALS = (ReaderError, TopupError)
 LIVE_FLOWS = 4096  # sessions in progress whose flows a process keeps
 
 
@@ -153,7 +156,7 @@ class Script(Procedure):
             return state, apdu
         except StopIteration as done:
             outcome = done.value
-        except ReaderError as error:
+        except CARD_REFUSALS as error:
             self.fail(context, str(error))
             return state, None
         phase = self.finish(context, state["phase"], outcome)
@@ -163,7 +166,7 @@ class Script(Procedure):
                 return state, next(self.flow(context, phase, _rng(state)))
             except StopIteration as done:
                 phase = self.finish(context, phase, done.value)
-            except ReaderError as error:
+            except CARD_REFUSALS as error:
                 self.fail(context, str(error))
                 return state, None
         return state, None
@@ -180,7 +183,7 @@ class Script(Procedure):
             apdu = next(flow)
             for answer in state["answers"]:
                 apdu = flow.send(ResponseAPDU.parse(bytes.fromhex(answer)))
-        except (StopIteration, ReaderError) as error:  # the log was replayed once already
+        except (StopIteration, *CARD_REFUSALS) as error:  # the log was replayed once already
             raise OrderError(f"the session's log does not replay ({error!r})") from error
         return flow, apdu
 

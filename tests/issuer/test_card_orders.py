@@ -233,3 +233,17 @@ def test_clearing_books_proven_purchases_once_and_refuses_forged_ones(engine):
     assert (first.booked, len(first.refused), again.booked, again.duplicates) == (1, 1, 0, 1)
     assert "TAC is wrong" in first.refused[0]
     assert books(engine, band_id, serial)[1] == band.card("transit").balance == 800
+
+
+def test_a_garbled_answer_fails_the_script_with_a_reason(engine):
+    band_id, band = new_band(engine)
+    serial = issue(engine, band_id, band)
+    service = orders(engine)
+    order = service.cancel(band_id, bytes.fromhex(serial), f"garbled-{band_id}")
+    step = service.open(order)
+    garbled = bytes.fromhex("6F059F0C02AB") + SW.OK.to_bytes(2)  # an FCI with a truncated issuer file
+    done = service.answer(step.session_id, step.step, garbled)
+    assert (done.command, done.state) == (None, OrderState.FAILED)
+    with session_factory(engine)() as session:
+        assert "FCI" in (session.get_one(Order, order).last_error or "")
+    assert card_row(engine, order).status is CardStatus.ACTIVE
