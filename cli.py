@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -32,6 +32,7 @@ from applets.gp.keys import TEST_KEY, KeySet
 from applets.pboc.layouts import JourneyStatus, LogRecord, TransitRecord, TxType
 from applets.sw import SW
 from issuer import gp
+from issuer.clearing import PurchaseRecord
 from issuer.client import IssuerUnavailable, OperatorClient
 from issuer.products import PRODUCTS, Product, UnknownProduct, product
 from reader import pboc, places
@@ -194,6 +195,10 @@ def tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
     ]):
         function = option(function)
     return function
+
+
+card_option = click.option("--card", "card_name", default="transit", show_default=True,
+                           type=click.Choice(sorted(PRODUCTS)), help="Which card.")
 
 
 def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -600,16 +605,13 @@ def issuer_clear(world: World, issuer_url: str, operator_token: str) -> None:
     """Send the terminals' purchase records to the issuer, which books those whose TAC holds."""
     records = list(world.home.terminal_records())
     with operator_desk(issuer_url, operator_token) as desk:
-        result = desk.clear([{k: record[k] for k in CLEARING_FIELDS} for record in records])
+        result = desk.clear([{f.name: record[f.name] for f in fields(PurchaseRecord)}
+                             for record in records])
     world.console.print(f"cleared {len(records)} records: {result['booked']} booked, "
                         f"{result['duplicates']} already booked, {result['free']} free (entries), "
                         f"{len(result['refused'])} refused")
     for reason in result["refused"]:
         world.console.print(f"  refused: {reason}")
-
-
-CLEARING_FIELDS = ("app_serial", "tx_type", "amount", "card_counter", "terminal_id", "terminal_seq",
-                   "date", "time", "tac")
 
 
 @main.group("companion")
@@ -723,8 +725,7 @@ def card_issue(world: World, band_name: str, product_name: str) -> None:
 
 @card.command("topup")
 @click.option("--band", "band_name", required=True, help="The band (in process).")
-@click.option("--card", "card_name", default="transit", show_default=True,
-              type=click.Choice(sorted(PRODUCTS)), help="Which card.")
+@card_option
 @click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 50 or 12.50.")
 @click.option("--key", "idempotency_key", help="Idempotency key (default: a new one).")
 @pass_world
@@ -742,8 +743,7 @@ def card_topup(world: World, band_name: str, card_name: str, amount: int,
 
 @card.command("cancel")
 @click.option("--band", "band_name", required=True, help="The band (in process).")
-@click.option("--card", "card_name", default="transit", show_default=True,
-              type=click.Choice(sorted(PRODUCTS)), help="Which card.")
+@card_option
 @issuer_options
 @pass_world
 def card_cancel(world: World, band_name: str, card_name: str, issuer_url: str,
@@ -772,8 +772,7 @@ def describe_load(load: Load) -> tuple[str, dict[str, Any]]:
 
 @card.command("history")
 @click.option("--band", "band_name", required=True, help="The band.")
-@click.option("--card", "card_name", default="transit", show_default=True,
-              type=click.Choice(sorted(PRODUCTS)), help="Which card.")
+@card_option
 @json_option
 @pass_world
 def card_history(world: World, band_name: str, card_name: str, as_json: bool) -> None:
@@ -880,8 +879,7 @@ def tap_bus(world: World, band_name: str | None, reader: str | None, nfc_path: s
 @click.option("--nfc", "nfc_path", metavar="PATH", help="Load through this nfcpy device instead.")
 @click.option("--wait", type=float, default=10.0, show_default=True,
               help="Seconds to wait for a card on a reader.")
-@click.option("--card", "card_name", default="transit", show_default=True,
-              type=click.Choice(sorted(PRODUCTS)), help="Which card.")
+@card_option
 @click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 50 or 12.50.")
 @click.option("--trace", is_flag=True, help="Print every APDU with its timing.")
 @click.option("--at", "at", metavar="DATETIME", help="Terminal clock (ISO 8601), default now.")

@@ -243,7 +243,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                           refused=result.refused)
 
     def order_out(order_id: int, session: Session) -> OrderOut:
-        session.close()
+        """The order as committed (routes that order close their session before ordering)."""
         found = session.get_one(Order, order_id)
         card = session.get(Card, found.card_id) if found.card_id is not None else None
         return OrderOut(order_id=found.id, kind=found.kind.value, state=found.state.value,

@@ -42,6 +42,7 @@ from applets.apdu import CommandAPDU, ResponseAPDU
 from issuer import ledger
 from issuer.db import Band, Card, CardStatus, Order, OrderKind, OrderState, RelaySession
 from issuer.keys import IssuerKeys
+from issuer.products import product as find
 
 IN_FLIGHT = "issuer:in-flight"
 SESSION_LIFETIME = timedelta(minutes=10)
@@ -146,8 +147,6 @@ class Orders:
                                                      Card.status.in_(HOLDING)))
             if held is not None:
                 raise OrderError(f"the band already holds a {product} card ({held.app_serial})")
-            from issuer.products import product as find  # noqa: PLC0415
-
             card = Card(band_id=band_id, product=product, aid=find(product).aid.hex().upper(),
                         app_serial=app_serial.hex().upper(), status=CardStatus.ISSUING)
             try:
@@ -184,7 +183,6 @@ class Orders:
                                                        Card.status == CardStatus.ACTIVE)).all()
             orders = []
             for card in cards:
-                self._check_idle(session, card)
                 card.status = CardStatus.LOCKED
                 balance = ledger.balance(session, card_account(card))
                 if balance:
@@ -218,8 +216,7 @@ class Orders:
             raise OrderError(f"order {busy} for this card is still unresolved: relay it first")
 
     def _add(self, session: Session, key: str, kind: OrderKind, card: Card, amount: int) -> int:
-        if kind is not OrderKind.LOST:
-            self._check_idle(session, card)
+        self._check_idle(session, card)
         order = Order(idempotency_key=key, kind=kind, band_id=card.band_id, card_id=card.id,
                       amount=amount, state=OrderState.PENDING)
         session.add(order)
