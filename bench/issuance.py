@@ -30,6 +30,7 @@ from issuer.keys import StoreKeys
 from issuer.keystore import EncryptedKeyStore, load_demo_keys
 from issuer.orders import Orders
 from issuer.products import TRANSIT
+from issuer.relay import run_batch
 from reader import places
 from wallet.band import Band
 
@@ -44,14 +45,19 @@ def issuance(service: Orders, sessions_band: tuple[int, Band], number: int) -> t
     order = service.issue(band_id, "transit", TRANSIT.issuer_id[:2] + number.to_bytes(8),
                           f"bench-{number}")
     band.power_on()
-    step = service.open(order)
     apdus = 0
-    while step.command is not None:
+
+    def transmit(command: bytes) -> bytes:
+        nonlocal in_band, apdus
         inside = time.perf_counter()
-        response = band.transmit(step.command)
+        response = band.transmit(command)
         in_band += time.perf_counter() - inside
-        step = service.answer(step.session_id, step.step, response)
         apdus += 1
+        return response
+
+    step = service.open(order)
+    while step.commands:
+        step = service.answer(step.session_id, step.step, run_batch(transmit, step.commands))
     if step.state.value != "settled":
         raise SystemExit(f"issuance ended {step.state}")
     return time.perf_counter() - start - in_band, apdus

@@ -3,9 +3,10 @@
     .venv/bin/python -m bench.ota [--bands 16] [--topups 20] [--rounds 3] [--database URL]
 
 A load generator on loopback: one thread per band, each a companion that
-orders a top-up and relays its APDUs to its own in-process band (6 HTTP
-requests a top-up: order, open, SELECT, INITIALIZE, CREDIT, each with MAC
-verification and ledger postings on the issuer). The issuer runs as its own
+orders a top-up and relays its APDUs to its own in-process band (3 HTTP
+requests a top-up: the order, which opens the relay session; the batch of
+SELECT and INITIALIZE FOR LOAD, after which the issuer checks MAC1 and
+debits the funding account; CREDIT FOR LOAD, whose TAC settles it). The issuer runs as its own
 process (``koala issuer serve``) on a fresh PostgreSQL schema. Prints the
 throughput and the latency percentiles of whole top-ups.
 """
@@ -132,7 +133,8 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| completed OTA top-ups per second, PostgreSQL, {args.bands} companions "
           f"(median of {args.rounds} rounds) | ≥ 1,000 | {statistics.median(rates):,.0f} |")
-    print(f"| top-up latency p50 / p99 (6 HTTP requests each) | p99 < 50 ms "
+    print(f"| top-up latency p50 / p99 (3 HTTP requests each), {args.workers} server worker(s) "
+          f"| p99 < 50 ms "
           f"| {cuts[49] * 1e3:.1f} ms / {cuts[98] * 1e3:.1f} ms |")
 
 

@@ -106,6 +106,15 @@ class ClearedOut(BaseModel):
     refused: list[str] = Field(description="records not booked, and why")
 
 
+class RelayOut(BaseModel):
+    session_id: uuid.UUID
+    step: int
+    commands: list[str] = Field(description=(
+        "the next C-APDUs (hex) for the band, run in order until one answers other than 9000; "
+        "empty: the order is over"))
+    state: str
+
+
 class OrderOut(BaseModel):
     order_id: int
     kind: str
@@ -113,18 +122,19 @@ class OrderOut(BaseModel):
     amount: int = Field(description="fen: a top-up's amount, a cancelled card's refund")
     app_serial: str | None
     last_error: str | None = None
+    relay: RelayOut | None = Field(default=None, description=(
+        "a relay session opened with the order (the companion's ordering routes), as if by "
+        "POST .../orders/{order_id}/relay"))
 
 
-class RelayOut(BaseModel):
-    session_id: uuid.UUID
-    step: int
-    command: str | None = Field(description="the next C-APDU (hex) for the band; null: done")
-    state: str
+RApdu = Annotated[str, Field(pattern=HEX, min_length=4, max_length=1024)]
 
 
 class RelayIn(BaseModel):
     step: int = Field(ge=0, le=1000)
-    response: str = Field(pattern=HEX, min_length=4, max_length=1024)
+    responses: list[RApdu] = Field(min_length=1, max_length=16, description=(
+        "the band's answers to the step's commands, in order: all of them, or those up to the "
+        "first other than 9000 or up to a broken link"))
 
 
 def _hash(token: str) -> str:
@@ -250,6 +260,11 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                         amount=found.amount, app_serial=card.app_serial if card else None,
                         last_error=found.last_error)
 
+    def ordered(order_id: int, band_id: int, session: Session) -> OrderOut:
+        """The companion's new order with a relay session opened for it: one round trip less."""
+        relay = _relay(orders.open(order_id, band_id))
+        return order_out(order_id, session).model_copy(update={"relay": relay})
+
     @app.post("/v1/bands/{band_id}/issues", status_code=201, responses=problems)
     def order_issue(band_id: Id, body: IssueIn, value: Token, session: Db,
                     idempotency_key: IdempotencyKey) -> OrderOut:
@@ -259,16 +274,16 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
             raise HTTPException(404, f"no product {body.product!r}")
         serial = product(body.product).issuer_id[:2] + secrets.token_bytes(8)
         session.close()  # SQLite: the order's own transaction must not wait for this one
-        return order_out(orders.issue(band_id, body.product, serial,
-                                      f"{band_id}:{idempotency_key}"), session)
+        return ordered(orders.issue(band_id, body.product, serial, f"{band_id}:{idempotency_key}"),
+                       band_id, session)
 
     @app.post("/v1/bands/{band_id}/topups", status_code=201, responses=problems)
     def order_topup(band_id: Id, body: TopupIn, value: Token, session: Db,
                     idempotency_key: IdempotencyKey) -> OrderOut:
         device_band(band_id, value, session)
         session.close()
-        return order_out(orders.topup(band_id, bytes.fromhex(body.app_serial), body.amount,
-                                      f"{band_id}:{idempotency_key}"), session)
+        return ordered(orders.topup(band_id, bytes.fromhex(body.app_serial), body.amount,
+                                    f"{band_id}:{idempotency_key}"), band_id, session)
 
     @app.post("/v1/bands/{band_id}/cards/{app_serial}/cancel", status_code=201, responses=problems,
               dependencies=[Depends(operator)])
@@ -319,7 +334,8 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                session: Db) -> RelayOut:
         device_band(band_id, value, session)
         session.close()
-        return _relay(orders.answer(session_id, body.step, bytes.fromhex(body.response),
+        return _relay(orders.answer(session_id, body.step,
+                                    [bytes.fromhex(response) for response in body.responses],
                                     band_id=band_id))
 
     return app
@@ -327,5 +343,5 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
 
 def _relay(relay: Relay) -> RelayOut:
     return RelayOut(session_id=relay.session_id, step=relay.step,
-                    command=relay.command.hex().upper() if relay.command else None,
+                    commands=[command.hex().upper() for command in relay.commands],
                     state=relay.state.value)

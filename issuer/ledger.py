@@ -7,23 +7,25 @@ Balances are never stored: they are ``SUM(amount)`` over an account's entries.
 
 Concurrent posters need no lock of ours: the unique constraints on
 ``accounts.code`` and ``ledger_transactions.idempotency_key`` decide who
-wins, each attempt runs in a SAVEPOINT, and the loser reads the winner's row.
-Accounts are created in sorted order so that two posters never wait on each
-other in a cycle.
+wins (``INSERT ... ON CONFLICT DO NOTHING``), and the loser reads the
+winner's row. Accounts are created in sorted order so that two posters
+never wait on each other in a cycle. A posting is four statements, because
+it sits on the issuer's hottest path (every top-up posts twice).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from issuer.db import Account, Entry, Transaction
+from issuer.db import Account, Entry, Transaction, utcnow
 
 
 class LedgerError(Exception):
@@ -70,57 +72,62 @@ def posted(session: Session, idempotency_key: str) -> bool:
     return _find(session, idempotency_key) is not None
 
 
-def _legs_of(session: Session, transaction: Transaction) -> list[tuple[str, int]]:
+def _legs_of(session: Session, transaction_id: int) -> list[tuple[str, int]]:
     rows = session.execute(select(Account.code, Entry.amount).join(Entry.account)
-                           .where(Entry.transaction_id == transaction.id).order_by(Entry.id))
+                           .where(Entry.transaction_id == transaction_id).order_by(Entry.id))
     return [(code, amount) for code, amount in rows]
 
 
 def _replay(session: Session, existing: Transaction, kind: str, legs: list[tuple[str, int]],
-            order_id: int | None) -> Transaction:
+            order_id: int | None) -> int:
     same = (existing.kind == kind and existing.order_id == order_id
-            and Counter(_legs_of(session, existing)) == Counter(legs))
+            and Counter(_legs_of(session, existing.id)) == Counter(legs))
     if not same:
         raise LedgerError(f"idempotency key {existing.idempotency_key!r} was posted with other legs")
-    return existing
+    return existing.id
 
 
-def account(session: Session, code: str) -> Account:
-    """The account ``code``, created on first use (race-safe)."""
-    found = session.scalars(select(Account).where(Account.code == code)).first()
-    if found is not None:
-        return found
-    try:
-        with session.begin_nested():
-            created = Account(code=code)
-            session.add(created)
-        return created
-    except IntegrityError:
-        # Another session created it between our SELECT and INSERT; it has committed by now.
-        return session.scalars(select(Account).where(Account.code == code)).one()
+def _insert_once(session: Session, table: Any, key: str) -> Any:
+    """INSERT ... ON CONFLICT (key) DO NOTHING, in the session's dialect: a loser of a race
+    waits for the winner's commit and then inserts nothing, with no savepoint to undo."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=[key])
+
+
+def accounts(session: Session, codes: Iterable[str]) -> dict[str, int]:
+    """The ids of the accounts ``codes``, each created on first use (race-safe, in sorted order
+    so that two posters never wait on each other in a cycle)."""
+    wanted = sorted(set(codes))
+    found = {code: id_ for code, id_ in session.execute(
+        select(Account.code, Account.id).where(Account.code.in_(wanted)))}
+    missing = [code for code in wanted if code not in found]
+    if missing:
+        now = utcnow()
+        session.execute(_insert_once(session, Account, "code"),
+                        [{"code": code, "created_at": now} for code in missing])
+        found.update((code, id_) for code, id_ in session.execute(
+            select(Account.code, Account.id).where(Account.code.in_(missing))))
+    return found
 
 
 def post(session: Session, kind: str, legs: Sequence[tuple[str, int]], idempotency_key: str,
-         order_id: int | None = None) -> Transaction:
-    """Record a balanced posting once under ``idempotency_key``; the caller commits."""
+         order_id: int | None = None) -> int:
+    """Record a balanced posting once under ``idempotency_key``; its transaction id. The caller
+    commits."""
     checked = _check(kind, legs, idempotency_key)
-    existing = _find(session, idempotency_key)
-    if existing is not None:
-        return _replay(session, existing, kind, checked, order_id)
-    accounts = {code: account(session, code) for code in sorted({code for code, _ in checked})}
-    try:
-        with session.begin_nested():
-            transaction = Transaction(kind=kind, order_id=order_id, idempotency_key=idempotency_key)
-            session.add(transaction)
-            session.flush()
-            session.add_all(Entry(transaction_id=transaction.id, account_id=accounts[code].id, amount=amount)
-                            for code, amount in checked)
-        return transaction
-    except IntegrityError:
+    ids = accounts(session, (code for code, _ in checked))
+    now = utcnow()
+    made = session.execute(_insert_once(session, Transaction, "idempotency_key")
+                           .values(kind=kind, order_id=order_id, idempotency_key=idempotency_key,
+                                   created_at=now).returning(Transaction.id)).scalar()
+    if made is None:
         existing = _find(session, idempotency_key)
-        if existing is None:
-            raise
+        if existing is None:  # pragma: no cover - the conflicting row is committed before we return
+            raise LedgerError(f"idempotency key {idempotency_key!r} is taken by a vanished posting")
         return _replay(session, existing, kind, checked, order_id)
+    session.execute(insert(Entry), [{"transaction_id": made, "account_id": ids[code], "amount": amount,
+                                     "created_at": now} for code, amount in checked])
+    return int(made)
 
 
 def balance(session: Session, account_code: str) -> int:
@@ -133,9 +140,11 @@ def balance(session: Session, account_code: str) -> int:
 def covers(session: Session, account_code: str, amount: int) -> bool:
     """Whether ``account_code`` holds ``amount``, with the account locked until the caller
     commits, so two debits racing for the last fen cannot both see it."""
-    locked = account(session, account_code)
-    session.execute(select(Account.id).where(Account.id == locked.id).with_for_update())
-    return balance(session, account_code) >= amount
+    account_id = accounts(session, [account_code])[account_code]
+    session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+    held = session.scalar(select(func.coalesce(func.sum(Entry.amount), 0))
+                          .where(Entry.account_id == account_id))
+    return int(held or 0) >= amount
 
 
 def balances(session: Session) -> dict[str, int]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,11 +66,16 @@ def card_account(card: Card) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Relay:
-    """What the phone gets: the session, the step it answers, and the APDU to send."""
+    """What the phone gets: the session, the step it answers, and the APDUs to send.
+
+    ``commands`` is a batch: the band runs them in order and stops after the
+    first answer other than 9000, and the phone posts the answers it got (see
+    :func:`issuer.relay.run_batch`). An empty batch: the order is over.
+    """
 
     session_id: uuid.UUID
     step: int
-    command: bytes | None
+    commands: tuple[bytes, ...]
     state: OrderState
 
 
@@ -95,13 +100,14 @@ class Procedure(ABC):
         """The position of a new relay session: the first (``last`` None) or one after ``last``."""
 
     @abstractmethod
-    def command(self, context: Context, state: State) -> CommandAPDU | None:
-        """The APDU to relay at ``state``; None when the order is over."""
+    def commands(self, context: Context, state: State) -> list[CommandAPDU]:
+        """The batch to relay at ``state``: the next APDU, and after it only APDUs that change
+        nothing on the card should the ones before them not go as planned."""
 
     @abstractmethod
-    def receive(self, context: Context, state: State,
-                response: ResponseAPDU) -> tuple[State, CommandAPDU | None]:
-        """Advance on the card's answer, applying its effects to the order; the next APDU."""
+    def receive(self, context: Context, state: State, response: ResponseAPDU) -> State:
+        """Advance on the card's answer to the first command of :meth:`commands`, applying its
+        effects to the order."""
 
 
 class Orders:
@@ -125,14 +131,14 @@ class Orders:
             existing = self._existing(session, idempotency_key, OrderKind.TOPUP, band_id, amount)
             if existing is not None:
                 return existing
-            card = self._card(session, band_id, app_serial)
+            card, band = self._card(session, band_id, app_serial)
             if card.status is not CardStatus.ACTIVE:
                 raise OrderError(f"the card is {card.status.value}")
             funds = ledger.balance(session, funding_account(band_id))
             if funds < amount:
                 raise OrderError(f"the band's funding account holds {funds} fen, not enough for "
                                  f"{amount}")
-            return self._add(session, idempotency_key, OrderKind.TOPUP, card, amount)
+            return self._add(session, idempotency_key, OrderKind.TOPUP, card, band, amount)
 
     def issue(self, band_id: int, product: str, app_serial: bytes, idempotency_key: str) -> int:
         """An issuance order: a new card of ``product`` on the band, under ``app_serial``."""
@@ -140,7 +146,8 @@ class Orders:
             existing = self._existing(session, idempotency_key, OrderKind.ISSUE, band_id, 0)
             if existing is not None:
                 return existing
-            if session.get(Band, band_id) is None:
+            band = session.get(Band, band_id)
+            if band is None:
                 raise OrderError("no such band")
             held = session.scalar(select(Card).where(Card.band_id == band_id,
                                                      Card.product == product,
@@ -154,7 +161,7 @@ class Orders:
                     session.add(card)
             except IntegrityError:
                 raise OrderError("this application serial number is taken") from None
-            return self._add(session, idempotency_key, OrderKind.ISSUE, card, 0)
+            return self._add(session, idempotency_key, OrderKind.ISSUE, card, band, 0)
 
     def cancel(self, band_id: int, app_serial: bytes, idempotency_key: str) -> int:
         """A cancellation: the card's balance (as the card proves it) is refunded, the card deleted."""
@@ -162,10 +169,10 @@ class Orders:
             existing = self._existing(session, idempotency_key, OrderKind.CANCEL, band_id, None)
             if existing is not None:
                 return existing
-            card = self._card(session, band_id, app_serial)
+            card, band = self._card(session, band_id, app_serial)
             if card.status not in (CardStatus.ACTIVE, CardStatus.LOCKED):
                 raise OrderError(f"the card is {card.status.value}")
-            return self._add(session, idempotency_key, OrderKind.CANCEL, card, 0)
+            return self._add(session, idempotency_key, OrderKind.CANCEL, card, band, 0)
 
     def report_lost(self, band_id: int, new_band_id: int, idempotency_key: str) -> list[int]:
         """The band is lost: its cards are locked now (and on the band at its next contact),
@@ -173,6 +180,9 @@ class Orders:
         if band_id == new_band_id:
             raise OrderError("the balances must move to another band")
         with self._sessions.begin() as session:
+            lost = session.get(Band, band_id)
+            if lost is None:
+                raise OrderError("no such band")
             if session.get(Band, new_band_id) is None:
                 raise OrderError("no such new band")
             done = session.scalars(select(Order.id).where(
@@ -190,7 +200,7 @@ class Orders:
                                                        (funding_account(new_band_id), balance)],
                                 f"lost:{card.id}:move")
                 orders.append(self._add(session, f"{idempotency_key}:lost:{card.id}",
-                                        OrderKind.LOST, card, balance))
+                                        OrderKind.LOST, card, lost, balance))
             return orders
 
     def _existing(self, session: Session, key: str, kind: OrderKind, band_id: int,
@@ -203,11 +213,12 @@ class Orders:
             raise OrderError("this idempotency key belongs to a different order")
         return existing.id
 
-    def _card(self, session: Session, band_id: int, app_serial: bytes) -> Card:
-        card = session.scalar(select(Card).where(Card.app_serial == app_serial.hex().upper()))
-        if card is None or card.band_id != band_id:
+    def _card(self, session: Session, band_id: int, app_serial: bytes) -> tuple[Card, Band]:
+        row = session.execute(select(Card, Band).join(Band, Card.band_id == Band.id)
+                              .where(Card.app_serial == app_serial.hex().upper())).first()
+        if row is None or row[0].band_id != band_id:
             raise OrderError("no such card on this band")
-        return card
+        return row[0], row[1]
 
     def _check_idle(self, session: Session, card: Card) -> None:
         busy = session.scalar(select(Order.id).where(Order.card_id == card.id,
@@ -215,13 +226,14 @@ class Orders:
         if busy is not None:
             raise OrderError(f"order {busy} for this card is still unresolved: relay it first")
 
-    def _add(self, session: Session, key: str, kind: OrderKind, card: Card, amount: int) -> int:
+    def _add(self, session: Session, key: str, kind: OrderKind, card: Card, band: Band,
+             amount: int) -> int:
         self._check_idle(session, card)
         order = Order(idempotency_key=key, kind=kind, band_id=card.band_id, card_id=card.id,
                       amount=amount, state=OrderState.PENDING)
         session.add(order)
         session.flush()
-        context = self._context(session, order)
+        context = self._context(session, order, card, band)
         session.add(RelaySession(order_id=order.id, step="0",
                                  state=self._procedures[kind].start(context, None),
                                  expires_at=context.now + SESSION_LIFETIME))
@@ -236,68 +248,76 @@ class Orders:
         order has exactly one session and one state at any time.
         """
         with self._sessions.begin() as session:
-            order = self._locked(session, order_id)
-            if order is None or (band_id is not None and order.band_id != band_id):
+            row = session.execute(select(Order, Card, Band).join(Card, Order.card_id == Card.id)
+                                  .join(Band, Order.band_id == Band.id).where(Order.id == order_id)
+                                  .with_for_update(of=Order.__table__)).first()
+            if row is None or (band_id is not None and row[0].band_id != band_id):
                 raise OrderError("no such order")
+            order, card, band = row
             last = session.scalars(select(RelaySession)
                                    .where(RelaySession.order_id == order_id)).all()
             if len(last) != 1:
                 raise OrderError(f"the order has {len(last)} states instead of one")
-            context = self._context(session, order)
+            context = self._context(session, order, card, band)
             procedure = self._procedures[order.kind]
             finished = order.state not in UNRESOLVED
             state = last[0].state if finished else procedure.start(context, last[0].state)
             session.delete(last[0])
-            relay = RelaySession(order_id=order.id, step="0", state=state,
+            relay = RelaySession(id=uuid.uuid4(), order_id=order.id, step="0", state=state,
                                  expires_at=context.now + SESSION_LIFETIME)
             session.add(relay)
             if order.state is OrderState.PENDING:
                 order.state = OrderState.IN_RELAY
-            session.flush()
-            apdu = None if finished else procedure.command(context, state)
-            return Relay(relay.id, 0, apdu.encode() if apdu else None, order.state)
+            return self._relay(context, relay, 0)
 
-    def answer(self, session_id: uuid.UUID, step: int, response: bytes,
+    def answer(self, session_id: uuid.UUID, step: int, responses: Sequence[bytes],
                band_id: int | None = None) -> Relay:
-        """The band's answer to APDU ``step`` of the session; the next APDU (None: done)."""
+        """The band's answers to the batch of ``step`` (a prefix of it); the next batch."""
         try:
-            parsed = ResponseAPDU.parse(response)
+            parsed = [ResponseAPDU.parse(response) for response in responses]
         except ValueError as error:
             raise OrderError(f"not an R-APDU: {error}") from error
+        if not parsed:
+            raise OrderError("a relay answer holds at least one R-APDU")
         with self._sessions.begin() as session:
-            relay = session.get(RelaySession, session_id, with_for_update=True)
-            if relay is None:
+            row = session.execute(
+                select(RelaySession, Order, Card, Band).join(Order, RelaySession.order_id == Order.id)
+                .join(Card, Order.card_id == Card.id).join(Band, Order.band_id == Band.id)
+                .where(RelaySession.id == session_id)
+                .with_for_update(of=[RelaySession.__table__, Order.__table__])).first()
+            if row is None or (band_id is not None and row[1].band_id != band_id):
                 raise OrderError("no such relay session")
-            order = self._locked(session, relay.order_id)
-            if order is None or (band_id is not None and order.band_id != band_id):
-                raise OrderError("no such relay session")
-            context = self._context(session, order)
-            procedure = self._procedures[order.kind]
+            relay, order, card, band = row
+            context = self._context(session, order, card, band)
             current = int(relay.step)
             if step != current:
-                if step == current - 1:  # a retried request: same answer again
-                    apdu = procedure.command(context, relay.state) \
-                        if order.state in UNRESOLVED else None
-                    return Relay(relay.id, current, apdu.encode() if apdu else None, order.state)
+                if step == current - 1:  # a retried request: the same batch again
+                    return self._relay(context, relay, current)
                 raise OrderError(f"the session is at step {current}, not {step}")
             if order.state not in UNRESOLVED:
                 raise OrderError(f"the order is over ({order.state.value})")
             if relay.expires_at.replace(tzinfo=None) < context.now:
                 raise OrderError("the relay session expired: open a new one")
-            relay.state, apdu = procedure.receive(context, relay.state, parsed)
-            relay.step = str(current + 1)
-            return Relay(relay.id, current + 1, apdu.encode() if apdu else None, order.state)
+            procedure = self._procedures[order.kind]
+            sent = procedure.commands(context, relay.state)
+            if len(parsed) > len(sent):
+                raise OrderError(f"{len(parsed)} answers to a batch of {len(sent)} commands")
+            state = relay.state
+            for index, response in enumerate(parsed):
+                state = procedure.receive(context, state, response)
+                if order.state not in UNRESOLVED or index + 1 == len(parsed):
+                    break
+                following = procedure.commands(context, state)
+                if not following or following[0].encode() != sent[index + 1].encode():
+                    break  # the rest answered commands the order no longer wants: harmless, ignored
+            relay.state, relay.step = state, str(current + 1)
+            return self._relay(context, relay, current + 1)
 
-    def _locked(self, session: Session, order_id: int) -> Order | None:
-        """The order, locked until commit, with its card and band loaded in the same query."""
-        row = session.execute(select(Order, Card, Band).join(Card, Order.card_id == Card.id)
-                              .join(Band, Order.band_id == Band.id).where(Order.id == order_id)
-                              .with_for_update(of=Order.__table__)).first()
-        return None if row is None else row[0]
+    def _relay(self, context: Context, relay: RelaySession, step: int) -> Relay:
+        order = context.order
+        batch = self._procedures[order.kind].commands(context, relay.state) \
+            if order.state in UNRESOLVED else []
+        return Relay(relay.id, step, tuple(apdu.encode() for apdu in batch), order.state)
 
-    def _context(self, session: Session, order: Order) -> Context:
-        card = session.get(Card, order.card_id) if order.card_id is not None else None
-        band = session.get(Band, order.band_id)
-        if card is None or band is None:
-            raise OrderError("the order's card is gone")
+    def _context(self, session: Session, order: Order, card: Card, band: Band) -> Context:
         return Context(session, order, card, band, self._keys, self._terminal_id, self._clock())

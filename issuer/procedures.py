@@ -37,7 +37,7 @@ from issuer.issuance import Domain, delete_purse, factory_keys, issue_purse, loc
 from issuer.keys import LoadKeysOf
 from issuer.orders import IN_FLIGHT, Context, OrderError, Procedure, State, card_account, funding_account
 from issuer.products import product
-from issuer.topup import Debit, Fail, Settle, Step, Topup, TopupError, command, receive
+from issuer.topup import Debit, Fail, Settle, Step, Topup, TopupError, commands, receive
 from reader.errors import ReaderError
 from reader.flow import Flow
 
@@ -56,11 +56,10 @@ class TopupProcedure(Procedure):
         return _dump(Topup(bytes.fromhex(card.aid), bytes.fromhex(card.app_serial),
                            context.order.amount, context.terminal_id))
 
-    def command(self, context: Context, state: State) -> CommandAPDU | None:
-        return command(_load(state))
+    def commands(self, context: Context, state: State) -> list[CommandAPDU]:
+        return commands(_load(state))
 
-    def receive(self, context: Context, state: State,
-                response: ResponseAPDU) -> tuple[State, CommandAPDU | None]:
+    def receive(self, context: Context, state: State, response: ResponseAPDU) -> State:
         try:
             new, effect = receive(_load(state), response,
                                   LoadKeysOf(context.keys, context.card.product), context.now)
@@ -71,7 +70,7 @@ class TopupProcedure(Procedure):
             new = replace(new, step=Step.FAILED, debited=False)
             effect = Fail("the band's funding account holds less than the top-up", 0)
         _apply(context, effect)
-        return _dump(new), command(new)
+        return _dump(new)
 
 
 def _apply(context: Context, effect: Debit | Settle | Fail | None) -> None:
@@ -121,7 +120,7 @@ class Script(Procedure):
     """
 
     def __init__(self) -> None:
-        self._live: OrderedDict[str, tuple[Flow[Any], CommandAPDU | None]] = OrderedDict()
+        self._live: OrderedDict[str, tuple[Flow[Any], CommandAPDU]] = OrderedDict()
         self._lock = threading.Lock()
 
     @abstractmethod
@@ -139,45 +138,45 @@ class Script(Procedure):
     def start(self, context: Context, last: State | None) -> State:
         return {"phase": 0, "seed": secrets.token_hex(16), "answers": []}
 
-    def command(self, context: Context, state: State) -> CommandAPDU | None:
+    def commands(self, context: Context, state: State) -> list[CommandAPDU]:
         with self._lock:
             live = self._live.get(_digest(state))
-        return live[1] if live is not None else self._replay(context, state)[1]
+        return [live[1] if live is not None else self._replay(context, state)[1]]
 
-    def receive(self, context: Context, state: State,
-                response: ResponseAPDU) -> tuple[State, CommandAPDU | None]:
+    def receive(self, context: Context, state: State, response: ResponseAPDU) -> State:
         with self._lock:
             live = self._live.pop(_digest(state), None)
         flow, _ = live if live is not None else self._replay(context, state)
         state = {**state, "answers": [*state["answers"], response.encode().hex()]}
         try:
-            apdu = flow.send(response)
-            self._keep(state, flow, apdu)
-            return state, apdu
+            self._keep(state, flow, flow.send(response))
+            return state
         except StopIteration as done:
             outcome = done.value
         except CARD_REFUSALS as error:
             self.fail(context, str(error))
-            return state, None
+            return state
         phase = self.finish(context, state["phase"], outcome)
         while phase is not None:
             state = {"phase": phase, "seed": state["seed"], "answers": []}
+            flow = self.flow(context, phase, _rng(state))
             try:
-                return state, next(self.flow(context, phase, _rng(state)))
+                self._keep(state, flow, next(flow))
+                return state
             except StopIteration as done:
                 phase = self.finish(context, phase, done.value)
             except CARD_REFUSALS as error:
                 self.fail(context, str(error))
-                return state, None
-        return state, None
+                return state
+        return state
 
-    def _keep(self, state: State, flow: Flow[Any], apdu: CommandAPDU | None) -> None:
+    def _keep(self, state: State, flow: Flow[Any], apdu: CommandAPDU) -> None:
         with self._lock:
             self._live[_digest(state)] = (flow, apdu)
             while len(self._live) > LIVE_FLOWS:
                 self._live.popitem(last=False)
 
-    def _replay(self, context: Context, state: State) -> tuple[Flow[Any], CommandAPDU | None]:
+    def _replay(self, context: Context, state: State) -> tuple[Flow[Any], CommandAPDU]:
         flow = self.flow(context, state["phase"], _rng(state))
         try:
             apdu = next(flow)

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from issuer.client import ApiClient
+from issuer.relay import run_batch
 from wallet.band import Band
 
 
@@ -44,10 +45,11 @@ class IssuerClient(ApiClient):
         result: dict[str, Any] = self.call("POST", f"/v1/bands/{band_id}/orders/{order_id}/relay")
         return result
 
-    def answer(self, band_id: int, session_id: str, step: int, response: bytes) -> dict[str, Any]:
+    def answer(self, band_id: int, session_id: str, step: int,
+               responses: list[bytes]) -> dict[str, Any]:
         result: dict[str, Any] = self.call(
             "POST", f"/v1/bands/{band_id}/relay/{session_id}",
-            json={"step": step, "response": response.hex().upper()})
+            json={"step": step, "responses": [response.hex().upper() for response in responses]})
         return result
 
     def cards(self, band_id: int) -> list[dict[str, Any]]:
@@ -64,13 +66,15 @@ class Companion:
     def issue(self, product: str, key: str | None = None) -> dict[str, Any]:
         """Order a new card of ``product`` (once per ``key``) and relay its issuance to the band."""
         order = self.issuer.order_issue(self.band_id, product, key or uuid.uuid4().hex)
-        self.relay(int(order["order_id"]))
+        self.band.power_on()
+        self._run(order["relay"])
         return self.issuer.order(self.band_id, int(order["order_id"]))
 
     def topup(self, app_serial: bytes, amount: int, key: str | None = None) -> dict[str, Any]:
         """Order a top-up (once per ``key``) and relay it to the band until it ends."""
         order = self.issuer.order_topup(self.band_id, app_serial, amount, key or uuid.uuid4().hex)
-        return self.relay(int(order["order_id"]))
+        self.band.power_on()
+        return self._run(order["relay"])
 
     def sync(self) -> list[dict[str, Any]]:
         """At contact with the band: relay every order the issuer has waiting (a lock, a
@@ -83,8 +87,10 @@ class Companion:
     def relay(self, order_id: int) -> dict[str, Any]:
         """One relay session for the order; the issuer's last word on it (its state)."""
         self.band.power_on()
-        step = self.issuer.open_relay(self.band_id, order_id)
-        while step["command"] is not None:
-            response = self.band.transmit(bytes.fromhex(step["command"]))
-            step = self.issuer.answer(self.band_id, step["session_id"], step["step"], response)
+        return self._run(self.issuer.open_relay(self.band_id, order_id))
+
+    def _run(self, step: dict[str, Any]) -> dict[str, Any]:
+        while step["commands"]:
+            answers = run_batch(self.band.transmit, [bytes.fromhex(c) for c in step["commands"]])
+            step = self.issuer.answer(self.band_id, step["session_id"], step["step"], answers)
         return step

@@ -23,6 +23,7 @@ from issuer.db import Card, CardStatus, Order, OrderKind, OrderState, session_fa
 from issuer.keys import DemoKeys
 from issuer.orders import OrderError, Orders, funding_account
 from issuer.products import CANTEEN, TRANSIT, Product
+from issuer.relay import run_batch
 from reader import pboc, places
 from reader.bus import BusValidator
 from reader.flow import run
@@ -68,16 +69,16 @@ class Relay:
         store = self.band.se.store
         store.tear_after = None if tear is None else store.writes + tear
         try:
-            while step.command is not None:
+            while step.commands:
                 if answers is not None and step.step == answers:
                     return step.state
                 try:
-                    response = self.band.transmit(step.command)
+                    responses = run_batch(self.band.transmit, step.commands)
                 except PowerLoss:
                     return step.state
                 if restart_each_step:
                     service = orders(self.engine)
-                step = service.answer(step.session_id, step.step, response)
+                step = service.answer(step.session_id, step.step, responses)
             return step.state
         finally:
             store.tear_after = None
@@ -133,8 +134,9 @@ def test_issuance_broken_after_any_answer_completes_at_the_next_contact(engine, 
     probe.power_on()
     step = orders(engine).open(first)
     apdus = 0
-    while step.command is not None:
-        step = orders(engine).answer(step.session_id, step.step, probe.transmit(step.command))
+    while step.commands:
+        step = orders(engine).answer(step.session_id, step.step,
+                                     run_batch(probe.transmit, step.commands))
         apdus += 1
     for cut in range(apdus):
         band_id, band = new_band(engine)
@@ -242,8 +244,8 @@ def test_a_garbled_answer_fails_the_script_with_a_reason(engine):
     order = service.cancel(band_id, bytes.fromhex(serial), f"garbled-{band_id}")
     step = service.open(order)
     garbled = bytes.fromhex("6F059F0C02AB") + SW.OK.to_bytes(2)  # an FCI with a truncated issuer file
-    done = service.answer(step.session_id, step.step, garbled)
-    assert (done.command, done.state) == (None, OrderState.FAILED)
+    done = service.answer(step.session_id, step.step, [garbled])
+    assert (done.commands, done.state) == ((), OrderState.FAILED)
     with session_factory(engine)() as session:
         assert "FCI" in (session.get_one(Order, order).last_error or "")
     assert card_row(engine, order).status is CardStatus.ACTIVE

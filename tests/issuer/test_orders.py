@@ -15,6 +15,7 @@ from issuer.db import Card, CardStatus, Order, OrderState, session_factory
 from issuer.keys import DemoKeys
 from issuer.orders import IN_FLIGHT, OrderError, Orders, funding_account
 from issuer.products import TRANSIT
+from issuer.relay import run_batch
 from reader import places
 from tests.conftest import EXPIRY, START, seeded, serial_for
 from wallet.band import Band
@@ -50,26 +51,36 @@ def enrol(engine: Engine) -> tuple[int, Band, bytes]:
     return band_id, band, serial
 
 
+class Dropped(Exception):
+    """The phone lost the band."""
+
+
 def relay(service: Orders, order_id: int, band: Band, stop_after: int | None = None,
           tear: int | None = None) -> OrderState:
-    """The phone: relay until done, or drop after ``stop_after`` answers."""
+    """The phone: relay until done, or lose the band once it has run ``stop_after`` APDUs (the
+    batch in hand is not posted), or cut its power at the ``tear``-th write of a CREDIT."""
     band.power_on()
-    step = service.open(order_id)
-    answered = 0
-    while step.command is not None:
-        if stop_after is not None and answered == stop_after:
-            return step.state
+    ran = 0
+
+    def transmit(command: bytes) -> bytes:
+        nonlocal ran
+        if ran == stop_after:
+            raise Dropped
         store = band.se.store
-        if tear is not None and step.command[1] == 0x52:
+        if tear is not None and command[1] == 0x52:
             store.tear_after = store.writes + tear
         try:
-            response = band.transmit(step.command)
-        except PowerLoss:
-            return step.state
+            return band.transmit(command)
         finally:
             store.tear_after = None
-        step = service.answer(step.session_id, step.step, response)
-        answered += 1
+            ran += 1
+
+    step = service.open(order_id)
+    try:
+        while step.commands:
+            step = service.answer(step.session_id, step.step, run_batch(transmit, step.commands))
+    except (Dropped, PowerLoss):
+        pass
     return step.state
 
 
@@ -121,10 +132,10 @@ def test_a_retried_answer_changes_nothing_and_a_busy_card_waits(engine):
     order = service.topup(band_id, serial, 300, f"retry-{band_id}")
     band.power_on()
     step = service.open(order)
-    select = band.transmit(step.command or b"")
-    second = service.answer(step.session_id, step.step, select)
-    again = service.answer(step.session_id, step.step, select)  # the phone retried
-    assert again.command == second.command and again.step == second.step
+    answers = run_batch(band.transmit, step.commands)
+    second = service.answer(step.session_id, step.step, answers)
+    again = service.answer(step.session_id, step.step, answers)  # the phone retried
+    assert again.commands == second.commands and again.step == second.step
     with pytest.raises(OrderError, match="still unresolved"):
         service.topup(band_id, serial, 100, f"other-{band_id}")
     with pytest.raises(OrderError, match="different order"):
@@ -156,3 +167,43 @@ def test_many_companions_at_once(engine):
         assert (funding, card, band.card("transit").balance) == (FUNDS - 200, 200, 200)
     with session_factory(engine)() as session:
         assert session.query(Order).count() >= 12
+
+
+def test_a_batch_stops_at_the_first_refusal():
+    sent: list[bytes] = []
+
+    def transmit(command: bytes) -> bytes:
+        sent.append(command)
+        return b"\x6a\x82" if command == b"B" else b"\x90\x00"
+
+    assert run_batch(transmit, [b"A", b"B", b"C"]) == [b"\x90\x00", b"\x6a\x82"]
+    assert sent == [b"A", b"B"], "nothing runs after a refused command"
+
+
+def test_a_top_up_batches_select_with_initialize_and_takes_a_prefix_of_the_answers(engine):
+    band_id, band, serial = enrol(engine)
+    service = topups(engine)
+    order = service.topup(band_id, serial, 250, f"prefix-{band_id}")
+    band.power_on()
+    step = service.open(order)
+    assert [command[1] for command in step.commands] == [0xA4, 0x50]  # SELECT, INITIALIZE
+    with pytest.raises(OrderError, match="3 answers to a batch of 2"):
+        service.answer(step.session_id, step.step, [b"\x90\x00"] * 3)
+    select = band.transmit(step.commands[0])  # the link broke before INITIALIZE's answer came back
+    step = service.answer(step.session_id, step.step, [select])
+    assert [command[1] for command in step.commands] == [0x50]
+    while step.commands:
+        step = service.answer(step.session_id, step.step, run_batch(band.transmit, step.commands))
+    assert step.state is OrderState.SETTLED and band.card("transit").balance == 250
+
+
+def test_a_wrong_card_ends_the_batch_without_its_initialize_counting(engine):
+    band_id, _, serial = enrol(engine)
+    _, other, _ = enrol(engine)
+    service = topups(engine)
+    order = service.topup(band_id, serial, 250, f"wrong-{band_id}")
+    other.power_on()
+    step = service.open(order)
+    done = service.answer(step.session_id, step.step, run_batch(other.transmit, step.commands))
+    assert done.state is OrderState.FAILED and done.commands == ()
+    assert money(engine, band_id, serial)[:2] == (FUNDS, 0)
