@@ -38,6 +38,29 @@ from wallet.companion import Companion, IssuerClient
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REPO = Path(__file__).resolve().parent.parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of processes so far (from /proc: Linux only)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def server_pids(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
+
+
+def postgres_pids() -> list[int]:
+    return [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/comm")
+            if p.read_text().strip().startswith("postgres")]
 
 
 def free_port() -> int:
@@ -99,7 +122,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     admin = make_engine(args.database)
-    rates, all_latencies = [], []
+    rates, all_latencies, cpu = [], [], []
     for _ in range(args.rounds):
         schema = f"koala_bench_{uuid.uuid4().hex[:10]}"
         with admin.begin() as connection:
@@ -120,9 +143,13 @@ def main() -> None:
                         break
                     except httpx.HTTPError:
                         time.sleep(0.1)
+                pids = server_pids(server.pid)
+                before = time.process_time(), cpu_seconds(pids), cpu_seconds(postgres_pids())
                 rate, latencies = run(url, args.bands, args.topups)
+                after = time.process_time(), cpu_seconds(pids), cpu_seconds(postgres_pids())
                 rates.append(rate)
                 all_latencies.extend(latencies)
+                cpu.append([(b - a) / len(latencies) for a, b in zip(before, after, strict=True)])
             finally:
                 server.send_signal(signal.SIGINT)
                 server.wait(20)
@@ -136,6 +163,11 @@ def main() -> None:
     print(f"| top-up latency p50 / p99 (3 HTTP requests each), {args.workers} server worker(s) "
           f"| p99 < 50 ms "
           f"| {cuts[49] * 1e3:.1f} ms / {cuts[98] * 1e3:.1f} ms |")
+    client, issuer, database = (statistics.median(column) * 1e3 for column in zip(*cpu, strict=True))
+    print(f"| CPU per top-up: load generator (companions and bands) / issuer / PostgreSQL | — "
+          f"| {client:.1f} ms / {issuer:.1f} ms / {database:.1f} ms |")
+    print(f"| ceiling on 2 cores at that CPU cost | — "
+          f"| {2 / ((client + issuer + database) / 1e3):,.0f} top-ups/s |")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ authenticated counter settle a lost top-up answer (see :mod:`issuer.topup`).
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -53,7 +54,30 @@ State = dict[str, Any]
 
 
 class OrderError(Exception):
-    """A request the issuer refuses; the message says why (the API answers 4xx)."""
+    """A request the issuer refuses; the message says why (the API answers 409)."""
+
+
+class UnknownOrder(OrderError):
+    """No such order or relay session, or not the caller's band's (the API answers 404)."""
+
+
+class Forbidden(OrderError):
+    """The device token is not the band's (the API answers 403)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who relays an order: a band's device (the hash of its token), or the operator (None)."""
+
+    band_id: int
+    token_hash: str | None = None
+
+    def admit(self, order: Order, band: Band, what: str) -> None:
+        if order.band_id != self.band_id:
+            raise UnknownOrder(f"no such {what}")
+        if self.token_hash is not None and not hmac.compare_digest(band.device_token_hash,
+                                                                   self.token_hash):
+            raise Forbidden("this token is not this band's")
 
 
 def funding_account(band_id: int) -> str:
@@ -131,14 +155,14 @@ class Orders:
             existing = self._existing(session, idempotency_key, OrderKind.TOPUP, band_id, amount)
             if existing is not None:
                 return existing
-            card, band = self._card(session, band_id, app_serial)
+            card = self._card(session, band_id, app_serial)
             if card.status is not CardStatus.ACTIVE:
                 raise OrderError(f"the card is {card.status.value}")
             funds = ledger.balance(session, funding_account(band_id))
             if funds < amount:
                 raise OrderError(f"the band's funding account holds {funds} fen, not enough for "
                                  f"{amount}")
-            return self._add(session, idempotency_key, OrderKind.TOPUP, card, band, amount)
+            return self._add(session, idempotency_key, OrderKind.TOPUP, card, amount)
 
     def issue(self, band_id: int, product: str, app_serial: bytes, idempotency_key: str) -> int:
         """An issuance order: a new card of ``product`` on the band, under ``app_serial``."""
@@ -146,8 +170,7 @@ class Orders:
             existing = self._existing(session, idempotency_key, OrderKind.ISSUE, band_id, 0)
             if existing is not None:
                 return existing
-            band = session.get(Band, band_id)
-            if band is None:
+            if session.get(Band, band_id) is None:
                 raise OrderError("no such band")
             held = session.scalar(select(Card).where(Card.band_id == band_id,
                                                      Card.product == product,
@@ -161,7 +184,7 @@ class Orders:
                     session.add(card)
             except IntegrityError:
                 raise OrderError("this application serial number is taken") from None
-            return self._add(session, idempotency_key, OrderKind.ISSUE, card, band, 0)
+            return self._add(session, idempotency_key, OrderKind.ISSUE, card, 0)
 
     def cancel(self, band_id: int, app_serial: bytes, idempotency_key: str) -> int:
         """A cancellation: the card's balance (as the card proves it) is refunded, the card deleted."""
@@ -169,10 +192,10 @@ class Orders:
             existing = self._existing(session, idempotency_key, OrderKind.CANCEL, band_id, None)
             if existing is not None:
                 return existing
-            card, band = self._card(session, band_id, app_serial)
+            card = self._card(session, band_id, app_serial)
             if card.status not in (CardStatus.ACTIVE, CardStatus.LOCKED):
                 raise OrderError(f"the card is {card.status.value}")
-            return self._add(session, idempotency_key, OrderKind.CANCEL, card, band, 0)
+            return self._add(session, idempotency_key, OrderKind.CANCEL, card, 0)
 
     def report_lost(self, band_id: int, new_band_id: int, idempotency_key: str) -> list[int]:
         """The band is lost: its cards are locked now (and on the band at its next contact),
@@ -180,9 +203,6 @@ class Orders:
         if band_id == new_band_id:
             raise OrderError("the balances must move to another band")
         with self._sessions.begin() as session:
-            lost = session.get(Band, band_id)
-            if lost is None:
-                raise OrderError("no such band")
             if session.get(Band, new_band_id) is None:
                 raise OrderError("no such new band")
             done = session.scalars(select(Order.id).where(
@@ -200,7 +220,7 @@ class Orders:
                                                        (funding_account(new_band_id), balance)],
                                 f"lost:{card.id}:move")
                 orders.append(self._add(session, f"{idempotency_key}:lost:{card.id}",
-                                        OrderKind.LOST, card, lost, balance))
+                                        OrderKind.LOST, card, balance))
             return orders
 
     def _existing(self, session: Session, key: str, kind: OrderKind, band_id: int,
@@ -213,12 +233,11 @@ class Orders:
             raise OrderError("this idempotency key belongs to a different order")
         return existing.id
 
-    def _card(self, session: Session, band_id: int, app_serial: bytes) -> tuple[Card, Band]:
-        row = session.execute(select(Card, Band).join(Band, Card.band_id == Band.id)
-                              .where(Card.app_serial == app_serial.hex().upper())).first()
-        if row is None or row[0].band_id != band_id:
+    def _card(self, session: Session, band_id: int, app_serial: bytes) -> Card:
+        card = session.scalar(select(Card).where(Card.app_serial == app_serial.hex().upper()))
+        if card is None or card.band_id != band_id:
             raise OrderError("no such card on this band")
-        return row[0], row[1]
+        return card
 
     def _check_idle(self, session: Session, card: Card) -> None:
         busy = session.scalar(select(Order.id).where(Order.card_id == card.id,
@@ -226,43 +245,42 @@ class Orders:
         if busy is not None:
             raise OrderError(f"order {busy} for this card is still unresolved: relay it first")
 
-    def _add(self, session: Session, key: str, kind: OrderKind, card: Card, band: Band,
-             amount: int) -> int:
+    def _add(self, session: Session, key: str, kind: OrderKind, card: Card, amount: int) -> int:
         self._check_idle(session, card)
         order = Order(idempotency_key=key, kind=kind, band_id=card.band_id, card_id=card.id,
                       amount=amount, state=OrderState.PENDING)
         session.add(order)
         session.flush()
-        context = self._context(session, order, card, band)
-        session.add(RelaySession(order_id=order.id, step="0",
-                                 state=self._procedures[kind].start(context, None),
-                                 expires_at=context.now + SESSION_LIFETIME))
         return order.id
 
     # -- relaying ------------------------------------------------------------------------
 
-    def open(self, order_id: int, band_id: int | None = None) -> Relay:
+    def open(self, order_id: int, caller: Caller | None = None) -> Relay:
         """A new relay session for the order (the phone is in contact with the band).
 
         The order's state moves to the new session and the old one ends, so an
-        order has exactly one session and one state at any time.
+        order has at most one session (none before its first) and one state.
         """
         with self._sessions.begin() as session:
             row = session.execute(select(Order, Card, Band).join(Card, Order.card_id == Card.id)
                                   .join(Band, Order.band_id == Band.id).where(Order.id == order_id)
                                   .with_for_update(of=Order.__table__)).first()
-            if row is None or (band_id is not None and row[0].band_id != band_id):
-                raise OrderError("no such order")
+            if row is None:
+                raise UnknownOrder("no such order")
             order, card, band = row
+            if caller is not None:
+                caller.admit(order, band, "order")
             last = session.scalars(select(RelaySession)
                                    .where(RelaySession.order_id == order_id)).all()
-            if len(last) != 1:
+            if len(last) > 1:
                 raise OrderError(f"the order has {len(last)} states instead of one")
             context = self._context(session, order, card, band)
             procedure = self._procedures[order.kind]
+            previous = last[0].state if last else None
             finished = order.state not in UNRESOLVED
-            state = last[0].state if finished else procedure.start(context, last[0].state)
-            session.delete(last[0])
+            state = previous if finished and previous is not None else procedure.start(context, previous)
+            for old in last:
+                session.delete(old)
             relay = RelaySession(id=uuid.uuid4(), order_id=order.id, step="0", state=state,
                                  expires_at=context.now + SESSION_LIFETIME)
             session.add(relay)
@@ -271,7 +289,7 @@ class Orders:
             return self._relay(context, relay, 0)
 
     def answer(self, session_id: uuid.UUID, step: int, responses: Sequence[bytes],
-               band_id: int | None = None) -> Relay:
+               caller: Caller | None = None) -> Relay:
         """The band's answers to the batch of ``step`` (a prefix of it); the next batch."""
         try:
             parsed = [ResponseAPDU.parse(response) for response in responses]
@@ -285,9 +303,11 @@ class Orders:
                 .join(Card, Order.card_id == Card.id).join(Band, Order.band_id == Band.id)
                 .where(RelaySession.id == session_id)
                 .with_for_update(of=[RelaySession.__table__, Order.__table__])).first()
-            if row is None or (band_id is not None and row[1].band_id != band_id):
-                raise OrderError("no such relay session")
+            if row is None:
+                raise UnknownOrder("no such relay session")
             relay, order, card, band = row
+            if caller is not None:
+                caller.admit(order, band, "relay session")
             context = self._context(session, order, card, band)
             current = int(relay.step)
             if step != current:

@@ -93,3 +93,23 @@ def test_bad_requests_get_a_4xx_with_a_reason(issuer_url):
     assert unknown.status_code == 409 and "no such card" in unknown.json()["detail"]
     with pytest.raises(IssuerUnavailable, match="not this band's"):
         IssuerClient(issuer_url, other[2]).order_topup(band_id, serial, 100, "k" * 10)
+
+
+def test_only_the_bands_device_relays_its_orders(issuer_url):
+    band, band_id, token, serial = registered(issuer_url)
+    other_band, other_id, other_token, _ = registered(issuer_url)
+    order = IssuerClient(issuer_url, token).order_topup(band_id, serial, 100, "relay-auth-1")
+    session, step = order["relay"]["session_id"], order["relay"]["step"]
+    http = httpx.Client(base_url=issuer_url)
+    answer = {"step": step, "responses": ["9000"]}
+    stranger = {"Authorization": f"Bearer {other_token}"}
+    assert http.post(f"/v1/bands/{band_id}/relay/{session}", json=answer,
+                     headers=stranger).status_code == 403
+    assert http.post(f"/v1/bands/{other_id}/relay/{session}", json=answer,
+                     headers=stranger).status_code == 404, "another band's session is not found"
+    assert http.post(f"/v1/bands/{band_id}/orders/{order['order_id']}/relay",
+                     headers=stranger).status_code == 403
+    band.power_on()
+    finished = Companion(band, band_id, IssuerClient(issuer_url, token)).relay(order["order_id"])
+    assert finished["state"] == "settled" and band.card("transit").balance == 100
+    assert other_band.card("transit").balance == 0
