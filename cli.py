@@ -31,23 +31,26 @@ from applets.gp.domain import ISD_AID
 from applets.gp.keys import TEST_KEY, KeySet
 from applets.pboc.layouts import JourneyStatus, LogRecord, TransitRecord, TxType
 from applets.sw import SW
-from issuer import gp
+from issuer import ecash, gp, site
 from issuer.clearing import PurchaseRecord
 from issuer.client import IssuerUnavailable, OperatorClient
-from issuer.products import PRODUCTS, Product, UnknownProduct, product
+from issuer.emv_pki import DemoPki
+from issuer.products import CANTEEN, PRODUCTS, TRANSIT, Product, UnknownProduct, product, product_for_aid
 from reader import pboc, places
-from reader.bus import BusValidator
+from reader.bus import SimplePurchase, bus_validator
+from reader.door import DEADLINE_DOOR_S, Admission, DoorReader
 from reader.errors import ReaderError
 from reader.flow import Flow, expect, run
 from reader.gate import Direction, GateConfig, MetroGate
 from reader.load import Load, LoadKeys, LoadTerminal
 from reader.metro import MetroError, MetroNetwork
+from reader.pos import Pos, Receipt
 from reader.psam import Psam
 from reader.tap import TapOutcome, tap
 from reader.terminal import PurseTerminal, TapResult
-from reader.timing import AirInterface, BitRate
+from reader.timing import DEADLINE_EMV_S, AirInterface, BitRate
 from reader.transport import Transport, in_field
-from wallet.band import UID_SIZE, Band
+from wallet.band import ACCESS, ECASH, UID_SIZE, Band
 from wallet.companion import Companion, IssuerClient
 from wallet.errors import WalletError
 from wallet.home import Home, IssuerLink
@@ -58,6 +61,7 @@ from wallet.vpcd import VpcdBridge, VpcdCard
 T = TypeVar("T")
 USER_ERRORS = (WalletError, ReaderError, MetroError, UnknownProduct)
 CARD_VALIDITY_YEARS = 10
+ECASH_LIMIT = 100_000  # the EC balance limit (9F77), fen: PBOC caps e-cash at ¥1,000
 
 
 def money(fen: int) -> str:
@@ -263,28 +267,40 @@ def band() -> None:
 @band.command("create")
 @click.argument("name")
 @click.option("--cards", default="transit,canteen", show_default=True,
-              help=f"Cards the factory puts on the band: {', '.join(PRODUCTS)}.")
-@click.option("--holder", default="", help="Card holder name written to EF 0x16.")
+              help=f"Cards the factory puts on the band: {', '.join([*PRODUCTS, ECASH, ACCESS])}.")
+@click.option("--holder", default="", help="Card holder name written to the cards.")
+@click.option("--ecash-balance", type=Yuan(), default="500", show_default=True,
+              help="EC balance the bank loads onto an ecash card at issuance, in yuan.")
 @pass_world
-def band_create(world: World, name: str, cards: str, holder: str) -> None:
+def band_create(world: World, name: str, cards: str, holder: str, ecash_balance: int) -> None:
     """Make a band with factory-personalised cards (until over-the-air issuance)."""
     path = world.home.band_path(name)
     if path.exists():
         raise click.ClickException(f"band {name!r} exists already ({path})")
-    products = [product(card.strip()) for card in cards.split(",") if card.strip()]
-    new = create_band(world.home, name, products, holder, world.clock())
+    names = [card.strip() for card in cards.split(",") if card.strip()]
+    products = [product(card) for card in names if card not in (ECASH, ACCESS)]
+    new = create_band(world.home, name, products, holder, world.clock(),
+                      ecash_balance if ECASH in names else None, ACCESS in names)
     world.console.print(f"created band [bold]{name}[/] (UID {new.uid.hex().upper()}) "
-                        f"with {', '.join(p.name for p in products) or 'no cards'}")
+                        f"with {', '.join(names) or 'no cards'}")
 
 
 def create_band(home: Home, name: str, products: list[Product], holder: str,
-                today: datetime) -> Band:
+                today: datetime, ecash_balance: int | None = None, access: bool = False) -> Band:
     new = Band.new(name)
     start = bcd.encode(today.strftime("%Y%m%d"))
     expiry = bcd.encode(today.replace(year=today.year + CARD_VALIDITY_YEARS).strftime("%Y%m%d"))
     for item in products:
         serial = item.issuer_id[:2] + home.next_serial(item.name).to_bytes(8)
         new.add_purse(item.personalisation(serial, start, expiry, holder), item.aid)
+    if ecash_balance is not None:
+        profile = ecash.profile_for(ecash.pan_for(home.next_serial(ECASH)), holder or "KOALA",
+                                   today.date())
+        limit = max(ecash_balance, ECASH_LIMIT)
+        new.add_ecash(ecash.personalisation(profile, DemoPki.load(), balance=ecash_balance,
+                                            balance_limit=limit))
+    if access:
+        new.add_access_card(site.resident_card(home.next_serial(ACCESS), today.date()))
     home.save_band(new)
     return new
 
@@ -294,8 +310,7 @@ def create_band(home: Home, name: str, products: list[Product], holder: str,
 @pass_world
 def band_list(world: World, as_json: bool) -> None:
     """The bands in this world and their balances."""
-    balances = {name: {c.product.name: c.balance for c in world.home.load_band(name).cards()}
-                for name in world.home.band_names()}
+    balances = {name: world.home.load_band(name).balances() for name in world.home.band_names()}
     if as_json:
         world.emit([{"band": name, "cards": cards} for name, cards in balances.items()])
         return
@@ -348,6 +363,28 @@ def band_lost(world: World, name: str, new_name: str, issuer_url: str, operator_
         world.console.print(f"{order['app_serial']}: locked, {money(order['amount'])} moved to "
                             f"{new_name}")
     world.console.print(f"{len(locks)} card(s) of {name} locked")
+
+
+@band.command("wrist")
+@click.argument("name")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@pass_world
+def band_wrist(world: World, name: str, state: str) -> None:
+    """The wrist sensor: taking the band off locks every card but the express one, until
+    the companion unlocks it (koala companion unlock)."""
+    worn = world.home.load_band(name)
+    worn.wrist(state == "on")
+    world.home.save_band(worn)
+    world.console.print(lock_state(worn))
+
+
+def lock_state(worn: Band) -> str:
+    express = worn.express()
+    spared = product_for_aid(express).name if express else "no card"
+    where = "on the wrist" if worn.on_wrist else "off the wrist"
+    if worn.locked:
+        return f"{worn.name} is {where} and locked: only {spared} answers readers (express)"
+    return f"{worn.name} is {where} and unlocked: every card answers readers"
 
 
 @band.command("attach")
@@ -629,6 +666,17 @@ def companion_sync(world: World, band_name: str) -> None:
     world.console.print("nothing left waiting")
 
 
+@companion_group.command("unlock")
+@click.option("--band", "band_name", required=True, help="The band (in process).")
+@pass_world
+def companion_unlock(world: World, band_name: str) -> None:
+    """Unlock the band's cards, as the phone does once its user has confirmed it."""
+    worn = world.home.load_band(band_name)
+    worn.unlock()
+    world.home.save_band(worn)
+    world.console.print(lock_state(worn))
+
+
 # -- PC/SC -----------------------------------------------------------------------------------
 
 
@@ -675,23 +723,25 @@ def card() -> None:
 @pass_world
 def card_list(world: World, band_name: str, as_json: bool) -> None:
     """The band's cards with their balances, and the issuer's books beside them if registered."""
-    cards = world.home.load_band(band_name).cards()
+    worn = world.home.load_band(band_name)
+    cards = worn.summaries()
     books = issuer_books(world, band_name)
     if as_json:
-        world.emit([{"card": c.product.name, "aid": c.product.aid.hex().upper(),
-                     "serial": c.issuer_file.app_serial.hex().upper(), "balance": c.balance,
-                     "expiry": bcd.decode(c.issuer_file.expiry_date),
-                     "issuer": books.get(c.issuer_file.app_serial.hex().upper())} for c in cards])
+        world.emit([{"card": c.name, "aid": c.aid.hex().upper(), "number": c.number,
+                     "balance": c.balance, "expiry": c.valid_until,
+                     "active": c.active, "issuer": books.get(c.number)} for c in cards])
         return
-    table = Table("card", "AID", "serial", "balance", "valid until", "issuer's books",
-                  title=f"band {band_name}")
+    table = Table("card", "AID", "number", "balance", "valid until", "answers readers",
+                  "issuer's books", title=f"band {band_name}")
     for c in cards:
-        serial = c.issuer_file.app_serial.hex().upper()
-        book = books.get(serial)
-        table.add_row(f"{c.product.name} ({c.product.label})", c.product.aid.hex().upper(),
-                      serial, money(c.balance), bcd.decode(c.issuer_file.expiry_date),
+        book = books.get(c.number)
+        table.add_row(f"{c.name} ({c.label})", c.aid.hex().upper(), c.number,
+                      "—" if c.balance is None else money(c.balance), c.valid_until,
+                      "yes" if c.active else "locked",
                       f"{money(book['balance'])} {book['status']}" if book else "—")
     world.console.print(table)
+    if worn.locked:
+        world.console.print(lock_state(worn))
 
 
 def issuer_books(world: World, band_name: str) -> dict[str, dict[str, Any]]:
@@ -708,6 +758,18 @@ def issuer_books(world: World, band_name: str) -> dict[str, dict[str, Any]]:
         return {}
     finally:
         client.close()
+
+
+@card.command("default")
+@click.option("--band", "band_name", required=True, help="The band.")
+@card_option
+@pass_world
+def card_default(world: World, band_name: str, card_name: str) -> None:
+    """Make a stored-value card the express card: gates take it even while the band is locked."""
+    worn = world.home.load_band(band_name)
+    worn.set_express(product(card_name).aid)
+    world.home.save_band(worn)
+    world.console.print(lock_state(worn))
 
 
 @card.command("issue")
@@ -830,7 +892,7 @@ def journey_state(record: TransitRecord, network: MetroNetwork) -> str:
 
 @main.group("tap")
 def tap_group() -> None:
-    """Tap a band at a metro gate or on a bus."""
+    """Tap a band at a metro gate, on a bus, at a shop's POS or a load machine."""
 
 
 @tap_group.command("gate")
@@ -849,7 +911,7 @@ def tap_gate(world: World, band_name: str | None, reader: str | None, nfc_path: 
     here = world.network.find(station)
     config = GateConfig(world.network, here, Direction.ENTRY if direction == "in" else Direction.EXIT)
     terminal_id = places.gate_id(here.code, gate_number)
-    gate = MetroGate(transit_psam(world.home, terminal_id), world.clock, config)
+    gate = MetroGate(psam_for(world.home, TRANSIT, terminal_id), world.clock, config)
     run_tap(world, Source(band_name, reader, nfc_path, wait), gate, gate.tap(), trace, as_json)
 
 
@@ -868,9 +930,82 @@ def tap_bus(world: World, band_name: str | None, reader: str | None, nfc_path: s
         terminal_id = places.bus_id(route)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--route") from None
-    validator = BusValidator(transit_psam(world.home, terminal_id), world.clock, route, fare)
+    validator = bus_validator(psam_for(world.home, TRANSIT, terminal_id), world.clock, route, fare)
     run_tap(world, Source(band_name, reader, nfc_path, wait), validator, validator.tap(), trace,
             as_json)
+
+
+@tap_group.command("canteen")
+@tap_options
+@click.option("--amount", type=Yuan(), required=True, help="The meal's price in yuan.")
+@click.option("--till", type=click.IntRange(1, 255), default=1, show_default=True)
+@json_option
+@pass_world
+def tap_canteen(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
+                wait: float, trace: bool, at: str | None, rate: str, amount: int, till: int,
+                as_json: bool) -> None:
+    """Pay a meal at the canteen's till with the canteen card."""
+    world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
+    sale = SimplePurchase(psam_for(world.home, CANTEEN, places.till_id(till)), world.clock,
+                          f"canteen till {till}", amount, CANTEEN.aid)
+    run_tap(world, Source(band_name, reader, nfc_path, wait), sale, sale.tap(), trace, as_json)
+
+
+@tap_group.command("pos")
+@tap_options
+@click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 12.50.")
+@click.option("--merchant", default="Koala Mart", show_default=True, help="The shop's name.")
+@click.option("--offline", is_flag=True,
+              help="A POS with no link to its acquirer: only the card's offline approvals.")
+@json_option
+@pass_world
+def tap_pos(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
+            wait: float, trace: bool, at: str | None, rate: str, amount: int, merchant: str,
+            offline: bool, as_json: bool) -> None:
+    """Pay at a QuickPass POS: offline from the e-cash balance (fDDA), else online."""
+    world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
+    pos = Pos(merchant, world.clock, acquirer=None if offline else ecash.verify_cryptogram)
+    with world.link(Source(band_name, reader, nfc_path, wait)) as link:
+        outcome = tap(link, pos.purchase(amount), world.air, deadline_s=DEADLINE_EMV_S)
+    report(world, outcome, trace, as_json, describe_receipt)
+
+
+def describe_receipt(receipt: Receipt) -> tuple[str, dict[str, Any]]:
+    how = "offline (fDDA)" if receipt.offline else "online (issuer approved)"
+    text = f"{receipt.merchant}: paid {money(receipt.amount)} with {receipt.label} " \
+           f"{receipt.masked_pan}, {how}"
+    if receipt.balance is not None:
+        text += f", e-cash balance {money(receipt.balance)}"
+    purchase = receipt.purchase
+    return text, {"merchant": receipt.merchant, "amount": receipt.amount,
+                  "pan": receipt.masked_pan, "offline": receipt.offline,
+                  "balance": receipt.balance, "atc": purchase.atc,
+                  "cryptogram": purchase.cryptogram.hex().upper()}
+
+
+@tap_group.command("door")
+@tap_options
+@click.option("--door", "door_name", type=click.Choice(sorted(site.DOORS)), required=True,
+              help="Which door of the compound.")
+@json_option
+@pass_world
+def tap_door(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
+             wait: float, trace: bool, at: str | None, rate: str, door_name: str,
+             as_json: bool) -> None:
+    """Open a door of the compound with the band's access card (mutual authentication)."""
+    world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
+    door = DoorReader(site.door_id(door_name), site.SITE_MASTER, world.clock, os.urandom)
+    with world.link(Source(band_name, reader, nfc_path, wait)) as link:
+        outcome = tap(link, door.tap(), world.air, deadline_s=DEADLINE_DOOR_S)
+
+    def describe(admission: Admission) -> tuple[str, dict[str, Any]]:
+        until = bcd.decode(admission.permission.valid_until)
+        return (f"{door_name} door: open (card {admission.card_id.hex().upper()}, "
+                f"allowed until {until})",
+                {"door": door_name, "card_id": admission.card_id.hex().upper(),
+                 "valid_until": until})
+
+    report(world, outcome, trace, as_json, describe)
 
 
 @tap_group.command("load")
@@ -898,8 +1033,8 @@ def tap_load(world: World, band_name: str | None, reader: str | None, nfc_path: 
     report(world, outcome, trace, as_json, describe_load)
 
 
-def transit_psam(home: Home, terminal_id: bytes) -> Psam:
-    item = product("transit")
+def psam_for(home: Home, item: Product, terminal_id: bytes) -> Psam:
+    """The PSAM of a terminal that takes ``item``'s cards, with its saved sequence number."""
     return Psam(terminal_id, {item.issuer_id: item.master.purchase}, home.terminal_seq(terminal_id))
 
 
@@ -915,7 +1050,7 @@ def run_tap(world: World, source: Source, terminal: PurseTerminal, flow: Flow[Ta
 
 
 def describe_tap(result: TapResult) -> tuple[str, dict[str, Any]]:
-    text = f"{result.place}: fare {money(result.fare)}, balance {money(result.balance)}"
+    text = f"{result.place}: paid {money(result.fare)}, balance {money(result.balance)}"
     if result.journey:
         text += f" ({result.journey})"
     if result.recovered:
@@ -978,8 +1113,9 @@ def trace_table(outcome: TapOutcome[Any]) -> Table:
                                            "temporary world.")
 @pass_world
 def demo(world: World, keep: bool) -> None:
-    """A short day: a new band gets its cards and money over the air, rides the metro by
-    distance and takes a bus; the issuer clears the rides and cancels a card."""
+    """A whole day: a new band gets its cards and money over the air; out of the front door,
+    the metro, breakfast at the canteen, lunch by QuickPass, a bus, home by metro with the
+    band in a pocket (express transit) and through the door; the issuer clears and cancels."""
     if keep:
         run_demo(World(Home(world.home.root / "demo"), world.console))
         return
@@ -994,7 +1130,7 @@ def demo_day(today: datetime) -> list[tuple[str, ...]]:
         return today.replace(hour=hour, minute=minute, second=0, microsecond=0).isoformat()
 
     return [
-        ("band", "create", "demo", "--cards", ""),
+        ("band", "create", "demo", "--cards", "ecash,access", "--ecash-balance", "200"),
         ("band", "register", "demo"),
         ("band", "fund", "demo", "--amount", "100"),
         ("card", "issue", "--band", "demo", "--product", "transit"),
@@ -1002,17 +1138,23 @@ def demo_day(today: datetime) -> list[tuple[str, ...]]:
         ("card", "topup", "--band", "demo", "--card", "transit", "--amount", "50"),
         ("card", "topup", "--band", "demo", "--card", "canteen", "--amount", "30"),
         ("card", "list", "--band", "demo"),
+        ("tap", "door", "--band", "demo", "--door", "front", "--at", at(7, 48)),
         ("tap", "gate", "--band", "demo", "--station", "Xizhimen", "--direction", "in",
          "--at", at(8, 2)),
         ("tap", "gate", "--band", "demo", "--station", "Guomao", "--direction", "out",
          "--at", at(8, 37), "--trace"),
-        ("tap", "bus", "--band", "demo", "--route", "1", "--fare", "2", "--at", at(12, 15)),
-        ("tap", "gate", "--band", "demo", "--station", "Guomao", "--direction", "out",
-         "--at", at(18, 5)),
+        ("tap", "canteen", "--band", "demo", "--amount", "6.50", "--at", at(8, 50)),
+        ("tap", "pos", "--band", "demo", "--amount", "32", "--merchant", "Noodle Bar",
+         "--at", at(12, 20)),
+        ("tap", "bus", "--band", "demo", "--route", "1", "--fare", "2", "--at", at(13, 5)),
+        ("band", "wrist", "demo", "off"),
         ("tap", "gate", "--band", "demo", "--station", "Guomao", "--direction", "in",
          "--at", at(18, 6)),
         ("tap", "gate", "--band", "demo", "--station", "Bagou", "--direction", "out",
          "--at", at(18, 58)),
+        ("band", "wrist", "demo", "on"),
+        ("companion", "unlock", "--band", "demo"),
+        ("tap", "door", "--band", "demo", "--door", "front", "--at", at(19, 10)),
         ("issuer", "clear"),
         ("card", "cancel", "--band", "demo", "--card", "canteen"),
         ("card", "list", "--band", "demo"),

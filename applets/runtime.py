@@ -28,6 +28,7 @@ from applets.sw import SW, wrong_le
 Rng = Callable[[int], bytes]
 
 _REGISTRY = "registry"
+_DEACTIVATED = "crs/deactivated"
 _log = logging.getLogger(__name__)
 
 
@@ -92,6 +93,17 @@ class Applet(ABC):
     @property
     def aid(self) -> bytes:
         return self.context.aid
+
+    # -- this instance's cells: every applet keeps its state under its own prefix ----
+
+    def _cell(self, name: str) -> str:
+        return f"{self.context.prefix}/{name}"
+
+    def _get(self, name: str) -> bytes | None:
+        return self.context.store.get(self._cell(name))
+
+    def _put(self, name: str, value: bytes) -> None:
+        self.context.store.put(self._cell(name), value)
 
     @abstractmethod
     def select(self, apdu: CommandAPDU) -> bytes:
@@ -209,6 +221,25 @@ class SecureElement:
                              for e in self.entries()}
             self.selected = self._applets.get(selected) if selected is not None else None
 
+    # -- contactless activation (GP Amendment C) ---------------------------------------
+
+    def deactivated(self) -> frozenset[bytes]:
+        """Applications switched off for the contactless interface (the band's lock), which
+        is apart from their life cycle: unlocking the band never undoes an issuer's lock."""
+        raw = self.store.get(_DEACTIVATED)
+        return frozenset(bytes.fromhex(aid) for aid in json.loads(raw)) if raw else frozenset()
+
+    def set_deactivated(self, aids: frozenset[bytes]) -> None:
+        self.store.put(_DEACTIVATED, json.dumps(sorted(aid.hex().upper() for aid in aids)).encode())
+
+    def selectable(self) -> frozenset[bytes]:
+        """The applications a reader may select now (life cycle, card lock and activation)."""
+        card_locked = self.card_state in (CARD_LOCKED, CARD_TERMINATED)
+        off = self.deactivated()
+        return frozenset(e.aid for e in self.entries()
+                         if not e.locked and e.lifecycle != INSTALLED and e.aid not in off
+                         and (not card_locked or e.privileges[0] & DEFAULT_SELECTED))
+
     @property
     def applets(self) -> tuple[Applet, ...]:
         return tuple(self._applets.values())
@@ -261,9 +292,7 @@ class SecureElement:
             raise CardError(SW.INCORRECT_P1_P2, "SELECT P2 supports first and next occurrence")
         if not 1 <= len(apdu.data) <= 16:
             raise MalformedAPDU("a DF name has 1 to 16 bytes", 5)
-        card_locked = self.card_state in (CARD_LOCKED, CARD_TERMINATED)
-        selectable = {e.aid for e in self.entries() if not e.locked and e.lifecycle != INSTALLED
-                      and (not card_locked or e.privileges[0] & DEFAULT_SELECTED)}
+        selectable = self.selectable()
         matches = [app for app in self._applets.values()
                    if app.aid.startswith(apdu.data) and app.aid in selectable]
         if apdu.p2 & 0x02 and self.selected in matches:

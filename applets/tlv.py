@@ -61,7 +61,8 @@ def constructed(tag: int, *children: bytes) -> bytes:
     return encode(tag, b"".join(children))
 
 
-def _read_tag(data: bytes, i: int) -> tuple[int, int]:
+def read_tag(data: bytes, i: int) -> tuple[int, int]:
+    """The tag starting at byte ``i`` and the offset after it."""
     start = i
     if i >= len(data):
         raise TLVError("missing tag", i)
@@ -100,7 +101,7 @@ def iterate(data: bytes) -> Iterator[TLV]:
         if data[i] in (0x00, 0xFF):
             i += 1
             continue
-        tag, i = _read_tag(data, i)
+        tag, i = read_tag(data, i)
         length, i = _read_length(data, i)
         if i + length > len(data):
             raise TLVError(f"value of tag {tag:X} runs past the end ({length} bytes)", i)

@@ -6,6 +6,7 @@ their place in it, and a history view decodes it back:
 ===============  ========================================
 10 00 SS SS GG GG  metro gate GGGG at station SSSS
 20 00 RR RR RR 00  bus validator on route RRRRRR (BCD)
+30 00 00 00 00 NN  canteen till NN
 99 00 00 00 00 NN  load terminal NN (issuer counter)
 ===============  ========================================
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 from applets import bcd
 from reader.metro import MetroError, MetroNetwork
 
-METRO, BUS, LOAD = 0x10, 0x20, 0x99
+METRO, BUS, TILL, LOAD = 0x10, 0x20, 0x30, 0x99
 MAX_ROUTE_DIGITS = 6
 
 
@@ -27,6 +28,10 @@ def bus_id(route: str) -> bytes:
     if not route.isdigit() or len(route) > MAX_ROUTE_DIGITS:
         raise ValueError(f"a bus route is 1 to {MAX_ROUTE_DIGITS} digits, got {route!r}")
     return bytes((BUS, 0x00)) + bcd.encode(route.rjust(MAX_ROUTE_DIGITS, "0"))[:3] + b"\x00"
+
+
+def till_id(number: int = 1) -> bytes:
+    return bytes((TILL, 0, 0, 0, 0, number))
 
 
 def load_id(number: int = 1) -> bytes:
@@ -47,6 +52,8 @@ def describe(terminal_id: bytes, network: MetroNetwork) -> str:
             return f"bus {int(bcd.decode(terminal_id[2:5]))}"
         except ValueError:
             pass
+    if kind == TILL:
+        return f"canteen till {terminal_id[-1]}"
     if kind == LOAD:
         return f"top-up terminal {terminal_id[-1]}"
     return f"terminal {terminal_id.hex().upper()}"

@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 from hypothesis import HealthCheck, settings
 
+from applets.errors import PowerLoss
 from issuer.products import CANTEEN, TRANSIT, Product
 from reader.load import LoadKeys, LoadTerminal
 from reader.psam import Psam
@@ -43,6 +44,34 @@ def make_band(*products: Product, seed: int = 7, name: str = "test") -> Band:
         data = product.personalisation(serial_for(product), START, EXPIRY, "Test Rider")
         band.add_purse(data, product.aid)
     return band
+
+
+def tear_at_every_write(prepare: Callable[[], tuple[Band, bytes]]) -> Iterator[tuple[str, Band]]:
+    """Power cut at every physical write of one command: the command runs once whole, then
+    on a freshly prepared band per write k, cut before write k and powered up again. Yields
+    ("before" or "after", the torn band), and fails if a torn band matches neither state or
+    if one of the two outcomes never occurs."""
+    band, final = prepare()
+    before = band.se.store.snapshot()
+    band.se.store.writes = 0
+    assert band.transmit(final)[-2:] == b"\x90\x00"
+    after, total = band.se.store.snapshot(), band.se.store.writes
+    assert total > 0, "the command wrote nothing"
+    outcomes = set()
+    for k in range(total):
+        torn, final = prepare()
+        torn.se.store.writes = 0
+        torn.se.store.tear_after = k
+        with pytest.raises(PowerLoss):
+            torn.transmit(final)
+        torn.se.store.tear_after = None
+        torn.power_on()
+        state = torn.se.store.snapshot()
+        assert state in (before, after), f"tear before write {k + 1} of {total}"
+        outcome = "after" if state == after else "before"
+        outcomes.add(outcome)
+        yield outcome, torn
+    assert outcomes == {"before", "after"}
 
 
 class Clock:

@@ -118,3 +118,16 @@ def test_gp_with_the_wrong_key_is_one_line(koala):
     assert "Traceback" not in result.output
     result = koala("gp", "list", "--band", "hal", "--key", "zz", ok=False)
     assert result.exit_code == 2 and "not hexadecimal" in result.output
+
+
+def test_paying_at_a_pos_offline_then_online(koala):
+    koala("band", "create", "amy", "--cards", "transit,ecash", "--ecash-balance", "20")
+    paid = json.loads(koala("tap", "pos", "--band", "amy", "--amount", "12.50", "--json").output)
+    assert paid["accepted"] and paid["offline"] and paid["balance"] == 750
+    assert paid["timing"]["deadline_ms"] == 500 and paid["timing"]["modelled_ms"] < 250
+    refused = koala("tap", "pos", "--band", "amy", "--amount", "30", "--offline", ok=False)
+    assert refused.exit_code == 1 and "online authorisation" in refused.output
+    online = koala("tap", "pos", "--band", "amy", "--amount", "30")
+    assert "online (issuer" in online.output
+    listed = koala("band", "list")
+    assert "ecash ¥7.50" in listed.output

@@ -13,20 +13,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from applets.access import ACCESS_AID, AccessCard, AccessPersonalisation
 from applets.catalogue import CATALOGUE, PBOC_PURSE, SECURITY_DOMAIN
+from applets.emv.ecash import EcashCard, EcashPersonalisation
+from applets.emv.ppse import Ppse
+from applets.emv.records import ECASH_AID, PPSE_AID
 from applets.gp.cplc import cplc
 from applets.gp.domain import ISD_AID, ISD_PRIVILEGES, SecurityDomain
 from applets.gp.keys import KeySet
+from applets.gp.loadfiles import ACCESS_CARD, PBOC_ECASH, PPSE
 from applets.pboc.layouts import ISSUER_FILE, IssuerFile
 from applets.pboc.perso import PursePersonalisation
 from applets.pboc.purse import EF_ISSUER, PbocPurse
 from applets.runtime import PERSONALIZED, Rng, SecureElement
 from applets.store import Store
-from issuer.products import Product, product_for_aid
+from issuer.products import TRANSIT, Product, product_for_aid
 from wallet import image
-from wallet.errors import UnknownCard
+from wallet.errors import BandLocked, UnknownCard
 
 UID_SIZE = 7
+#: The band's own state, kept in the secure element's memory with its cards.
+_WRIST, _LOCKED, _EXPRESS = "device/wrist", "device/locked", "device/express"
+ECASH = "ecash"  # the bank's card: not a product of ours, so named here
+ACCESS = "access"  # the compound's door card, likewise
+TRANSIT_AID = TRANSIT.aid
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,19 @@ class CardInfo:
     product: Product
     issuer_file: IssuerFile
     balance: int
+
+
+@dataclass(frozen=True, slots=True)
+class CardSummary:
+    """One card as the band (and its companion) lists it, whatever its kind."""
+
+    name: str
+    label: str
+    aid: bytes
+    number: str  # application serial, PAN (masked) or card id
+    balance: int | None  # fen; None for a card that holds no money
+    valid_until: str  # YYYYMMDD
+    active: bool  # answers readers now (not locked by the band or its issuer)
 
 
 class Band:
@@ -92,6 +115,25 @@ class Band:
         applet.personalise(data)
         self.se.store.commit()
 
+    def add_access_card(self, data: AccessPersonalisation, aid: bytes = ACCESS_AID) -> None:
+        """Install and personalise a door access card in one commit (the factory's step)."""
+        applet = self.se.install(aid, ACCESS_CARD, domain=ISD_AID, lifecycle=PERSONALIZED)
+        if not isinstance(applet, AccessCard):
+            raise TypeError("the catalogue's access card class is not an AccessCard")
+        applet.personalise(data)
+        self.se.store.commit()
+
+    def add_ecash(self, data: EcashPersonalisation) -> None:
+        """Install and personalise the bank's e-cash card, and the PPSE that lists it, in one
+        commit (the bank's factory step)."""
+        if not any(isinstance(applet, Ppse) for applet in self.se.applets):
+            self.se.install(PPSE_AID, PPSE, domain=ISD_AID, lifecycle=PERSONALIZED)
+        applet = self.se.install(ECASH_AID, PBOC_ECASH, domain=ISD_AID, lifecycle=PERSONALIZED)
+        if not isinstance(applet, EcashCard):
+            raise TypeError("the catalogue's e-cash class is not an EcashCard")
+        applet.personalise(data)
+        self.se.store.commit()
+
     # -- what the band knows of its cards -------------------------------------------
 
     def cards(self) -> list[CardInfo]:
@@ -102,11 +144,91 @@ class Band:
                 infos.append(CardInfo(product_for_aid(applet.aid), issuer, applet.balance()))
         return infos
 
+    def summaries(self) -> list[CardSummary]:
+        """Every card on the band, in installation order."""
+        selectable = self.se.selectable()
+        found = []
+        for applet in self.se.applets:
+            active = applet.aid in selectable
+            if isinstance(applet, PbocPurse):
+                issuer = ISSUER_FILE.parse(applet.files.binary(EF_ISSUER))
+                item = product_for_aid(applet.aid)
+                found.append(CardSummary(item.name, item.label, applet.aid,
+                                         issuer.app_serial.hex().upper(), applet.balance(),
+                                         issuer.expiry_date.hex(), active))
+            elif isinstance(applet, EcashCard):
+                pan, expiry = applet.pan_and_expiry()
+                found.append(CardSummary(ECASH, "UnionPay e-cash", applet.aid,
+                                         f"{pan[:6]}…{pan[-4:]}", applet.balance(),
+                                         f"20{expiry.hex()}", active))
+            elif isinstance(applet, AccessCard):
+                until = max((p.valid_until.hex() for p in applet.permissions()), default="")
+                found.append(CardSummary(ACCESS, "door access", applet.aid,
+                                         applet.card_id().hex().upper(), None, until, active))
+        return found
+
+    def balances(self) -> dict[str, int]:
+        """Every card's balance in fen by name: the purses by product, the bank card as ecash."""
+        return {card.name: card.balance for card in self.summaries() if card.balance is not None}
+
     def card(self, name: str) -> CardInfo:
         for info in self.cards():
             if info.product.name == name:
                 return info
         raise UnknownCard(f"band {self.name!r} has no {name} card")
+
+    # -- on the wrist: the lock and the express card ----------------------------------------
+
+    @property
+    def on_wrist(self) -> bool:
+        return self.se.store.get(_WRIST) != b"\x00"
+
+    @property
+    def locked(self) -> bool:
+        return self.se.store.get(_LOCKED) == b"\x01"
+
+    def card_aids(self) -> list[bytes]:
+        """The band's cards (not its security domains or the PPSE), in installation order."""
+        return [applet.aid for applet in self.se.applets
+                if not isinstance(applet, SecurityDomain | Ppse)]
+
+    def express(self) -> bytes | None:
+        """The card a gate may use while the band is locked: the user's choice, else the
+        first transit card."""
+        chosen = self.se.store.get(_EXPRESS)
+        if chosen is not None and chosen in self.card_aids():
+            return chosen
+        return next((aid for aid in self.card_aids() if aid == TRANSIT_AID), None)
+
+    def set_express(self, aid: bytes) -> None:
+        """Make ``aid`` the express card (a stored-value card: gates use it without unlock)."""
+        if not any(isinstance(applet, PbocPurse) and applet.aid == aid
+                   for applet in self.se.applets):
+            raise UnknownCard("only a transit or canteen card on this band can be the express "
+                              "card")
+        self.se.store.put(_EXPRESS, aid)
+        if self.locked:
+            self._deactivate_all_but_express(aid)
+        self.se.store.commit()
+
+    def wrist(self, on: bool) -> None:
+        """The wrist sensor: taking the band off locks every card but the express one."""
+        self.se.store.put(_WRIST, b"\x01" if on else b"\x00")
+        if not on:
+            self.se.store.put(_LOCKED, b"\x01")
+            self._deactivate_all_but_express(self.express())
+        self.se.store.commit()
+
+    def unlock(self) -> None:
+        """The companion unlocks the band once its user has confirmed it (on the wrist only)."""
+        if not self.on_wrist:
+            raise BandLocked("put the band on before unlocking it")
+        self.se.store.put(_LOCKED, b"\x00")
+        self.se.set_deactivated(frozenset())
+        self.se.store.commit()
+
+    def _deactivate_all_but_express(self, express: bytes | None) -> None:
+        self.se.set_deactivated(frozenset(aid for aid in self.card_aids() if aid != express))
 
     # -- persistence ------------------------------------------------------------------
 

@@ -11,3 +11,7 @@ class ImageError(WalletError):
 
 class UnknownCard(WalletError):
     """The band holds no card of that name or AID."""
+
+
+class BandLocked(WalletError):
+    """The band is locked, or off the wrist, for what was asked."""

@@ -100,12 +100,6 @@ class SecurityDomain(Applet):
         if cplc:
             self._put("cplc", cplc)
 
-    def _put(self, name: str, value: bytes) -> None:
-        self.context.store.put(f"{self.context.prefix}/{name}", value)
-
-    def _get(self, name: str) -> bytes | None:
-        return self.context.store.get(f"{self.context.prefix}/{name}")
-
     @property
     def scp02_i(self) -> int:
         """The SCP02 option this domain runs (card recognition data tells hosts)."""

@@ -19,12 +19,20 @@ class LoadFile:
 
 SECURITY_DOMAIN = "security-domain"
 PBOC_PURSE = "pboc-purse"
+ACCESS_CARD = "access-card"
+PBOC_ECASH = "pboc-ecash"
+PPSE = "ppse"
 
 LOAD_FILES = (
     LoadFile(bytes.fromhex("A0000001515350"), b"\x01\x00",
              {bytes.fromhex("A000000151535041"): SECURITY_DOMAIN}),
     LoadFile(bytes.fromhex("F04B4F414C4101"), b"\x01\x00",
              {bytes.fromhex("F04B4F414C410101"): PBOC_PURSE}),
+    LoadFile(bytes.fromhex("F04B4F414C4102"), b"\x01\x00",
+             {bytes.fromhex("F04B4F414C410201"): ACCESS_CARD}),
+    LoadFile(bytes.fromhex("F04B4F414C4103"), b"\x01\x00",
+             {bytes.fromhex("F04B4F414C410301"): PBOC_ECASH,
+              bytes.fromhex("F04B4F414C410302"): PPSE}),
 )
 
 

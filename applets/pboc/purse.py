@@ -150,15 +150,6 @@ class PbocPurse(Applet):
 
     # -- cells ------------------------------------------------------------------
 
-    def _cell(self, name: str) -> str:
-        return f"{self.context.prefix}/{name}"
-
-    def _get(self, name: str) -> bytes | None:
-        return self.context.store.get(self._cell(name))
-
-    def _put(self, name: str, value: bytes) -> None:
-        self.context.store.put(self._cell(name), value)
-
     def _purse(self) -> _Purse:
         raw = self._get("purse")
         if raw is None:

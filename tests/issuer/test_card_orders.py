@@ -25,7 +25,7 @@ from issuer.orders import OrderError, Orders, funding_account
 from issuer.products import CANTEEN, TRANSIT, Product
 from issuer.relay import run_batch
 from reader import pboc, places
-from reader.bus import BusValidator
+from reader.bus import bus_validator
 from reader.flow import run
 from reader.psam import Psam
 from reader.transport import in_field
@@ -221,7 +221,7 @@ def test_clearing_books_proven_purchases_once_and_refuses_forged_ones(engine):
     serial = issue(engine, band_id, band)
     topup(engine, band_id, band, serial, 1000)
     psam = Psam(places.bus_id("1"), {TRANSIT.issuer_id: TRANSIT.master.purchase}, 0)
-    validator = BusValidator(psam, lambda: NOW, route="1", fare=200)
+    validator = bus_validator(psam, lambda: NOW, route="1", fare=200)
     with in_field(band) as link:
         run(validator.tap(), link)
     (debit,) = validator.records

@@ -9,7 +9,7 @@ import pytest
 from applets.pboc.layouts import TRANSIT_RECORD, JourneyStatus
 from issuer.products import TRANSIT
 from reader import pboc
-from reader.bus import BusValidator
+from reader.bus import bus_validator
 from reader.errors import CardRemoved, TransactionRefused
 from reader.flow import run
 from reader.gate import Direction, GateConfig, MetroGate
@@ -126,7 +126,7 @@ def test_a_blocked_card_is_refused(rider, clock):
 
 
 def test_bus_charges_a_flat_fare(rider, clock):
-    validator = BusValidator(Psam(b"\x20" * 6, PSAM_KEYS), clock, "332", 200)
+    validator = bus_validator(Psam(b"\x20" * 6, PSAM_KEYS), clock, "332", 200)
     assert tap(rider, validator).balance == 1800
     assert validator.records[0].amount == 200 and validator.records[0].mac2_verified
 

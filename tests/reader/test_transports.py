@@ -14,7 +14,7 @@ import pytest
 
 from issuer.products import TRANSIT
 from reader import places
-from reader.bus import BusValidator
+from reader.bus import bus_validator
 from reader.errors import CardRemoved
 from reader.flow import run
 from reader.gate import Direction, GateConfig, MetroGate
@@ -77,7 +77,7 @@ def a_day(field, band: Band) -> list[object]:
     clock.now += timedelta(minutes=40)
     with field.tap(band) as link:
         results.append(run(gate(clock, "Dawanglu", Direction.EXIT).tap(), link))
-    bus = BusValidator(Psam(places.bus_id("332"), KEYS), clock, "332", 200)
+    bus = bus_validator(Psam(places.bus_id("332"), KEYS), clock, "332", 200)
     with field.tap(band) as link:
         results.append(run(bus.tap(), link))
     return results

@@ -1,0 +1,80 @@
+"""The demo bank behind the band's e-cash card: its card data, its keys and its host's checks.
+
+The bank keeps two 3DES master keys (AC and script MAC), derives each card's
+keys from them with the PAN (EMV option A), certifies each card's RSA key
+under its issuer key, which the demo CA certified (:mod:`issuer.emv_pki`),
+and verifies the cryptograms terminals send it. The master keys below are
+documented demo keys, like the transit operator's in :mod:`issuer.products`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import date
+
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from applets import bcd
+from applets.emv import crypto
+from applets.emv.ecash import EcashPersonalisation
+from applets.emv.records import Profile, ac_input, static_data
+from issuer.emv_pki import DemoPki
+from reader.pos import Purchase
+
+AC_MASTER = bytes.fromhex("3C8A5E1F2D4B6A79C1E3F50718293A4B")
+MAC_MASTER = bytes.fromhex("4D9B6F203E5C7B8AD2F4061829304B5C")
+#: The demo bank's BIN (UnionPay's 62 range) and its cards' validity.
+BIN = "62258800"
+VALIDITY_YEARS = 5
+
+
+def pan_for(number: int) -> str:
+    """The demo bank's 16-digit PAN for an account number, with its Luhn check digit."""
+    body = f"{BIN}{number:07d}"
+    if len(body) != 15:
+        raise ValueError("account numbers have at most 7 digits")
+    return body + str(luhn_digit(body))
+
+
+def luhn_digit(digits: str) -> int:
+    total = 0
+    for i, digit in enumerate(reversed(digits)):
+        value = int(digit) * (2 if i % 2 == 0 else 1)
+        total += value - 9 if value > 9 else value
+    return (10 - total % 10) % 10
+
+
+def profile_for(pan: str, holder: str, issued: date, psn: int = 0) -> Profile:
+    expiry = issued.replace(year=issued.year + VALIDITY_YEARS)
+    return Profile(pan, psn, bcd.encode(expiry.strftime("%y%m%d")),
+                   bcd.encode(issued.strftime("%y%m%d")), holder)
+
+
+def personalisation(profile: Profile, pki: DemoPki, balance: int = 0,
+                    balance_limit: int = 100_000, single_limit: int = 50_000) -> EcashPersonalisation:
+    """Everything the bank's data preparation writes into a new e-cash card."""
+    icc_key, icc_certificate = pki.icc_key_and_certificate(profile.pan, _mmyy(profile.expiry),
+                                                           static_data(profile))
+    der = icc_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    return EcashPersonalisation(
+        profile=profile,
+        ac_key=crypto.icc_master_key(AC_MASTER, profile.pan, profile.psn),
+        mac_key=crypto.icc_master_key(MAC_MASTER, profile.pan, profile.psn),
+        icc_key=der, ca_index=pki.ca_index, issuer_certificate=pki.issuer_certificate,
+        icc_certificate=icc_certificate, balance=balance, balance_limit=balance_limit,
+        single_limit=single_limit)
+
+
+def _mmyy(yymmdd: bytes) -> bytes:
+    """A certificate's expiry (MMYY) from a YYMMDD record date."""
+    return yymmdd[1:2] + yymmdd[0:1]
+
+
+def verify_cryptogram(purchase: Purchase) -> bool:
+    """The issuer host's check of a purchase's ARQC (authorisation) or TC (clearing): did
+    this card compute it over this data?"""
+    key = crypto.session_key(crypto.icc_master_key(AC_MASTER, purchase.pan, purchase.psn),
+                             purchase.atc)
+    expected = crypto.application_cryptogram(key, ac_input(dict(purchase.data), purchase.atc,
+                                                           purchase.iad))
+    return hmac.compare_digest(expected, purchase.cryptogram)
