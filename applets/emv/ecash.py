@@ -36,10 +36,10 @@ tear or a reselection ends them.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
-from construct import Bytes, Int16ub, Int32ub, Struct
+from construct import Bytes, Int8ub, Int16ub, Int32ub, Struct
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
@@ -103,10 +103,12 @@ class EcashPersonalisation:
 class _Purse:
     balance: int
     atc: int
-    last_online_atc: int
+    last_online_atc: int  # of the last transaction the issuer authenticated (9F13)
+    scripts: int  # issuer script commands applied in that transaction
 
 
-_PURSE = Layout(Struct("balance" / Int32ub, "atc" / Int16ub, "last_online_atc" / Int16ub), _Purse)
+_PURSE = Layout(Struct("balance" / Int32ub, "atc" / Int16ub, "last_online_atc" / Int16ub,
+                       "scripts" / Int8ub), _Purse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +213,7 @@ class EcashCard(Applet):
         self._put("priority", bytes((data.profile.priority,)))
         self._put("limits", _LIMITS.build(_Limits(data.balance_limit, data.single_limit,
                                                   data.reset_threshold, data.profile.currency)))
-        self._put("purse", _PURSE.build(_Purse(data.balance, 0, 0)))
+        self._put("purse", _PURSE.build(_Purse(data.balance, 0, 0, 0)))
         self._put("log", b"")
 
     # -- selection -------------------------------------------------------------------------
@@ -299,12 +301,12 @@ class EcashCard(Applet):
         purse = self._purse()
         if purse.atc >= ATC_MAX:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "the ATC is exhausted")
-        purse = _Purse(purse.balance - spent, purse.atc + 1, purse.last_online_atc)
+        purse = replace(purse, balance=purse.balance - spent, atc=purse.atc + 1)
         self._put("purse", _PURSE.build(purse))
         if cid == CID_TC:
             self._log(values, purse.atc)
         cvr = {CID_TC: CVR_TC, CID_ARQC: CVR_ARQC}.get(cid, CVR_AAC)
-        iad = issuer_data(cvr, purse.balance)
+        iad = issuer_data(cvr, purse.balance, purse.last_online_atc, purse.scripts)
         key = crypto.session_key(self._need("key/ac"), purse.atc)
         cryptogram = crypto.application_cryptogram(key, ac_input(values, purse.atc, iad))
         self._session = _Session(_Step.ONLINE, cryptogram, purse.atc) if cid == CID_ARQC \
@@ -370,8 +372,8 @@ class EcashCard(Applet):
         if not hmac.compare_digest(expected, apdu.data[:8]):
             self._session = _Session(_Step.DONE)
             raise CardError(SW.VERIFY_FAILED, "the ARPC is wrong")
-        purse = self._purse()
-        self._put("purse", _PURSE.build(_Purse(purse.balance, purse.atc, self._session.atc)))
+        purse = replace(self._purse(), last_online_atc=self._session.atc, scripts=0)
+        self._put("purse", _PURSE.build(purse))
         self._session.step = _Step.AUTHENTICATED
         return b""
 
@@ -396,6 +398,8 @@ class EcashCard(Applet):
         except ValueError as error:
             raise CardError(SW.WRONG_DATA, str(error)) from error
         self._apply(tag, new)
+        purse = self._purse()
+        self._put("purse", _PURSE.build(replace(purse, scripts=min(purse.scripts + 1, 0xFF))))
         return b""
 
     def _apply(self, tag: int, new: int) -> None:
@@ -403,7 +407,7 @@ class EcashCard(Applet):
         if tag == 0x9F79:
             if new > limits.balance_limit:
                 raise CardError(SW.WRONG_DATA, "above the EC balance limit")
-            self._put("purse", _PURSE.build(_Purse(new, purse.atc, purse.last_online_atc)))
+            self._put("purse", _PURSE.build(replace(purse, balance=new)))
             return
         updated = _Limits(new if tag == 0x9F77 else limits.balance_limit,
                           new if tag == 0x9F78 else limits.single_limit,

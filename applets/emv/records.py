@@ -20,9 +20,10 @@ SFI 11     the transaction log, 10 records of :data:`LOG_FORMAT`   (read only)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from construct import Bytes, Int8ub, Struct
+from construct import Bytes, Int8ub, Int16ub, Struct
 
 from applets import bcd, tlv
 from applets.emv.oda import Certificate
@@ -168,30 +169,39 @@ LOG_ENTRY = Layout(Struct(
 
 @dataclass(frozen=True, slots=True)
 class IssuerData:
-    """Issuer Application Data (9F10) of cryptogram version 01: the 7 standard bytes (length,
-    key index, version, CVR with its length), then issuer-discretionary data: the EC balance
-    after the transaction, which the host reads but the AC does not cover."""
+    """Issuer Application Data (9F10): the 7 standard bytes (length, key index, cryptogram
+    version, CVR with its length), then the issuer's own: the EC balance after the
+    transaction, the ATC of the last transaction the issuer authenticated (EXTERNAL
+    AUTHENTICATE) and how many issuer script commands the card applied in it."""
 
     length: int
     key_index: int
     cryptogram_version: int
     cvr_length: int
     cvr: bytes
-    ec_length: int
+    own_length: int
     ec_balance: bytes
+    last_issuer_atc: int
+    scripts: int
 
 
 ISSUER_DATA = Layout(Struct(
     "length" / Int8ub, "key_index" / Int8ub, "cryptogram_version" / Int8ub,
-    "cvr_length" / Int8ub, "cvr" / Bytes(3), "ec_length" / Int8ub, "ec_balance" / Bytes(6),
+    "cvr_length" / Int8ub, "cvr" / Bytes(3), "own_length" / Int8ub, "ec_balance" / Bytes(6),
+    "last_issuer_atc" / Int16ub, "scripts" / Int8ub,
 ), IssuerData)
 
 #: CVR byte 1: the cryptogram of the first GENERATE AC (or qPBOC GPO); the second not asked.
 CVR_AAC, CVR_TC, CVR_ARQC = 0x80, 0x90, 0xA0
+#: Cryptogram versions: UnionPay's 01 covers the CVR of the IAD; the demo bank's 11 covers the
+#: whole IAD, so a host behind an untrusted phone learns the EC balance and what became of its
+#: last script from the card itself (the over-the-air EC top-up needs both).
+CVN_UNIONPAY, CVN_KOALA = 0x01, 0x11
 
 
-def issuer_data(cvr: int, balance: int) -> bytes:
-    return ISSUER_DATA.build(IssuerData(7, 1, 1, 3, bytes((cvr, 0, 0)), 6, amount(balance)))
+def issuer_data(cvr: int, balance: int, last_issuer_atc: int, scripts: int) -> bytes:
+    return ISSUER_DATA.build(IssuerData(7, 1, CVN_KOALA, 3, bytes((cvr, 0, 0)), 9, amount(balance),
+                                        last_issuer_atc, scripts))
 
 
 def amount(fen: int) -> bytes:
@@ -206,7 +216,9 @@ def fen(value: bytes) -> int:
     return int(bcd.decode(value))
 
 
-def ac_input(values: dict[int, bytes], atc: int, iad: bytes) -> bytes:
-    """What the application cryptogram is computed over, card and issuer alike (CVN 01): the
-    transaction data, AIP, ATC and the 4-byte CVR of the IAD (its length byte and 3 bytes)."""
-    return b"".join(values[tag] for tag in AC_DATA) + AIP + atc.to_bytes(2) + iad[3:7]
+def ac_input(values: Mapping[int, bytes], atc: int, iad: bytes) -> bytes:
+    """What the application cryptogram is computed over, card and issuer alike: the
+    transaction data, AIP, ATC, then (CVN 01) the 4-byte CVR of the IAD, its length byte and
+    3 bytes, or (CVN 11) the whole IAD."""
+    covered = iad if len(iad) > 2 and iad[2] == CVN_KOALA else iad[3:7]
+    return b"".join(values[tag] for tag in AC_DATA) + AIP + atc.to_bytes(2) + covered

@@ -16,13 +16,25 @@ from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.emv import crypto, dol
 from applets.emv.ecash import EcashCard, EcashPersonalisation
 from applets.emv.records import CDOL1, ECASH_AID, LOG_ENTRY, PDOL, PPSE_AID, amount, fen
-from issuer import ecash
+from applets.gp.domain import ISD_AID
+from applets.gp.keys import KeySet
+from applets.sw import SW
+from issuer import ecash, gp
 from issuer.emv_pki import DemoPki
 from reader.emv_ca import CA_KEYS
-from reader.errors import TransactionRefused
+from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import run
 from reader.pos import EMV_TTQ, Pos, Receipt
 from reader.transport import in_field
+from tests.applets.test_gp import (
+    OPERATOR_KEYS,
+    SD_LOAD_FILE,
+    SD_MODULE,
+    SSD_AID,
+    on,
+    sender,
+    session,
+)
 from tests.conftest import Clock, make_band, seeded, tear_at_every_write
 from wallet.band import Band
 
@@ -222,3 +234,22 @@ def test_no_command_sequence_breaks_the_card_or_creates_money(personalisation, c
     for i in range(0, len(log), LOG_ENTRY.size):
         spent += fen(LOG_ENTRY.parse(log[i:i + LOG_ENTRY.size]).amount)
     assert card(band).balance() + spent == BALANCE, "money only moves as logged purchases"
+
+
+def test_the_transit_operator_opens_nothing_of_the_bank_card(personalisation):
+    """The operator's domain manages its own card only, and its keys make no valid script."""
+    band = ecash_band(personalisation, seed=11)
+    on(band, session(ISD_AID, KeySet.test_keys(), lambda c: c.send(
+        gp.install(SD_LOAD_FILE, SD_MODULE, SSD_AID, b"\x80\x40\x00"), "INSTALL SSD")))
+    on(band, session(SSD_AID, KeySet.test_keys(), lambda c: c.send(gp.put_key(c, OPERATOR_KEYS),
+                                                                   "PUT KEY")))
+    for command in (gp.install_for_personalization(ECASH_AID), gp.set_status(ECASH_AID, True),
+                    gp.delete(ECASH_AID)):
+        with pytest.raises(CardProtocolError) as refused:
+            on(band, session(SSD_AID, OPERATOR_KEYS, sender(command)))
+        assert refused.value.sw == SW.SECURITY_STATUS_NOT_SATISFIED
+    band.power_on()
+    send(band, CommandAPDU(0x00, 0xA4, 0x04, 0x00, ECASH_AID, ne=256))
+    init_load = CommandAPDU(0x80, 0x50, 0x00, 0x02, bytes(11), ne=16)  # a purse's command
+    assert send(band, init_load).sw == SW.INS_NOT_SUPPORTED
+    assert card(band).balance() == BALANCE

@@ -52,7 +52,7 @@ def _expect_ok(command: CommandAPDU) -> Flow[bytes]:
     return response.data
 
 
-def _sender(command: CommandAPDU) -> Callable[[gp.HostChannel], Flow[Any]]:
+def sender(command: CommandAPDU) -> Callable[[gp.HostChannel], Flow[Any]]:
     def send(channel: gp.HostChannel) -> Flow[Any]:
         return (yield from channel.send(command, f"{command!r}"))
 
@@ -269,7 +269,7 @@ def test_the_band_makers_keys_open_nothing_of_an_operators_card():
     for command in (gp.install_for_personalization(TRANSIT.aid), gp.set_status(TRANSIT.aid, True),
                     gp.delete(TRANSIT.aid)):
         with pytest.raises(CardProtocolError) as refused:
-            on(band, session(ISD_AID, KeySet.test_keys(), _sender(command)))
+            on(band, session(ISD_AID, KeySet.test_keys(), sender(command)))
         assert refused.value.sw == SW.SECURITY_STATUS_NOT_SATISFIED
 
 
@@ -298,7 +298,7 @@ def test_a_legacy_tool_manages_an_scp02_band(i):
     assert [r.aid for r in rows] == [SSD_AID]
     with pytest.raises(TransactionRefused):  # the test keys are gone from the ISD
         on(band, legacy(ISD_AID, KeySet.test_keys(2), _nothing))
-    rows = on(band, legacy(ISD_AID, des_keys, _sender(gp.get_status(0x40))))
+    rows = on(band, legacy(ISD_AID, des_keys, sender(gp.get_status(0x40))))
     assert gp.parse_status(rows)[0].aid == SSD_AID
     assert ResponseAPDU.parse(band.transmit(bytes.fromhex("8050000008") + bytes(8))).data[11] == 2
 
