@@ -21,8 +21,10 @@ from applets.emv.records import Profile, ac_input, static_data
 from issuer.emv_pki import DemoPki
 from reader.pos import Purchase
 
+PRODUCT = "ecash"  # the bank's card in the issuer's books (not one of our products)
 AC_MASTER = bytes.fromhex("3C8A5E1F2D4B6A79C1E3F50718293A4B")
 MAC_MASTER = bytes.fromhex("4D9B6F203E5C7B8AD2F4061829304B5C")
+MASTERS = {"ac": AC_MASTER, "mac": MAC_MASTER}
 #: The demo bank's BIN (UnionPay's 62 range) and its cards' validity.
 BIN = "62258800"
 VALIDITY_YEARS = 5

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from applets.gp.keys import KeySet
+from applets.pboc.crypto import diversify
+from issuer import ecash
 from issuer.gp import Diversifier, diversified
 from issuer.keystore import KeyStore, gp_diversifier
 from issuer.products import product
@@ -22,7 +24,8 @@ DOMAIN_KVN = 0x01
 
 class IssuerKeys(Protocol):
     def card_key(self, product: str, role: str, div_data: bytes) -> bytes:
-        """A card's 16-byte purchase, load or TAC key (PBOC dispersion of the product's master)."""
+        """A card's 16-byte key of ``role`` (purchase, load, tac; the bank card's ac and mac):
+        the PBOC dispersion ``3DES(master, D ‖ ¬D)``, which for the bank card is EMV option A."""
         ...
 
     def domain_keys(self, key_set: str) -> Diversifier:
@@ -44,6 +47,8 @@ class StoreKeys:
 @dataclass(frozen=True, slots=True)
 class DemoKeys:
     def card_key(self, product_name: str, role: str, div_data: bytes) -> bytes:
+        if product_name == ecash.PRODUCT:
+            return diversify(ecash.MASTERS[role], div_data)
         return product(product_name).demo_card_key(role, div_data)
 
     def domain_keys(self, key_set: str) -> Diversifier:

@@ -34,6 +34,7 @@ from applets.crypto import scp03
 from applets.crypto.scp03 import aes_cmac
 from applets.gp.keys import KeySet
 from applets.pboc import crypto as pboc
+from issuer import ecash
 from issuer.gp import Diversifier
 from issuer.products import PRODUCTS
 from wallet.image import atomic_write
@@ -375,7 +376,8 @@ def gp_diversifier(store: KeyStore, key_set: str, version: int) -> Diversifier:
 
 
 def load_demo_keys(store: KeyStore) -> None:
-    """Import the documented demo masters (``issuer.products``) and the GP test key set.
+    """Import the documented demo masters (``issuer.products``, the bank's in ``issuer.ecash``)
+    and the GP test key set.
 
     Names already present are kept as they are, so this is safe to run at every start.
     """
@@ -387,6 +389,7 @@ def load_demo_keys(store: KeyStore) -> None:
         wanted += [(f"{product.name}/gp/{role}", product.gp_master, "aes")
                    for role in ("enc", "mac", "dek")]
     wanted += [(f"gp/test/{role}", GP_TEST_KEY, "aes") for role in ("enc", "mac", "dek")]
+    wanted += [(f"{ecash.PRODUCT}/{role}", key, "des3") for role, key in ecash.MASTERS.items()]
     for name, key, kind in wanted:
         if name not in present:
             store.import_key(name, key, kind)

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from applets.apdu import CommandAPDU, ResponseAPDU
 from issuer import ledger
 from issuer.db import Band, Card, CardStatus, Order, OrderKind, OrderState, RelaySession
+from issuer.ecash import PRODUCT as ECASH
 from issuer.keys import IssuerKeys
 from issuer.products import product as find
 
@@ -137,13 +138,13 @@ class Procedure(ABC):
 class Orders:
     def __init__(self, sessions: sessionmaker[Session], keys: IssuerKeys, terminal_id: bytes,
                  clock: Callable[[], datetime] = datetime.now) -> None:
-        from issuer.procedures import PROCEDURES  # noqa: PLC0415 - they build on this module
+        from issuer.procedures import procedure_for  # noqa: PLC0415 - they build on this module
 
         self._sessions = sessions
         self._keys = keys
         self._terminal_id = terminal_id
         self._clock = clock
-        self._procedures = PROCEDURES
+        self._procedure_for = procedure_for
 
     # -- ordering ------------------------------------------------------------------------
 
@@ -209,8 +210,10 @@ class Orders:
                 Order.idempotency_key.startswith(f"{idempotency_key}:lost:"))).all()
             if done:
                 return list(done)
+            # E-cash is like cash (PBOC e-cash cannot be reported lost): the bank's card stays.
             cards = session.scalars(select(Card).where(Card.band_id == band_id,
-                                                       Card.status == CardStatus.ACTIVE)).all()
+                                                       Card.status == CardStatus.ACTIVE,
+                                                       Card.product != ECASH)).all()
             orders = []
             for card in cards:
                 card.status = CardStatus.LOCKED
@@ -246,6 +249,7 @@ class Orders:
             raise OrderError(f"order {busy} for this card is still unresolved: relay it first")
 
     def _add(self, session: Session, key: str, kind: OrderKind, card: Card, amount: int) -> int:
+        self._procedure_for(kind, card.product)  # refuses what the card cannot take, up front
         self._check_idle(session, card)
         order = Order(idempotency_key=key, kind=kind, band_id=card.band_id, card_id=card.id,
                       amount=amount, state=OrderState.PENDING)
@@ -275,7 +279,7 @@ class Orders:
             if len(last) > 1:
                 raise OrderError(f"the order has {len(last)} states instead of one")
             context = self._context(session, order, card, band)
-            procedure = self._procedures[order.kind]
+            procedure = self._procedure_for(order.kind, card.product)
             previous = last[0].state if last else None
             finished = order.state not in UNRESOLVED
             state = previous if finished and previous is not None else procedure.start(context, previous)
@@ -318,7 +322,7 @@ class Orders:
                 raise OrderError(f"the order is over ({order.state.value})")
             if relay.expires_at.replace(tzinfo=None) < context.now:
                 raise OrderError("the relay session expired: open a new one")
-            procedure = self._procedures[order.kind]
+            procedure = self._procedure_for(order.kind, card.product)
             sent = procedure.commands(context, relay.state)
             if len(parsed) > len(sent):
                 raise OrderError(f"{len(parsed)} answers to a batch of {len(sent)} commands")
@@ -335,7 +339,7 @@ class Orders:
 
     def _relay(self, context: Context, relay: RelaySession, step: int) -> Relay:
         order = context.order
-        batch = self._procedures[order.kind].commands(context, relay.state) \
+        batch = self._procedure_for(order.kind, context.card.product).commands(context, relay.state) \
             if order.state in UNRESOLVED else []
         return Relay(relay.id, step, tuple(apdu.encode() for apdu in batch), order.state)
 

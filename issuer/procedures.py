@@ -24,17 +24,21 @@ import secrets
 import threading
 from abc import abstractmethod
 from collections import OrderedDict
-from dataclasses import asdict, fields, replace
-from typing import Any
+from dataclasses import asdict, dataclass, fields, replace
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from applets import bcd
 from applets.apdu import CommandAPDU, ResponseAPDU
+from applets.emv import crypto as emv
 from applets.gp.domain import ISD_AID
 from applets.pboc import crypto
-from issuer import gp, ledger
+from issuer import ectopup, gp, ledger
 from issuer.db import CardStatus, OrderKind, OrderState
+from issuer.ecash import PRODUCT as ECASH
+from issuer.ectopup import EcTopup
 from issuer.issuance import Domain, delete_purse, factory_keys, issue_purse, lock_purse, verified_balance
-from issuer.keys import LoadKeysOf
+from issuer.keys import IssuerKeys, LoadKeysOf
 from issuer.orders import IN_FLIGHT, Context, OrderError, Procedure, State, card_account, funding_account
 from issuer.products import product
 from issuer.topup import Debit, Fail, Settle, Step, Topup, TopupError, commands, receive
@@ -46,22 +50,24 @@ VALIDITY_YEARS = 10
 #: the order fails with the reason.
 CARD_REFUSALS = (ReaderError, TopupError)
 LIVE_FLOWS = 4096  # sessions in progress whose flows a process keeps
+BANK_PSN = 0  # the demo bank issues every card with PAN sequence number 00
+T = TypeVar("T")
 
 
 class TopupProcedure(Procedure):
     def start(self, context: Context, last: State | None) -> State:
         if last is not None:
-            return _dump(_load(last).resume())
+            return _dump(_load_topup(last).resume())
         card = context.card
         return _dump(Topup(bytes.fromhex(card.aid), bytes.fromhex(card.app_serial),
                            context.order.amount, context.terminal_id))
 
     def commands(self, context: Context, state: State) -> list[CommandAPDU]:
-        return commands(_load(state))
+        return commands(_load_topup(state))
 
     def receive(self, context: Context, state: State, response: ResponseAPDU) -> State:
         try:
-            new, effect = receive(_load(state), response,
+            new, effect = receive(_load_topup(state), response,
                                   LoadKeysOf(context.keys, context.card.product), context.now)
         except TopupError as error:
             raise OrderError(str(error)) from error
@@ -71,6 +77,10 @@ class TopupProcedure(Procedure):
             effect = Fail("the band's funding account holds less than the top-up", 0)
         _apply(context, effect)
         return _dump(new)
+
+
+def _load_topup(raw: State) -> Topup:
+    return _load(raw, Topup, Step)
 
 
 def _apply(context: Context, effect: Debit | Settle | Fail | None) -> None:
@@ -93,21 +103,21 @@ def _apply(context: Context, effect: Debit | Settle | Fail | None) -> None:
         order.last_error = effect.reason
 
 
-def _dump(state: Topup) -> State:
-    return {k: v.hex() if isinstance(v, bytes) else str(v) if isinstance(v, Step) else v
+def _dump(state: Topup | EcTopup) -> State:
+    return {k: v.hex() if isinstance(v, bytes) else str(v) if isinstance(v, StrEnum) else v
             for k, v in asdict(state).items()}
 
 
-def _load(raw: State) -> Topup:
+def _load(raw: State, cls: type[T], steps: type[StrEnum]) -> T:
     values: dict[str, Any] = {}
-    for f in fields(Topup):
+    for f in fields(cls):  # type: ignore[arg-type]
         value = raw[f.name]
         if f.name == "step":
-            value = Step(value)
+            value = steps(value)
         elif isinstance(value, str) and f.type in ("bytes", bytes):
             value = bytes.fromhex(value)
         values[f.name] = value
-    return Topup(**values)
+    return cls(**values)
 
 
 class Script(Procedure):
@@ -275,7 +285,66 @@ class LockScript(Script):
         return None
 
 
+class EcTopupProcedure(Procedure):
+    """A top-up of the bank card's e-cash balance (:mod:`issuer.ectopup`)."""
+
+    def start(self, context: Context, last: State | None) -> State:
+        challenge = secrets.token_bytes(4)
+        if last is not None:
+            return _dump(_load_ec(last).resume(challenge))
+        card, created = context.card, context.order.created_at
+        return _dump(EcTopup(_pan(card.app_serial), BANK_PSN, context.order.amount, challenge,
+                             bcd.encode(created.strftime("%y%m%d"))))
+
+    def commands(self, context: Context, state: State) -> list[CommandAPDU]:
+        return ectopup.commands(_load_ec(state))
+
+    def receive(self, context: Context, state: State, response: ResponseAPDU) -> State:
+        try:
+            new, effect = ectopup.receive(_load_ec(state), response, EcashKeysOf(context.keys))
+        except TopupError as error:
+            raise OrderError(str(error)) from error
+        if isinstance(effect, Debit) and not ledger.covers(
+                context.session, funding_account(context.order.band_id), effect.amount):
+            new = replace(new, step=ectopup.Step.FAILED, debited=False)
+            effect = Fail("the band's funding account holds less than the top-up", 0)
+        _apply(context, effect)
+        return _dump(new)
+
+
+@dataclass(frozen=True, slots=True)
+class EcashKeysOf:
+    """The bank card's keys from the issuer's key store (``ecash/ac``, ``ecash/mac``)."""
+
+    keys: IssuerKeys
+
+    def ac_key(self, pan: str, psn: int) -> bytes:
+        return self.keys.card_key(ECASH, "ac", emv.option_a_data(pan, psn))
+
+    def mac_key(self, pan: str, psn: int) -> bytes:
+        return self.keys.card_key(ECASH, "mac", emv.option_a_data(pan, psn))
+
+
+def _pan(app_serial: str) -> str:
+    """The PAN of an e-cash card registered under it (padded with F to 10 bytes)."""
+    return app_serial.upper().rstrip("F")
+
+
+def _load_ec(raw: State) -> EcTopup:
+    return _load(raw, EcTopup, ectopup.Step)
+
+
 PROCEDURES: dict[OrderKind, Procedure] = {
     OrderKind.TOPUP: TopupProcedure(), OrderKind.ISSUE: IssueScript(),
     OrderKind.CANCEL: CancelScript(), OrderKind.LOST: LockScript(),
 }
+EC_TOPUP = EcTopupProcedure()
+
+
+def procedure_for(kind: OrderKind, product_name: str) -> Procedure:
+    """How an order of ``kind`` talks to a card of ``product_name``."""
+    if product_name == ECASH:
+        if kind is not OrderKind.TOPUP:
+            raise OrderError(f"the bank's card takes top-ups only, not {kind.value} orders")
+        return EC_TOPUP
+    return PROCEDURES[kind]

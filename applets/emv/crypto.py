@@ -74,12 +74,19 @@ def icc_master_key(issuer_master_key: bytes, pan: str, psn: int = 0) -> bytes:
     UnionPay's "rightmost 14 PAN digits ‖ PSN" is the same X for any PAN.
     """
     _check_key(issuer_master_key, "issuer master key")
+    x = option_a_data(pan, psn)
+    return _odd_parity(encrypt_ecb(issuer_master_key, x + _xor(x, b"\xff" * 8)))
+
+
+def option_a_data(pan: str, psn: int = 0) -> bytes:
+    """X of option A: the rightmost 16 digits of PAN ‖ PSN, zero-padded, as 8 bytes. A key
+    store that derives ``3DES(IMK, X ‖ ¬X)`` (the PBOC dispersion) yields the card key, but
+    for the parity bits, which DES ignores."""
     if not (0 < len(pan) <= _PAN_DIGITS and pan.isascii() and pan.isdigit()):
         raise ValueError(f"the PAN is 1 to {_PAN_DIGITS} decimal digits, got {pan!r}")
     if not 0 <= psn <= 99:
         raise ValueError(f"the PAN sequence number is two digits, got {psn}")
-    x = bytes.fromhex(f"{pan}{psn:02d}"[-_X_DIGITS:].zfill(_X_DIGITS))
-    return _odd_parity(encrypt_ecb(issuer_master_key, x + _xor(x, b"\xff" * 8)))
+    return bytes.fromhex(f"{pan}{psn:02d}"[-_X_DIGITS:].zfill(_X_DIGITS))
 
 
 def session_key(icc_master_key: bytes, atc: int) -> bytes:

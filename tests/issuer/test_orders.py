@@ -56,9 +56,10 @@ class Dropped(Exception):
 
 
 def relay(service: Orders, order_id: int, band: Band, stop_after: int | None = None,
-          tear: int | None = None) -> OrderState:
+          tear: int | None = None, tear_ins: int = 0x52) -> OrderState:
     """The phone: relay until done, or lose the band once it has run ``stop_after`` APDUs (the
-    batch in hand is not posted), or cut its power at the ``tear``-th write of a CREDIT."""
+    batch in hand is not posted), or cut its power at the ``tear``-th write of the command
+    ``tear_ins`` (CREDIT FOR LOAD by default)."""
     band.power_on()
     ran = 0
 
@@ -67,7 +68,7 @@ def relay(service: Orders, order_id: int, band: Band, stop_after: int | None = N
         if ran == stop_after:
             raise Dropped
         store = band.se.store
-        if tear is not None and command[1] == 0x52:
+        if tear is not None and command[1] == tear_ins:
             store.tear_after = store.writes + tear
         try:
             return band.transmit(command)

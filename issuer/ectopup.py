@@ -1,0 +1,173 @@
+"""Over-the-air top-up of the bank card's e-cash balance (圈存), as a resumable state machine.
+
+The phone only carries APDUs, so nothing it says counts unless the card's
+cryptogram vouches for it. The card's ARQC (cryptogram version 11,
+:mod:`applets.emv.records`) covers its EC balance and what became of the
+issuer's last script, which is all this needs:
+
+1. SELECT the e-cash card and GET PROCESSING OPTIONS asking for a cryptogram
+   online (one batch): the ARQC proves the balance ``B``.
+2. Effect :class:`Debit` (funding → in flight), then EXTERNAL AUTHENTICATE
+   with the ARPC and PUT DATA 9F79 = ``B + amount`` under the script MAC (one
+   batch; the card takes the script only after the ARPC).
+3. PUT DATA's 9000 settles (in flight → card).
+
+If the answer never comes back, the next contact decides from the next ARQC
+alone: when the last transaction the issuer authenticated is the one our
+script went with and the card applied a script in it, our balance was set
+(settle); otherwise nothing was set, and a fresh ARPC and script for the
+newly proven balance follow. The funding account is debited once either way.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Protocol
+
+from applets import tlv
+from applets.apdu import CommandAPDU, ResponseAPDU
+from applets.emv import crypto, dol
+from applets.emv.records import (
+    CVN_KOALA,
+    ECASH_AID,
+    ISSUER_DATA,
+    PDOL,
+    ac_input,
+    amount,
+    fen,
+)
+from applets.layout import LayoutError
+from applets.sw import SW
+from issuer.topup import Debit, Effect, Fail, Settle, TopupError
+
+#: TTQ: qPBOC, online capable, and a cryptogram online required: the card must not spend.
+ONLINE_TTQ = bytes.fromhex("36800000")
+CASH_LOAD = 0x60  # transaction type (9C) of an EC load
+APPROVED = b"00"  # the authorisation response code (8A) in the ARPC
+CNY = bytes.fromhex("0156")
+
+
+class Step(StrEnum):
+    SELECT = "select"
+    ARQC = "arqc"
+    AUTHENTICATE = "authenticate"
+    PUT = "put"
+    SETTLED = "settled"
+    FAILED = "failed"
+
+
+class CardKeys(Protocol):
+    """The card's AC and script MAC master keys (EMV option A from the bank's masters)."""
+
+    def ac_key(self, pan: str, psn: int) -> bytes: ...
+
+    def mac_key(self, pan: str, psn: int) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EcTopup:
+    """Everything an EC top-up remembers between two relayed batches."""
+
+    pan: str
+    psn: int
+    amount: int
+    unpredictable_number: bytes
+    date: bytes  # YYMMDD of the order, sent in the GPO data
+    step: Step = Step.SELECT
+    debited: bool = False
+    script_atc: int | None = None  # the online transaction our script went with
+    arqc: bytes = b""
+    target: int = 0  # the balance our PUT DATA sets
+    arpc: bytes = b""
+    mac: bytes = b""
+
+    def resume(self, unpredictable_number: bytes) -> EcTopup:
+        """After a broken relay session: start over with a fresh challenge for the card."""
+        if self.step in (Step.SETTLED, Step.FAILED):
+            return self
+        return replace(self, step=Step.SELECT, unpredictable_number=unpredictable_number)
+
+
+def _gpo_values(state: EcTopup) -> dict[int, bytes]:
+    return {0x9F66: ONLINE_TTQ, 0x9F02: amount(state.amount), 0x9F03: bytes(6),
+            0x9F1A: CNY, 0x95: bytes(5), 0x5F2A: CNY, 0x9A: state.date,
+            0x9C: bytes((CASH_LOAD,)), 0x9F37: state.unpredictable_number,
+            0x9F21: bytes(3), 0x9F4E: b"Koala bank OTA"}
+
+
+def _put_data(state: EcTopup) -> CommandAPDU:
+    return CommandAPDU(0x04, 0xDA, 0x9F, 0x79, amount(state.target) + state.mac)
+
+
+def commands(state: EcTopup) -> list[CommandAPDU]:
+    """The batch to relay at ``state``; empty when the top-up is over."""
+    if state.step is Step.SELECT:
+        gpo_data = tlv.encode(0x83, dol.build(PDOL, _gpo_values(state)))
+        return [CommandAPDU(0x00, 0xA4, 0x04, 0x00, ECASH_AID, ne=256),
+                CommandAPDU(0x80, 0xA8, 0x00, 0x00, gpo_data, ne=256)]
+    if state.step is Step.ARQC:
+        return [CommandAPDU(0x80, 0xA8, 0x00, 0x00,
+                            tlv.encode(0x83, dol.build(PDOL, _gpo_values(state))), ne=256)]
+    if state.step is Step.AUTHENTICATE:
+        return [CommandAPDU(0x00, 0x82, 0x00, 0x00, state.arpc + APPROVED), _put_data(state)]
+    if state.step is Step.PUT:
+        return [_put_data(state)]
+    return []
+
+
+def receive(state: EcTopup, response: ResponseAPDU, keys: CardKeys) -> tuple[EcTopup, Effect]:
+    """Advance on the card's answer to the first command of :func:`commands`."""
+    if state.step is Step.SELECT:
+        if response.sw != SW.OK:
+            return _fail(state, f"the band has no e-cash card ({response.sw:04X})")
+        return replace(state, step=Step.ARQC), None
+    if state.step is Step.ARQC:
+        return _after_arqc(state, response, keys)
+    if state.step is Step.AUTHENTICATE:
+        if response.sw != SW.OK:
+            return _fail(state, f"the card refused the issuer's ARPC ({response.sw:04X})")
+        return replace(state, step=Step.PUT), None
+    if state.step is Step.PUT:
+        if response.sw == SW.OK:
+            return replace(state, step=Step.SETTLED), Settle(state.amount, state.mac)
+        reason = "above the card's EC balance limit" if response.sw == SW.WRONG_DATA \
+            else f"the card refused the script ({response.sw:04X})"
+        return _fail(state, reason)
+    raise ValueError(f"the top-up is over ({state.step})")
+
+
+def _after_arqc(state: EcTopup, response: ResponseAPDU,
+                keys: CardKeys) -> tuple[EcTopup, Effect]:
+    if response.sw != SW.OK:
+        return _fail(state, f"GET PROCESSING OPTIONS refused ({response.sw:04X})")
+    try:
+        fields = {item.tag: item.value for item in tlv.iterate(tlv.decode(response.data)[0].value)}
+        cid, atc, arqc, iad = fields[0x9F27], fields[0x9F36], fields[0x9F26], fields[0x9F10]
+        proven = ISSUER_DATA.parse(iad)
+        balance = fen(proven.ec_balance)
+    except (tlv.TLVError, IndexError, KeyError, LayoutError, ValueError) as error:
+        raise TopupError(f"the card's GPO answer is malformed: {error!r}") from error
+    if cid != b"\x80" or proven.cryptogram_version != CVN_KOALA or len(atc) != 2:
+        raise TopupError("the card did not answer with an ARQC of cryptogram version 11")
+    counter = int.from_bytes(atc)
+    key = crypto.session_key(keys.ac_key(state.pan, state.psn), counter)
+    expected = crypto.application_cryptogram(key, ac_input(_gpo_values(state), counter, iad))
+    if not hmac.compare_digest(expected, arqc):
+        raise TopupError("the ARQC is wrong: not the ordered card, or the relay altered it")
+    if state.script_atc is not None and proven.last_issuer_atc == state.script_atc \
+            and proven.scripts >= 1:
+        return replace(state, step=Step.SETTLED), Settle(state.amount, state.mac)
+    target = balance + state.amount
+    arpc = crypto.arpc(key, arqc, APPROVED)
+    mac_key = crypto.session_key(keys.mac_key(state.pan, state.psn), counter)
+    header = bytes.fromhex("04DA9F790A")
+    mac = crypto.script_mac(mac_key, header + atc + arqc + amount(target))
+    effect = None if state.debited else Debit(state.amount)
+    return replace(state, step=Step.AUTHENTICATE, debited=True, script_atc=counter, arqc=arqc,
+                   target=target, arpc=arpc, mac=mac), effect
+
+
+def _fail(state: EcTopup, reason: str) -> tuple[EcTopup, Effect]:
+    return replace(state, step=Step.FAILED), Fail(reason, state.amount if state.debited else 0)

@@ -1,0 +1,123 @@
+"""Over-the-air top-ups of the bank card's e-cash balance: exactly once through drops, restarts,
+tears, offline spending in between and a lying phone."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import Engine
+
+from applets import tlv
+from applets.emv.records import ECASH_AID, ISSUER_DATA, amount, pan_for_certificate
+from issuer import ecash, ledger
+from issuer.db import Band as BandRow
+from issuer.db import Card, CardStatus, OrderState, session_factory
+from issuer.emv_pki import DemoPki
+from issuer.orders import OrderError, funding_account
+from issuer.relay import run_batch
+from reader.flow import run
+from reader.pos import Pos
+from reader.transport import in_field
+from tests.conftest import Clock, seeded
+from tests.issuer.test_orders import FUNDS, relay, topups
+from wallet.band import Band
+
+BALANCE = 2_000
+_numbers = iter(range(1, 1_000_000))
+
+
+def enrol(engine: Engine) -> tuple[int, Band, bytes]:
+    """A band with a bank card of its own, known to the issuer, with money in its funding
+    account."""
+    number = next(_numbers)
+    profile = ecash.profile_for(ecash.pan_for(500_000 + number), "OTA", date(2026, 1, 1))
+    data = ecash.personalisation(profile, DemoPki.load(), balance=BALANCE, balance_limit=50_000)
+    band = Band.new(f"ec{number}", seeded(number))
+    band.add_ecash(data)
+    serial = pan_for_certificate(data.profile.pan)
+    with session_factory(engine).begin() as session:
+        row = BandRow(cplc=f"EC{number:030X}", uid=band.uid.hex(), device_token_hash="x")
+        session.add(row)
+        session.flush()
+        session.add(Card(band_id=row.id, product=ecash.PRODUCT, aid=ECASH_AID.hex().upper(),
+                         app_serial=serial.hex().upper(), status=CardStatus.ACTIVE))
+        ledger.post(session, "funding", [("bank:settlement", -FUNDS),
+                                         (funding_account(row.id), FUNDS)], f"ecfund:{row.id}")
+        return row.id, band, serial
+
+
+def books(engine: Engine, band_id: int, serial: bytes) -> tuple[int, int]:
+    with session_factory(engine)() as session:
+        return (ledger.balance(session, funding_account(band_id)),
+                ledger.balance(session, f"card:{serial.hex().upper()}"))
+
+
+def ec_balance(band: Band) -> int:
+    return band.balances()["ecash"]
+
+
+def test_an_ec_top_up_over_the_air_settles_and_everyone_agrees(engine):
+    band_id, band, serial = enrol(engine)
+    order = topups(engine).topup(band_id, serial, 3000, f"ec-{band_id}")
+    assert relay(topups(engine), order, band) is OrderState.SETTLED
+    assert ec_balance(band) == BALANCE + 3000
+    assert books(engine, band_id, serial) == (FUNDS - 3000, 3000)
+
+
+@pytest.mark.parametrize("stop_after", range(5))
+def test_a_relay_dropped_anywhere_is_finished_once_by_a_restarted_issuer(engine, stop_after):
+    band_id, band, serial = enrol(engine)
+    order = topups(engine).topup(band_id, serial, 700, f"ecdrop-{band_id}")
+    relay(topups(engine), order, band, stop_after=stop_after)
+    assert relay(topups(engine), order, band) is OrderState.SETTLED
+    assert ec_balance(band) == BALANCE + 700
+    assert books(engine, band_id, serial) == (FUNDS - 700, 700)
+
+
+def test_a_torn_script_is_applied_exactly_once_even_after_offline_spending(engine):
+    outcomes = set()
+    for k in range(8):
+        band_id, band, serial = enrol(engine)
+        order = topups(engine).topup(band_id, serial, 900, f"ectear-{band_id}-{k}")
+        relay(topups(engine), order, band, tear=k, tear_ins=0xDA)
+        band.power_on()
+        outcomes.add(ec_balance(band))
+        with in_field(band) as link:  # lunch, offline, before the phone comes back
+            run(Pos("Noodle Bar", Clock(), seeded(k)).purchase(150), link)
+        assert relay(topups(engine), order, band) is OrderState.SETTLED
+        assert ec_balance(band) == BALANCE - 150 + 900
+        assert books(engine, band_id, serial) == (FUNDS - 900, 900)
+    assert outcomes == {BALANCE, BALANCE + 900}, "both sides of the tear were seen"
+
+
+def test_a_phone_that_inflates_the_reported_balance_gets_nothing(engine):
+    band_id, band, serial = enrol(engine)
+    service = topups(engine)
+    order = service.topup(band_id, serial, 500, f"eclie-{band_id}")
+    band.power_on()
+    step = service.open(order)
+    answers = run_batch(band.transmit, step.commands)
+    gpo = answers[1]
+    iad = tlv.find(gpo[:-2], 0x9F10) or b""
+    lying = iad.replace(ISSUER_DATA.parse(iad).ec_balance, amount(40_000))
+    with pytest.raises(OrderError, match="ARQC is wrong"):
+        service.answer(step.session_id, step.step, [answers[0], gpo.replace(iad, lying)])
+    assert books(engine, band_id, serial) == (FUNDS, 0) and ec_balance(band) == BALANCE
+
+
+def test_above_the_ec_balance_limit_the_money_goes_back(engine):
+    band_id, band, serial = enrol(engine)
+    order = topups(engine).topup(band_id, serial, 49_000, f"eclimit-{band_id}")
+    assert relay(topups(engine), order, band) is OrderState.REFUNDED
+    assert ec_balance(band) == BALANCE and books(engine, band_id, serial) == (FUNDS, 0)
+
+
+def test_the_bank_card_takes_no_cancellation_and_stays_when_the_band_is_lost(engine):
+    band_id, band, serial = enrol(engine)
+    with pytest.raises(OrderError, match="top-ups only"):
+        topups(engine).cancel(band_id, serial, f"eccancel-{band_id}")
+    new_band, _, _ = enrol(engine)
+    assert topups(engine).report_lost(band_id, new_band, f"eclost-{band_id}") == []
+    order = topups(engine).topup(band_id, serial, 100, f"ecafter-{band_id}")
+    assert relay(topups(engine), order, band) is OrderState.SETTLED
