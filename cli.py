@@ -203,6 +203,9 @@ def tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 card_option = click.option("--card", "card_name", default="transit", show_default=True,
                            type=click.Choice(sorted(PRODUCTS)), help="Which card.")
+money_card_option = click.option("--card", "card_name", default="transit", show_default=True,
+                                 type=click.Choice(sorted([*PRODUCTS, ECASH])),
+                                 help="Which card (ecash: the bank card's e-cash balance).")
 
 
 def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -329,8 +332,9 @@ def band_register(world: World, name: str, issuer_url: str, operator_token: str)
     worn = world.home.load_band(name)
     with operator_desk(issuer_url, operator_token) as desk:
         made = desk.register_band(cplc(worn.uid), worn.uid)
-        for item in worn.cards():
-            desk.register_card(made["band_id"], item.product.name, item.issuer_file.app_serial)
+        for item in worn.summaries():
+            if item.name != ACCESS:  # the compound's card is not the issuer's
+                desk.register_card(made["band_id"], item.name, item.serial)
     world.home.save_issuer_link(name, IssuerLink(issuer_url, made["band_id"], made["device_token"]))
     world.console.print(f"band [bold]{name}[/] is band {made['band_id']} at {issuer_url}")
 
@@ -729,12 +733,13 @@ def card_list(world: World, band_name: str, as_json: bool) -> None:
     if as_json:
         world.emit([{"card": c.name, "aid": c.aid.hex().upper(), "number": c.number,
                      "balance": c.balance, "expiry": c.valid_until,
-                     "active": c.active, "issuer": books.get(c.number)} for c in cards])
+                     "active": c.active, "issuer": books.get(c.serial.hex().upper())}
+                    for c in cards])
         return
     table = Table("card", "AID", "number", "balance", "valid until", "answers readers",
                   "issuer's books", title=f"band {band_name}")
     for c in cards:
-        book = books.get(c.number)
+        book = books.get(c.serial.hex().upper())
         table.add_row(f"{c.name} ({c.label})", c.aid.hex().upper(), c.number,
                       "—" if c.balance is None else money(c.balance), c.valid_until,
                       "yes" if c.active else "locked",
@@ -787,7 +792,7 @@ def card_issue(world: World, band_name: str, product_name: str) -> None:
 
 @card.command("topup")
 @click.option("--band", "band_name", required=True, help="The band (in process).")
-@card_option
+@money_card_option
 @click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 50 or 12.50.")
 @click.option("--key", "idempotency_key", help="Idempotency key (default: a new one).")
 @pass_world
@@ -795,9 +800,8 @@ def card_topup(world: World, band_name: str, card_name: str, amount: int,
                idempotency_key: str | None) -> None:
     """Top a card up over the air from the band's funding account at the issuer."""
     with companion(world, band_name) as phone:
-        serial = phone.band.card(card_name).issuer_file.app_serial
-        result = phone.topup(serial, amount, idempotency_key)
-        balance = phone.band.card(card_name).balance
+        result = phone.topup(phone.band.summary(card_name).serial, amount, idempotency_key)
+        balance = phone.band.balances()[card_name]
     if result["state"] != "settled":
         raise click.ClickException(f"top-up {result['state']}")
     world.console.print(f"topped up {money(amount)}: {card_name} balance {money(balance)}")
@@ -1137,6 +1141,7 @@ def demo_day(today: datetime) -> list[tuple[str, ...]]:
         ("card", "issue", "--band", "demo", "--product", "canteen"),
         ("card", "topup", "--band", "demo", "--card", "transit", "--amount", "50"),
         ("card", "topup", "--band", "demo", "--card", "canteen", "--amount", "30"),
+        ("card", "topup", "--band", "demo", "--card", "ecash", "--amount", "20"),
         ("card", "list", "--band", "demo"),
         ("tap", "door", "--band", "demo", "--door", "front", "--at", at(7, 48)),
         ("tap", "gate", "--band", "demo", "--station", "Xizhimen", "--direction", "in",

@@ -26,7 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer import ledger
+from applets.emv.records import ECASH_AID
+from issuer import ecash, ledger
 from issuer.clearing import PurchaseRecord, clear
 from issuer.db import Band, Card, CardStatus, Order
 from issuer.keys import IssuerKeys
@@ -65,7 +66,7 @@ class BandOut(BaseModel):
 
 
 class CardIn(BaseModel):
-    product: str = Field(description="a product name from /v1/products")
+    product: str = Field(description="a product name from /v1/products, or ecash (the bank's)")
     app_serial: str = Field(pattern=HEX, min_length=20, max_length=20)
 
 
@@ -219,13 +220,14 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
     @app.post("/v1/bands/{band_id}/cards", status_code=201, responses=problems,
               dependencies=[Depends(operator)])
     def register_card(band_id: Id, body: CardIn, session: Db) -> CardOut:
-        """A card personalised elsewhere (a development band), now managed by this issuer."""
-        product = PRODUCTS.get(body.product)
-        if product is None:
+        """A card personalised elsewhere (a development band, or the bank's card under its PAN
+        padded with F), now managed by this issuer."""
+        aids = {name: p.aid for name, p in PRODUCTS.items()} | {ecash.PRODUCT: ECASH_AID}
+        if body.product not in aids:
             raise HTTPException(404, f"no product {body.product!r}")
         if session.get(Band, band_id) is None:
             raise HTTPException(404, "no such band")
-        card = Card(band_id=band_id, product=product.name, aid=product.aid.hex().upper(),
+        card = Card(band_id=band_id, product=body.product, aid=aids[body.product].hex().upper(),
                     app_serial=body.app_serial.upper(), status=CardStatus.ACTIVE)
         session.add(card)
         try:

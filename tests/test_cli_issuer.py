@@ -51,8 +51,9 @@ def test_cards_issued_topped_up_ridden_cleared_cancelled_and_a_band_lost(tmp_pat
                 time.sleep(0.1)
         monkeypatch.setenv("KOALA_ISSUER", url)
         monkeypatch.setenv("KOALA_OPERATOR_TOKEN", "op-token")
+        koala("band", "create", "ota", "--cards", "ecash", "--ecash-balance", "10")
+        koala("band", "create", "spare", "--cards", "")
         for name in ("ota", "spare"):
-            koala("band", "create", name, "--cards", "")
             koala("band", "register", name)
         koala("band", "fund", "ota", "--amount", "100")
         koala("card", "issue", "--band", "ota", "--product", "transit")
@@ -61,7 +62,10 @@ def test_cards_issued_topped_up_ridden_cleared_cancelled_and_a_band_lost(tmp_pat
                                         ok=False)
         koala("card", "topup", "--band", "ota", "--card", "transit", "--amount", "40")
         koala("card", "topup", "--band", "ota", "--card", "canteen", "--amount", "25")
-        assert "not enough" in koala("card", "topup", "--band", "ota", "--amount", "90", ok=False)
+        assert "ecash balance ¥25.00" in koala("card", "topup", "--band", "ota", "--card", "ecash",
+                                               "--amount", "15")
+        assert "offline (fDDA)" in koala("tap", "pos", "--band", "ota", "--amount", "5")
+        assert "not enough" in koala("card", "topup", "--band", "ota", "--amount", "30", ok=False)
         koala("tap", "gate", "--band", "ota", "--station", "Xizhimen", "--direction", "in")
         koala("tap", "gate", "--band", "ota", "--station", "Guomao", "--direction", "out")
         koala("tap", "bus", "--band", "ota", "--route", "1")
@@ -69,8 +73,9 @@ def test_cards_issued_topped_up_ridden_cleared_cancelled_and_a_band_lost(tmp_pat
         assert "0 booked, 2 already booked" in koala("issuer", "clear")
         assert "¥25.00 refunded" in koala("card", "cancel", "--band", "ota", "--card", "canteen")
         cards = {c["card"]: c for c in json.loads(koala("card", "list", "--band", "ota", "--json"))}
-        assert set(cards) == {"transit"}
+        assert set(cards) == {"transit", "ecash"}
         assert cards["transit"]["balance"] == cards["transit"]["issuer"]["balance"] == 4000 - 700
+        assert (cards["ecash"]["balance"], cards["ecash"]["issuer"]["balance"]) == (2000, 1500)
         assert "locked" in koala("band", "lost", "ota", "--to", "spare")
         assert "relayed waiting order" in koala("companion", "sync", "--band", "ota")
         assert "not a card this terminal accepts" in koala(

@@ -17,7 +17,7 @@ from applets.access import ACCESS_AID, AccessCard, AccessPersonalisation
 from applets.catalogue import CATALOGUE, PBOC_PURSE, SECURITY_DOMAIN
 from applets.emv.ecash import EcashCard, EcashPersonalisation
 from applets.emv.ppse import Ppse
-from applets.emv.records import ECASH_AID, PPSE_AID
+from applets.emv.records import ECASH_AID, PPSE_AID, pan_for_certificate
 from applets.gp.cplc import cplc
 from applets.gp.domain import ISD_AID, ISD_PRIVILEGES, SecurityDomain
 from applets.gp.keys import KeySet
@@ -27,6 +27,7 @@ from applets.pboc.perso import PursePersonalisation
 from applets.pboc.purse import EF_ISSUER, PbocPurse
 from applets.runtime import PERSONALIZED, Rng, SecureElement
 from applets.store import Store
+from issuer import ecash
 from issuer.products import TRANSIT, Product, product_for_aid
 from wallet import image
 from wallet.errors import BandLocked, UnknownCard
@@ -34,7 +35,7 @@ from wallet.errors import BandLocked, UnknownCard
 UID_SIZE = 7
 #: The band's own state, kept in the secure element's memory with its cards.
 _WRIST, _LOCKED, _EXPRESS = "device/wrist", "device/locked", "device/express"
-ECASH = "ecash"  # the bank's card: not a product of ours, so named here
+ECASH = ecash.PRODUCT  # the bank's card: not a product of ours
 ACCESS = "access"  # the compound's door card, likewise
 TRANSIT_AID = TRANSIT.aid
 
@@ -55,7 +56,8 @@ class CardSummary:
     name: str
     label: str
     aid: bytes
-    number: str  # application serial, PAN (masked) or card id
+    serial: bytes  # what the issuer knows it by: application serial, PAN padded with F, card id
+    number: str  # what the holder is shown: the serial, or the PAN masked
     balance: int | None  # fen; None for a card that holds no money
     valid_until: str  # YYYYMMDD
     active: bool  # answers readers now (not locked by the band or its issuer)
@@ -153,23 +155,29 @@ class Band:
             if isinstance(applet, PbocPurse):
                 issuer = ISSUER_FILE.parse(applet.files.binary(EF_ISSUER))
                 item = product_for_aid(applet.aid)
-                found.append(CardSummary(item.name, item.label, applet.aid,
+                found.append(CardSummary(item.name, item.label, applet.aid, issuer.app_serial,
                                          issuer.app_serial.hex().upper(), applet.balance(),
                                          issuer.expiry_date.hex(), active))
             elif isinstance(applet, EcashCard):
                 pan, expiry = applet.pan_and_expiry()
                 found.append(CardSummary(ECASH, "UnionPay e-cash", applet.aid,
-                                         f"{pan[:6]}…{pan[-4:]}", applet.balance(),
-                                         f"20{expiry.hex()}", active))
+                                         pan_for_certificate(pan), f"{pan[:6]}…{pan[-4:]}",
+                                         applet.balance(), f"20{expiry.hex()}", active))
             elif isinstance(applet, AccessCard):
                 until = max((p.valid_until.hex() for p in applet.permissions()), default="")
-                found.append(CardSummary(ACCESS, "door access", applet.aid,
+                found.append(CardSummary(ACCESS, "door access", applet.aid, applet.card_id(),
                                          applet.card_id().hex().upper(), None, until, active))
         return found
 
     def balances(self) -> dict[str, int]:
         """Every card's balance in fen by name: the purses by product, the bank card as ecash."""
         return {card.name: card.balance for card in self.summaries() if card.balance is not None}
+
+    def summary(self, name: str) -> CardSummary:
+        for found in self.summaries():
+            if found.name == name:
+                return found
+        raise UnknownCard(f"band {self.name!r} has no {name} card")
 
     def card(self, name: str) -> CardInfo:
         for info in self.cards():
