@@ -45,6 +45,7 @@ from reader.gate import Direction, GateConfig, MetroGate
 from reader.load import Load, LoadKeys, LoadTerminal
 from reader.metro import MetroError, MetroNetwork
 from reader.pos import Pos, Receipt
+from reader.pos import read_log as pos_log
 from reader.psam import Psam
 from reader.tap import TapOutcome, tap
 from reader.terminal import PurseTerminal, TapResult
@@ -838,11 +839,19 @@ def describe_load(load: Load) -> tuple[str, dict[str, Any]]:
 
 @card.command("history")
 @click.option("--band", "band_name", required=True, help="The band.")
-@card_option
+@click.option("--card", "card_name", default="transit", show_default=True,
+              type=click.Choice(sorted([*PRODUCTS, ECASH, ACCESS])), help="Which card.")
 @json_option
 @pass_world
 def card_history(world: World, band_name: str, card_name: str, as_json: bool) -> None:
-    """The card's journeys and loads, read from the card as any reader app would."""
+    """The card's journeys, purchases and loads (or doors opened), read from the card as any
+    reader app would (the doors from the band's own memory: no reader reads them)."""
+    if card_name == ECASH:
+        ecash_history(world, band_name, as_json)
+        return
+    if card_name == ACCESS:
+        door_history(world, band_name, as_json)
+        return
     item = product(card_name)
     with world.band(band_name) as worn, in_field(worn) as link:
         issuer = run(pboc.select_purse(item.aid), link)
@@ -863,6 +872,36 @@ def card_history(world: World, band_name: str, card_name: str, as_json: bool) ->
     world.console.print(table)
     if journey is not None:
         world.console.print(journey_state(journey, world.network))
+
+
+def ecash_history(world: World, band_name: str, as_json: bool) -> None:
+    with world.band(band_name) as worn, in_field(worn) as link:
+        balance, lines = run(pos_log(), link)
+    if as_json:
+        world.emit({"balance": balance, "log": [
+            {"when": f"{line.when:%Y-%m-%d %H:%M:%S}", "merchant": line.merchant,
+             "amount": line.amount, "atc": line.atc} for line in lines]})
+        return
+    table = Table("when", "where", "amount", "ATC",
+                  title=f"UnionPay e-cash · balance {money(balance)}")
+    for line in lines:
+        table.add_row(f"{line.when:%Y-%m-%d %H:%M:%S}", line.merchant, f"-{money(line.amount)}",
+                      str(line.atc))
+    world.console.print(table)
+
+
+def door_history(world: World, band_name: str, as_json: bool) -> None:
+    worn = world.home.load_band(band_name)
+    names = {number: name for name, number in site.DOORS.items()}
+    entries = [(bcd.to_datetime(e.date, e.time), names.get(e.door_id, f"door {e.door_id:08X}"))
+               for e in worn.access_log()]
+    if as_json:
+        world.emit([{"when": f"{when:%Y-%m-%d %H:%M:%S}", "door": door} for when, door in entries])
+        return
+    table = Table("when", "door", title=f"doors opened by {band_name}")
+    for when, door in entries:
+        table.add_row(f"{when:%Y-%m-%d %H:%M:%S}", door)
+    world.console.print(table)
 
 
 def history_row(record: LogRecord, network: MetroNetwork) -> dict[str, Any]:

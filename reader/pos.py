@@ -29,11 +29,19 @@ from datetime import datetime
 from applets import bcd, tlv
 from applets.apdu import CommandAPDU
 from applets.emv import dol, oda
-from applets.emv.records import PPSE_AID, afl_entries, amount, fen
+from applets.emv.records import (
+    ECASH_AID,
+    LOG_RECORDS,
+    LOG_SFI,
+    PPSE_AID,
+    afl_entries,
+    amount,
+    fen,
+)
 from applets.sw import SW
 from reader.emv_ca import CA_KEYS
 from reader.errors import CardProtocolError, TransactionRefused
-from reader.flow import Flow, exchange
+from reader.flow import Flow, exchange, expect
 
 Clock = Callable[[], datetime]
 Rng = Callable[[int], bytes]
@@ -199,6 +207,40 @@ class Pos:
                                     terminal)
         except (oda.OdaError, KeyError, CardProtocolError) as error:
             raise TransactionRefused(f"card authentication failed: {error}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One record of the e-cash card's transaction log, as its log format (9F4F) names it."""
+
+    when: datetime
+    amount: int
+    merchant: str
+    atc: int
+
+
+def read_log() -> Flow[tuple[int, list[LogLine]]]:
+    """The e-cash balance and transaction log, read as any reader app reads a PBOC card: GET
+    DATA of the balance and the log format, then READ RECORD of the log file until it ends."""
+    yield from exchange(_select(ECASH_AID), "SELECT", REFUSALS)
+    balance = yield from exchange(CommandAPDU(0x80, 0xCA, 0x9F, 0x79, ne=256), "GET DATA 9F79")
+    fmt = yield from exchange(CommandAPDU(0x80, 0xCA, 0x9F, 0x4F, ne=256), "GET DATA 9F4F")
+    log_format = _find(fmt, 0x9F4F, "GET DATA 9F4F")
+    lines = []
+    for number in range(1, LOG_RECORDS + 1):
+        response = yield CommandAPDU(0x00, 0xB2, number, LOG_SFI << 3 | 4, ne=256)
+        if response.sw == SW.RECORD_NOT_FOUND:
+            break
+        record = expect(response, "READ RECORD (log)")
+        try:
+            values = dol.split(log_format, record)
+            when = datetime.strptime(values[0x9A].hex() + values[0x9F21].hex(), "%y%m%d%H%M%S")
+            lines.append(LogLine(when, fen(values[0x9F02]),
+                                 values[0x9F4E].rstrip(b"\0").decode(errors="replace"),
+                                 int.from_bytes(values[0x9F36])))
+        except (dol.DolError, KeyError, ValueError) as error:
+            raise CardProtocolError("READ RECORD (log)", SW.OK, str(error)) from error
+    return fen(_find(balance, 0x9F79, "GET DATA 9F79")), lines
 
 
 @dataclass(frozen=True, slots=True)

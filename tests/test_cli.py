@@ -131,3 +131,33 @@ def test_paying_at_a_pos_offline_then_online(koala):
     assert "online (issuer" in online.output
     listed = koala("band", "list")
     assert "ecash ¥7.50" in listed.output
+
+
+def test_every_card_has_a_history(koala):
+    koala("band", "create", "hal", "--cards", "ecash,access", "--ecash-balance", "20")
+    koala("tap", "pos", "--band", "hal", "--amount", "3", "--merchant", "Tea House",
+          "--at", "2026-11-23T10:00")
+    koala("tap", "door", "--band", "hal", "--door", "front", "--at", "2026-11-23T19:00")
+    assert "no access" in koala("tap", "door", "--band", "hal", "--door", "gym", ok=False).output
+    ecash = json.loads(koala("card", "history", "--band", "hal", "--card", "ecash",
+                             "--json").output)
+    assert ecash["balance"] == 1700
+    assert ecash["log"] == [{"when": "2026-11-23 10:00:00", "merchant": "Tea House",
+                             "amount": 300, "atc": 1}]
+    doors = json.loads(koala("card", "history", "--band", "hal", "--card", "access",
+                             "--json").output)
+    assert doors == [{"when": "2026-11-23 19:00:00", "door": "front"}]
+
+
+def test_off_the_wrist_only_the_express_card_pays(koala):
+    koala("band", "create", "ivy", "--cards", "transit,canteen,ecash")
+    koala("tap", "load", "--band", "ivy", "--card", "canteen", "--amount", "10")
+    assert "locked" in koala("band", "wrist", "ivy", "off").output
+    assert "refused" in koala("tap", "canteen", "--band", "ivy", "--amount", "5", ok=False).output
+    assert "only canteen answers" in koala("card", "default", "--band", "ivy", "--card",
+                                           "canteen").output
+    assert "paid ¥5.00" in koala("tap", "canteen", "--band", "ivy", "--amount", "5").output
+    assert "put the band on" in koala("companion", "unlock", "--band", "ivy", ok=False).output
+    koala("band", "wrist", "ivy", "on")
+    assert "unlocked" in koala("companion", "unlock", "--band", "ivy").output
+    assert "offline" in koala("tap", "pos", "--band", "ivy", "--amount", "1").output

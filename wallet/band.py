@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from applets.access import ACCESS_AID, AccessCard, AccessPersonalisation
+from applets.access import LogEntry as AccessLogEntry
 from applets.catalogue import CATALOGUE, PBOC_PURSE, SECURITY_DOMAIN
 from applets.emv.ecash import EcashCard, EcashPersonalisation
 from applets.emv.ppse import Ppse
@@ -168,6 +169,11 @@ class Band:
                 found.append(CardSummary(ACCESS, "door access", applet.aid, applet.card_id(),
                                          applet.card_id().hex().upper(), None, until, active))
         return found
+
+    def access_log(self) -> list[AccessLogEntry]:
+        """The doors the access card opened, newest first (empty without an access card)."""
+        return next((applet.entry_log() for applet in self.se.applets
+                     if isinstance(applet, AccessCard)), [])
 
     def balances(self) -> dict[str, int]:
         """Every card's balance in fen by name: the purses by product, the bank card as ecash."""
