@@ -167,9 +167,12 @@ class Pos:
 
     def _decide(self, aid: bytes, label: str, card: _CardData, result: dict[int, bytes],
                 values: dict[int, bytes], fen_amount: int, now: datetime) -> Receipt:
-        cid = _need(result, 0x9F27, "cryptogram")[0] & 0xC0
-        pan = bcd_digits(_need(card.tags, 0x5A, "READ RECORD"))
-        psn = int(card.tags.get(0x5F34, b"\x00").hex() or "0")
+        try:
+            cid = _need(result, 0x9F27, "cryptogram")[0] & 0xC0
+            pan = bcd_digits(_need(card.tags, 0x5A, "READ RECORD"))
+            psn = int(bcd.decode(card.tags.get(0x5F34, b"\x00")))
+        except (IndexError, ValueError) as error:
+            raise CardProtocolError("READ RECORD", SW.OK, f"malformed card data: {error}") from error
         atc = int.from_bytes(_need(result, 0x9F36, "cryptogram"))
         cryptogram = _need(result, 0x9F26, "cryptogram")
         iad = result.get(0x9F10, b"")
@@ -185,8 +188,11 @@ class Pos:
         elif not self.acquirer(purchase):
             raise TransactionRefused("declined by the issuer")
         left = result.get(0x9F5D)
-        return Receipt(self.merchant, fen_amount, pan, label, cid == CID_TC,
-                       fen(left) if left and cid == CID_TC else None, purchase)
+        try:
+            balance = fen(left) if left and cid == CID_TC else None
+        except ValueError as error:
+            raise CardProtocolError("GET PROCESSING OPTIONS", SW.OK, f"9F5D: {error}") from error
+        return Receipt(self.merchant, fen_amount, pan, label, cid == CID_TC, balance, purchase)
 
     def _authenticate(self, aid: bytes, card: _CardData, result: dict[int, bytes],
                       values: dict[int, bytes], pan: str, now: datetime) -> None:
@@ -313,5 +319,9 @@ def _certificate(tags: Mapping[int, bytes], certificate: int, remainder: int,
 
 
 def bcd_digits(pan: bytes) -> str:
-    return pan.hex().upper().rstrip("F")
+    """The digits of a PAN padded with F; ValueError when it holds anything else."""
+    digits = pan.hex().upper().rstrip("F")
+    if not digits.isdigit():
+        raise ValueError(f"{pan.hex().upper()} is not a PAN")
+    return digits
 

@@ -247,7 +247,10 @@ class EcashCard(Applet):
             raise CardError(SW.INCORRECT_P1_P2)
         if self._session.step is not _Step.SELECTED:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "GPO comes once, after SELECT")
-        template = tlv.decode(apdu.data) if apdu.data else []
+        try:
+            template = tlv.decode(apdu.data)
+        except tlv.TLVError as error:
+            raise CardError(SW.WRONG_DATA, f"GPO data: {error}") from error
         if len(template) != 1 or template[0].tag != 0x83:
             raise CardError(SW.WRONG_DATA, "GPO data is one 83 template")
         values, requested = _terminal_data(PDOL, template[0].value)

@@ -199,8 +199,11 @@ def test_every_tear_of_an_offline_approval_leaves_the_old_or_the_new_card(person
         assert spent == (700 if outcome == "after" else 0)
 
 
-RANDOM_COMMAND = st.tuples(st.sampled_from([0x00, 0x04, 0x80, 0x84]), st.integers(0, 255),
-                           st.integers(0, 255), st.integers(0, 255), st.binary(max_size=80))
+RANDOM_COMMAND = st.tuples(st.sampled_from([0x00, 0x04, 0x80, 0x84]),
+                           st.one_of(st.sampled_from([0xA8, 0xB2, 0xAE, 0x82, 0xCA, 0xDA]),
+                                     st.integers(0, 255)),
+                           st.one_of(st.just(0), st.integers(0, 255)),
+                           st.one_of(st.just(0), st.integers(0, 255)), st.binary(max_size=80))
 #: GET PROCESSING OPTIONS and GENERATE AC of the right length with any content.
 TERMINAL_DATA = st.fixed_dictionaries({
     0x9F66: st.binary(min_size=4, max_size=4), 0x9F02: st.integers(0, 20_000).map(amount),
@@ -208,6 +211,7 @@ TERMINAL_DATA = st.fixed_dictionaries({
     0x5F2A: st.sampled_from([bytes.fromhex("0156"), bytes.fromhex("0840")]),
     0x9F37: st.binary(min_size=4, max_size=4)})
 SHAPED_COMMAND = st.one_of(
+    st.binary(max_size=70).map(lambda data: (0x80, 0xA8, 0, 0, data)),
     st.binary(min_size=dol.size(PDOL), max_size=dol.size(PDOL)).map(
         lambda data: (0x80, 0xA8, 0, 0, tlv.encode(0x83, data))),
     TERMINAL_DATA.map(lambda values: (0x80, 0xA8, 0, 0, tlv.encode(0x83, dol.build(PDOL, values)))),
