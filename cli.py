@@ -1007,7 +1007,7 @@ def tap_pos(world: World, band_name: str | None, reader: str | None, nfc_path: s
             offline: bool, as_json: bool) -> None:
     """Pay at a QuickPass POS: offline from the e-cash balance (fDDA), else online."""
     world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
-    pos = Pos(merchant, world.clock, acquirer=None if offline else ecash.verify_cryptogram)
+    pos = Pos(merchant, world.clock, acquirer=None if offline else ecash.authorise)
     with world.link(Source(band_name, reader, nfc_path, wait)) as link:
         outcome = tap(link, pos.purchase(amount), world.air, deadline_s=DEADLINE_EMV_S)
     report(world, outcome, trace, as_json, describe_receipt)

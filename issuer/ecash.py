@@ -72,6 +72,19 @@ def _mmyy(yymmdd: bytes) -> bytes:
     return yymmdd[1:2] + yymmdd[0:1]
 
 
+APPROVED = b"00"  # the authorisation response code (8A)
+
+
+def authorise(purchase: Purchase) -> bytes | None:
+    """The issuer host's answer to an authorisation request (an acquirer, for the POS):
+    ARPC ‖ ARC when the ARQC is the card's, None (declined) when not."""
+    if not verify_cryptogram(purchase):
+        return None
+    key = crypto.session_key(crypto.icc_master_key(AC_MASTER, purchase.pan, purchase.psn),
+                             purchase.atc)
+    return crypto.arpc(key, purchase.cryptogram, APPROVED) + APPROVED
+
+
 def verify_cryptogram(purchase: Purchase) -> bool:
     """The issuer host's check of a purchase's ARQC (authorisation) or TC (clearing): did
     this card compute it over this data?"""

@@ -40,12 +40,12 @@ from applets.emv.records import (
 )
 from applets.layout import LayoutError
 from applets.sw import SW
+from issuer.ecash import APPROVED
 from issuer.topup import Debit, Effect, Fail, Settle, TopupError
 
 #: TTQ: qPBOC, online capable, and a cryptogram online required: the card must not spend.
 ONLINE_TTQ = bytes.fromhex("36800000")
 CASH_LOAD = 0x60  # transaction type (9C) of an EC load
-APPROVED = b"00"  # the authorisation response code (8A) in the ARPC
 CNY = bytes.fromhex("0156")
 
 

@@ -13,7 +13,8 @@ The flow is the reader's half of :mod:`applets.emv.ecash`:
    online link, else the purchase is declined; an AAC is declined.
 4. EMV answer (80, a card or reader without qPBOC): read the records, then
    GENERATE AC. Without offline data authentication the terminal asks for
-   an ARQC, so this path is always online.
+   an ARQC, so this path is always online, and the card, still in the field,
+   gets the issuer's ARPC (EXTERNAL AUTHENTICATE).
 
 The result is a receipt and, for an approval, the record the acquirer
 clears (its TC proves the purchase to the issuer).
@@ -70,8 +71,8 @@ class Purchase:
     merchant: str
 
 
-#: The acquirer's answer to an ARQC: approved by the issuer or not.
-Acquirer = Callable[[Purchase], bool]
+#: The acquirer's answer to an ARQC: the issuer's ARPC ‖ ARC when it approves, None when not.
+Acquirer = Callable[[Purchase], bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,16 +125,24 @@ class Pos:
         gpo = CommandAPDU(0x80, 0xA8, 0x00, 0x00, tlv.encode(0x83, pdol_data), ne=256)
         answer = yield from exchange(gpo, "GET PROCESSING OPTIONS")
         first = _tlvs(answer, "GET PROCESSING OPTIONS")
-        if first.tag == 0x80:  # EMV: AIP ‖ AFL
+        contact_stays = first.tag == 0x80  # EMV: AIP ‖ AFL, and the card waits for the issuer
+        if contact_stays:
             if len(first.value) < 6:
                 raise CardProtocolError("GET PROCESSING OPTIONS", SW.OK, "format 1 too short")
-            afl = first.value[2:]
-            card = yield from _read_records(afl)
+            card = yield from _read_records(first.value[2:])
             result = yield from self._generate_ac(card, values)
         else:
             result = _fields(first.value)
             card = yield from _read_records(_need(result, 0x94, "GET PROCESSING OPTIONS"))
-        return self._decide(aid, label, card, result, values, fen_amount, now)
+        receipt, issuer_answer = self._decide(aid, label, card, result, values, fen_amount, now)
+        if contact_stays and issuer_answer is not None:
+            # Issuer authentication: only a card still in the field hears the ARPC (a qPBOC card
+            # has left by the time the issuer answers).
+            command = CommandAPDU(0x00, 0x82, 0x00, 0x00, issuer_answer)
+            response = yield command
+            if response.sw != SW.OK:
+                raise TransactionRefused("the card did not accept the issuer's answer")
+        return receipt
 
     def _choose_application(self) -> Flow[tuple[bytes, str]]:
         fci = yield from exchange(_select(PPSE_AID), "SELECT PPSE", REFUSALS)
@@ -166,7 +175,9 @@ class Pos:
         return _fields(_tlvs(answer, "GENERATE AC").value)
 
     def _decide(self, aid: bytes, label: str, card: _CardData, result: dict[int, bytes],
-                values: dict[int, bytes], fen_amount: int, now: datetime) -> Receipt:
+                values: dict[int, bytes], fen_amount: int,
+                now: datetime) -> tuple[Receipt, bytes | None]:
+        """The receipt, and for an online approval the issuer's ARPC ‖ ARC."""
         try:
             cid = _need(result, 0x9F27, "cryptogram")[0] & 0xC0
             pan = bcd_digits(_need(card.tags, 0x5A, "READ RECORD"))
@@ -178,6 +189,7 @@ class Pos:
         iad = result.get(0x9F10, b"")
         purchase = Purchase(pan, psn, fen_amount, atc, cryptogram, cid, iad, values,
                             self.merchant)
+        issuer_answer = None
         if cid == CID_AAC:
             raise TransactionRefused("declined by the card")
         if cid == CID_TC:
@@ -185,14 +197,17 @@ class Pos:
         elif self.acquirer is None:
             raise TransactionRefused("the card asks for online authorisation, and this POS is "
                                      "offline")
-        elif not self.acquirer(purchase):
-            raise TransactionRefused("declined by the issuer")
+        else:
+            issuer_answer = self.acquirer(purchase)
+            if issuer_answer is None:
+                raise TransactionRefused("declined by the issuer")
         left = result.get(0x9F5D)
         try:
             balance = fen(left) if left and cid == CID_TC else None
         except ValueError as error:
             raise CardProtocolError("GET PROCESSING OPTIONS", SW.OK, f"9F5D: {error}") from error
-        return Receipt(self.merchant, fen_amount, pan, label, cid == CID_TC, balance, purchase)
+        return (Receipt(self.merchant, fen_amount, pan, label, cid == CID_TC, balance, purchase),
+                issuer_answer)
 
     def _authenticate(self, aid: bytes, card: _CardData, result: dict[int, bytes],
                       values: dict[int, bytes], pan: str, now: datetime) -> None:

@@ -101,7 +101,7 @@ def test_above_the_ec_balance_goes_online_and_the_issuer_checks_the_arqc(persona
 
     def acquirer(request):
         seen.append(request)
-        return ecash.verify_cryptogram(request)
+        return ecash.authorise(request)
 
     receipt = pay(band, BALANCE + 1, acquirer=acquirer)
     assert not receipt.offline and card(band).balance() == BALANCE, "online: EC untouched"
@@ -128,9 +128,15 @@ def test_a_terminal_that_does_not_trust_the_ca_refuses_the_offline_approval(pers
 
 def test_an_emv_only_terminal_reads_the_card_and_goes_online(personalisation):
     band = ecash_band(personalisation)
-    receipt = pay(band, 250, ttq=EMV_TTQ, acquirer=ecash.verify_cryptogram)
+    receipt = pay(band, 250, ttq=EMV_TTQ, acquirer=ecash.authorise)
     assert receipt.pan == personalisation.profile.pan and not receipt.offline
     assert card(band).balance() == BALANCE
+    band.power_on()  # the card heard the issuer's ARPC: its last issuer-authenticated ATC moved
+    send(band, CommandAPDU(0x00, 0xA4, 0x04, 0x00, ECASH_AID, ne=256))
+    last = send(band, CommandAPDU(0x80, 0xCA, 0x9F, 0x13, ne=256)).data
+    assert int.from_bytes(tlv.find(last, 0x9F13) or b"") == receipt.purchase.atc
+    with pytest.raises(TransactionRefused, match="did not accept"):
+        pay(band, 250, ttq=EMV_TTQ, acquirer=lambda purchase: bytes(8) + b"00")
 
 
 def test_the_ppse_lists_the_bank_card_only(personalisation):
