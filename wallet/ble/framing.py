@@ -7,7 +7,8 @@ be longer than the ATT payload (20 bytes at the minimum MTU of 23, 244 at
 =======  =====  ==================================================
 offset   size   content
 =======  =====  ==================================================
-0        1      message number (mod 256): fragments of one message
+0        1      message number, 1 to 255 then 1 again (0 marks a
+                resend request instead of a fragment)
 1        2      fragment index, from 0
 3        2      fragment count
 5        …      the message's bytes at that index
@@ -17,8 +18,9 @@ Writes are acknowledged by ATT, notifications are not, and a link can drop
 between two of them: so the receiver takes fragments in any order, ignores
 duplicates, and when it has waited long enough asks for exactly what it
 lacks (:meth:`Reassembler.resend_request`), which the sender answers from the
-fragments it kept (:meth:`Sender.resend`); an empty request, when nothing
-came at all, asks for the whole last message. Timing is the transport's.
+fragments it kept (:meth:`Sender.resend`); a request naming no message,
+when nothing came at all, asks for the whole last message. Timing is the
+transport's.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from applets.layout import Layout, LayoutError
 
 MAX_FRAGMENTS = 0xFFFF
 KEPT = 4  # messages a reassembler keeps partly received
+RESEND = 0x00  # first byte of a resend request, a number no message takes
 
 
 class FramingError(ValueError):
@@ -53,17 +56,26 @@ class ResendRequest:
     indices: tuple[int, ...]
 
     def encode(self) -> bytes:
-        return bytes((self.message,)) + b"".join(i.to_bytes(2) for i in self.indices)
+        return bytes((RESEND, self.message)) + b"".join(i.to_bytes(2) for i in self.indices)
 
     @classmethod
     def decode(cls, data: bytes) -> ResendRequest:
-        if not data or len(data) % 2 != 1:
-            raise FramingError("a resend request is a message number and 2-byte indices")
-        return cls(data[0], tuple(int.from_bytes(data[i:i + 2]) for i in range(1, len(data), 2)))
+        if data[:1] != bytes((RESEND,)) or len(data) % 2:
+            raise FramingError("a resend request is 00, a message number and 2-byte indices")
+        if len(data) == 1:
+            return cls(0, ())
+        return cls(data[1], tuple(int.from_bytes(data[i:i + 2]) for i in range(2, len(data), 2)))
+
+
+def is_resend_request(data: bytes) -> bool:
+    return data[:1] == bytes((RESEND,))
 
 
 def fragment(message: bytes, number: int, payload: int) -> list[bytes]:
-    """``message`` as fragments of at most ``payload`` bytes each (header included)."""
+    """``message`` as fragments of at most ``payload`` bytes each (header included);
+    ``number`` is 1 to 255."""
+    if not 1 <= number <= 255:
+        raise ValueError(f"a message number is 1 to 255, got {number}")
     room = payload - HEADER.size
     if room < 1:
         raise ValueError(f"a payload of {payload} bytes leaves no room after the header")
@@ -71,7 +83,7 @@ def fragment(message: bytes, number: int, payload: int) -> list[bytes]:
     if len(pieces) > MAX_FRAGMENTS:
         raise ValueError(f"a message of {len(message)} bytes needs more than {MAX_FRAGMENTS} "
                          f"fragments of {payload} bytes")
-    return [HEADER.build(Header(number % 256, i, len(pieces))) + piece
+    return [HEADER.build(Header(number, i, len(pieces))) + piece
             for i, piece in enumerate(pieces)]
 
 
@@ -84,16 +96,16 @@ class Sender:
     last: list[bytes] = field(default_factory=list)
 
     def fragments(self, message: bytes) -> list[bytes]:
-        self.number = (self.number + 1) % 256
+        self.number = self.number % 255 + 1
         self.last = fragment(message, self.number, self.payload)
         return list(self.last)
 
     def resend(self, request: bytes) -> list[bytes]:
         """The fragments a :class:`ResendRequest` names (none if it is about another message);
-        an empty request, from a receiver that got nothing at all, asks for all of them."""
-        if not request:
-            return list(self.last)
+        one that names no message, from a receiver that got nothing at all, asks for all."""
         asked = ResendRequest.decode(request)
+        if asked.message == 0:
+            return list(self.last)
         if asked.message != self.number:
             return []
         return [self.last[i] for i in asked.indices if i < len(self.last)]
@@ -112,7 +124,7 @@ class Reassembler:
             header = HEADER.parse(data[:HEADER.size])
         except LayoutError as error:
             raise FramingError(f"not a fragment: {error}") from error
-        if header.count == 0 or header.index >= header.count:
+        if header.message == RESEND or header.count == 0 or header.index >= header.count:
             raise FramingError(f"fragment {header.index} of {header.count}")
         if header.message in self.done:
             return None  # a duplicate of a message already delivered
@@ -129,9 +141,9 @@ class Reassembler:
 
     def resend_request(self) -> bytes:
         """What to ask the sender for: the missing fragments of the newest partial message, or
-        (empty) all of the last message when not one fragment of it came."""
+        all of the last message when not one fragment of it came."""
         if not self.partial:
-            return b""
+            return ResendRequest(0, ()).encode()
         message = next(reversed(self.partial))
         have = self.partial[message]
         missing = tuple(i for i in range(self.counts[message]) if i not in have)

@@ -1,0 +1,95 @@
+"""The relay's two ends without a radio: pairing, sessions and batches through a lossy link."""
+
+from __future__ import annotations
+
+import random
+
+from applets.gp.domain import ISD_AID
+from issuer import gp
+from issuer.products import TRANSIT
+from reader import pboc
+from tests.conftest import make_band, seeded
+from wallet.ble import secure
+from wallet.ble.relay import BandEnd, PhoneEnd
+from wallet.ble.spec import payload_size
+
+PHONE_ID, BAND_ID = bytes.fromhex("0A0B0C0D0E0F"), bytes.fromhex("B0B1B2B3B4B5")
+
+
+class Link:
+    """Writes always arrive (ATT acknowledges them); notifications get lost and reordered."""
+
+    def __init__(self, band: BandEnd, loss: float, seed: int = 1) -> None:
+        self.band, self.loss, self.chance = band, loss, random.Random(seed)
+
+    def exchange(self, phone: PhoneEnd, values: list[bytes]) -> bytes | None:
+        notified = [out for value in values for out in self.band.on_write(value)]
+        for _ in range(20):
+            delivered = [v for v in notified if self.chance.random() >= self.loss]
+            self.chance.shuffle(delivered)
+            for value in delivered:
+                message = phone.on_notify(value)
+                if message is not None:
+                    return message
+            notified = self.band.on_write(phone.receiver.resend_request())
+        return None
+
+
+def paired(loss: float = 0.0, mtu: int = 23):
+    band = make_band(TRANSIT)
+    bonds: dict[bytes, bytes] = {}
+    shown: list[str] = []
+    end = BandEnd(band, BAND_ID, bonds, seeded(2), payload_size(mtu), shown.append)
+    phone = PhoneEnd(PHONE_ID, seeded(3), payload_size(mtu))
+    link = Link(end, loss)
+    pairing = secure.PhonePairing(PHONE_ID, seeded(4))
+    random_a = pairing.receive(link.exchange(phone, phone.send(pairing.start())) or b"")
+    assert pairing.receive(link.exchange(phone, phone.send(random_a or b"")) or b"") is None
+    assert shown == [pairing.code], "the band shows the code the phone asks its user about"
+    pairing.receive(link.exchange(phone, phone.send(pairing.confirm(True))) or b"")
+    return band, bonds, end, phone, link, pairing.bond[1]
+
+
+def hello(phone: PhoneEnd, link: Link, ltk: bytes) -> None:
+    message, nonce = secure.phone_hello(PHONE_ID, seeded(7))
+    ack = link.exchange(phone, phone.send(message))
+    phone.session = secure.phone_session(ack or b"", ltk, nonce)
+
+
+def test_a_paired_phone_runs_batches_on_the_band_through_a_lossy_link():
+    band, bonds, _, phone, link, ltk = paired(loss=0.3, mtu=23)
+    assert PHONE_ID in bonds
+    hello(phone, link, ltk)
+    phone.open_reset(link.exchange(phone, phone.seal_reset()) or b"")
+    answers = phone.open_answers(link.exchange(phone, phone.seal_batch(
+        [pboc.select(TRANSIT.aid).encode(), pboc.get_balance().encode()])) or b"")
+    assert [a[-2:] for a in answers] == [b"\x90\x00", b"\x90\x00"]
+    assert int.from_bytes(answers[1][:4]) == band.card("transit").balance
+
+
+def test_an_unpaired_or_revoked_phone_gets_nothing_but_silence():
+    band, bonds, _, phone, _, _ = paired()
+
+    def connect() -> tuple[BandEnd, Link]:  # each connection has its own end on the band
+        end = BandEnd(band, BAND_ID, bonds, seeded(11), payload_size(23))
+        return end, Link(end, 0.0)
+
+    stranger = PhoneEnd(bytes(6), seeded(9), payload_size(23))
+    end, link = connect()
+    message, _ = secure.phone_hello(bytes(6), seeded(9))
+    assert link.exchange(stranger, stranger.send(message)) is None
+    secure.revoke(bonds, PHONE_ID)
+    end, link = connect()
+    message, _ = secure.phone_hello(PHONE_ID, seeded(10))
+    assert link.exchange(phone, phone.send(message)) is None
+    assert end.session is None
+
+
+def test_the_card_refuses_what_the_issuer_did_not_protect():
+    """A paired phone relays anything, and the card still takes no unprotected change."""
+    _, _, _, phone, link, ltk = paired()
+    hello(phone, link, ltk)
+    delete = gp.delete(TRANSIT.aid).encode()
+    answers = phone.open_answers(link.exchange(phone, phone.seal_batch(
+        [pboc.select(ISD_AID).encode(), delete])) or b"")
+    assert answers[-1][-2:] == b"\x69\x82", "DELETE outside a secure channel"
