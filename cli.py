@@ -52,7 +52,7 @@ from reader.terminal import PurseTerminal, TapResult
 from reader.timing import DEADLINE_EMV_S, AirInterface, BitRate
 from reader.transport import Transport, in_field
 from wallet.band import ACCESS, ECASH, UID_SIZE, Band
-from wallet.companion import Companion, IssuerClient
+from wallet.companion import Companion, IssuerClient, LocalBand
 from wallet.errors import WalletError
 from wallet.home import Home, IssuerLink
 from wallet.vpcd import DEFAULT_HOST as DEFAULT_VPCD_HOST
@@ -234,17 +234,18 @@ def operator_desk(url: str, token: str) -> Iterator[OperatorClient]:
 
 
 @contextmanager
-def companion(world: World, band_name: str) -> Iterator[Companion]:
-    """The band's phone at contact: first it relays whatever the issuer has waiting."""
+def companion(world: World, band_name: str) -> Iterator[tuple[Companion, Band]]:
+    """The band's phone at contact (and the band): first it relays whatever the issuer has
+    waiting."""
     link = world.home.issuer_link(band_name)
     client = IssuerClient(link.url, link.device_token)
     try:
         with world.band(band_name) as worn:
-            phone = Companion(worn, link.band_id, client)
+            phone = Companion(LocalBand(worn), link.band_id, client)
             for order in phone.sync():
                 world.console.print(f"relayed waiting order {order['order_id']} ({order['kind']}): "
                                     f"{order['state']}")
-            yield phone
+            yield phone, worn
     finally:
         client.close()
 
@@ -784,7 +785,7 @@ def card_default(world: World, band_name: str, card_name: str) -> None:
 @pass_world
 def card_issue(world: World, band_name: str, product_name: str) -> None:
     """Order a card from the issuer and relay its issuance to the band, over the air."""
-    with companion(world, band_name) as phone:
+    with companion(world, band_name) as (phone, _):
         order = phone.issue(product_name)
     if order["state"] != "settled":
         raise click.ClickException(f"issuance {order['state']}: {order['last_error']}")
@@ -800,9 +801,9 @@ def card_issue(world: World, band_name: str, product_name: str) -> None:
 def card_topup(world: World, band_name: str, card_name: str, amount: int,
                idempotency_key: str | None) -> None:
     """Top a card up over the air from the band's funding account at the issuer."""
-    with companion(world, band_name) as phone:
-        result = phone.topup(phone.band.summary(card_name).serial, amount, idempotency_key)
-        balance = phone.band.balances()[card_name]
+    with companion(world, band_name) as (phone, worn):
+        result = phone.topup(worn.summary(card_name).serial, amount, idempotency_key)
+        balance = worn.balances()[card_name]
     if result["state"] != "settled":
         raise click.ClickException(f"top-up {result['state']}")
     world.console.print(f"topped up {money(amount)}: {card_name} balance {money(balance)}")
@@ -821,7 +822,7 @@ def card_cancel(world: World, band_name: str, card_name: str, issuer_url: str,
     serial = world.home.load_band(band_name).card(card_name).issuer_file.app_serial
     with operator_desk(issuer_url, operator_token) as desk:
         order = desk.cancel(link.band_id, serial, uuid.uuid4().hex)
-    with companion(world, band_name) as phone:
+    with companion(world, band_name) as (phone, _):
         final = phone.issuer.order(link.band_id, int(order["order_id"]))
     if final["state"] != "settled":
         raise click.ClickException(f"cancellation {final['state']}: {final['last_error']}")

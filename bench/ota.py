@@ -34,7 +34,7 @@ from applets.gp.cplc import cplc
 from issuer.db import make_engine
 from issuer.products import TRANSIT
 from wallet.band import Band
-from wallet.companion import Companion, IssuerClient
+from wallet.companion import Companion, IssuerClient, LocalBand
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REPO = Path(__file__).resolve().parent.parent
@@ -95,7 +95,7 @@ def run(url: str, bands: int, topups: int) -> tuple[float, list[float]]:
         mine = []
         for _ in range(topups):
             start = time.perf_counter()
-            result = Companion(band, band_id, client).topup(serial, 1)
+            result = Companion(LocalBand(band), band_id, client).topup(serial, 1)
             mine.append(time.perf_counter() - start)
             if result["state"] != "settled":
                 raise RuntimeError(f"top-up ended {result['state']}")

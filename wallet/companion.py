@@ -10,7 +10,8 @@ where the issuer's records say it stands.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from issuer.client import ApiClient
 from issuer.relay import run_batch
@@ -57,8 +58,31 @@ class IssuerClient(ApiClient):
         return result
 
 
+class BandLink(Protocol):
+    """How the phone reaches its band: in the same process, or over BLE (``wallet.ble``)."""
+
+    def reset(self) -> None:
+        """Start the secure element over, as a new tap would."""
+
+    def run(self, commands: list[bytes]) -> list[bytes]:
+        """Run a relay batch on the band (:func:`issuer.relay.run_batch`); its answers."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalBand:
+    """A band in this process."""
+
+    band: Band
+
+    def reset(self) -> None:
+        self.band.power_on()
+
+    def run(self, commands: list[bytes]) -> list[bytes]:
+        return run_batch(self.band.transmit, commands)
+
+
 class Companion:
-    def __init__(self, band: Band, band_id: int, issuer: IssuerClient) -> None:
+    def __init__(self, band: BandLink, band_id: int, issuer: IssuerClient) -> None:
         self.band = band
         self.band_id = band_id
         self.issuer = issuer
@@ -66,14 +90,14 @@ class Companion:
     def issue(self, product: str, key: str | None = None) -> dict[str, Any]:
         """Order a new card of ``product`` (once per ``key``) and relay its issuance to the band."""
         order = self.issuer.order_issue(self.band_id, product, key or uuid.uuid4().hex)
-        self.band.power_on()
+        self.band.reset()
         self._run(order["relay"])
         return self.issuer.order(self.band_id, int(order["order_id"]))
 
     def topup(self, app_serial: bytes, amount: int, key: str | None = None) -> dict[str, Any]:
         """Order a top-up (once per ``key``) and relay it to the band until it ends."""
         order = self.issuer.order_topup(self.band_id, app_serial, amount, key or uuid.uuid4().hex)
-        self.band.power_on()
+        self.band.reset()
         return self._run(order["relay"])
 
     def sync(self) -> list[dict[str, Any]]:
@@ -86,11 +110,11 @@ class Companion:
 
     def relay(self, order_id: int) -> dict[str, Any]:
         """One relay session for the order; the issuer's last word on it (its state)."""
-        self.band.power_on()
+        self.band.reset()
         return self._run(self.issuer.open_relay(self.band_id, order_id))
 
     def _run(self, step: dict[str, Any]) -> dict[str, Any]:
         while step["commands"]:
-            answers = run_batch(self.band.transmit, [bytes.fromhex(c) for c in step["commands"]])
+            answers = self.band.run([bytes.fromhex(c) for c in step["commands"]])
             step = self.issuer.answer(self.band_id, step["session_id"], step["step"], answers)
         return step

@@ -23,7 +23,7 @@ from issuer.products import TRANSIT
 from reader import places
 from tests.conftest import EXPIRY, START, seeded, serial_for
 from wallet.band import Band
-from wallet.companion import Companion, IssuerClient
+from wallet.companion import Companion, IssuerClient, LocalBand
 
 OPERATOR = "operator-secret-token"
 
@@ -68,7 +68,7 @@ def registered(url: str) -> tuple[Band, int, str, bytes]:
 def test_a_companion_tops_up_over_http_and_everyone_agrees(issuer_url):
     band, band_id, token, serial = registered(issuer_url)
     client = IssuerClient(issuer_url, token)
-    companion = Companion(band, band_id, client)
+    companion = Companion(LocalBand(band), band_id, client)
     final = companion.topup(serial, 5000, key="first-topup")
     assert final["state"] == "settled"
     again = client.order_topup(band_id, serial, 5000, "first-topup")
@@ -110,6 +110,7 @@ def test_only_the_bands_device_relays_its_orders(issuer_url):
     assert http.post(f"/v1/bands/{band_id}/orders/{order['order_id']}/relay",
                      headers=stranger).status_code == 403
     band.power_on()
-    finished = Companion(band, band_id, IssuerClient(issuer_url, token)).relay(order["order_id"])
+    finished = Companion(LocalBand(band), band_id,
+                         IssuerClient(issuer_url, token)).relay(order["order_id"])
     assert finished["state"] == "settled" and band.card("transit").balance == 100
     assert other_band.card("transit").balance == 0
