@@ -98,11 +98,16 @@ def issue_purse(card_manager: Domain, operator: Domain, aid: bytes,
     load_file, module = _module(PBOC_PURSE)
     yield from channel.send(gp.install(load_file, module, aid), "INSTALL")
     yield from channel.send(gp.install_for_personalization(aid), "INSTALL [for personalization]")
-    blocks = gp.dgi_blocks(to_dgis(personalisation, channel.encrypt_key))
+    blocks = gp.dgi_blocks(to_dgis(personalisation, channel.encrypt_key), STORE_DATA_LIMIT)
     for number, block in enumerate(blocks):
         yield from channel.send(gp.store_data(block, number, number == len(blocks) - 1,
                                               encrypted=True), "STORE DATA")
     return "issued"
+
+
+#: DGIs per STORE DATA: enciphered (padded to 208), MACed and relayed (22 bytes of batch,
+#: seal and fragment header), the command still fits one 244-byte BLE write at MTU 247.
+STORE_DATA_LIMIT = 200
 
 
 def verified_balance(aid: bytes, app_serial: bytes, keys: LoadKeys,

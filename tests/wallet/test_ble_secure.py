@@ -160,8 +160,10 @@ def test_malformed_fragments_are_refused():
     receiver = Reassembler()
     with pytest.raises(FramingError):
         receiver.receive(b"\x01\x00")
-    with pytest.raises(FramingError):
-        receiver.receive(b"\x01\x00\x05\x00\x02data")  # index 5 of 2
+    receiver.receive(b"\x01\x80\x01data")  # the last of 2
+    with pytest.raises(FramingError, match="of a message of 2"):
+        receiver.receive(b"\x01\x00\x05data")  # index 5 of 2
     receiver.receive(fragment(b"x" * 50, 7, 20)[0])
+    receiver.receive(b"\x07\x80\x03data")
     with pytest.raises(FramingError, match="disagree"):
-        receiver.receive(b"\x07\x00\x01\x00\x09data")
+        receiver.receive(b"\x07\x80\x08data")

@@ -2,16 +2,17 @@
 
 A relay message (an encrypted app-layer frame, :mod:`wallet.ble.secure`) may
 be longer than the ATT payload (20 bytes at the minimum MTU of 23, 244 at
-247). Each fragment carries a 5-byte header:
+247). Each fragment carries a 3-byte header, small because at the minimum
+MTU every byte of it is 5% of the link:
 
 =======  =====  ==================================================
 offset   size   content
 =======  =====  ==================================================
 0        1      message number, 1 to 255 then 1 again (0 marks a
                 resend request instead of a fragment)
-1        2      fragment index, from 0
-3        2      fragment count
-5        …      the message's bytes at that index
+1        2      fragment index from 0 (15 bits); the top bit marks
+                the message's last fragment
+3        …      the message's bytes at that index
 =======  =====  ==================================================
 
 Writes are acknowledged by ATT, notifications are not, and a link can drop
@@ -31,7 +32,8 @@ from construct import Int8ub, Int16ub, Struct
 
 from applets.layout import Layout, LayoutError
 
-MAX_FRAGMENTS = 0xFFFF
+MAX_FRAGMENTS = 0x8000
+LAST = 0x8000
 KEPT = 4  # messages a reassembler keeps partly received
 RESEND = 0x00  # first byte of a resend request, a number no message takes
 
@@ -43,15 +45,24 @@ class FramingError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Header:
     message: int
-    index: int
-    count: int
+    position: int  # the index, with LAST set on the last fragment
+
+    @property
+    def index(self) -> int:
+        return self.position & ~LAST
+
+    @property
+    def last(self) -> bool:
+        return bool(self.position & LAST)
 
 
-HEADER = Layout(Struct("message" / Int8ub, "index" / Int16ub, "count" / Int16ub), Header)
+HEADER = Layout(Struct("message" / Int8ub, "position" / Int16ub), Header)
 
 
 @dataclass(frozen=True, slots=True)
 class ResendRequest:
+    """Fragments to send again; an index with LAST set means "this one and all after it"."""
+
     message: int
     indices: tuple[int, ...]
 
@@ -83,7 +94,7 @@ def fragment(message: bytes, number: int, payload: int) -> list[bytes]:
     if len(pieces) > MAX_FRAGMENTS:
         raise ValueError(f"a message of {len(message)} bytes needs more than {MAX_FRAGMENTS} "
                          f"fragments of {payload} bytes")
-    return [HEADER.build(Header(number, i, len(pieces))) + piece
+    return [HEADER.build(Header(number, i | (LAST if i == len(pieces) - 1 else 0))) + piece
             for i, piece in enumerate(pieces)]
 
 
@@ -108,7 +119,10 @@ class Sender:
             return list(self.last)
         if asked.message != self.number:
             return []
-        return [self.last[i] for i in asked.indices if i < len(self.last)]
+        wanted: list[int] = []
+        for index in asked.indices:
+            wanted += range(index & ~LAST, len(self.last)) if index & LAST else [index]
+        return [self.last[i] for i in wanted if i < len(self.last)]
 
 
 @dataclass(slots=True)
@@ -124,20 +138,25 @@ class Reassembler:
             header = HEADER.parse(data[:HEADER.size])
         except LayoutError as error:
             raise FramingError(f"not a fragment: {error}") from error
-        if header.message == RESEND or header.count == 0 or header.index >= header.count:
-            raise FramingError(f"fragment {header.index} of {header.count}")
+        if header.message == RESEND:
+            raise FramingError("a resend request is not a fragment")
         if header.message in self.done:
             return None  # a duplicate of a message already delivered
-        if self.counts.setdefault(header.message, header.count) != header.count:
-            raise FramingError("fragments of one message disagree on its length")
+        count = self.counts.get(header.message)
+        if header.last:
+            if count is not None and count != header.index + 1:
+                raise FramingError("fragments of one message disagree on its length")
+            count = self.counts[header.message] = header.index + 1
+        if count is not None and header.index >= count:
+            raise FramingError(f"fragment {header.index} of a message of {count}")
         pieces = self.partial.setdefault(header.message, {})
         pieces[header.index] = data[HEADER.size:]
-        if len(pieces) < header.count:
+        if count is None or len(pieces) < count:
             self._forget_old(header.message)
             return None
         del self.partial[header.message], self.counts[header.message]
         self.done = [*self.done[-(KEPT - 1):], header.message]
-        return b"".join(pieces[i] for i in range(header.count))
+        return b"".join(pieces[i] for i in range(count))
 
     def resend_request(self) -> bytes:
         """What to ask the sender for: the missing fragments of the newest partial message, or
@@ -146,12 +165,17 @@ class Reassembler:
             return ResendRequest(0, ()).encode()
         message = next(reversed(self.partial))
         have = self.partial[message]
-        missing = tuple(i for i in range(self.counts[message]) if i not in have)
-        return ResendRequest(message, missing).encode()
+        count = self.counts.get(message)
+        if count is not None:
+            return ResendRequest(message, tuple(i for i in range(count) if i not in have)).encode()
+        # Without the last fragment the count is unknown: the gaps, then "all from here on".
+        gaps = tuple(i for i in range(max(have)) if i not in have)
+        return ResendRequest(message, (*gaps, LAST | (max(have) + 1))).encode()
 
     def _forget_old(self, current: int) -> None:
         while len(self.partial) > KEPT:
             oldest = next(iter(self.partial))
             if oldest == current:
                 break
-            del self.partial[oldest], self.counts[oldest]
+            del self.partial[oldest]
+            self.counts.pop(oldest, None)
