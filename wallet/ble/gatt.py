@@ -245,6 +245,8 @@ class BandPeripheral:
         self._card_list = card_list
         self._connection: Connection | None = None
         self._subscribed: set[str] = set()  # characteristics the companion subscribed to
+        #: Called at each new connection: what the band keeps per connection starts afresh.
+        self.on_connection: Callable[[], None] | None = None
         self._characteristics = {
             spec.BAND_INFO.name: self._characteristic(spec.BAND_INFO, read=band_info),
             spec.CARD_LIST.name: self._characteristic(spec.CARD_LIST, read=card_list),
@@ -313,6 +315,8 @@ class BandPeripheral:
     def _on_connection(self, connection: Connection) -> None:
         self._connection = connection
         self._subscribed.clear()
+        if self.on_connection is not None:
+            self.on_connection()
 
         def on_disconnection(_reason: int) -> None:
             if self._connection is connection:

@@ -1,0 +1,160 @@
+"""The companion over BLE: a card issued and topped up through the issuer service, on Bumble's
+virtual controllers, also when the link drops at every step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from issuer.client import IssuerUnavailable
+from tests.conftest import seeded
+from tests.issuer.conftest import engine  # noqa: F401 - the issuer's database, both kinds
+from tests.issuer.test_api import issuer_url, registered  # noqa: F401 - the issuer
+from wallet.band import Band
+from wallet.ble import secure
+from wallet.ble.errors import BleError
+from wallet.ble.gatt import CompanionCentral, VirtualRadio
+from wallet.ble.link import BandService, BleBand, LoopThread, PhoneChannel, open_session, pair_app
+from wallet.ble.relay import PhoneEnd
+from wallet.ble.spec import payload_size
+from wallet.companion import Companion, IssuerClient
+
+PHONE_ID = bytes.fromhex("C0FFEE000001")
+
+
+async def _yes(_number: int) -> bool:
+    return True
+
+
+class World:
+    """A band serving BLE and a phone that pairs with it, on one virtual radio, in a thread."""
+
+    def __init__(self, band: Band) -> None:
+        self.loop = LoopThread()
+        self.band = band
+        self.bonds: dict[bytes, bytes] = {}
+        self.shown: list[str] = []
+        self.ltk = b""
+        self.loop.call(self._start())
+
+    async def _start(self) -> None:
+        self.radio = VirtualRadio()
+        self.service = BandService(self.band, self.radio.host(), address="C0:00:00:00:00:11",
+                                   bonds=self.bonds, rng=seeded(1), confirm_number=_yes,
+                                   show_code=self.shown.append, advertising_interval_ms=20)
+        self.central = CompanionCentral(self.radio.host(), address="C0:00:00:00:00:22",
+                                        confirm_number=_yes)
+        await self.service.peripheral.start()
+        await self.central.start()
+
+    def connect(self) -> BleBand:
+        """A new connection: link pairing, app pairing the first time, then a session."""
+        return self.loop.call(self._connect())
+
+    async def _connect(self) -> BleBand:
+        found = await self.central.find_band(timeout=5)
+        await self.central.connect(found.address, timeout=5)
+        await self.central.pair(timeout=10)
+        end = PhoneEnd(PHONE_ID, seeded(2), payload_size(self.central.mtu))
+        channel = await PhoneChannel.open(self.central, end, timeout=0.5)
+        if not self.ltk:
+            self.ltk = await pair_app(channel, PHONE_ID, seeded(3),
+                                      lambda code: code == self.shown[-1])
+        await open_session(channel, PHONE_ID, self.ltk, seeded(4))
+        return BleBand(self.loop, channel)
+
+    def disconnect(self) -> None:
+        self.loop.call(self.central.disconnect())
+        self.loop.call(asyncio.sleep(0.05))
+
+    def close(self) -> None:
+        self.loop.call(self._close())
+        self.loop.stop()
+
+    async def _close(self) -> None:
+        await self.central.close()
+        await self.service.peripheral.stop()
+        self.radio.close()
+
+
+class Dropping:
+    """A BandLink that loses the BLE link at round trip ``at``: before the band hears it, or
+    (``after_band``) once the band has run it but before its answer reaches the phone."""
+
+    def __init__(self, link: BleBand, world: World, at: int, after_band: bool) -> None:
+        self.link, self.world, self.left, self.after_band = link, world, at, after_band
+
+    def reset(self) -> None:
+        self._trip(self.link.reset)
+
+    def run(self, commands: list[bytes]) -> list[bytes]:
+        answers: list[bytes] = []
+        self._trip(lambda: answers.extend(self.link.run(commands)))
+        return answers
+
+    def _trip(self, trip: Callable[[], object]) -> None:
+        if self.left:
+            self.left -= 1
+            trip()
+            return
+        if self.after_band:
+            trip()
+        self.world.disconnect()
+        raise BleError("the band went out of range")
+
+
+@pytest.fixture
+def world_of():
+    worlds: list[World] = []
+
+    def make(band: Band) -> World:
+        worlds.append(World(band))
+        return worlds[-1]
+
+    yield make
+    for world in worlds:
+        world.close()
+
+
+def test_a_card_is_issued_and_topped_up_over_ble(issuer_url, world_of):  # noqa: F811
+    band, band_id, token, serial = registered(issuer_url)
+    world = world_of(band)
+    link = world.connect()
+    assert world.shown and len(world.shown[0]) == 6, "the band showed the six digits"
+    assert PHONE_ID in world.bonds
+    phone = Companion(link, band_id, IssuerClient(issuer_url, token))
+    assert phone.topup(serial, 1500)["state"] == "settled"
+    issued = phone.issue("canteen")
+    assert issued["state"] == "settled"
+    cards = {c["product"]: c for c in IssuerClient(issuer_url, token).cards(band_id)}
+    assert band.balances() == {"transit": 1500, "canteen": 0}
+    assert cards["transit"]["balance"] == 1500 and cards["canteen"]["status"] == "active"
+
+
+@pytest.mark.parametrize("after_band", [False, True], ids=["before-band", "after-band"])
+@pytest.mark.parametrize("at", range(3))  # the reset, SELECT + INITIALIZE, CREDIT
+def test_a_top_up_broken_by_the_link_at_any_step_ends_at_the_next_connection(
+        issuer_url, world_of, at, after_band):  # noqa: F811
+    band, band_id, token, serial = registered(issuer_url)
+    world = world_of(band)
+    client = IssuerClient(issuer_url, token)
+    flaky = Companion(Dropping(world.connect(), world, at, after_band), band_id, client)
+    with pytest.raises((BleError, IssuerUnavailable)):
+        flaky.topup(serial, 700, key=f"ble-drop-{at}-{after_band}")
+    phone = Companion(world.connect(), band_id, client)
+    waiting = phone.sync()
+    assert [order["state"] for order in waiting] in ([], ["settled"])
+    assert band.balances()["transit"] == 700
+    assert client.cards(band_id)[0]["balance"] == 700
+
+
+def test_a_revoked_phone_can_no_longer_relay(issuer_url, world_of):  # noqa: F811
+    band = registered(issuer_url)[0]
+    world = world_of(band)
+    world.connect()
+    world.disconnect()
+    secure.revoke(world.bonds, PHONE_ID)
+    with pytest.raises(BleError, match="stopped answering"):
+        world.connect()
