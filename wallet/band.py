@@ -229,8 +229,13 @@ class Band:
         """The wrist sensor: taking the band off locks every card but the express one."""
         self.se.store.put(_WRIST, b"\x01" if on else b"\x00")
         if not on:
-            self.se.store.put(_LOCKED, b"\x01")
-            self._deactivate_all_but_express(self.express())
+            self.lock()
+        self.se.store.commit()
+
+    def lock(self) -> None:
+        """Lock every card but the express one (the wearer's choice, from the companion)."""
+        self.se.store.put(_LOCKED, b"\x01")
+        self._deactivate_all_but_express(self.express())
         self.se.store.commit()
 
     def unlock(self) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from applets.gp.domain import ISD_AID
 from issuer import gp
 from issuer.products import TRANSIT
 from reader import pboc
 from tests.conftest import make_band, seeded
 from wallet.ble import secure
-from wallet.ble.relay import BandEnd, PhoneEnd
+from wallet.ble.relay import EXPRESS, LOCK, UNLOCK, BandEnd, PhoneEnd, RelayError
 from wallet.ble.spec import payload_size
 
 PHONE_ID, BAND_ID = bytes.fromhex("0A0B0C0D0E0F"), bytes.fromhex("B0B1B2B3B4B5")
@@ -93,3 +95,22 @@ def test_the_card_refuses_what_the_issuer_did_not_protect():
     answers = phone.open_answers(link.exchange(phone, phone.seal_batch(
         [pboc.select(ISD_AID).encode(), delete])) or b"")
     assert answers[-1][-2:] == b"\x69\x82", "DELETE outside a secure channel"
+
+
+def test_the_phone_locks_unlocks_and_chooses_the_express_card():
+    band, _, _, phone, link, ltk = paired()
+    hello(phone, link, ltk)
+
+    def control(kind: int, data: bytes = b"") -> tuple[bool, bool]:
+        state: tuple[bool, bool] = phone.open_state(
+            link.exchange(phone, phone.seal_control(kind, data)) or b"")
+        return state
+
+    assert control(LOCK) == (True, True) and band.locked
+    assert control(UNLOCK) == (False, True) and not band.locked
+    assert control(EXPRESS, TRANSIT.aid) == (False, True) and band.express() == TRANSIT.aid
+    with pytest.raises(RelayError, match="only a transit or canteen card"):
+        control(EXPRESS, bytes(8))
+    band.wrist(False)
+    with pytest.raises(RelayError, match="put the band on"):
+        control(UNLOCK)

@@ -16,7 +16,13 @@ request      content                                       answer
 02 reset     —                                             82: the secure element
                                                            starts over (as on a new
                                                            tap)
+03 unlock    — (the phone's user has confirmed it)         83 ‖ locked ‖ on wrist,
+04 lock      —                                             or 8F ‖ why (UTF-8)
+05 express   the AID of the card gates take while locked
 ===========  ============================================  ========================
+
+The control point takes the same sealed frames as relay in (its answers
+come on relay out), so a control command is as authentic as a relay one.
 
 The band runs what it is sent on its secure element exactly as a reader's
 field would: a paired phone gains no power over the cards, which refuse
@@ -27,15 +33,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from issuer.relay import run_batch
+from wallet.band import Band
 from wallet.ble import secure
 from wallet.ble.framing import FramingError, Reassembler, Sender, is_resend_request
 from wallet.errors import WalletError
 
-BATCH, RESET = 0x01, 0x02
-ANSWERS, RESET_DONE = 0x81, 0x82
+BATCH, RESET, UNLOCK, LOCK, EXPRESS = 0x01, 0x02, 0x03, 0x04, 0x05
+ANSWERS, RESET_DONE, STATE, REFUSED = 0x81, 0x82, 0x83, 0x8F
 PAIRING = frozenset({secure.PAIR_REQUEST, secure.PAIR_RANDOM_A, secure.PAIR_CHECK_A})
 
 
@@ -66,19 +72,11 @@ def decode_apdus(message: bytes, kind: int) -> list[bytes]:
     return apdus
 
 
-class Card(Protocol):
-    """What the band end runs APDUs on: a band's secure element (``wallet.band.Band``)."""
-
-    def power_on(self) -> None: ...
-
-    def transmit(self, apdu: bytes) -> bytes: ...
-
-
 @dataclass(slots=True)
 class BandEnd:
     """The band's end: pairing, sessions, and the phone's batches run on the band."""
 
-    card: Card
+    band: Band
     band_id: bytes
     bonds: MutableMapping[bytes, bytes]  # phone id → LTK (the band keeps them)
     rng: secure.Rng
@@ -137,11 +135,26 @@ class BandEnd:
         return answer
 
     def _run(self, request: bytes) -> bytes:
-        if request[:1] == bytes((RESET,)):
-            self.card.power_on()
+        kind = request[:1]
+        if kind == bytes((RESET,)):
+            self.band.power_on()
             return bytes((RESET_DONE,))
+        if kind in (bytes((UNLOCK,)), bytes((LOCK,)), bytes((EXPRESS,))):
+            return self._control(request)
         commands = decode_apdus(request, BATCH)
-        return encode_apdus(ANSWERS, run_batch(self.card.transmit, commands))
+        return encode_apdus(ANSWERS, run_batch(self.band.transmit, commands))
+
+    def _control(self, request: bytes) -> bytes:
+        try:
+            if request[0] == UNLOCK:
+                self.band.unlock()
+            elif request[0] == LOCK:
+                self.band.lock()
+            else:
+                self.band.set_express(request[1:])
+        except WalletError as refused:
+            return bytes((REFUSED,)) + str(refused).encode()
+        return bytes((STATE, self.band.locked, self.band.on_wrist))
 
 
 @dataclass(slots=True)
@@ -167,6 +180,21 @@ class PhoneEnd:
 
     def seal_reset(self) -> list[bytes]:
         return self.send(self._session().seal(bytes((RESET,))))
+
+    def seal_control(self, kind: int, data: bytes = b"") -> list[bytes]:
+        """Unlock, lock, or choose the express card (``data``: its AID)."""
+        if kind not in (UNLOCK, LOCK, EXPRESS):
+            raise RelayError(f"no control command {kind:02X}")
+        return self.send(self._session().seal(bytes((kind,)) + data))
+
+    def open_state(self, message: bytes) -> tuple[bool, bool]:
+        """(locked, on wrist) after a control command; RelayError with the band's reason."""
+        answer = self._session().open(message)
+        if answer[:1] == bytes((REFUSED,)):
+            raise RelayError(f"the band refused: {answer[1:].decode(errors='replace')}")
+        if len(answer) != 3 or answer[0] != STATE:
+            raise RelayError("the band answered no state")
+        return bool(answer[1]), bool(answer[2])
 
     def on_notify(self, value: bytes) -> bytes | None:
         """A value notified on "relay out"; the whole message once its last fragment came."""
