@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -52,12 +52,17 @@ from reader.terminal import PurseTerminal, TapResult
 from reader.timing import DEADLINE_EMV_S, AirInterface, BitRate
 from reader.transport import Transport, in_field
 from wallet.band import ACCESS, ECASH, UID_SIZE, Band
-from wallet.companion import Companion, IssuerClient, LocalBand
+from wallet.ble.errors import BleError
+from wallet.ble.secure import SecurityError
+from wallet.companion import BandLink, Companion, IssuerClient, LocalBand
 from wallet.errors import WalletError
-from wallet.home import Home, IssuerLink
+from wallet.home import Home, IssuerLink, PhoneBond
 from wallet.vpcd import DEFAULT_HOST as DEFAULT_VPCD_HOST
 from wallet.vpcd import DEFAULT_PORT as DEFAULT_VPCD_PORT
 from wallet.vpcd import VpcdBridge, VpcdCard
+
+if TYPE_CHECKING:
+    from wallet.ble.virtual import VirtualBle
 
 T = TypeVar("T")
 USER_ERRORS = (WalletError, ReaderError, MetroError, UnknownProduct)
@@ -234,14 +239,15 @@ def operator_desk(url: str, token: str) -> Iterator[OperatorClient]:
 
 
 @contextmanager
-def companion(world: World, band_name: str) -> Iterator[tuple[Companion, Band]]:
+def companion(world: World, band_name: str,
+              ble: bool = False) -> Iterator[tuple[Companion, Band]]:
     """The band's phone at contact (and the band): first it relays whatever the issuer has
-    waiting."""
+    waiting. In process, or over BLE (``ble``: Bumble's virtual radio, the phone paired)."""
     link = world.home.issuer_link(band_name)
     client = IssuerClient(link.url, link.device_token)
     try:
-        with world.band(band_name) as worn:
-            phone = Companion(LocalBand(worn), link.band_id, client)
+        with world.band(band_name) as worn, band_link(world, worn, ble) as reach:
+            phone = Companion(reach, link.band_id, client)
             for order in phone.sync():
                 world.console.print(f"relayed waiting order {order['order_id']} ({order['kind']}): "
                                     f"{order['state']}")
@@ -672,6 +678,103 @@ def companion_sync(world: World, band_name: str) -> None:
     world.console.print("nothing left waiting")
 
 
+def virtual_ble(worn: Band, phone_id: bytes, confirm: Callable[[str], bool]) -> VirtualBle:
+    from wallet.ble.virtual import VirtualBle  # noqa: PLC0415 - Bumble is slow to import
+
+    return VirtualBle(worn, phone_id, confirm)
+
+
+@contextmanager
+def band_link(world: World, worn: Band, ble: bool) -> Iterator[BandLink]:
+    if not ble:
+        yield LocalBand(worn)
+        return
+    bond = world.home.phone_bond(worn.name)
+    if bond is None:
+        raise click.ClickException(f"this phone is not paired with {worn.name}: "
+                                   f"koala companion pair --band {worn.name}")
+    radio = virtual_ble(worn, bond.phone_id, lambda _code: True)  # the link re-pairs each run
+    try:
+        yield radio.connect(bond.key)[0]
+    except BleError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        radio.close()
+
+
+@companion_group.command("pair")
+@click.option("--band", "band_name", required=True, help="The band.")
+@click.option("--yes", is_flag=True, help="Confirm the six digits without asking.")
+@pass_world
+def companion_pair(world: World, band_name: str, yes: bool) -> None:
+    """Pair this phone with the band over BLE: LE Secure Connections, then the app layer,
+    each by comparing six digits (on Bumble's virtual radio: no controller needed)."""
+    def confirm(code: str) -> bool:
+        world.console.print(f"the band shows [bold]{code}[/]")
+        return yes or click.confirm("does the phone show the same six digits?", default=True)
+
+    old = world.home.phone_bond(band_name)
+    phone_id = old.phone_id if old else os.urandom(6)
+    with world.band(band_name) as worn:
+        radio = virtual_ble(worn, phone_id, confirm)
+        try:
+            key = radio.connect(None)[1]
+        except (BleError, SecurityError) as error:
+            raise click.ClickException(f"pairing failed: {error}") from None
+        finally:
+            radio.close()
+    world.home.save_phone_bond(band_name, PhoneBond(phone_id, key))
+    world.console.print(f"paired with {band_name} (phone {phone_id.hex().upper()})")
+
+
+@companion_group.command("cards")
+@click.option("--band", "band_name", required=True, help="The band.")
+@json_option
+@pass_world
+def companion_cards(world: World, band_name: str, as_json: bool) -> None:
+    """The band's cards as the paired phone reads them over BLE."""
+    bond = world.home.phone_bond(band_name)
+    if bond is None:
+        raise click.ClickException(f"this phone is not paired with {band_name}: "
+                                   f"koala companion pair --band {band_name}")
+    with world.band(band_name) as worn:
+        radio = virtual_ble(worn, bond.phone_id, lambda _code: True)
+        try:
+            radio.connect(bond.key)
+            cards = radio.cards()
+        except BleError as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            radio.close()
+    if as_json:
+        world.emit(cards)
+        return
+    table = Table("card", "balance", "answers readers", title=f"{band_name} over BLE")
+    for c in cards:
+        table.add_row(c["card"], "—" if c["balance"] is None else money(c["balance"]),
+                      "yes" if c["answers"] else "locked")
+    world.console.print(table)
+
+
+@companion_group.command("topup")
+@click.option("--band", "band_name", required=True, help="The band.")
+@money_card_option
+@click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 50 or 12.50.")
+@pass_world
+def companion_topup(world: World, band_name: str, card_name: str, amount: int) -> None:
+    """Top a card up over the air, relayed to the band over BLE by the paired phone."""
+    topup_card(world, band_name, card_name, amount, None, ble=True)
+
+
+@companion_group.command("issue")
+@click.option("--band", "band_name", required=True, help="The band.")
+@click.option("--product", "product_name", required=True, type=click.Choice(sorted(PRODUCTS)))
+@pass_world
+def companion_issue(world: World, band_name: str, product_name: str) -> None:
+    """Order a card and relay its issuance to the band over BLE by the paired phone."""
+    issue_card(world, band_name, product_name, ble=True)
+
+
 @companion_group.command("unlock")
 @click.option("--band", "band_name", required=True, help="The band (in process).")
 @pass_world
@@ -785,7 +888,11 @@ def card_default(world: World, band_name: str, card_name: str) -> None:
 @pass_world
 def card_issue(world: World, band_name: str, product_name: str) -> None:
     """Order a card from the issuer and relay its issuance to the band, over the air."""
-    with companion(world, band_name) as (phone, _):
+    issue_card(world, band_name, product_name)
+
+
+def issue_card(world: World, band_name: str, product_name: str, ble: bool = False) -> None:
+    with companion(world, band_name, ble) as (phone, _):
         order = phone.issue(product_name)
     if order["state"] != "settled":
         raise click.ClickException(f"issuance {order['state']}: {order['last_error']}")
@@ -801,7 +908,12 @@ def card_issue(world: World, band_name: str, product_name: str) -> None:
 def card_topup(world: World, band_name: str, card_name: str, amount: int,
                idempotency_key: str | None) -> None:
     """Top a card up over the air from the band's funding account at the issuer."""
-    with companion(world, band_name) as (phone, worn):
+    topup_card(world, band_name, card_name, amount, idempotency_key)
+
+
+def topup_card(world: World, band_name: str, card_name: str, amount: int,
+               idempotency_key: str | None, ble: bool = False) -> None:
+    with companion(world, band_name, ble) as (phone, worn):
         result = phone.topup(worn.summary(card_name).serial, amount, idempotency_key)
         balance = worn.balances()[card_name]
     if result["state"] != "settled":

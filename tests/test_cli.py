@@ -161,3 +161,22 @@ def test_off_the_wrist_only_the_express_card_pays(koala):
     koala("band", "wrist", "ivy", "on")
     assert "unlocked" in koala("companion", "unlock", "--band", "ivy").output
     assert "offline" in koala("tap", "pos", "--band", "ivy", "--amount", "1").output
+
+
+def test_the_phone_pairs_over_ble_and_relays_issuance_and_top_up(koala, tmp_path):
+    from cli import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
+    from wallet.home import Home  # noqa: PLC0415
+
+    koala("band", "create", "joy", "--cards", "")
+    assert "not paired" in koala("companion", "cards", "--band", "joy", ok=False).output
+    paired = koala("companion", "pair", "--band", "joy", "--yes").output
+    assert paired.count("the band shows") == 2 and "paired with joy" in paired
+    with local_issuer(Home(tmp_path)):
+        koala("band", "register", "joy")
+        koala("band", "fund", "joy", "--amount", "20")
+        assert "issued transit" in koala("companion", "issue", "--band", "joy", "--product",
+                                         "transit").output
+        assert "balance ¥5.00" in koala("companion", "topup", "--band", "joy", "--amount",
+                                        "5").output
+    cards = json.loads(koala("companion", "cards", "--band", "joy", "--json").output)
+    assert cards == [{"card": "transit", "balance": 500, "answers": True}]

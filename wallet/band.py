@@ -9,7 +9,7 @@ personalisation) until over-the-air issuance takes over.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,36 @@ from wallet.errors import BandLocked, UnknownCard
 UID_SIZE = 7
 #: The band's own state, kept in the secure element's memory with its cards.
 _WRIST, _LOCKED, _EXPRESS = "device/wrist", "device/locked", "device/express"
+_BOND = "device/bond/"  # + a paired phone's id (hex): its app-layer key
+
+
+class Bonds(MutableMapping[bytes, bytes]):
+    """The phones paired with the band (id → app-layer key), kept with the band's memory so a
+    pairing survives power-off; every change commits at once."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getitem__(self, phone_id: bytes) -> bytes:
+        value = self._store.get(_BOND + phone_id.hex().upper())
+        if value is None:
+            raise KeyError(phone_id)
+        return value
+
+    def __setitem__(self, phone_id: bytes, key: bytes) -> None:
+        self._store.put(_BOND + phone_id.hex().upper(), key)
+        self._store.commit()
+
+    def __delitem__(self, phone_id: bytes) -> None:
+        self[phone_id]  # KeyError for a phone that is not there
+        self._store.delete(_BOND + phone_id.hex().upper())
+        self._store.commit()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (bytes.fromhex(key.removeprefix(_BOND)) for key in self._store.keys(_BOND))
+
+    def __len__(self) -> int:
+        return len(self._store.keys(_BOND))
 ECASH = ecash.PRODUCT  # the bank's card: not a product of ours
 ACCESS = "access"  # the compound's door card, likewise
 TRANSIT_AID = TRANSIT.aid
@@ -192,6 +222,10 @@ class Band:
         raise UnknownCard(f"band {self.name!r} has no {name} card")
 
     # -- on the wrist: the lock and the express card ----------------------------------------
+
+    @property
+    def bonds(self) -> Bonds:
+        return Bonds(self.se.store)
 
     @property
     def on_wrist(self) -> bool:

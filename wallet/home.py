@@ -48,6 +48,14 @@ class IssuerLink:
     device_token: str
 
 
+@dataclass(frozen=True, slots=True)
+class PhoneBond:
+    """What the phone keeps of its pairing with a band: its own id and the app-layer key."""
+
+    phone_id: bytes
+    key: bytes
+
+
 class Home:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or default_root()
@@ -84,6 +92,23 @@ class Home:
 
     def _link_path(self, name: str) -> Path:
         return self.root / "bands" / f"{check_name(name)}.issuer.json"
+
+    # -- the phone's side of a BLE pairing -------------------------------------------------------
+
+    def phone_bond(self, name: str) -> PhoneBond | None:
+        path = self._bond_path(name)
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text())
+        return PhoneBond(bytes.fromhex(raw["phone_id"]), bytes.fromhex(raw["key"]))
+
+    def save_phone_bond(self, name: str, bond: PhoneBond) -> None:
+        """Kept readable by the owner only: the key speaks for the phone."""
+        document = {"phone_id": bond.phone_id.hex(), "key": bond.key.hex()}
+        atomic_write(self._bond_path(name), json.dumps(document).encode())  # mode 0600
+
+    def _bond_path(self, name: str) -> Path:
+        return self.root / "phone" / f"{check_name(name)}.bond.json"
 
     # -- the factory's serial numbers --------------------------------------------------------
 

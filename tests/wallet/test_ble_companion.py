@@ -3,7 +3,6 @@ virtual controllers, also when the link drops at every step."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -15,68 +14,31 @@ from tests.issuer.test_api import issuer_url, registered  # noqa: F401 - the iss
 from wallet.band import Band
 from wallet.ble import secure
 from wallet.ble.errors import BleError
-from wallet.ble.gatt import CompanionCentral, VirtualRadio
-from wallet.ble.link import BandService, BleBand, LoopThread, PhoneChannel, open_session, pair_app
-from wallet.ble.relay import PhoneEnd
-from wallet.ble.spec import payload_size
+from wallet.ble.link import BleBand
+from wallet.ble.virtual import VirtualBle
 from wallet.companion import Companion, IssuerClient
 
 PHONE_ID = bytes.fromhex("C0FFEE000001")
 
 
-async def _yes(_number: int) -> bool:
-    return True
-
-
 class World:
-    """A band serving BLE and a phone that pairs with it, on one virtual radio, in a thread."""
+    """The virtual band and phone, remembering the phone's app-layer key between connections."""
 
     def __init__(self, band: Band) -> None:
-        self.loop = LoopThread()
-        self.band = band
-        self.bonds: dict[bytes, bytes] = {}
-        self.shown: list[str] = []
-        self.ltk = b""
-        self.loop.call(self._start())
-
-    async def _start(self) -> None:
-        self.radio = VirtualRadio()
-        self.service = BandService(self.band, self.radio.host(), address="C0:00:00:00:00:11",
-                                   bonds=self.bonds, rng=seeded(1), confirm_number=_yes,
-                                   show_code=self.shown.append, advertising_interval_ms=20)
-        self.central = CompanionCentral(self.radio.host(), address="C0:00:00:00:00:22",
-                                        confirm_number=_yes)
-        await self.service.peripheral.start()
-        await self.central.start()
+        self.ble = VirtualBle(band, PHONE_ID, lambda code: code == self.ble.shown[-1], seeded(1),
+                              answer_timeout=0.5)
+        self.band, self.bonds, self.shown = band, band.bonds, self.ble.shown
+        self.ltk: bytes | None = None
 
     def connect(self) -> BleBand:
-        """A new connection: link pairing, app pairing the first time, then a session."""
-        return self.loop.call(self._connect())
-
-    async def _connect(self) -> BleBand:
-        found = await self.central.find_band(timeout=5)
-        await self.central.connect(found.address, timeout=5)
-        await self.central.pair(timeout=10)
-        end = PhoneEnd(PHONE_ID, seeded(2), payload_size(self.central.mtu))
-        channel = await PhoneChannel.open(self.central, end, timeout=0.5)
-        if not self.ltk:
-            self.ltk = await pair_app(channel, PHONE_ID, seeded(3),
-                                      lambda code: code == self.shown[-1])
-        await open_session(channel, PHONE_ID, self.ltk, seeded(4))
-        return BleBand(self.loop, channel)
+        link, self.ltk = self.ble.connect(self.ltk)
+        return link
 
     def disconnect(self) -> None:
-        self.loop.call(self.central.disconnect())
-        self.loop.call(asyncio.sleep(0.05))
+        self.ble.disconnect()
 
     def close(self) -> None:
-        self.loop.call(self._close())
-        self.loop.stop()
-
-    async def _close(self) -> None:
-        await self.central.close()
-        await self.service.peripheral.stop()
-        self.radio.close()
+        self.ble.close()
 
 
 class Dropping:
