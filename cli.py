@@ -62,7 +62,7 @@ from wallet.vpcd import DEFAULT_PORT as DEFAULT_VPCD_PORT
 from wallet.vpcd import VpcdBridge, VpcdCard
 
 if TYPE_CHECKING:
-    from wallet.ble.virtual import VirtualBle
+    from wallet.ble.radio import Phone
 
 T = TypeVar("T")
 USER_ERRORS = (WalletError, ReaderError, MetroError, UnknownProduct)
@@ -399,6 +399,46 @@ def lock_state(worn: Band) -> str:
     return f"{worn.name} is {where} and unlocked: every card answers readers"
 
 
+@band.command("advertise")
+@click.argument("name")
+@click.option("--transport", metavar="SPEC", required=True,
+              help="Bumble transport of the band's Bluetooth controller: usb:0, hci-socket:0, "
+                   "tcp-client:HOST:PORT (e.g. python -m bumble.apps.controllers), ...")
+@click.option("--yes", is_flag=True, help="Accept pairings without asking (digits printed).")
+@pass_world
+def band_advertise(world: World, name: str, transport: str, yes: bool) -> None:
+    """Serve the band over BLE until interrupted: its info, its cards, the issuer's relay."""
+    import asyncio  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    from wallet.ble.radio import advertise  # noqa: PLC0415 - Bumble is slow to import
+
+    worn = world.home.load_band(name)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+
+        async def confirm(number: int) -> bool:
+            world.console.print(f"the band shows [bold]{number:06d}[/] (link)")
+            return yes or await loop.run_in_executor(
+                None, lambda: click.confirm("does the phone show the same?", default=True))
+
+        def show(code: str) -> None:
+            world.console.print(f"the band shows [bold]{code}[/] (app)")
+
+        world.console.print(f"band {name} on BLE via {transport}; Ctrl-C stops it")
+        await advertise(worn, transport, confirm, show, stop, lambda: world.home.save_band(worn))
+
+    try:
+        asyncio.run(serve())
+    except BleError as error:
+        raise click.ClickException(str(error)) from None
+    world.home.save_band(worn)
+
+
 @band.command("attach")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--host", default=DEFAULT_VPCD_HOST, show_default=True, help="Where vpcd listens.")
@@ -678,22 +718,15 @@ def companion_sync(world: World, band_name: str) -> None:
     world.console.print("nothing left waiting")
 
 
-def virtual_ble(worn: Band, phone_id: bytes, confirm: Callable[[str], bool]) -> VirtualBle:
-    from wallet.ble.virtual import VirtualBle  # noqa: PLC0415 - Bumble is slow to import
-
-    return VirtualBle(worn, phone_id, confirm)
-
-
 @contextmanager
 def band_link(world: World, worn: Band, ble: bool) -> Iterator[BandLink]:
     if not ble:
         yield LocalBand(worn)
         return
-    bond = world.home.phone_bond(worn.name)
-    if bond is None:
-        raise click.ClickException(f"this phone is not paired with {worn.name}: "
-                                   f"koala companion pair --band {worn.name}")
-    radio = virtual_ble(worn, bond.phone_id, lambda _code: True)  # the link re-pairs each run
+    from wallet.ble.radio import VirtualBle  # noqa: PLC0415 - Bumble is slow to import
+
+    bond = paired_bond(world, worn.name)
+    radio = VirtualBle(worn, bond.phone_id, lambda _code: True)  # the link re-pairs each run
     try:
         yield radio.connect(bond.key)[0]
     except BleError as error:
@@ -702,50 +735,88 @@ def band_link(world: World, worn: Band, ble: bool) -> Iterator[BandLink]:
         radio.close()
 
 
+transport_option = click.option(
+    "--transport", metavar="SPEC",
+    help="Bumble transport of this side's Bluetooth controller (usb:0, hci-socket:0, "
+         "tcp-client:HOST:PORT, ...); default: a virtual radio with the band in this process.")
+
+
+@contextmanager
+def phone(world: World, band_name: str, transport: str | None, phone_id: bytes,
+          confirm: Callable[[str], bool]) -> Iterator[Phone]:
+    """The phone on a controller (the band advertising elsewhere), or on a virtual radio with
+    the band taken from its image (and saved back)."""
+    from wallet.ble.radio import VirtualBle, phone_on_transport  # noqa: PLC0415 - slow import
+
+    try:
+        if transport is not None:
+            found, release = phone_on_transport(transport, phone_id, confirm)
+            try:
+                yield found
+            finally:
+                release()
+            return
+        with world.band(band_name) as worn:
+            virtual = VirtualBle(worn, phone_id, confirm)
+            try:
+                yield virtual
+            finally:
+                virtual.close()
+    except (BleError, SecurityError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+def paired_bond(world: World, band_name: str) -> PhoneBond:
+    bond = world.home.phone_bond(band_name)
+    if bond is None:
+        raise click.ClickException(f"this phone is not paired with {band_name}: "
+                                   f"koala companion pair --band {band_name}")
+    return bond
+
+
+@companion_group.command("scan")
+@click.option("--transport", metavar="SPEC", required=True,
+              help="Bumble transport of the phone's Bluetooth controller (usb:0, ...).")
+@click.option("--timeout", type=click.FloatRange(0.1, 60), default=5.0, show_default=True)
+@pass_world
+def companion_scan(world: World, transport: str, timeout: float) -> None:
+    """Look for a Koala band advertising nearby."""
+    with phone(world, "", transport, os.urandom(6), lambda _code: False) as found:
+        band = found.scan(timeout)
+    world.console.print(f"{band.name} at {band.address} (RSSI {band.rssi})")
+
+
 @companion_group.command("pair")
 @click.option("--band", "band_name", required=True, help="The band.")
+@transport_option
 @click.option("--yes", is_flag=True, help="Confirm the six digits without asking.")
 @pass_world
-def companion_pair(world: World, band_name: str, yes: bool) -> None:
+def companion_pair(world: World, band_name: str, transport: str | None, yes: bool) -> None:
     """Pair this phone with the band over BLE: LE Secure Connections, then the app layer,
-    each by comparing six digits (on Bumble's virtual radio: no controller needed)."""
+    each by comparing the six digits the band shows."""
     def confirm(code: str) -> bool:
-        world.console.print(f"the band shows [bold]{code}[/]")
-        return yes or click.confirm("does the phone show the same six digits?", default=True)
+        world.console.print(f"the phone shows [bold]{code}[/]")
+        return yes or click.confirm("does the band show the same six digits?", default=True)
 
     old = world.home.phone_bond(band_name)
     phone_id = old.phone_id if old else os.urandom(6)
-    with world.band(band_name) as worn:
-        radio = virtual_ble(worn, phone_id, confirm)
-        try:
-            key = radio.connect(None)[1]
-        except (BleError, SecurityError) as error:
-            raise click.ClickException(f"pairing failed: {error}") from None
-        finally:
-            radio.close()
+    with phone(world, band_name, transport, phone_id, confirm) as paired:
+        key = paired.connect(None)[1]
     world.home.save_phone_bond(band_name, PhoneBond(phone_id, key))
     world.console.print(f"paired with {band_name} (phone {phone_id.hex().upper()})")
 
 
 @companion_group.command("cards")
 @click.option("--band", "band_name", required=True, help="The band.")
+@transport_option
 @json_option
 @pass_world
-def companion_cards(world: World, band_name: str, as_json: bool) -> None:
+def companion_cards(world: World, band_name: str, transport: str | None, as_json: bool) -> None:
     """The band's cards as the paired phone reads them over BLE."""
-    bond = world.home.phone_bond(band_name)
-    if bond is None:
-        raise click.ClickException(f"this phone is not paired with {band_name}: "
-                                   f"koala companion pair --band {band_name}")
-    with world.band(band_name) as worn:
-        radio = virtual_ble(worn, bond.phone_id, lambda _code: True)
-        try:
-            radio.connect(bond.key)
-            cards = radio.cards()
-        except BleError as error:
-            raise click.ClickException(str(error)) from None
-        finally:
-            radio.close()
+    bond = paired_bond(world, band_name)
+    with phone(world, band_name, transport, bond.phone_id, lambda _code: True) as paired:
+        paired.connect(bond.key)
+        cards = paired.cards()
     if as_json:
         world.emit(cards)
         return

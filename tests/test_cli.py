@@ -170,7 +170,7 @@ def test_the_phone_pairs_over_ble_and_relays_issuance_and_top_up(koala, tmp_path
     koala("band", "create", "joy", "--cards", "")
     assert "not paired" in koala("companion", "cards", "--band", "joy", ok=False).output
     paired = koala("companion", "pair", "--band", "joy", "--yes").output
-    assert paired.count("the band shows") == 2 and "paired with joy" in paired
+    assert paired.count("the phone shows") == 2 and "paired with joy" in paired
     with local_issuer(Home(tmp_path)):
         koala("band", "register", "joy")
         koala("band", "fund", "joy", "--amount", "20")

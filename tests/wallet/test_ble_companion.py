@@ -15,7 +15,7 @@ from wallet.band import Band
 from wallet.ble import secure
 from wallet.ble.errors import BleError
 from wallet.ble.link import BleBand
-from wallet.ble.virtual import VirtualBle
+from wallet.ble.radio import VirtualBle
 from wallet.companion import Companion, IssuerClient
 
 PHONE_ID = bytes.fromhex("C0FFEE000001")

@@ -58,6 +58,8 @@ class BandService:
             on_relay=self._relay, confirm_number=confirm_number, mtu=mtu,
             advertising_interval_ms=advertising_interval_ms)
         self.peripheral.on_connection = self._connected
+        #: Runs after each relay write the band handled (a daemon saves the band's image here).
+        self.after_write: Callable[[], None] | None = None
 
     def _connected(self) -> None:
         """A new connection: no session, no fragments, message numbers from the start."""
@@ -76,7 +78,10 @@ class BandService:
                            for c in self.band.summaries()]).encode()
 
     async def _relay(self, value: bytes) -> None:
-        for out in self.end.on_write(value):
+        answers = self.end.on_write(value)
+        if self.after_write is not None:
+            self.after_write()
+        for out in answers:
             await self.peripheral.notify_relay(out)
 
 

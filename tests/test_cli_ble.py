@@ -1,0 +1,71 @@
+"""The band and the phone as two processes on Bluetooth controllers: Bumble's virtual
+controllers app stands in for the radio, so the CLI's real-controller path runs end to end."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from click.testing import CliRunner
+
+from cli import main
+from tests.test_cli_issuer import REPO, free_port
+from wallet.home import Home
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    import socket  # noqa: PLC0415
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the controllers app ended"
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def test_a_band_advertising_in_its_own_process_is_found_paired_and_read(tmp_path):
+    runner = CliRunner()
+
+    def koala(*args: str, ok: bool = True) -> str:
+        result = runner.invoke(main, ["--home", str(tmp_path), *args])
+        assert (result.exit_code == 0) == ok, result.output
+        assert "Traceback" not in result.output
+        return result.output
+
+    koala("band", "create", "kim", "--cards", "transit,ecash", "--ecash-balance", "8")
+    band_port, phone_port = free_port(), free_port()
+    radio = subprocess.Popen([sys.executable, "-m", "bumble.apps.controllers",
+                              f"tcp-server:_:{band_port}", f"tcp-server:_:{phone_port}"],
+                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    band = None
+    try:
+        wait_for_port(band_port, radio)
+        band = subprocess.Popen(
+            [sys.executable, "-m", "cli", "--home", str(tmp_path), "band", "advertise", "kim",
+             "--transport", f"tcp-client:127.0.0.1:{band_port}", "--yes"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        phone = f"tcp-client:127.0.0.1:{phone_port}"
+        assert "Koala" in koala("companion", "scan", "--transport", phone, "--timeout", "20")
+        assert "paired with kim" in koala("companion", "pair", "--band", "kim", "--transport",
+                                          phone, "--yes")
+        cards = json.loads(koala("companion", "cards", "--band", "kim", "--transport", phone,
+                                 "--json"))
+        assert {c["card"]: c["balance"] for c in cards} == {"transit": 0, "ecash": 800}
+    finally:
+        if band is not None:
+            band.send_signal(signal.SIGINT)
+            output = band.communicate(timeout=20)[0].decode()
+            assert "the band shows" in output, output
+        radio.terminate()
+        radio.wait(10)
+    home = Home(tmp_path)
+    bond = home.phone_bond("kim")
+    assert bond is not None and home.load_band("kim").bonds[bond.phone_id] == bond.key, \
+        "both sides kept the pairing: the band in its image, the phone in its home"
+    assert "not paired" in koala("companion", "cards", "--band", "nobody", ok=False)

@@ -1,0 +1,161 @@
+"""The phone and the band on a radio: a Bluetooth controller, or Bumble's virtual one.
+
+:class:`Phone` is the companion's BLE side on a Bumble host, for synchronous
+callers (the command line, the companion's issuer client): it finds the
+band, pairs the link and the app layer, and gives a
+:class:`~wallet.companion.BandLink`. The host comes from a Bumble transport
+(``usb:0`` for a dongle, ``hci-socket:0`` on Linux, ``tcp-client:HOST:PORT``
+for a controller elsewhere, e.g. Bumble's virtual controllers app), or from a
+virtual radio in this process (:class:`VirtualBle`, the band alongside).
+:func:`advertise` runs a band on a transport until it is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bumble.host import Host
+from bumble.transport import open_transport
+
+from wallet.band import Band
+from wallet.ble import secure
+from wallet.ble.errors import BleError
+from wallet.ble.gatt import BandAdvertisement, CompanionCentral, ConfirmNumber, VirtualRadio
+from wallet.ble.link import BandService, BleBand, LoopThread, PhoneChannel, open_session, pair_app
+from wallet.ble.relay import PhoneEnd
+from wallet.ble.spec import payload_size
+
+BAND_ADDRESS, PHONE_ADDRESS = "C0:00:00:00:00:11", "C0:00:00:00:00:22"
+
+
+async def transport_host(spec: str) -> tuple[Host, Callable[[], Awaitable[None]]]:
+    """A Bumble host on the controller behind ``spec``, and how to close it."""
+    try:
+        transport = await open_transport(spec)
+    except Exception as error:  # Bumble raises plain exceptions for a missing device
+        raise BleError(f"no Bluetooth controller at {spec!r}: {error}") from error
+    return Host(transport.source, transport.sink), transport.close
+
+
+class Phone:
+    """The companion on a radio; ``confirm`` is its user comparing the six digits."""
+
+    def __init__(self, loop: LoopThread, host: Host, phone_id: bytes,
+                 confirm: Callable[[str], bool], rng: secure.Rng = os.urandom,
+                 answer_timeout: float = 2.0) -> None:
+        self.loop, self.phone_id, self.confirm, self.rng = loop, phone_id, confirm, rng
+        self.answer_timeout = answer_timeout
+
+        async def compare(number: int) -> bool:
+            return self.confirm(f"{number:06d}")
+
+        self.central = CompanionCentral(host, address=PHONE_ADDRESS, confirm_number=compare)
+        loop.call(self.central.start())
+
+    def scan(self, timeout: float = 5.0) -> BandAdvertisement:
+        return self.loop.call(self.central.find_band(timeout=timeout))
+
+    def connect(self, ltk: bytes | None) -> tuple[BleBand, bytes]:
+        """Find, connect and pair the link; pair the app layer too unless ``ltk`` (a stored
+        pairing) is given; open a session. The band link and the app-layer key."""
+        return self.loop.call(self._connect(ltk))
+
+    async def _connect(self, ltk: bytes | None) -> tuple[BleBand, bytes]:
+        found = await self.central.find_band(timeout=5)
+        await self.central.connect(found.address, timeout=5)
+        await self.central.pair(timeout=30)
+        end = PhoneEnd(self.phone_id, self.rng, payload_size(self.central.mtu))
+        channel = await PhoneChannel.open(self.central, end, timeout=self.answer_timeout)
+        key = ltk or await pair_app(channel, self.phone_id, self.rng, self.confirm)
+        await open_session(channel, self.phone_id, key, self.rng)
+        return BleBand(self.loop, channel), key
+
+    def cards(self) -> list[dict[str, Any]]:
+        """The card list characteristic, as the phone reads it."""
+        listed: list[dict[str, Any]] = json.loads(self.loop.call(self.central.read_card_list()))
+        return listed
+
+    def disconnect(self) -> None:
+        self.loop.call(self.central.disconnect())
+        self.loop.call(asyncio.sleep(0.05))
+
+    def close(self) -> None:
+        self.loop.call(self.central.close())
+
+
+def phone_on_transport(spec: str, phone_id: bytes, confirm: Callable[[str], bool],
+                       ) -> tuple[Phone, Callable[[], None]]:
+    """A phone on a real (or remote virtual) controller, and how to let it go."""
+    loop = LoopThread()
+    try:
+        host, close = loop.call(transport_host(spec))
+    except BleError:
+        loop.stop()
+        raise
+    phone = Phone(loop, host, phone_id, confirm)
+
+    async def closed() -> None:
+        await close()
+
+    def release() -> None:
+        phone.close()
+        loop.call(closed())
+        loop.stop()
+
+    return phone, release
+
+
+class VirtualBle(Phone):
+    """``band`` serving BLE and a phone, on Bumble's virtual radio in a thread of their own:
+    the command line without a controller, and tests. ``shown`` is the band's display."""
+
+    def __init__(self, band: Band, phone_id: bytes, confirm: Callable[[str], bool],
+                 rng: secure.Rng = os.urandom, answer_timeout: float = 2.0) -> None:
+        self.shown: list[str] = []
+        loop = LoopThread()
+        self.radio = VirtualRadio()
+        self.service = loop.call(self._band(band, rng))
+        super().__init__(loop, loop.call(_host(self.radio)), phone_id, confirm, rng,
+                         answer_timeout)
+
+    async def _band(self, band: Band, rng: secure.Rng) -> BandService:
+        async def band_shows(number: int) -> bool:
+            self.shown.append(f"{number:06d}")
+            return True
+
+        service = BandService(band, self.radio.host(), address=BAND_ADDRESS, bonds=band.bonds,
+                              rng=rng, confirm_number=band_shows, show_code=self.shown.append,
+                              advertising_interval_ms=20)
+        await service.peripheral.start()
+        return service
+
+    def close(self) -> None:
+        super().close()
+        self.loop.call(self.service.peripheral.stop())
+        self.radio.close()
+        self.loop.stop()
+
+
+async def _host(radio: VirtualRadio) -> Host:
+    return radio.host()  # a virtual host is made inside the event loop
+
+
+async def advertise(band: Band, spec: str, confirm_number: ConfirmNumber,
+                    show_code: Callable[[str], None], stop: asyncio.Event,
+                    on_change: Callable[[], None]) -> None:
+    """Serve the band on the controller behind ``spec`` until ``stop`` is set; ``on_change``
+    runs after every relay message that may have changed the band (to save its image)."""
+    host, close = await transport_host(spec)
+    service = BandService(band, host, address=BAND_ADDRESS, bonds=band.bonds, rng=os.urandom,
+                          confirm_number=confirm_number, show_code=show_code)
+    service.after_write = on_change
+    await service.peripheral.start()
+    try:
+        await stop.wait()
+    finally:
+        await service.peripheral.stop()
+        await close()
