@@ -120,3 +120,23 @@ def test_a_revoked_phone_can_no_longer_relay(issuer_url, world_of):  # noqa: F81
     secure.revoke(world.bonds, PHONE_ID)
     with pytest.raises(BleError, match="stopped answering"):
         world.connect()
+
+
+@pytest.mark.parametrize("at", [*range(0, 17, 2), 17])  # 18 trips: the reset, 17 APDUs
+def test_an_issuance_broken_by_the_link_ends_at_the_next_connection(issuer_url, world_of,
+                                                                    at):  # noqa: F811
+    """The link drops once the band has run the step's batch and before its answer reaches
+    the phone (the harder case: the card changed and the issuer does not know)."""
+    band, band_id, token, _ = registered(issuer_url)
+    world = world_of(band)
+    client = IssuerClient(issuer_url, token)
+    flaky = Companion(Dropping(world.connect(), world, at, after_band=True), band_id, client)
+    with pytest.raises((BleError, IssuerUnavailable)):
+        flaky.issue("canteen", key=f"ble-issue-{at}")
+    phone = Companion(world.connect(), band_id, client)
+    phone.sync()  # the next contact relays what the issuer has waiting
+    books = {c["product"]: c for c in client.cards(band_id)}
+    assert books["canteen"]["status"] == "active"
+    assert band.balances()["canteen"] == books["canteen"]["balance"] == 0
+    assert phone.topup(bytes.fromhex(books["canteen"]["app_serial"]), 300)["state"] == "settled"
+    assert band.balances()["canteen"] == 300
