@@ -239,19 +239,20 @@ def operator_desk(url: str, token: str) -> Iterator[OperatorClient]:
 
 
 @contextmanager
-def companion(world: World, band_name: str,
-              ble: bool = False) -> Iterator[tuple[Companion, Band]]:
-    """The band's phone at contact (and the band): first it relays whatever the issuer has
-    waiting. In process, or over BLE (``ble``: Bumble's virtual radio, the phone paired)."""
+def companion(world: World, band_name: str, ble: bool = False, transport: str | None = None
+              ) -> Iterator[tuple[Companion, Callable[[], list[dict[str, Any]]]]]:
+    """The band's phone at contact, and how it lists the band's cards: first it relays
+    whatever the issuer has waiting. In process, or over BLE (``ble``: a virtual radio with the
+    band in this process; ``transport``: a controller, the band advertising elsewhere)."""
     link = world.home.issuer_link(band_name)
     client = IssuerClient(link.url, link.device_token)
     try:
-        with world.band(band_name) as worn, band_link(world, worn, ble) as reach:
-            phone = Companion(reach, link.band_id, client)
+        with reach(world, band_name, ble, transport) as (band_link, cards):
+            phone = Companion(band_link, link.band_id, client)
             for order in phone.sync():
                 world.console.print(f"relayed waiting order {order['order_id']} ({order['kind']}): "
                                     f"{order['state']}")
-            yield phone, worn
+            yield phone, cards
     finally:
         client.close()
 
@@ -719,20 +720,16 @@ def companion_sync(world: World, band_name: str) -> None:
 
 
 @contextmanager
-def band_link(world: World, worn: Band, ble: bool) -> Iterator[BandLink]:
-    if not ble:
-        yield LocalBand(worn)
+def reach(world: World, band_name: str, ble: bool, transport: str | None
+          ) -> Iterator[tuple[BandLink, Callable[[], list[dict[str, Any]]]]]:
+    """How the phone reaches the band, and how it lists the band's cards."""
+    if not ble and transport is None:
+        with world.band(band_name) as worn:
+            yield LocalBand(worn), worn.card_list
         return
-    from wallet.ble.radio import VirtualBle  # noqa: PLC0415 - Bumble is slow to import
-
-    bond = paired_bond(world, worn.name)
-    radio = VirtualBle(worn, bond.phone_id, lambda _code: True)  # the link re-pairs each run
-    try:
-        yield radio.connect(bond.key)[0]
-    except BleError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        radio.close()
+    bond = paired_bond(world, band_name)
+    with phone(world, band_name, transport, bond.phone_id, lambda _code: True) as paired:
+        yield paired.connect(bond.key)[0], paired.cards  # the link re-pairs on a virtual radio
 
 
 transport_option = click.option(
@@ -831,19 +828,23 @@ def companion_cards(world: World, band_name: str, transport: str | None, as_json
 @click.option("--band", "band_name", required=True, help="The band.")
 @money_card_option
 @click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 50 or 12.50.")
+@transport_option
 @pass_world
-def companion_topup(world: World, band_name: str, card_name: str, amount: int) -> None:
+def companion_topup(world: World, band_name: str, card_name: str, amount: int,
+                    transport: str | None) -> None:
     """Top a card up over the air, relayed to the band over BLE by the paired phone."""
-    topup_card(world, band_name, card_name, amount, None, ble=True)
+    topup_card(world, band_name, card_name, amount, None, ble=True, transport=transport)
 
 
 @companion_group.command("issue")
 @click.option("--band", "band_name", required=True, help="The band.")
 @click.option("--product", "product_name", required=True, type=click.Choice(sorted(PRODUCTS)))
+@transport_option
 @pass_world
-def companion_issue(world: World, band_name: str, product_name: str) -> None:
+def companion_issue(world: World, band_name: str, product_name: str,
+                    transport: str | None) -> None:
     """Order a card and relay its issuance to the band over BLE by the paired phone."""
-    issue_card(world, band_name, product_name, ble=True)
+    issue_card(world, band_name, product_name, ble=True, transport=transport)
 
 
 @companion_group.command("unlock")
@@ -962,8 +963,9 @@ def card_issue(world: World, band_name: str, product_name: str) -> None:
     issue_card(world, band_name, product_name)
 
 
-def issue_card(world: World, band_name: str, product_name: str, ble: bool = False) -> None:
-    with companion(world, band_name, ble) as (phone, _):
+def issue_card(world: World, band_name: str, product_name: str, ble: bool = False,
+               transport: str | None = None) -> None:
+    with companion(world, band_name, ble, transport) as (phone, _):
         order = phone.issue(product_name)
     if order["state"] != "settled":
         raise click.ClickException(f"issuance {order['state']}: {order['last_error']}")
@@ -983,10 +985,14 @@ def card_topup(world: World, band_name: str, card_name: str, amount: int,
 
 
 def topup_card(world: World, band_name: str, card_name: str, amount: int,
-               idempotency_key: str | None, ble: bool = False) -> None:
-    with companion(world, band_name, ble) as (phone, worn):
-        result = phone.topup(worn.summary(card_name).serial, amount, idempotency_key)
-        balance = worn.balances()[card_name]
+               idempotency_key: str | None, ble: bool = False,
+               transport: str | None = None) -> None:
+    with companion(world, band_name, ble, transport) as (phone, cards):
+        listed = {c["card"]: c for c in cards()}
+        if card_name not in listed:
+            raise click.ClickException(f"band {band_name!r} has no {card_name} card")
+        result = phone.topup(bytes.fromhex(listed[card_name]["serial"]), amount, idempotency_key)
+        balance = next(c["balance"] for c in cards() if c["card"] == card_name)
     if result["state"] != "settled":
         raise click.ClickException(f"top-up {result['state']}")
     world.console.print(f"topped up {money(amount)}: {card_name} balance {money(balance)}")

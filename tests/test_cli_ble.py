@@ -11,7 +11,7 @@ import time
 
 from click.testing import CliRunner
 
-from cli import main
+from cli import local_issuer, main
 from tests.test_cli_issuer import REPO, free_port
 from wallet.home import Home
 
@@ -57,6 +57,14 @@ def test_a_band_advertising_in_its_own_process_is_found_paired_and_read(tmp_path
         cards = json.loads(koala("companion", "cards", "--band", "kim", "--transport", phone,
                                  "--json"))
         assert {c["card"]: c["balance"] for c in cards} == {"transit": 0, "ecash": 800}
+        with local_issuer(Home(tmp_path)):
+            koala("band", "register", "kim")
+            koala("band", "fund", "kim", "--amount", "30")
+            assert "ecash balance ¥20.00" in koala(
+                "companion", "topup", "--band", "kim", "--card", "ecash", "--amount", "12",
+                "--transport", phone)
+            assert "issued canteen" in koala("companion", "issue", "--band", "kim", "--product",
+                                             "canteen", "--transport", phone)
     finally:
         if band is not None:
             band.send_signal(signal.SIGINT)
@@ -66,6 +74,9 @@ def test_a_band_advertising_in_its_own_process_is_found_paired_and_read(tmp_path
         radio.wait(10)
     home = Home(tmp_path)
     bond = home.phone_bond("kim")
-    assert bond is not None and home.load_band("kim").bonds[bond.phone_id] == bond.key, \
+    saved = home.load_band("kim")
+    assert bond is not None and saved.bonds[bond.phone_id] == bond.key, \
         "both sides kept the pairing: the band in its image, the phone in its home"
+    assert saved.balances() == {"transit": 0, "ecash": 2000, "canteen": 0}, \
+        "the advertising band saved what the issuer did to it"
     assert "not paired" in koala("companion", "cards", "--band", "nobody", ok=False)

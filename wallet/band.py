@@ -205,6 +205,12 @@ class Band:
         return next((applet.entry_log() for applet in self.se.applets
                      if isinstance(applet, AccessCard)), [])
 
+    def card_list(self) -> list[dict[str, object]]:
+        """The cards as the band tells its paired phone (GATT card list): name, the serial the
+        issuer knows it by, balance, whether it answers readers."""
+        return [{"card": c.name, "serial": c.serial.hex().upper(), "balance": c.balance,
+                 "answers": c.active} for c in self.summaries()]
+
     def balances(self) -> dict[str, int]:
         """Every card's balance in fen by name: the purses by product, the bank card as ecash."""
         return {card.name: card.balance for card in self.summaries() if card.balance is not None}

@@ -9,8 +9,7 @@ import pytest
 
 from issuer.client import IssuerUnavailable
 from tests.conftest import seeded
-from tests.issuer.conftest import engine  # noqa: F401 - the issuer's database, both kinds
-from tests.issuer.test_api import issuer_url, registered  # noqa: F401 - the issuer
+from tests.issuer.test_api import registered
 from wallet.band import Band
 from wallet.ble import secure
 from wallet.ble.errors import BleError
@@ -80,7 +79,7 @@ def world_of():
         world.close()
 
 
-def test_a_card_is_issued_and_topped_up_over_ble(issuer_url, world_of):  # noqa: F811
+def test_a_card_is_issued_and_topped_up_over_ble(issuer_url, world_of):
     band, band_id, token, serial = registered(issuer_url)
     world = world_of(band)
     link = world.connect()
@@ -98,7 +97,7 @@ def test_a_card_is_issued_and_topped_up_over_ble(issuer_url, world_of):  # noqa:
 @pytest.mark.parametrize("after_band", [False, True], ids=["before-band", "after-band"])
 @pytest.mark.parametrize("at", range(3))  # the reset, SELECT + INITIALIZE, CREDIT
 def test_a_top_up_broken_by_the_link_at_any_step_ends_at_the_next_connection(
-        issuer_url, world_of, at, after_band):  # noqa: F811
+        issuer_url, world_of, at, after_band):
     band, band_id, token, serial = registered(issuer_url)
     world = world_of(band)
     client = IssuerClient(issuer_url, token)
@@ -112,7 +111,7 @@ def test_a_top_up_broken_by_the_link_at_any_step_ends_at_the_next_connection(
     assert client.cards(band_id)[0]["balance"] == 700
 
 
-def test_a_revoked_phone_can_no_longer_relay(issuer_url, world_of):  # noqa: F811
+def test_a_revoked_phone_can_no_longer_relay(issuer_url, world_of):
     band = registered(issuer_url)[0]
     world = world_of(band)
     world.connect()
@@ -124,7 +123,7 @@ def test_a_revoked_phone_can_no_longer_relay(issuer_url, world_of):  # noqa: F81
 
 @pytest.mark.parametrize("at", [*range(0, 17, 2), 17])  # 18 trips: the reset, 17 APDUs
 def test_an_issuance_broken_by_the_link_ends_at_the_next_connection(issuer_url, world_of,
-                                                                    at):  # noqa: F811
+                                                                    at):
     """The link drops once the band has run the step's batch and before its answer reaches
     the phone (the harder case: the card changed and the issuer does not know)."""
     band, band_id, token, _ = registered(issuer_url)

@@ -74,8 +74,7 @@ class BandService:
                            "battery": 87, "on_wrist": self.band.on_wrist}).encode()
 
     def _cards(self) -> bytes:
-        return json.dumps([{"card": c.name, "balance": c.balance, "answers": c.active}
-                           for c in self.band.summaries()]).encode()
+        return json.dumps(self.band.card_list()).encode()
 
     async def _relay(self, value: bytes) -> None:
         answers = self.end.on_write(value)
