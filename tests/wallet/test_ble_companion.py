@@ -12,7 +12,7 @@ from tests.conftest import seeded
 from tests.issuer.test_api import registered
 from wallet.band import Band
 from wallet.ble import secure
-from wallet.ble.errors import BleError
+from wallet.ble.errors import BleError, CharacteristicRefused
 from wallet.ble.link import BleBand
 from wallet.ble.radio import VirtualBle
 from wallet.companion import Companion, IssuerClient
@@ -111,14 +111,17 @@ def test_a_top_up_broken_by_the_link_at_any_step_ends_at_the_next_connection(
     assert client.cards(band_id)[0]["balance"] == 700
 
 
-def test_a_revoked_phone_can_no_longer_relay(issuer_url, world_of):
+def test_a_revoked_phone_can_no_longer_relay_nor_read_the_cards(issuer_url, world_of):
     band = registered(issuer_url)[0]
     world = world_of(band)
     world.connect()
+    assert [c["card"] for c in world.ble.cards()] == ["transit"]
     world.disconnect()
     secure.revoke(world.bonds, PHONE_ID)
     with pytest.raises(BleError, match="stopped answering"):
         world.connect()
+    with pytest.raises(CharacteristicRefused, match="INSUFFICIENT_AUTHORIZATION"):
+        world.ble.cards()  # the link is encrypted, yet the band does not know this phone
 
 
 @pytest.mark.parametrize("at", [*range(0, 17, 2), 17])  # 18 trips: the reset, 17 APDUs

@@ -45,3 +45,7 @@ class CharacteristicRefused(BleError):
 
 class EncryptionRequired(CharacteristicRefused):
     """The characteristic needs an encrypted link and this one is not: pair first."""
+
+
+class NotAuthorized(BleError):
+    """The band's own refusal of a read: the phone has not opened an app-layer session."""

@@ -67,6 +67,7 @@ from wallet.ble.errors import (
     CharacteristicRefused,
     EncryptionRequired,
     LinkPairingFailed,
+    NotAuthorized,
     NotConnected,
 )
 
@@ -223,7 +224,33 @@ def _not_permitted(error: att.ErrorCode) -> Callable[..., Any]:
     return refuse
 
 
-class BandPeripheral:
+class _OneLink:
+    """The one link a band or a companion has at a time."""
+
+    _connection: Connection | None
+    _unconnected = "there is no link"
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the link is encrypted (paired, or re-encrypted with a bond)."""
+        return self._connection is not None and self._connection.is_encrypted
+
+    @property
+    def mtu(self) -> int:
+        """The link's ATT MTU (23 until it is exchanged)."""
+        return self._require_connection().att_mtu
+
+    def _require_connection(self) -> Connection:
+        if self._connection is None:
+            raise NotConnected(self._unconnected)
+        return self._connection
+
+
+class BandPeripheral(_OneLink):
     """The band's side of BLE: advertises, accepts one companion, serves the Koala service.
 
     The values and handlers are the band's; this class only moves bytes and
@@ -231,6 +258,8 @@ class BandPeripheral:
     ATT *Unlikely Error* (and is logged): the companion sees a refusal, not a
     timeout.
     """
+
+    _unconnected = "no companion is connected to the band"
 
     def __init__(self, host: Host, *, address: str, name_suffix: str,
                  band_info: Callable[[], bytes], card_list: Callable[[], bytes],
@@ -298,6 +327,8 @@ class BandPeripheral:
     def _guard(c: spec.Characteristic, read: Callable[[], bytes]) -> bytes:
         try:
             return bytes(read())
+        except NotAuthorized as refused:
+            raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_AUTHORIZATION) from refused
         except Exception as exc:
             _log.exception("reading %s failed", c.name)
             raise att.ATT_Error(att.ErrorCode.UNLIKELY_ERROR) from exc
@@ -357,25 +388,6 @@ class BandPeripheral:
                         tb: TracebackType | None) -> None:
         await self.stop()
 
-    @property
-    def connected(self) -> bool:
-        return self._connection is not None
-
-    @property
-    def encrypted(self) -> bool:
-        """Whether the companion's link is encrypted (it paired, or re-encrypted with its bond)."""
-        return self._connection is not None and self._connection.is_encrypted
-
-    @property
-    def mtu(self) -> int:
-        """The ATT MTU of the companion's link (23 until it exchanges MTU)."""
-        return self._require_connection().att_mtu
-
-    def _require_connection(self) -> Connection:
-        if self._connection is None:
-            raise NotConnected("no companion is connected to the band")
-        return self._connection
-
     async def notify_relay(self, data: bytes) -> None:
         """Send one relay-out notification (one app-layer fragment) to the companion.
 
@@ -429,7 +441,7 @@ def _band_in(advertisement: Advertisement) -> BandAdvertisement | None:
     return BandAdvertisement(advertisement.address, name, advertisement.rssi)
 
 
-class CompanionCentral:
+class CompanionCentral(_OneLink):
     """The phone's side of BLE: finds a band, connects, pairs, and uses its service.
 
     Every operation raises :class:`~wallet.ble.errors.BleError` (or a
@@ -438,6 +450,8 @@ class CompanionCentral:
     characteristic on an unpaired link, :class:`CharacteristicRefused`
     for any other ATT error. The Bumble error is the ``__cause__``.
     """
+
+    _unconnected = "the companion is not connected to a band: connect first"
 
     def __init__(self, host: Host, *, address: str, confirm_number: ConfirmNumber,
                  name: str = "Koala companion") -> None:
@@ -541,24 +555,6 @@ class CompanionCentral:
     async def wait_disconnected(self) -> None:
         """Return once there is no link (at once if there is none): the band left, or we did."""
         await self._disconnected.wait()
-
-    @property
-    def connected(self) -> bool:
-        return self._connection is not None
-
-    @property
-    def encrypted(self) -> bool:
-        return self._connection is not None and self._connection.is_encrypted
-
-    @property
-    def mtu(self) -> int:
-        """The negotiated ATT MTU (23 if it was never exchanged)."""
-        return self._require_connection().att_mtu
-
-    def _require_connection(self) -> Connection:
-        if self._connection is None:
-            raise NotConnected("the companion is not connected to a band: connect first")
-        return self._connection
 
     async def pair(self, timeout: float = 30.0) -> None:
         """Pair (LE Secure Connections, numeric comparison, bonded); both people must say yes.

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from applets.gp.cplc import cplc
 from wallet.band import Band
 from wallet.ble import secure
-from wallet.ble.errors import BleError
+from wallet.ble.errors import BleError, NotAuthorized
 from wallet.ble.gatt import ATT_MTU, BandPeripheral, CompanionCentral, ConfirmNumber
 from wallet.ble.relay import BandEnd, PhoneEnd
 from wallet.ble.spec import payload_size
@@ -74,6 +74,10 @@ class BandService:
                            "battery": 87, "on_wrist": self.band.on_wrist}).encode()
 
     def _cards(self) -> bytes:
+        """Only to a phone in session: a link any phone may pair with is not enough, and a
+        revoked phone gets nothing but the band info."""
+        if self.end.session is None:
+            raise NotAuthorized("open a session (a paired phone's hello) to read the cards")
         return json.dumps(self.band.card_list()).encode()
 
     async def _relay(self, value: bytes) -> None:
