@@ -8,7 +8,10 @@ one top-up of it, in process through the issuer's order service
 C-APDUs the issuer sent and the R-APDUs the band gave (``issuer.relay.run_batch``).
 Then prices the trace with the BLE link model (``wallet.ble.model``) over a
 fast and a conservative link. No HTTP and no card time: only the bytes on
-the air between phone and band.
+the air between phone and band. Beside the model, the same orders are relayed
+once more over Bumble's virtual controllers (``wallet.ble.radio.VirtualBle``)
+and the time spent between phone and band is measured: the cost of the
+stacks and the app layer, with no air time.
 
 ``--frame`` names the framing, a callable ``frame(message, payload) -> list[int]``
 giving the sizes of the GATT values a relay message becomes (default
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +41,14 @@ from issuer.db import make_engine, migrate, session_factory
 from issuer.keys import DemoKeys
 from issuer.orders import Orders, funding_account
 from issuer.products import TRANSIT
-from issuer.relay import run_batch
 from reader import places
 from wallet.band import Band
 from wallet.ble.framing import fragment
 from wallet.ble.model import BleLink, Frame, gatt_values, raw_frame, session_time
+from wallet.ble.radio import VirtualBle
 from wallet.ble.relay import ANSWERS, BATCH, encode_apdus
 from wallet.ble.secure import KEY_SIZE, TO_BAND, Session
+from wallet.companion import BandLink, LocalBand
 
 AMOUNT = 5000  # fen
 
@@ -56,12 +61,25 @@ class RoundTrip:
     responses: tuple[bytes, ...]
 
 
-def relay(service: Orders, order_id: int, band: Band) -> list[RoundTrip]:
+class Timed:
+    """A band link that keeps the time spent in it (the phone ↔ band part of a relay)."""
+
+    def __init__(self, link: BandLink) -> None:
+        self.link, self.seconds = link, 0.0
+
+    def run(self, commands: list[bytes]) -> list[bytes]:
+        start = time.perf_counter()
+        answers = self.link.run(commands)
+        self.seconds += time.perf_counter() - start
+        return answers
+
+
+def relay(service: Orders, order_id: int, link: Timed) -> list[RoundTrip]:
     """Relay an order to its end, as the phone does, recording each round trip."""
     trips = []
     step = service.open(order_id)
     while step.commands:
-        answers = run_batch(band.transmit, step.commands)
+        answers = link.run(list(step.commands))
         trips.append(RoundTrip(step.commands, tuple(answers)))
         step = service.answer(step.session_id, step.step, answers)
     if step.state.value != "settled":
@@ -69,8 +87,9 @@ def relay(service: Orders, order_id: int, band: Band) -> list[RoundTrip]:
     return trips
 
 
-def capture() -> tuple[list[RoundTrip], list[RoundTrip]]:
-    """The round trips of one transit card's issuance and of one top-up of it."""
+def capture(over_ble: bool = False) -> tuple[list[RoundTrip], list[RoundTrip], float, float]:
+    """The round trips of one transit card's issuance and of one top-up of it, and the
+    seconds each spent between phone and band (in process, or over Bumble's virtual radio)."""
     with tempfile.TemporaryDirectory() as home:
         engine = make_engine(f"sqlite:///{Path(home) / 'issuer.db'}")
         migrate(engine)
@@ -86,10 +105,20 @@ def capture() -> tuple[list[RoundTrip], list[RoundTrip]]:
             ledger.post(session, "funding", [("bank:settlement", -AMOUNT),
                                              (funding_account(band_id), AMOUNT)], "bench-ble-fund")
         band.power_on()
-        issuance = relay(service, service.issue(band_id, "transit", serial, "bench-ble-issue"), band)
-        topup = relay(service, service.topup(band_id, serial, AMOUNT, "bench-ble-topup"), band)
+        radio = VirtualBle(band, b"\x01" * 6, lambda _code: True) if over_ble else None
+        try:
+            reach: BandLink = radio.connect(None)[0] if radio is not None else LocalBand(band)
+            reach.reset()
+            issuing, topping = Timed(reach), Timed(reach)
+            issuance = relay(service, service.issue(band_id, "transit", serial,
+                                                    "bench-ble-issue"), issuing)
+            topup = relay(service, service.topup(band_id, serial, AMOUNT, "bench-ble-topup"),
+                          topping)
+        finally:
+            if radio is not None:
+                radio.close()
         engine.dispose()
-    return issuance, topup
+    return issuance, topup, issuing.seconds, topping.seconds
 
 
 def app_frame(message: bytes, payload: int) -> list[int]:
@@ -136,7 +165,8 @@ def main() -> None:
                              "the relay encodes it")
     args = parser.parse_args()
     frame = load_frame(args.frame)
-    issuance, topup = capture()
+    issuance, topup, _, _ = capture()
+    _, _, issuing_s, topping_s = capture(over_ble=True)
     links = [("fast", BleLink.fast(), "2M PHY, 7.5 ms, MTU 247, DLE", "≤ 1 s"),
              ("conservative", BleLink.conservative(), "1M PHY, 30 ms, MTU 23, no DLE", "≤ 5 s")]
     print("| figure | target | measured |")
@@ -159,6 +189,9 @@ def main() -> None:
     raw = session_time(link, framed(trips, link, raw_frame,
                                     "apdu" if args.messages == "apdu" else "raw"))
     real = session_time(link, framed(trips, link, frame, args.messages))
+    print(f"| measured phone ↔ band time over Bumble's virtual controllers (both stacks, LE "
+          f"Secure Connections link, app layer; no air time): issuance / top-up | — "
+          f"| {issuing_s * 1e3:.0f} ms / {topping_s * 1e3:.0f} ms |")
     print(f"| framing + crypto overhead over the raw GATT payload, issuance + top-up, fast link "
           f"(MTU 247), framing `{args.frame}`, one message per {args.messages} "
           f"| ≤ 5 % | {(real - raw) / raw * 100:.1f} % ({real * 1e3:.1f} ms against "
