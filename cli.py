@@ -431,7 +431,8 @@ def band_advertise(world: World, name: str, transport: str, yes: bool) -> None:
             world.console.print(f"the band shows [bold]{code}[/] (app)")
 
         world.console.print(f"band {name} on BLE via {transport}; Ctrl-C stops it")
-        await advertise(worn, transport, confirm, show, stop, lambda: world.home.save_band(worn))
+        await advertise(worn, transport, confirm, show, stop, lambda: world.home.save_band(worn),
+                        world.home.link_keys(name)[0])
 
     try:
         asyncio.run(serve())
@@ -728,8 +729,8 @@ def reach(world: World, band_name: str, ble: bool, transport: str | None
             yield LocalBand(worn), worn.card_list
         return
     bond = paired_bond(world, band_name)
-    with phone(world, band_name, transport, bond.phone_id, lambda _code: True) as paired:
-        yield paired.connect(bond.key)[0], paired.cards  # the link re-pairs on a virtual radio
+    with phone(world, band_name, transport, bond.phone_id, no_new_pairing) as paired:
+        yield paired.connect(bond.key)[0], paired.cards
 
 
 transport_option = click.option(
@@ -747,20 +748,27 @@ def phone(world: World, band_name: str, transport: str | None, phone_id: bytes,
 
     try:
         if transport is not None:
-            found, release = phone_on_transport(transport, phone_id, confirm)
+            keys = world.home.link_keys(band_name)[1] if band_name else None  # scan: no band
+            found, release = phone_on_transport(transport, phone_id, confirm, keys)
             try:
                 yield found
             finally:
                 release()
             return
         with world.band(band_name) as worn:
-            virtual = VirtualBle(worn, phone_id, confirm)
+            virtual = VirtualBle(worn, phone_id, confirm,
+                                 keystores=world.home.link_keys(band_name))
             try:
                 yield virtual
             finally:
                 virtual.close()
     except (BleError, SecurityError) as error:
         raise click.ClickException(str(error)) from None
+
+
+def no_new_pairing(code: str) -> bool:
+    """Commands other than pair use the bond they have: a band that forgot it is refused."""
+    return False
 
 
 def paired_bond(world: World, band_name: str) -> PhoneBond:
@@ -811,7 +819,7 @@ def companion_pair(world: World, band_name: str, transport: str | None, yes: boo
 def companion_cards(world: World, band_name: str, transport: str | None, as_json: bool) -> None:
     """The band's cards as the paired phone reads them over BLE."""
     bond = paired_bond(world, band_name)
-    with phone(world, band_name, transport, bond.phone_id, lambda _code: True) as paired:
+    with phone(world, band_name, transport, bond.phone_id, no_new_pairing) as paired:
         paired.connect(bond.key)
         cards = paired.cards()
     if as_json:

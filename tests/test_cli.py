@@ -178,5 +178,9 @@ def test_the_phone_pairs_over_ble_and_relays_issuance_and_top_up(koala, tmp_path
                                          "transit").output
         assert "balance ¥5.00" in koala("companion", "topup", "--band", "joy", "--amount",
                                         "5").output
-    cards = json.loads(koala("companion", "cards", "--band", "joy", "--json").output)
-    assert [(c["card"], c["balance"], c["answers"]) for c in cards] == [("transit", 500, True)]
+    cards = koala("companion", "cards", "--band", "joy", "--json").output
+    assert "shows" not in cards, "the link is encrypted with the bond: no digits to compare"
+    assert [(c["card"], c["balance"], c["answers"]) for c in json.loads(cards)] == [
+        ("transit", 500, True)]
+    (tmp_path / "bands" / "joy.ble-keys.json").unlink()  # the band forgets the phone's bond
+    assert "pairing" in koala("companion", "cards", "--band", "joy", ok=False).output

@@ -107,6 +107,11 @@ class Home:
         document = {"phone_id": bond.phone_id.hex(), "key": bond.key.hex()}
         atomic_write(self._bond_path(name), json.dumps(document).encode())  # mode 0600
 
+    def link_keys(self, name: str) -> tuple[Path, Path]:
+        """Where the band and the phone keep their Bluetooth link bonds with each other."""
+        return (self.root / "bands" / f"{check_name(name)}.ble-keys.json",
+                self.root / "phone" / f"{check_name(name)}.ble-keys.json")
+
     def _bond_path(self, name: str) -> Path:
         return self.root / "phone" / f"{check_name(name)}.bond.json"
 

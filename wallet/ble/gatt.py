@@ -34,6 +34,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -57,6 +58,7 @@ from bumble.gatt import (
 from bumble.gatt_client import CharacteristicProxy
 from bumble.hci import Address
 from bumble.host import Host
+from bumble.keys import JsonKeyStore
 from bumble.link import LocalLink
 from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport.common import AsyncPipeSink
@@ -188,6 +190,14 @@ def _secure(device: Device, confirm_number: ConfirmNumber) -> None:
     device.smp_session_proxy = _NumericComparisonOnly
 
 
+def _keep_bonds(device: Device, address: str, keystore: Path | None) -> None:
+    """Bonds (the link keys of pairings) in a JSON file, so that a bonded peer encrypts the
+    next connection with them instead of pairing again; in memory without a file."""
+    if keystore is not None:
+        keystore.parent.mkdir(parents=True, exist_ok=True)
+        device.keystore = JsonKeyStore(address, str(keystore))
+
+
 def _device_config(name: str, address: str) -> DeviceConfiguration:
     config = DeviceConfiguration(name=name, address=Address(address))
     # Bumble's default identity resolving key is all zeros, the same for every
@@ -264,10 +274,12 @@ class BandPeripheral(_OneLink):
     def __init__(self, host: Host, *, address: str, name_suffix: str,
                  band_info: Callable[[], bytes], card_list: Callable[[], bytes],
                  on_control: Handler, on_relay: Handler, confirm_number: ConfirmNumber,
-                 mtu: int = ATT_MTU, advertising_interval_ms: float = 100.0) -> None:
+                 mtu: int = ATT_MTU, advertising_interval_ms: float = 100.0,
+                 keystore: Path | None = None) -> None:
         spec.payload_size(mtu)  # validates the range
         self.name = band_name(name_suffix)
         self.device = Device(config=_device_config(self.name, address), host=host)
+        _keep_bonds(self.device, address, keystore)
         self.device.gatt_server.max_mtu = mtu
         _secure(self.device, confirm_number)
         self._advertising_interval_ms = advertising_interval_ms
@@ -454,8 +466,9 @@ class CompanionCentral(_OneLink):
     _unconnected = "the companion is not connected to a band: connect first"
 
     def __init__(self, host: Host, *, address: str, confirm_number: ConfirmNumber,
-                 name: str = "Koala companion") -> None:
+                 name: str = "Koala companion", keystore: Path | None = None) -> None:
         self.device = Device(config=_device_config(name, address), host=host)
+        _keep_bonds(self.device, address, keystore)
         _secure(self.device, confirm_number)
         self._connection: Connection | None = None
         self._characteristics: dict[str, CharacteristicProxy[bytes]] = {}
@@ -555,6 +568,21 @@ class CompanionCentral(_OneLink):
     async def wait_disconnected(self) -> None:
         """Return once there is no link (at once if there is none): the band left, or we did."""
         await self._disconnected.wait()
+
+    async def secure(self, timeout: float = 30.0) -> None:
+        """Encrypt the link with the bond of an earlier pairing; pair when there is none, or
+        when the band no longer has it."""
+        connection = self._require_connection()
+        keystore = self.device.keystore
+        bonded = keystore is not None and await keystore.get(str(connection.peer_address))
+        if bonded:
+            try:
+                await asyncio.wait_for(connection.encrypt(), timeout)
+            except (BaseBumbleError, TimeoutError) as exc:
+                _log.info("the band did not take our bond (%s): pairing again", exc)
+            if connection.is_encrypted:
+                return
+        await self.pair(timeout)
 
     async def pair(self, timeout: float = 30.0) -> None:
         """Pair (LE Secure Connections, numeric comparison, bonded); both people must say yes.

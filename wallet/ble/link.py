@@ -20,6 +20,7 @@ import json
 import threading
 from collections.abc import Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from applets.gp.cplc import cplc
@@ -47,7 +48,8 @@ class BandService:
     def __init__(self, band: Band, peripheral_host: Any, *, address: str,
                  bonds: MutableMapping[bytes, bytes], rng: secure.Rng,
                  confirm_number: ConfirmNumber, show_code: Callable[[str], None],
-                 mtu: int = ATT_MTU, advertising_interval_ms: float = 100.0) -> None:
+                 mtu: int = ATT_MTU, advertising_interval_ms: float = 100.0,
+                 keystore: Path | None = None) -> None:
         self.band = band
         self._bonds, self._rng, self._show_code, self._payload = bonds, rng, show_code, \
             payload_size(mtu)
@@ -56,7 +58,7 @@ class BandService:
             peripheral_host, address=address, name_suffix=band_id(band).hex()[:4].upper(),
             band_info=self._info, card_list=self._cards, on_control=self._relay,
             on_relay=self._relay, confirm_number=confirm_number, mtu=mtu,
-            advertising_interval_ms=advertising_interval_ms)
+            advertising_interval_ms=advertising_interval_ms, keystore=keystore)
         self.peripheral.on_connection = self._connected
         #: Runs after each relay write the band handled (a daemon saves the band's image here).
         self.after_write: Callable[[], None] | None = None

@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from bumble.host import Host
@@ -46,14 +47,15 @@ class Phone:
 
     def __init__(self, loop: LoopThread, host: Host, phone_id: bytes,
                  confirm: Callable[[str], bool], rng: secure.Rng = os.urandom,
-                 answer_timeout: float = 2.0) -> None:
+                 answer_timeout: float = 2.0, keystore: Path | None = None) -> None:
         self.loop, self.phone_id, self.confirm, self.rng = loop, phone_id, confirm, rng
         self.answer_timeout = answer_timeout
 
         async def compare(number: int) -> bool:
             return self.confirm(f"{number:06d}")
 
-        self.central = CompanionCentral(host, address=PHONE_ADDRESS, confirm_number=compare)
+        self.central = CompanionCentral(host, address=PHONE_ADDRESS, confirm_number=compare,
+                                        keystore=keystore)
         loop.call(self.central.start())
 
     def scan(self, timeout: float = 5.0) -> BandAdvertisement:
@@ -67,7 +69,7 @@ class Phone:
     async def _connect(self, ltk: bytes | None) -> tuple[BleBand, bytes]:
         found = await self.central.find_band(timeout=5)
         await self.central.connect(found.address, timeout=5)
-        await self.central.pair(timeout=30)
+        await self.central.secure(timeout=30)
         end = PhoneEnd(self.phone_id, self.rng, payload_size(self.central.mtu))
         channel = await PhoneChannel.open(self.central, end, timeout=self.answer_timeout)
         key = ltk or await pair_app(channel, self.phone_id, self.rng, self.confirm)
@@ -88,7 +90,7 @@ class Phone:
 
 
 def phone_on_transport(spec: str, phone_id: bytes, confirm: Callable[[str], bool],
-                       ) -> tuple[Phone, Callable[[], None]]:
+                       keystore: Path | None = None) -> tuple[Phone, Callable[[], None]]:
     """A phone on a real (or remote virtual) controller, and how to let it go."""
     loop = LoopThread()
     try:
@@ -96,7 +98,7 @@ def phone_on_transport(spec: str, phone_id: bytes, confirm: Callable[[str], bool
     except BleError:
         loop.stop()
         raise
-    phone = Phone(loop, host, phone_id, confirm)
+    phone = Phone(loop, host, phone_id, confirm, keystore=keystore)
 
     async def closed() -> None:
         await close()
@@ -114,22 +116,24 @@ class VirtualBle(Phone):
     the command line without a controller, and tests. ``shown`` is the band's display."""
 
     def __init__(self, band: Band, phone_id: bytes, confirm: Callable[[str], bool],
-                 rng: secure.Rng = os.urandom, answer_timeout: float = 2.0) -> None:
+                 rng: secure.Rng = os.urandom, answer_timeout: float = 2.0,
+                 keystores: tuple[Path, Path] | None = None) -> None:
         self.shown: list[str] = []
         loop = LoopThread()
         self.radio = VirtualRadio()
-        self.service = loop.call(self._band(band, rng))
+        band_keys, phone_keys = keystores or (None, None)
+        self.service = loop.call(self._band(band, rng, band_keys))
         super().__init__(loop, loop.call(_host(self.radio)), phone_id, confirm, rng,
-                         answer_timeout)
+                         answer_timeout, phone_keys)
 
-    async def _band(self, band: Band, rng: secure.Rng) -> BandService:
+    async def _band(self, band: Band, rng: secure.Rng, keystore: Path | None) -> BandService:
         async def band_shows(number: int) -> bool:
             self.shown.append(f"{number:06d}")
             return True
 
         service = BandService(band, self.radio.host(), address=BAND_ADDRESS, bonds=band.bonds,
                               rng=rng, confirm_number=band_shows, show_code=self.shown.append,
-                              advertising_interval_ms=20)
+                              advertising_interval_ms=20, keystore=keystore)
         await service.peripheral.start()
         return service
 
@@ -146,12 +150,12 @@ async def _host(radio: VirtualRadio) -> Host:
 
 async def advertise(band: Band, spec: str, confirm_number: ConfirmNumber,
                     show_code: Callable[[str], None], stop: asyncio.Event,
-                    on_change: Callable[[], None]) -> None:
+                    on_change: Callable[[], None], keystore: Path | None = None) -> None:
     """Serve the band on the controller behind ``spec`` until ``stop`` is set; ``on_change``
     runs after every relay message that may have changed the band (to save its image)."""
     host, close = await transport_host(spec)
     service = BandService(band, host, address=BAND_ADDRESS, bonds=band.bonds, rng=os.urandom,
-                          confirm_number=confirm_number, show_code=show_code)
+                          confirm_number=confirm_number, show_code=show_code, keystore=keystore)
     service.after_write = on_change
     await service.peripheral.start()
     try:
