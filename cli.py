@@ -44,7 +44,7 @@ from reader.flow import Flow, expect, run
 from reader.gate import Direction, GateConfig, MetroGate
 from reader.load import Load, LoadKeys, LoadTerminal
 from reader.metro import MetroError, MetroNetwork
-from reader.pos import Pos, Receipt
+from reader.pos import Pos, Purchase, Receipt
 from reader.pos import read_log as pos_log
 from reader.psam import Psam
 from reader.tap import TapOutcome, tap
@@ -343,7 +343,7 @@ def band_register(world: World, name: str, issuer_url: str, operator_token: str)
         made = desk.register_band(cplc(worn.uid), worn.uid)
         for item in worn.summaries():
             if item.name != ACCESS:  # the compound's card is not the issuer's
-                desk.register_card(made["band_id"], item.name, item.serial)
+                desk.register_card(made["band_id"], item.name, item.serial, item.balance or 0)
     world.home.save_issuer_link(name, IssuerLink(issuer_url, made["band_id"], made["device_token"]))
     world.console.print(f"band [bold]{name}[/] is band {made['band_id']} at {issuer_url}")
 
@@ -693,14 +693,22 @@ def issuer_serve(world: World, host: str, port: int, database: str | None,
 @issuer_options
 @pass_world
 def issuer_clear(world: World, issuer_url: str, operator_token: str) -> None:
-    """Send the terminals' purchase records to the issuer, which books those whose TAC holds."""
+    """Send the terminals' purchase records to the issuer, which books those whose TAC (or,
+    for the bank card's offline purchases, TC) holds."""
     records = list(world.home.terminal_records())
+    purchases = world.home.pos_records()
     with operator_desk(issuer_url, operator_token) as desk:
         result = desk.clear([{f.name: record[f.name] for f in fields(PurchaseRecord)}
                              for record in records])
+        ecash_result = desk.clear_ecash(purchases) if purchases else None
     world.console.print(f"cleared {len(records)} records: {result['booked']} booked, "
                         f"{result['duplicates']} already booked, {result['free']} free (entries), "
                         f"{len(result['refused'])} refused")
+    if ecash_result is not None:
+        world.console.print(f"cleared {len(purchases)} e-cash purchases: "
+                            f"{ecash_result['booked']} booked, {ecash_result['duplicates']} "
+                            f"already booked, {len(ecash_result['refused'])} refused")
+        result["refused"] += ecash_result["refused"]
     for reason in result["refused"]:
         world.console.print(f"  refused: {reason}")
 
@@ -1208,7 +1216,18 @@ def tap_pos(world: World, band_name: str | None, reader: str | None, nfc_path: s
     pos = Pos(merchant, world.clock, acquirer=None if offline else ecash.authorise)
     with world.link(Source(band_name, reader, nfc_path, wait)) as link:
         outcome = tap(link, pos.purchase(amount), world.air, deadline_s=DEADLINE_EMV_S)
+    if outcome.result is not None and outcome.result.offline:  # e-cash: for the issuer's clearing
+        world.home.save_pos_record(clearing_record(outcome.result.purchase))
     report(world, outcome, trace, as_json, describe_receipt)
+
+
+def clearing_record(purchase: Purchase) -> dict[str, Any]:
+    """A POS purchase as ``POST /v1/clearing/ecash`` takes it."""
+    return {"pan": purchase.pan, "psn": purchase.psn, "amount": purchase.amount,
+            "atc": purchase.atc, "cryptogram": purchase.cryptogram.hex().upper(),
+            "cid": purchase.cid, "iad": purchase.iad.hex().upper(),
+            "data": {f"{tag:X}": value.hex().upper() for tag, value in purchase.data.items()},
+            "merchant": purchase.merchant}
 
 
 def describe_receipt(receipt: Receipt) -> tuple[str, dict[str, Any]]:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from applets.emv.records import ECASH_AID
 from issuer import ecash, ledger
-from issuer.clearing import PurchaseRecord, clear
+from issuer.clearing import PurchaseRecord, clear, clear_ecash
 from issuer.db import Band, Card, CardStatus, Order
 from issuer.keys import IssuerKeys
 from issuer.orders import (
@@ -39,9 +39,11 @@ from issuer.orders import (
     Orders,
     Relay,
     UnknownOrder,
+    card_account,
     funding_account,
 )
 from issuer.products import PRODUCTS, product
+from reader.pos import Purchase
 
 HEX = r"^([0-9A-Fa-f]{2})*$"
 #: Row ids as the databases store them (PostgreSQL integer): larger ones are simply absent.
@@ -67,6 +69,9 @@ class BandOut(BaseModel):
 
 class CardIn(BaseModel):
     product: str = Field(description="a product name from /v1/products, or ecash (the bank's)")
+    balance: int = Field(0, ge=0, le=10_000_000, description=(
+        "fen on the card when it comes under this issuer (a factory or bank counter load), "
+        "booked as the card's opening balance"))
     app_serial: str = Field(pattern=HEX, min_length=20, max_length=20)
 
 
@@ -107,6 +112,25 @@ class PurchaseIn(BaseModel):
     date: str = Field(pattern=HEX, min_length=8, max_length=8, description="YYYYMMDD, BCD hex")
     time: str = Field(pattern=HEX, min_length=6, max_length=6, description="hhmmss, BCD hex")
     tac: str = Field(pattern=HEX, min_length=8, max_length=8)
+
+
+Tag = Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}){1,2}$")]
+TagValue = Annotated[str, Field(pattern=HEX, max_length=64)]
+
+
+class EcashPurchaseIn(BaseModel):
+    """A QuickPass POS's record of an offline e-cash purchase, with the TC that proves it."""
+
+    pan: str = Field(pattern=r"^[0-9]{12,19}$")
+    psn: int = Field(0, ge=0, le=99)
+    amount: int = Field(gt=0, le=2**31 - 1, description="fen")
+    atc: int = Field(ge=0, le=0xFFFF)
+    cryptogram: str = Field(pattern=HEX, min_length=16, max_length=16)
+    cid: int = Field(ge=0, le=255, description="64 (TC) for an offline approval")
+    iad: str = Field(pattern=HEX, max_length=64)
+    data: dict[Tag, TagValue] = Field(max_length=32, description=(
+        "the terminal data the card's cryptogram covers, by tag (hex)"))
+    merchant: str = Field("", max_length=40)
 
 
 class ClearedOut(BaseModel):
@@ -231,11 +255,16 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                     app_serial=body.app_serial.upper(), status=CardStatus.ACTIVE)
         session.add(card)
         try:
-            session.commit()
+            session.flush()
         except IntegrityError:
             raise HTTPException(409, "this application serial is registered already") from None
+        if body.balance:
+            ledger.post(session, "opening", [("bank:settlement", -body.balance),
+                                             (card_account(card), body.balance)],
+                        f"opening:{card.app_serial}")
+        session.commit()
         return CardOut(product=card.product, aid=card.aid, app_serial=card.app_serial,
-                       status=card.status.value, balance=0)
+                       status=card.status.value, balance=body.balance)
 
     @app.post("/v1/bands/{band_id}/funding", responses=problems, dependencies=[Depends(operator)])
     def fund(band_id: Id, body: FundingIn, session: Db,
@@ -266,6 +295,19 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                                   bytes.fromhex(r.terminal_id), r.terminal_seq, bytes.fromhex(r.date),
                                   bytes.fromhex(r.time), bytes.fromhex(r.tac)) for r in body]
         result = clear(session, keys, records)
+        session.commit()
+        return ClearedOut(booked=result.booked, duplicates=result.duplicates, free=result.free,
+                          refused=result.refused)
+
+    @app.post("/v1/clearing/ecash", responses=problems, dependencies=[Depends(operator)])
+    def clearing_ecash(body: Annotated[list[EcashPurchaseIn], Body(max_length=10_000)],
+                       session: Db) -> ClearedOut:
+        """Book the bank card's offline purchases whose TC verifies, each once."""
+        purchases = [Purchase(r.pan, r.psn, r.amount, r.atc, bytes.fromhex(r.cryptogram), r.cid,
+                              bytes.fromhex(r.iad),
+                              {int(tag, 16): bytes.fromhex(value) for tag, value in r.data.items()},
+                              r.merchant) for r in body]
+        result = clear_ecash(session, keys, purchases)
         session.commit()
         return ClearedOut(booked=result.booked, duplicates=result.duplicates, free=result.free,
                           refused=result.refused)

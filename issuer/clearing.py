@@ -6,6 +6,10 @@ terminal holds) verifies, and books it once per card and offline counter,
 so a record sent twice or by two uploads is counted once. Without clearing
 the issuer's view of a card would stay at what was loaded; with it the
 books agree with the card to the fen.
+
+The bank card's offline purchases clear the same way, each proven by its TC
+(the application cryptogram over the POS's data, under the card's AC key
+from the key store) and booked once per card and ATC.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from applets.emv.records import pan_for_certificate
 from applets.pboc import crypto
-from issuer import ledger
+from issuer import ecash, ledger
 from issuer.db import Card
-from issuer.keys import IssuerKeys
+from issuer.keys import EcashKeysOf, IssuerKeys
 from issuer.orders import card_account
+from reader.pos import CID_TC, Purchase
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +87,40 @@ def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord]) -> 
             except ledger.LedgerError as error:
                 refused.append(f"record {number}: {error}")
     return Cleared(booked, duplicates, free, refused)
+
+
+def clear_ecash(session: Session, keys: IssuerKeys, purchases: list[Purchase]) -> Cleared:
+    """Book every offline e-cash purchase whose TC verifies, once; the reasons for the others."""
+    booked = duplicates = 0
+    refused = []
+    for number, purchase in enumerate(purchases):
+        serial = pan_for_certificate(purchase.pan).hex().upper()
+        card = session.scalar(select(Card).where(Card.app_serial == serial,
+                                                 Card.product == ecash.PRODUCT))
+        if card is None:
+            refused.append(f"record {number}: no e-cash card {purchase.pan}")
+            continue
+        if purchase.cid != CID_TC:
+            refused.append(f"record {number}: not an offline approval (the bank account's)")
+            continue
+        try:
+            proven = ecash.cryptogram_holds(purchase, EcashKeysOf(keys).ac_key(purchase.pan,
+                                                                             purchase.psn))
+        except (KeyError, ValueError) as error:
+            refused.append(f"record {number}: the data the TC covers is incomplete ({error})")
+            continue
+        if not proven:
+            refused.append(f"record {number}: the TC is wrong")
+            continue
+        key = f"clearing:{serial}:{purchase.atc}"
+        if ledger.posted(session, key):
+            duplicates += 1
+            continue
+        try:
+            ledger.post(session, "clearing", [(card_account(card), -purchase.amount),
+                                              (merchant_account(ecash.PRODUCT), purchase.amount)],
+                        key)
+            booked += 1
+        except ledger.LedgerError as error:
+            refused.append(f"record {number}: {error}")
+    return Cleared(booked, duplicates, 0, refused)

@@ -48,9 +48,9 @@ class OperatorClient(ApiClient):
                                            json={"cplc": cplc.hex(), "uid": uid.hex()})
         return result
 
-    def register_card(self, band_id: int, product: str, app_serial: bytes) -> None:
+    def register_card(self, band_id: int, product: str, app_serial: bytes, balance: int = 0) -> None:
         self.call("POST", f"/v1/bands/{band_id}/cards",
-                  json={"product": product, "app_serial": app_serial.hex()})
+                  json={"product": product, "app_serial": app_serial.hex(), "balance": balance})
 
     def fund(self, band_id: int, amount: int, key: str) -> int:
         result = self.call("POST", f"/v1/bands/{band_id}/funding", json={"amount": amount},
@@ -71,4 +71,8 @@ class OperatorClient(ApiClient):
 
     def clear(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = self.call("POST", "/v1/clearing", json=records)
+        return result
+
+    def clear_ecash(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", "/v1/clearing/ecash", json=records)
         return result

@@ -76,20 +76,25 @@ APPROVED = b"00"  # the authorisation response code (8A)
 
 
 def authorise(purchase: Purchase) -> bytes | None:
-    """The issuer host's answer to an authorisation request (an acquirer, for the POS):
+    """The demo bank's host answering an authorisation request (an acquirer, for the POS):
     ARPC ‖ ARC when the ARQC is the card's, None (declined) when not."""
-    if not verify_cryptogram(purchase):
+    card_key = crypto.icc_master_key(AC_MASTER, purchase.pan, purchase.psn)
+    if not cryptogram_holds(purchase, card_key):
         return None
-    key = crypto.session_key(crypto.icc_master_key(AC_MASTER, purchase.pan, purchase.psn),
-                             purchase.atc)
+    key = crypto.session_key(card_key, purchase.atc)
     return crypto.arpc(key, purchase.cryptogram, APPROVED) + APPROVED
 
 
 def verify_cryptogram(purchase: Purchase) -> bool:
-    """The issuer host's check of a purchase's ARQC (authorisation) or TC (clearing): did
-    this card compute it over this data?"""
-    key = crypto.session_key(crypto.icc_master_key(AC_MASTER, purchase.pan, purchase.psn),
-                             purchase.atc)
+    """The demo bank's check of a purchase's ARQC or TC, with its documented master key."""
+    return cryptogram_holds(purchase, crypto.icc_master_key(AC_MASTER, purchase.pan,
+                                                            purchase.psn))
+
+
+def cryptogram_holds(purchase: Purchase, card_key: bytes) -> bool:
+    """Whether the card whose AC key is ``card_key`` computed the purchase's cryptogram over
+    its data (the issuer's check at authorisation and at clearing)."""
+    key = crypto.session_key(card_key, purchase.atc)
     expected = crypto.application_cryptogram(key, ac_input(dict(purchase.data), purchase.atc,
                                                            purchase.iad))
     return hmac.compare_digest(expected, purchase.cryptogram)

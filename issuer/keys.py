@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from applets.emv import crypto as emv
 from applets.gp.keys import KeySet
 from applets.pboc.crypto import diversify
 from issuer import ecash
@@ -68,3 +69,17 @@ class LoadKeysOf:
 
     def tac_key(self, div_data: bytes) -> bytes:
         return self.keys.card_key(self.product, "tac", div_data)
+
+
+@dataclass(frozen=True, slots=True)
+class EcashKeysOf:
+    """The bank card's AC and script MAC keys from the issuer's key store (``ecash/ac``,
+    ``ecash/mac``: EMV option A is the PBOC dispersion of the PAN's digits)."""
+
+    keys: IssuerKeys
+
+    def ac_key(self, pan: str, psn: int) -> bytes:
+        return self.keys.card_key(ecash.PRODUCT, "ac", emv.option_a_data(pan, psn))
+
+    def mac_key(self, pan: str, psn: int) -> bytes:
+        return self.keys.card_key(ecash.PRODUCT, "mac", emv.option_a_data(pan, psn))

@@ -24,13 +24,12 @@ import secrets
 import threading
 from abc import abstractmethod
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, fields, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from applets import bcd
 from applets.apdu import CommandAPDU, ResponseAPDU
-from applets.emv import crypto as emv
 from applets.gp.domain import ISD_AID
 from applets.pboc import crypto
 from issuer import ectopup, gp, ledger
@@ -38,7 +37,7 @@ from issuer.db import CardStatus, OrderKind, OrderState
 from issuer.ecash import PRODUCT as ECASH
 from issuer.ectopup import EcTopup
 from issuer.issuance import Domain, delete_purse, factory_keys, issue_purse, lock_purse, verified_balance
-from issuer.keys import IssuerKeys, LoadKeysOf
+from issuer.keys import EcashKeysOf, LoadKeysOf
 from issuer.orders import IN_FLIGHT, Context, OrderError, Procedure, State, card_account, funding_account
 from issuer.products import product
 from issuer.topup import Debit, Fail, Settle, Step, Topup, TopupError, commands, receive
@@ -310,19 +309,6 @@ class EcTopupProcedure(Procedure):
             effect = Fail("the band's funding account holds less than the top-up", 0)
         _apply(context, effect)
         return _dump(new)
-
-
-@dataclass(frozen=True, slots=True)
-class EcashKeysOf:
-    """The bank card's keys from the issuer's key store (``ecash/ac``, ``ecash/mac``)."""
-
-    keys: IssuerKeys
-
-    def ac_key(self, pan: str, psn: int) -> bytes:
-        return self.keys.card_key(ECASH, "ac", emv.option_a_data(pan, psn))
-
-    def mac_key(self, pan: str, psn: int) -> bytes:
-        return self.keys.card_key(ECASH, "mac", emv.option_a_data(pan, psn))
 
 
 def _pan(app_serial: str) -> str:

@@ -143,6 +143,20 @@ class Home:
                 log.flush()
                 os.fsync(log.fileno())
 
+    def save_pos_record(self, record: dict[str, Any]) -> None:
+        """Keep a POS's offline e-cash purchase for clearing (appended, then fsynced)."""
+        path = self.root / "pos" / "purchases.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as log:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+
+    def pos_records(self) -> list[dict[str, Any]]:
+        path = self.root / "pos" / "purchases.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() \
+            else []
+
     def terminal_records(self) -> Iterator[dict[str, Any]]:
         for path in sorted((self.root / "terminals").glob("*.jsonl")):
             for line in path.read_text().splitlines():

@@ -3,6 +3,7 @@ tears, offline spending in between and a lying phone."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -11,9 +12,11 @@ from sqlalchemy import Engine
 from applets import tlv
 from applets.emv.records import ECASH_AID, ISSUER_DATA, amount, pan_for_certificate
 from issuer import ecash, ledger
+from issuer.clearing import clear_ecash
 from issuer.db import Band as BandRow
 from issuer.db import Card, CardStatus, OrderState, session_factory
 from issuer.emv_pki import DemoPki
+from issuer.keys import DemoKeys
 from issuer.orders import OrderError, funding_account
 from issuer.relay import run_batch
 from reader.flow import run
@@ -121,3 +124,23 @@ def test_the_bank_card_takes_no_cancellation_and_stays_when_the_band_is_lost(eng
     assert topups(engine).report_lost(band_id, new_band, f"eclost-{band_id}") == []
     order = topups(engine).topup(band_id, serial, 100, f"ecafter-{band_id}")
     assert relay(topups(engine), order, band) is OrderState.SETTLED
+
+
+def test_clearing_books_an_offline_purchase_once_and_refuses_the_rest(engine):
+    band_id, band, serial = enrol(engine)
+    with in_field(band) as link:
+        offline = run(Pos("Tea", Clock(), seeded(5)).purchase(250), link).purchase
+    with in_field(band) as link:
+        online = run(Pos("Tea", Clock(), seeded(6), acquirer=ecash.authorise).purchase(9_000),
+                     link).purchase
+    forged = replace(offline, amount=25, data={**offline.data, 0x9F02: amount(25)},
+                     cryptogram=bytes(8))
+    incomplete = replace(offline, atc=offline.atc + 7, data={0x9F02: amount(250)})
+    with session_factory(engine).begin() as session:
+        first = clear_ecash(session, DemoKeys(), [offline, online, forged, incomplete])
+    with session_factory(engine).begin() as session:
+        again = clear_ecash(session, DemoKeys(), [offline])
+    assert (first.booked, again.booked, again.duplicates) == (1, 0, 1)
+    assert [reason.split(": ", 1)[1][:20] for reason in first.refused] == [
+        "not an offline appro", "the TC is wrong", "the data the TC cove"]
+    assert books(engine, band_id, serial)[1] == -250, "the card's account: spent, no load yet"
