@@ -73,20 +73,29 @@ def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord]) -> 
         if not hmac.compare_digest(expected, record.tac):
             refused.append(f"record {number}: the TAC is wrong")
             continue
-        key = f"clearing:{serial}:{record.card_counter}"
         if not record.amount:
             free += 1
-        elif ledger.posted(session, key):
-            duplicates += 1
-        else:
-            try:
-                ledger.post(session, "clearing", [(card_account(card), -record.amount),
-                                                  (merchant_account(card.product), record.amount)],
-                            key)
-                booked += 1
-            except ledger.LedgerError as error:
-                refused.append(f"record {number}: {error}")
+            continue
+        outcome = _book(session, card, record.amount, f"clearing:{serial}:{record.card_counter}")
+        booked, duplicates = booked + (outcome == BOOKED), duplicates + (outcome == DUPLICATE)
+        if outcome not in (BOOKED, DUPLICATE):
+            refused.append(f"record {number}: {outcome}")
     return Cleared(booked, duplicates, free, refused)
+
+
+BOOKED, DUPLICATE = "booked", "duplicate"
+
+
+def _book(session: Session, card: Card, amount: int, key: str) -> str:
+    """Book a proven purchase once: BOOKED, DUPLICATE, or why the ledger refused it."""
+    if ledger.posted(session, key):
+        return DUPLICATE
+    try:
+        ledger.post(session, "clearing", [(card_account(card), -amount),
+                                          (merchant_account(card.product), amount)], key)
+    except ledger.LedgerError as error:
+        return str(error)
+    return BOOKED
 
 
 def clear_ecash(session: Session, keys: IssuerKeys, purchases: list[Purchase]) -> Cleared:
@@ -112,15 +121,8 @@ def clear_ecash(session: Session, keys: IssuerKeys, purchases: list[Purchase]) -
         if not proven:
             refused.append(f"record {number}: the TC is wrong")
             continue
-        key = f"clearing:{serial}:{purchase.atc}"
-        if ledger.posted(session, key):
-            duplicates += 1
-            continue
-        try:
-            ledger.post(session, "clearing", [(card_account(card), -purchase.amount),
-                                              (merchant_account(ecash.PRODUCT), purchase.amount)],
-                        key)
-            booked += 1
-        except ledger.LedgerError as error:
-            refused.append(f"record {number}: {error}")
+        outcome = _book(session, card, purchase.amount, f"clearing:{serial}:{purchase.atc}")
+        booked, duplicates = booked + (outcome == BOOKED), duplicates + (outcome == DUPLICATE)
+        if outcome not in (BOOKED, DUPLICATE):
+            refused.append(f"record {number}: {outcome}")
     return Cleared(booked, duplicates, 0, refused)
