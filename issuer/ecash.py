@@ -78,7 +78,7 @@ APPROVED = b"00"  # the authorisation response code (8A)
 def authorise(purchase: Purchase) -> bytes | None:
     """The demo bank's host answering an authorisation request (an acquirer, for the POS):
     ARPC ‖ ARC when the ARQC is the card's, None (declined) when not."""
-    card_key = crypto.icc_master_key(AC_MASTER, purchase.pan, purchase.psn)
+    card_key = _demo_card_key(purchase)
     if not cryptogram_holds(purchase, card_key):
         return None
     key = crypto.session_key(card_key, purchase.atc)
@@ -87,8 +87,11 @@ def authorise(purchase: Purchase) -> bytes | None:
 
 def verify_cryptogram(purchase: Purchase) -> bool:
     """The demo bank's check of a purchase's ARQC or TC, with its documented master key."""
-    return cryptogram_holds(purchase, crypto.icc_master_key(AC_MASTER, purchase.pan,
-                                                            purchase.psn))
+    return cryptogram_holds(purchase, _demo_card_key(purchase))
+
+
+def _demo_card_key(purchase: Purchase) -> bytes:
+    return crypto.icc_master_key(AC_MASTER, purchase.pan, purchase.psn)
 
 
 def cryptogram_holds(purchase: Purchase, card_key: bytes) -> bool:

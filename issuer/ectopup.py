@@ -42,6 +42,7 @@ from applets.layout import LayoutError
 from applets.sw import SW
 from issuer.ecash import APPROVED
 from issuer.topup import Debit, Effect, Fail, Settle, TopupError
+from reader.pos import get_processing_options
 
 #: TTQ: qPBOC, online capable, and a cryptogram online required: the card must not spend.
 ONLINE_TTQ = bytes.fromhex("36800000")
@@ -103,13 +104,11 @@ def _put_data(state: EcTopup) -> CommandAPDU:
 
 def commands(state: EcTopup) -> list[CommandAPDU]:
     """The batch to relay at ``state``; empty when the top-up is over."""
+    gpo = get_processing_options(dol.build(PDOL, _gpo_values(state)))
     if state.step is Step.SELECT:
-        gpo_data = tlv.encode(0x83, dol.build(PDOL, _gpo_values(state)))
-        return [CommandAPDU(0x00, 0xA4, 0x04, 0x00, ECASH_AID, ne=256),
-                CommandAPDU(0x80, 0xA8, 0x00, 0x00, gpo_data, ne=256)]
+        return [CommandAPDU(0x00, 0xA4, 0x04, 0x00, ECASH_AID, ne=256), gpo]
     if state.step is Step.ARQC:
-        return [CommandAPDU(0x80, 0xA8, 0x00, 0x00,
-                            tlv.encode(0x83, dol.build(PDOL, _gpo_values(state))), ne=256)]
+        return [gpo]
     if state.step is Step.AUTHENTICATE:
         return [CommandAPDU(0x00, 0x82, 0x00, 0x00, state.arpc + APPROVED), _put_data(state)]
     if state.step is Step.PUT:

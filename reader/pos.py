@@ -122,8 +122,7 @@ class Pos:
             pdol_data = dol.build(pdol, values)
         except dol.DolError as error:
             raise CardProtocolError("SELECT", SW.OK, f"PDOL: {error}") from error
-        gpo = CommandAPDU(0x80, 0xA8, 0x00, 0x00, tlv.encode(0x83, pdol_data), ne=256)
-        answer = yield from exchange(gpo, "GET PROCESSING OPTIONS")
+        answer = yield from exchange(get_processing_options(pdol_data), "GET PROCESSING OPTIONS")
         first = _tlvs(answer, "GET PROCESSING OPTIONS")
         contact_stays = first.tag == 0x80  # EMV: AIP ‖ AFL, and the card waits for the issuer
         if contact_stays:
@@ -288,6 +287,11 @@ def _read_records(afl: bytes) -> Flow[_CardData]:
             if number - entry.first < entry.signed:
                 static += template.value
     return _CardData(tags, static)
+
+
+def get_processing_options(pdol_data: bytes) -> CommandAPDU:
+    """GET PROCESSING OPTIONS with the terminal's data for the card's PDOL."""
+    return CommandAPDU(0x80, 0xA8, 0x00, 0x00, tlv.encode(0x83, pdol_data), ne=256)
 
 
 def _select(aid: bytes) -> CommandAPDU:

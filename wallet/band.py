@@ -94,6 +94,11 @@ class CardSummary:
     active: bool  # answers readers now (not locked by the band or its issuer)
 
 
+def _purse_info(applet: PbocPurse) -> CardInfo:
+    issuer = ISSUER_FILE.parse(applet.files.binary(EF_ISSUER))
+    return CardInfo(product_for_aid(applet.aid), issuer, applet.balance())
+
+
 class Band:
     def __init__(self, name: str, uid: bytes, store: Store, rng: Rng = os.urandom) -> None:
         if len(uid) != UID_SIZE:
@@ -170,12 +175,7 @@ class Band:
     # -- what the band knows of its cards -------------------------------------------
 
     def cards(self) -> list[CardInfo]:
-        infos = []
-        for applet in self.se.applets:
-            if isinstance(applet, PbocPurse):
-                issuer = ISSUER_FILE.parse(applet.files.binary(EF_ISSUER))
-                infos.append(CardInfo(product_for_aid(applet.aid), issuer, applet.balance()))
-        return infos
+        return [_purse_info(applet) for applet in self.se.applets if isinstance(applet, PbocPurse)]
 
     def summaries(self) -> list[CardSummary]:
         """Every card on the band, in installation order."""
@@ -184,11 +184,11 @@ class Band:
         for applet in self.se.applets:
             active = applet.aid in selectable
             if isinstance(applet, PbocPurse):
-                issuer = ISSUER_FILE.parse(applet.files.binary(EF_ISSUER))
-                item = product_for_aid(applet.aid)
-                found.append(CardSummary(item.name, item.label, applet.aid, issuer.app_serial,
-                                         issuer.app_serial.hex().upper(), applet.balance(),
-                                         issuer.expiry_date.hex(), active))
+                info = _purse_info(applet)
+                serial = info.issuer_file.app_serial
+                found.append(CardSummary(info.product.name, info.product.label, applet.aid,
+                                         serial, serial.hex().upper(), info.balance,
+                                         info.issuer_file.expiry_date.hex(), active))
             elif isinstance(applet, EcashCard):
                 pan, expiry = applet.pan_and_expiry()
                 found.append(CardSummary(ECASH, "UnionPay e-cash", applet.aid,

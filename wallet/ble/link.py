@@ -51,11 +51,12 @@ class BandService:
                  mtu: int = ATT_MTU, advertising_interval_ms: float = 100.0,
                  keystore: Path | None = None) -> None:
         self.band = band
+        self.band_id = band_id(band)
         self._bonds, self._rng, self._show_code, self._payload = bonds, rng, show_code, \
             payload_size(mtu)
         self.end = self._new_end()
         self.peripheral = BandPeripheral(
-            peripheral_host, address=address, name_suffix=band_id(band).hex()[:4].upper(),
+            peripheral_host, address=address, name_suffix=self.band_id.hex()[:4].upper(),
             band_info=self._info, card_list=self._cards, on_control=self._relay,
             on_relay=self._relay, confirm_number=confirm_number, mtu=mtu,
             advertising_interval_ms=advertising_interval_ms, keystore=keystore)
@@ -68,11 +69,11 @@ class BandService:
         self.end = self._new_end()
 
     def _new_end(self) -> BandEnd:
-        return BandEnd(self.band, band_id(self.band), self._bonds, self._rng, self._payload,
+        return BandEnd(self.band, self.band_id, self._bonds, self._rng, self._payload,
                        self._show_code)
 
     def _info(self) -> bytes:
-        return json.dumps({"id": band_id(self.band).hex(), "firmware": FIRMWARE,
+        return json.dumps({"id": self.band_id.hex(), "firmware": FIRMWARE,
                            "battery": 87, "on_wrist": self.band.on_wrist}).encode()
 
     def _cards(self) -> bytes:
