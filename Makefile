@@ -7,8 +7,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.koala-installed
 # pcscd + vpcd: the band as a PC/SC card; swig + libpcsclite-dev build pyscard;
 # pcsc-tools (pcsc_scan, scriptor) and opensc (opensc-tool) are the standard tools tested;
-# softhsm2 is the PKCS#11 token the issuer's key store is tested against.
-APT_PACKAGES := gcc swig libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools opensc softhsm2
+# softhsm2 is the PKCS#11 token the issuer's key store is tested against;
+# faketime runs the date-sensitive suites on other days (see `test`).
+APT_PACKAGES := gcc swig libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools opensc softhsm2 faketime
+# Time is an input: the suites whose outcome depends on dates run again under libfaketime on a
+# leap day and across a new year, in a zone eleven hours from the network's (UTC+8).
+DATE_SUITES := tests/test_cli.py tests/test_cli_issuer.py tests/issuer/test_orders.py \
+	tests/issuer/test_card_orders.py tests/issuer/test_topup.py tests/issuer/test_ec_topup.py \
+	tests/applets/test_access.py tests/reader/test_door.py tests/reader/test_gate.py
+FAKE_DAYS := "2028-02-29 12:00:00" "2035-12-31 23:59:30"
+FAKE_TZ := America/Sao_Paulo
 
 .PHONY: demo test lint bench clean system-packages
 
@@ -19,6 +27,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+	@for day in $(FAKE_DAYS); do \
+	  echo "date-sensitive suites on $$day ($(FAKE_TZ))"; \
+	  TZ=$(FAKE_TZ) faketime -m "$$day" \
+	    $(BIN)/pytest -q -p no:cacheprovider $(DATE_SUITES) || exit 1; \
+	done
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

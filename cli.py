@@ -1,7 +1,9 @@
 """The ``koala`` command: bands, their cards, taps at gates and buses, and a demo day.
 
 Everything it keeps lives under ``$KOALA_HOME`` (default ``~/.koala``), or
-the directory given with ``--home``.
+the directory given with ``--home``. Every command that records a date takes
+``--at`` (default: now); times without an offset are Beijing time, the zone of
+the demo network's terminals and issuer, whatever the machine's ``TZ``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,12 +33,13 @@ from applets.gp.domain import ISD_AID
 from applets.gp.keys import TEST_KEY, KeySet
 from applets.pboc.layouts import JourneyStatus, LogRecord, TransitRecord, TxType
 from applets.sw import SW
+from applets.validity import Validity
 from issuer import ecash, gp, site
 from issuer.clearing import PurchaseRecord
 from issuer.client import IssuerUnavailable, OperatorClient
 from issuer.emv_pki import DemoPki
 from issuer.products import CANTEEN, PRODUCTS, TRANSIT, Product, UnknownProduct, product, product_for_aid
-from reader import pboc, places
+from reader import clock, pboc, places
 from reader.bus import SimplePurchase, bus_validator
 from reader.door import DEADLINE_DOOR_S, Admission, DoorReader
 from reader.errors import ReaderError
@@ -68,6 +71,8 @@ T = TypeVar("T")
 USER_ERRORS = (WalletError, ReaderError, MetroError, UnknownProduct)
 CARD_VALIDITY_YEARS = 10
 ECASH_LIMIT = 100_000  # the EC balance limit (9F77), fen: PBOC caps e-cash at ¥1,000
+#: Cards record their terminals' wall time, which carries no zone: the column says which.
+WHEN = f"when ({clock.label()})"
 
 
 def money(fen: int) -> str:
@@ -107,10 +112,18 @@ class World:
     home: Home
     console: Console
     json: bool = False
-    clock: Callable[[], datetime] = datetime.now
+    at: datetime | None = None  # the command's --at: the world's clock reads it, and so does the issuer
     air: AirInterface = field(default_factory=lambda: AirInterface(uid_length=UID_SIZE))
     outcomes: list[tuple[str, TapOutcome[Any]]] = field(default_factory=list)
     _network: MetroNetwork | None = None
+
+    @property
+    def clock(self) -> clock.Clock:
+        return clock.system_clock if self.at is None else clock.fixed(self.at)
+
+    def today(self) -> datetime:
+        """The command's moment as the network's wall time (what cards and terminals record)."""
+        return clock.local(self.clock())
 
     @property
     def network(self) -> MetroNetwork:
@@ -178,15 +191,27 @@ class Source:
         return self.band
 
 
-def _at(value: str | None) -> Callable[[], datetime]:
-    if value is None:
-        return datetime.now
+def _set_at(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--at``: the moment of this command, for the world's clock and the issuer's."""
+    world = ctx.find_object(World)
+    if world is None:  # --help: nothing runs
+        return
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date and time like 2026-11-23T08:30",
-                                 param_hint="--at") from None
-    return lambda: moment
+        world.at = None if value is None else clock.parse(value)
+    except clock.BadMoment as error:
+        raise click.BadParameter(str(error), ctx, param) from None
+
+
+def _set_rate(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    world = ctx.find_object(World)
+    if world is not None:
+        world.air = AirInterface(bit_rate=BitRate(int(value)), uid_length=UID_SIZE)
+
+
+at_option = click.option(
+    "--at", metavar="DATETIME", callback=_set_at, expose_value=False,
+    help=f"When this happens (ISO 8601, e.g. 2026-11-23T08:30; without an offset: "
+         f"{clock.label()}). Default: now.")
 
 
 def tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -198,10 +223,10 @@ def tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--wait", type=float, default=10.0, show_default=True,
                      help="Seconds to wait for a card on a reader."),
         click.option("--trace", is_flag=True, help="Print every APDU with its timing."),
-        click.option("--at", "at", metavar="DATETIME",
-                     help="Terminal clock (ISO 8601), default now."),
+        at_option,
         click.option("--rate", type=click.Choice([str(r.value) for r in BitRate]), default="106",
-                     show_default=True, help="ISO 14443 bit rate in kbit/s for the timing model."),
+                     show_default=True, callback=_set_rate, expose_value=False,
+                     help="ISO 14443 bit rate in kbit/s for the timing model."),
     ]):
         function = option(function)
     return function
@@ -230,8 +255,8 @@ def issuer_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def operator_desk(url: str, token: str) -> Iterator[OperatorClient]:
-    client = OperatorClient(url, token)
+def operator_desk(world: World, url: str, token: str) -> Iterator[OperatorClient]:
+    client = OperatorClient(url, token, at=world.at)
     try:
         yield client
     finally:
@@ -245,7 +270,7 @@ def companion(world: World, band_name: str, ble: bool = False, transport: str | 
     whatever the issuer has waiting. In process, or over BLE (``ble``: a virtual radio with the
     band in this process; ``transport``: a controller, the band advertising elsewhere)."""
     link = world.home.issuer_link(band_name)
-    client = IssuerClient(link.url, link.device_token)
+    client = IssuerClient(link.url, link.device_token, at=world.at)
     try:
         with reach(world, band_name, ble, transport) as (band_link, cards):
             phone = Companion(band_link, link.band_id, client)
@@ -277,6 +302,7 @@ def band() -> None:
 
 
 @band.command("create")
+@at_option
 @click.argument("name")
 @click.option("--cards", default="transit,canteen", show_default=True,
               help=f"Cards the factory puts on the band: {', '.join([*PRODUCTS, ECASH, ACCESS])}.")
@@ -291,7 +317,7 @@ def band_create(world: World, name: str, cards: str, holder: str, ecash_balance:
         raise click.ClickException(f"band {name!r} exists already ({path})")
     names = [card.strip() for card in cards.split(",") if card.strip()]
     products = [product(card) for card in names if card not in (ECASH, ACCESS)]
-    new = create_band(world.home, name, products, holder, world.clock(),
+    new = create_band(world.home, name, products, holder, world.today(),
                       ecash_balance if ECASH in names else None, ACCESS in names)
     world.console.print(f"created band [bold]{name}[/] (UID {new.uid.hex().upper()}) "
                         f"with {', '.join(names) or 'no cards'}")
@@ -300,8 +326,7 @@ def band_create(world: World, name: str, cards: str, holder: str, ecash_balance:
 def create_band(home: Home, name: str, products: list[Product], holder: str,
                 today: datetime, ecash_balance: int | None = None, access: bool = False) -> Band:
     new = Band.new(name)
-    start = bcd.encode(today.strftime("%Y%m%d"))
-    expiry = bcd.encode(today.replace(year=today.year + CARD_VALIDITY_YEARS).strftime("%Y%m%d"))
+    start, expiry = Validity.for_years(today.date(), CARD_VALIDITY_YEARS).bcd()
     for item in products:
         serial = item.issuer_id[:2] + home.next_serial(item.name).to_bytes(8)
         new.add_purse(item.personalisation(serial, start, expiry, holder), item.aid)
@@ -333,13 +358,14 @@ def band_list(world: World, as_json: bool) -> None:
 
 
 @band.command("register")
+@at_option
 @click.argument("name")
 @issuer_options
 @pass_world
 def band_register(world: World, name: str, issuer_url: str, operator_token: str) -> None:
     """Register the band (and cards already on it) with the issuer; keep its device token."""
     worn = world.home.load_band(name)
-    with operator_desk(issuer_url, operator_token) as desk:
+    with operator_desk(world, issuer_url, operator_token) as desk:
         made = desk.register_band(cplc(worn.uid), worn.uid)
         for item in worn.summaries():
             if item.name != ACCESS:  # the compound's card is not the issuer's
@@ -349,6 +375,7 @@ def band_register(world: World, name: str, issuer_url: str, operator_token: str)
 
 
 @band.command("fund")
+@at_option
 @click.argument("name")
 @click.option("--amount", type=Yuan(), required=True, help="Amount in yuan.")
 @issuer_options
@@ -356,12 +383,13 @@ def band_register(world: World, name: str, issuer_url: str, operator_token: str)
 def band_fund(world: World, name: str, amount: int, issuer_url: str, operator_token: str) -> None:
     """Pay money into the band's funding account at the issuer (what top-ups draw on)."""
     link = world.home.issuer_link(name)
-    with operator_desk(issuer_url, operator_token) as desk:
+    with operator_desk(world, issuer_url, operator_token) as desk:
         balance = desk.fund(link.band_id, amount, uuid.uuid4().hex)
     world.console.print(f"funding account of {name}: {money(balance)}")
 
 
 @band.command("lost")
+@at_option
 @click.argument("name")
 @click.option("--to", "new_name", required=True, help="The band the balances move to.")
 @issuer_options
@@ -370,7 +398,7 @@ def band_lost(world: World, name: str, new_name: str, issuer_url: str, operator_
     """Report the band lost: its cards are locked (on the band at its next contact) and their
     balances move to the new band's funding account, ready for cards issued there."""
     lost, new = world.home.issuer_link(name), world.home.issuer_link(new_name)
-    with operator_desk(issuer_url, operator_token) as desk:
+    with operator_desk(world, issuer_url, operator_token) as desk:
         locks = desk.report_lost(lost.band_id, new.band_id, uuid.uuid4().hex)
     for order in locks:
         world.console.print(f"{order['app_serial']}: locked, {money(order['amount'])} moved to "
@@ -672,9 +700,12 @@ def issuer_group() -> None:
               help="Bearer token of the operator (or $KOALA_OPERATOR_TOKEN).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Server processes (one per core is the usual choice).")
+@click.option("--client-time", is_flag=True,
+              help="Take each request's stated time (the clients' --at) instead of this machine's "
+                   "clock: for replaying a day in a simulated world, never in production.")
 @pass_world
 def issuer_serve(world: World, host: str, port: int, database: str | None,
-                 operator_token: str, workers: int) -> None:
+                 operator_token: str, workers: int, client_time: bool) -> None:
     """Serve the issuer's HTTP API (OpenAPI at /docs) until interrupted."""
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
@@ -682,7 +713,7 @@ def issuer_serve(world: World, host: str, port: int, database: str | None,
 
     build(world.home.root, operator_token, database)  # migrate and load keys once, up front
     os.environ.update(KOALA_HOME=str(world.home.root), KOALA_OPERATOR_TOKEN=operator_token,
-                      KOALA_ISSUER_DB=database or "")
+                      KOALA_ISSUER_DB=database or "", KOALA_ISSUER_CLIENT_TIME=str(int(client_time)))
     world.console.print(f"issuer on http://{host}:{port} with {workers} worker(s) "
                         f"(data in {world.home.root / 'issuer'})")
     uvicorn.run("issuer.server:from_environment", factory=True, host=host, port=port,
@@ -690,6 +721,7 @@ def issuer_serve(world: World, host: str, port: int, database: str | None,
 
 
 @issuer_group.command("clear")
+@at_option
 @issuer_options
 @pass_world
 def issuer_clear(world: World, issuer_url: str, operator_token: str) -> None:
@@ -697,7 +729,7 @@ def issuer_clear(world: World, issuer_url: str, operator_token: str) -> None:
     for the bank card's offline purchases, TC) holds."""
     records = list(world.home.terminal_records())
     purchases = world.home.pos_records()
-    with operator_desk(issuer_url, operator_token) as desk:
+    with operator_desk(world, issuer_url, operator_token) as desk:
         result = desk.clear([{f.name: record[f.name] for f in fields(PurchaseRecord)}
                              for record in records])
         ecash_result = desk.clear_ecash(purchases) if purchases else None
@@ -719,6 +751,7 @@ def companion_group() -> None:
 
 
 @companion_group.command("sync")
+@at_option
 @click.option("--band", "band_name", required=True, help="The band (in process).")
 @pass_world
 def companion_sync(world: World, band_name: str) -> None:
@@ -841,6 +874,7 @@ def companion_cards(world: World, band_name: str, transport: str | None, as_json
 
 
 @companion_group.command("topup")
+@at_option
 @click.option("--band", "band_name", required=True, help="The band.")
 @money_card_option
 @click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 50 or 12.50.")
@@ -853,6 +887,7 @@ def companion_topup(world: World, band_name: str, card_name: str, amount: int,
 
 
 @companion_group.command("issue")
+@at_option
 @click.option("--band", "band_name", required=True, help="The band.")
 @click.option("--product", "product_name", required=True, type=click.Choice(sorted(PRODUCTS)))
 @transport_option
@@ -948,7 +983,7 @@ def issuer_books(world: World, band_name: str) -> dict[str, dict[str, Any]]:
         link = world.home.issuer_link(band_name)
     except WalletError:
         return {}
-    client = IssuerClient(link.url, link.device_token)
+    client = IssuerClient(link.url, link.device_token, at=world.at)
     try:
         return {card["app_serial"]: card for card in client.cards(link.band_id)}
     except IssuerUnavailable as error:
@@ -971,6 +1006,7 @@ def card_default(world: World, band_name: str, card_name: str) -> None:
 
 
 @card.command("issue")
+@at_option
 @click.option("--band", "band_name", required=True, help="The band (in process).")
 @click.option("--product", "product_name", required=True, type=click.Choice(sorted(PRODUCTS)))
 @pass_world
@@ -989,6 +1025,7 @@ def issue_card(world: World, band_name: str, product_name: str, ble: bool = Fals
 
 
 @card.command("topup")
+@at_option
 @click.option("--band", "band_name", required=True, help="The band (in process).")
 @money_card_option
 @click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 50 or 12.50.")
@@ -1015,6 +1052,7 @@ def topup_card(world: World, band_name: str, card_name: str, amount: int,
 
 
 @card.command("cancel")
+@at_option
 @click.option("--band", "band_name", required=True, help="The band (in process).")
 @card_option
 @issuer_options
@@ -1025,7 +1063,7 @@ def card_cancel(world: World, band_name: str, card_name: str, issuer_url: str,
     refunded to the band's funding account."""
     link = world.home.issuer_link(band_name)
     serial = world.home.load_band(band_name).card(card_name).issuer_file.app_serial
-    with operator_desk(issuer_url, operator_token) as desk:
+    with operator_desk(world, issuer_url, operator_token) as desk:
         order = desk.cancel(link.band_id, serial, uuid.uuid4().hex)
     with companion(world, band_name) as (phone, _):
         final = phone.issuer.order(link.band_id, int(order["order_id"]))
@@ -1068,7 +1106,7 @@ def card_history(world: World, band_name: str, card_name: str, as_json: bool) ->
         world.emit({"serial": issuer.app_serial.hex().upper(), "balance": balance,
                     "log": [history_row(r, world.network) for r in log]})
         return
-    table = Table("when", "what", "where", "amount", "counter",
+    table = Table(WHEN, "what", "where", "amount", "counter",
                   title=f"{item.label} {issuer.app_serial.hex().upper()} · balance {money(balance)}")
     for record in log:
         row = history_row(record, world.network)
@@ -1088,7 +1126,7 @@ def ecash_history(world: World, band_name: str, as_json: bool) -> None:
             {"when": f"{line.when:%Y-%m-%d %H:%M:%S}", "merchant": line.merchant,
              "amount": line.amount, "atc": line.atc} for line in lines]})
         return
-    table = Table("when", "where", "amount", "ATC",
+    table = Table(WHEN, "where", "amount", "ATC",
                   title=f"UnionPay e-cash · balance {money(balance)}")
     for line in lines:
         table.add_row(f"{line.when:%Y-%m-%d %H:%M:%S}", line.merchant, f"-{money(line.amount)}",
@@ -1104,7 +1142,7 @@ def door_history(world: World, band_name: str, as_json: bool) -> None:
     if as_json:
         world.emit([{"when": f"{when:%Y-%m-%d %H:%M:%S}", "door": door} for when, door in entries])
         return
-    table = Table("when", "door", title=f"doors opened by {band_name}")
+    table = Table(WHEN, "door", title=f"doors opened by {band_name}")
     for when, door in entries:
         table.add_row(f"{when:%Y-%m-%d %H:%M:%S}", door)
     world.console.print(table)
@@ -1153,10 +1191,9 @@ def tap_group() -> None:
 @json_option
 @pass_world
 def tap_gate(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
-             wait: float, trace: bool, at: str | None, rate: str, station: str, direction: str,
+             wait: float, trace: bool, station: str, direction: str,
              gate_number: int, as_json: bool) -> None:
     """Tap at a metro gate: entry records the station, exit charges by distance."""
-    world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
     here = world.network.find(station)
     config = GateConfig(world.network, here, Direction.ENTRY if direction == "in" else Direction.EXIT)
     terminal_id = places.gate_id(here.code, gate_number)
@@ -1171,10 +1208,9 @@ def tap_gate(world: World, band_name: str | None, reader: str | None, nfc_path: 
 @json_option
 @pass_world
 def tap_bus(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
-            wait: float, trace: bool, at: str | None, rate: str, route: str, fare: int,
+            wait: float, trace: bool, route: str, fare: int,
             as_json: bool) -> None:
     """Tap on a bus: a flat fare."""
-    world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
     try:
         terminal_id = places.bus_id(route)
     except ValueError as error:
@@ -1191,10 +1227,9 @@ def tap_bus(world: World, band_name: str | None, reader: str | None, nfc_path: s
 @json_option
 @pass_world
 def tap_canteen(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
-                wait: float, trace: bool, at: str | None, rate: str, amount: int, till: int,
+                wait: float, trace: bool, amount: int, till: int,
                 as_json: bool) -> None:
     """Pay a meal at the canteen's till with the canteen card."""
-    world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
     sale = SimplePurchase(psam_for(world.home, CANTEEN, places.till_id(till)), world.clock,
                           f"canteen till {till}", amount, CANTEEN.aid)
     run_tap(world, Source(band_name, reader, nfc_path, wait), sale, sale.tap(), trace, as_json)
@@ -1209,10 +1244,9 @@ def tap_canteen(world: World, band_name: str | None, reader: str | None, nfc_pat
 @json_option
 @pass_world
 def tap_pos(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
-            wait: float, trace: bool, at: str | None, rate: str, amount: int, merchant: str,
+            wait: float, trace: bool, amount: int, merchant: str,
             offline: bool, as_json: bool) -> None:
     """Pay at a QuickPass POS: offline from the e-cash balance (fDDA), else online."""
-    world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
     pos = Pos(merchant, world.clock, acquirer=None if offline else ecash.authorise)
     with world.link(Source(band_name, reader, nfc_path, wait)) as link:
         outcome = tap(link, pos.purchase(amount), world.air, deadline_s=DEADLINE_EMV_S)
@@ -1250,10 +1284,9 @@ def describe_receipt(receipt: Receipt) -> tuple[str, dict[str, Any]]:
 @json_option
 @pass_world
 def tap_door(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
-             wait: float, trace: bool, at: str | None, rate: str, door_name: str,
+             wait: float, trace: bool, door_name: str,
              as_json: bool) -> None:
     """Open a door of the compound with the band's access card (mutual authentication)."""
-    world.clock, world.air = _at(at), AirInterface(bit_rate=BitRate(int(rate)), uid_length=UID_SIZE)
     door = DoorReader(site.door_id(door_name), site.SITE_MASTER, world.clock, os.urandom)
     with world.link(Source(band_name, reader, nfc_path, wait)) as link:
         outcome = tap(link, door.tap(), world.air, deadline_s=DEADLINE_DOOR_S)
@@ -1269,22 +1302,14 @@ def tap_door(world: World, band_name: str | None, reader: str | None, nfc_path: 
 
 
 @tap_group.command("load")
-@click.option("--band", "band_name", help="The band (in process).")
-@click.option("--reader", help="Load through this PC/SC reader instead (index or name).")
-@click.option("--nfc", "nfc_path", metavar="PATH", help="Load through this nfcpy device instead.")
-@click.option("--wait", type=float, default=10.0, show_default=True,
-              help="Seconds to wait for a card on a reader.")
+@tap_options
 @card_option
 @click.option("--amount", type=Yuan(), required=True, help="Amount in yuan, e.g. 50 or 12.50.")
-@click.option("--trace", is_flag=True, help="Print every APDU with its timing.")
-@click.option("--at", "at", metavar="DATETIME", help="Terminal clock (ISO 8601), default now.")
 @json_option
 @pass_world
 def tap_load(world: World, band_name: str | None, reader: str | None, nfc_path: str | None,
-               wait: float, card_name: str, amount: int, trace: bool, at: str | None,
-               as_json: bool) -> None:
+             wait: float, trace: bool, card_name: str, amount: int, as_json: bool) -> None:
     """Top a card up with cash at a station's load machine (MAC1, MAC2, TAC checked)."""
-    world.clock = _at(at)
     item = product(card_name)
     keys = {p.issuer_id: LoadKeys(p.master.load, p.master.tac) for p in PRODUCTS.values()}
     terminal = LoadTerminal(places.load_id(), keys, world.clock)
@@ -1383,21 +1408,26 @@ def demo(world: World, keep: bool) -> None:
         run_demo(World(Home(Path(root)), world.console))
 
 
-def demo_day(today: datetime) -> list[tuple[str, ...]]:
-    """The commands of the demo, as a user would type them (with the issuer running)."""
+def demo_day(today: date) -> list[tuple[str, ...]]:
+    """The commands of the demo, as a user would type them (with the issuer running), each
+    that records a date at its own time of ``today``: the day runs on its own clock."""
 
     def at(hour: int, minute: int) -> str:
-        return today.replace(hour=hour, minute=minute, second=0, microsecond=0).isoformat()
+        return f"{today:%Y-%m-%d}T{hour:02d}:{minute:02d}"
 
     return [
-        ("band", "create", "demo", "--cards", "ecash,access", "--ecash-balance", "200"),
-        ("band", "register", "demo"),
-        ("band", "fund", "demo", "--amount", "100"),
-        ("card", "issue", "--band", "demo", "--product", "transit"),
-        ("card", "issue", "--band", "demo", "--product", "canteen"),
-        ("card", "topup", "--band", "demo", "--card", "transit", "--amount", "50"),
-        ("card", "topup", "--band", "demo", "--card", "canteen", "--amount", "30"),
-        ("card", "topup", "--band", "demo", "--card", "ecash", "--amount", "20"),
+        ("band", "create", "demo", "--cards", "ecash,access", "--ecash-balance", "200",
+         "--at", at(7, 0)),
+        ("band", "register", "demo", "--at", at(7, 1)),
+        ("band", "fund", "demo", "--amount", "100", "--at", at(7, 2)),
+        ("card", "issue", "--band", "demo", "--product", "transit", "--at", at(7, 3)),
+        ("card", "issue", "--band", "demo", "--product", "canteen", "--at", at(7, 4)),
+        ("card", "topup", "--band", "demo", "--card", "transit", "--amount", "50",
+         "--at", at(7, 5)),
+        ("card", "topup", "--band", "demo", "--card", "canteen", "--amount", "30",
+         "--at", at(7, 6)),
+        ("card", "topup", "--band", "demo", "--card", "ecash", "--amount", "20",
+         "--at", at(7, 7)),
         ("card", "list", "--band", "demo"),
         ("tap", "door", "--band", "demo", "--door", "front", "--at", at(7, 48)),
         ("tap", "gate", "--band", "demo", "--station", "Xizhimen", "--direction", "in",
@@ -1416,8 +1446,8 @@ def demo_day(today: datetime) -> list[tuple[str, ...]]:
         ("band", "wrist", "demo", "on"),
         ("companion", "unlock", "--band", "demo"),
         ("tap", "door", "--band", "demo", "--door", "front", "--at", at(19, 10)),
-        ("issuer", "clear"),
-        ("card", "cancel", "--band", "demo", "--card", "canteen"),
+        ("issuer", "clear", "--at", at(21, 0)),
+        ("card", "cancel", "--band", "demo", "--card", "canteen", "--at", at(21, 5)),
         ("card", "list", "--band", "demo"),
         ("card", "history", "--band", "demo"),
     ]
@@ -1425,7 +1455,8 @@ def demo_day(today: datetime) -> list[tuple[str, ...]]:
 
 @contextmanager
 def local_issuer(home: Home) -> Iterator[str]:
-    """The issuer service of ``home`` on a free loopback port, in this process; its URL."""
+    """The issuer service of ``home`` on a free loopback port, in this process, on the time its
+    clients state (the demo's ``--at``); its URL."""
     import socket  # noqa: PLC0415 - only the demo runs a server in process
     import threading  # noqa: PLC0415
 
@@ -1436,7 +1467,8 @@ def local_issuer(home: Home) -> Iterator[str]:
     token = uuid.uuid4().hex
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(build(home.root, token), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(build(home.root, token, client_time=True),
+                                           log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
@@ -1464,7 +1496,7 @@ def run_demo(world: World) -> None:
     with local_issuer(world.home) as url:
         console.print(f"[bold cyan]$ koala issuer serve &[/]   [dim]# running at {url}[/]\n",
                       markup=True)
-        for args in demo_day(datetime.now()):
+        for args in demo_day(world.today().date()):
             console.print(f"[bold cyan]$ koala {shlex.join(args)}[/]", markup=True)
             main.main(list(args), standalone_mode=False, obj=world)
             console.print()

@@ -42,6 +42,7 @@ from issuer.keys import DemoKeys
 from issuer.orders import Orders, funding_account
 from issuer.products import TRANSIT
 from reader import places
+from reader.clock import system_clock
 from wallet.band import Band
 from wallet.ble.framing import fragment
 from wallet.ble.model import BleLink, Frame, gatt_values, raw_frame, session_time
@@ -98,12 +99,14 @@ def capture(over_ble: bool = False) -> tuple[list[RoundTrip], list[RoundTrip], f
         band = Band.new("bench-ble")
         serial = TRANSIT.issuer_id[:2] + (1).to_bytes(8)
         with sessions.begin() as session:
-            row = BandRow(cplc="B1E" + "0" * 81, uid=band.uid.hex(), device_token_hash="-")
+            row = BandRow(cplc="B1E" + "0" * 81, uid=band.uid.hex(), device_token_hash="-",
+                          created_at=system_clock())
             session.add(row)
             session.flush()
             band_id = row.id
             ledger.post(session, "funding", [("bank:settlement", -AMOUNT),
-                                             (funding_account(band_id), AMOUNT)], "bench-ble-fund")
+                                             (funding_account(band_id), AMOUNT)], "bench-ble-fund",
+                        at=system_clock())
         band.power_on()
         radio = VirtualBle(band, b"\x01" * 6, lambda _code: True) if over_ble else None
         try:

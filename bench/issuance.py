@@ -32,6 +32,7 @@ from issuer.orders import Orders
 from issuer.products import TRANSIT
 from issuer.relay import run_batch
 from reader import places
+from reader.clock import system_clock
 from wallet.band import Band
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -81,7 +82,8 @@ def round_(database: str, bands: int, first: int) -> tuple[list[float], int]:
             for number in range(first, first + bands):
                 band = Band.new(f"b{number}")
                 with sessions.begin() as session:
-                    row = BandRow(cplc=f"{number:084X}", uid=band.uid.hex(), device_token_hash="-")
+                    row = BandRow(cplc=f"{number:084X}", uid=band.uid.hex(), device_token_hash="-",
+                                  created_at=system_clock())
                     session.add(row)
                     session.flush()
                     band_id = row.id

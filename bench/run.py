@@ -19,6 +19,7 @@ from pathlib import Path
 
 from issuer.products import CANTEEN, TRANSIT
 from reader import places
+from reader.clock import fixed
 from reader.flow import run
 from reader.gate import Direction, GateConfig, MetroGate
 from reader.load import LoadKeys, LoadTerminal
@@ -34,7 +35,7 @@ START, EXPIRY = bytes.fromhex("20260101"), bytes.fromhex("20361231")
 
 LOADER = LoadTerminal(places.load_id(), {TRANSIT.issuer_id: LoadKeys(TRANSIT.master.load,
                                                                     TRANSIT.master.tac)},
-                      datetime.now)
+                      fixed(datetime(2026, 11, 23, 7, 0)))
 
 
 def make_band() -> Band:

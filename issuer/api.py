@@ -7,6 +7,12 @@ request carries a bearer token: the operator's, or the device token issued
 when the band was registered, which sees only that band. Refusals are 4xx
 with a ``detail`` saying why; nothing the client sends can cause a 500.
 
+Every request happens at the issuer's own time (the clock it was given).
+An issuer started for a simulated world (``client_time``: ``koala demo``,
+tests, ``koala issuer serve --client-time``) takes the time a request states
+in its ``Koala-Time`` header instead, so a whole day can be replayed; any
+other issuer refuses that header rather than ignore it.
+
 (No ``from __future__ import annotations`` here: FastAPI reads the route
 signatures at run time, and the dependencies are local to :func:`create_app`.)
 """
@@ -17,6 +23,7 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Request
@@ -43,6 +50,7 @@ from issuer.orders import (
     funding_account,
 )
 from issuer.products import PRODUCTS, product
+from reader import clock
 from reader.pos import Purchase
 
 HEX = r"^([0-9A-Fa-f]{2})*$"
@@ -177,7 +185,7 @@ def _hash(token: str) -> str:
 
 def create_app(  # noqa: PLR0915 - the routes are closures over one app's dependencies
         sessions: sessionmaker[Session], orders: Orders, keys: IssuerKeys, operator_token: str,
-        isd_key_sets: frozenset[str] = frozenset({"test"})) -> FastAPI:
+        isd_key_sets: frozenset[str] = frozenset({"test"}), client_time: bool = False) -> FastAPI:
     app = FastAPI(title="Koala band issuer", version="1",
                   description="Over-the-air issuance and top-up of Koala band cards.")
     problems: dict[int | str, dict[str, Any]] = {
@@ -201,6 +209,22 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         return authorization.removeprefix("Bearer ")
 
     Token = Annotated[str, Depends(token)]
+
+    async def request_time(koala_time: Annotated[str | None, Header(
+            alias="Koala-Time", description=(
+                "ISO 8601 time of a simulated world (an issuer started with client time only); "
+                "without an offset it is Beijing time"))] = None) -> datetime:
+        if koala_time is None:
+            return orders.now()
+        if not client_time:
+            raise HTTPException(400, "this issuer keeps its own clock and takes no Koala-Time "
+                                     "(start it with --client-time to replay a day)")
+        try:
+            return orders.now(clock.parse(koala_time))
+        except clock.BadMoment as error:
+            raise HTTPException(400, f"Koala-Time: {error}") from None
+
+    Now = Annotated[datetime, Depends(request_time)]
     IdempotencyKey = Annotated[str, Header(min_length=8, max_length=100)]
 
     def operator(value: Token) -> None:
@@ -227,13 +251,13 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                 for p in PRODUCTS.values()]
 
     @app.post("/v1/bands", status_code=201, responses=problems, dependencies=[Depends(operator)])
-    def register_band(body: BandIn, session: Db) -> BandOut:
+    def register_band(body: BandIn, session: Db, now: Now) -> BandOut:
         if body.isd_key_set not in isd_key_sets:
             raise HTTPException(404, f"no card manager key set {body.isd_key_set!r}; known: "
                                      f"{', '.join(sorted(isd_key_sets))}")
         device_token = secrets.token_urlsafe(24)
         band = Band(cplc=body.cplc.upper(), uid=body.uid.upper(), isd_key_set=body.isd_key_set,
-                    device_token_hash=_hash(device_token))
+                    device_token_hash=_hash(device_token), created_at=now)
         session.add(band)
         try:
             session.commit()
@@ -243,7 +267,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
 
     @app.post("/v1/bands/{band_id}/cards", status_code=201, responses=problems,
               dependencies=[Depends(operator)])
-    def register_card(band_id: Id, body: CardIn, session: Db) -> CardOut:
+    def register_card(band_id: Id, body: CardIn, session: Db, now: Now) -> CardOut:
         """A card personalised elsewhere (a development band, or the bank's card under its PAN
         padded with F), now managed by this issuer."""
         aids = {name: p.aid for name, p in PRODUCTS.items()} | {ecash.PRODUCT: ECASH_AID}
@@ -252,7 +276,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         if session.get(Band, band_id) is None:
             raise HTTPException(404, "no such band")
         card = Card(band_id=band_id, product=body.product, aid=aids[body.product].hex().upper(),
-                    app_serial=body.app_serial.upper(), status=CardStatus.ACTIVE)
+                    app_serial=body.app_serial.upper(), status=CardStatus.ACTIVE, created_at=now)
         session.add(card)
         try:
             session.flush()
@@ -261,20 +285,20 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         if body.balance:
             ledger.post(session, "opening", [("bank:settlement", -body.balance),
                                              (card_account(card), body.balance)],
-                        f"opening:{card.app_serial}")
+                        f"opening:{card.app_serial}", at=now)
         session.commit()
         return CardOut(product=card.product, aid=card.aid, app_serial=card.app_serial,
                        status=card.status.value, balance=body.balance)
 
     @app.post("/v1/bands/{band_id}/funding", responses=problems, dependencies=[Depends(operator)])
-    def fund(band_id: Id, body: FundingIn, session: Db,
+    def fund(band_id: Id, body: FundingIn, session: Db, now: Now,
              idempotency_key: IdempotencyKey) -> dict[str, int]:
         if session.get(Band, band_id) is None:
             raise HTTPException(404, "no such band")
         try:
             ledger.post(session, "funding", [("bank:settlement", -body.amount),
                                              (funding_account(band_id), body.amount)],
-                        f"funding:{idempotency_key}")
+                        f"funding:{idempotency_key}", at=now)
         except ledger.LedgerError as error:
             raise HTTPException(409, str(error)) from None
         session.commit()
@@ -289,25 +313,26 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                         balance=ledger.balance(session, f"card:{c.app_serial}")) for c in rows]
 
     @app.post("/v1/clearing", responses=problems, dependencies=[Depends(operator)])
-    def clearing(body: Annotated[list[PurchaseIn], Body(max_length=10_000)], session: Db) -> ClearedOut:
+    def clearing(body: Annotated[list[PurchaseIn], Body(max_length=10_000)], session: Db,
+                 now: Now) -> ClearedOut:
         """Book terminals' purchase records whose TAC verifies, each once."""
         records = [PurchaseRecord(bytes.fromhex(r.app_serial), r.tx_type, r.amount, r.card_counter,
                                   bytes.fromhex(r.terminal_id), r.terminal_seq, bytes.fromhex(r.date),
                                   bytes.fromhex(r.time), bytes.fromhex(r.tac)) for r in body]
-        result = clear(session, keys, records)
+        result = clear(session, keys, records, now)
         session.commit()
         return ClearedOut(booked=result.booked, duplicates=result.duplicates, free=result.free,
                           refused=result.refused)
 
     @app.post("/v1/clearing/ecash", responses=problems, dependencies=[Depends(operator)])
     def clearing_ecash(body: Annotated[list[EcashPurchaseIn], Body(max_length=10_000)],
-                       session: Db) -> ClearedOut:
+                       session: Db, now: Now) -> ClearedOut:
         """Book the bank card's offline purchases whose TC verifies, each once."""
         purchases = [Purchase(r.pan, r.psn, r.amount, r.atc, bytes.fromhex(r.cryptogram), r.cid,
                               bytes.fromhex(r.iad),
                               {int(tag, 16): bytes.fromhex(value) for tag, value in r.data.items()},
                               r.merchant) for r in body]
-        result = clear_ecash(session, keys, purchases)
+        result = clear_ecash(session, keys, purchases, now)
         session.commit()
         return ClearedOut(booked=result.booked, duplicates=result.duplicates, free=result.free,
                           refused=result.refused)
@@ -320,13 +345,13 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         return OrderOut(order_id=found.id, kind=found.kind.value, state=found.state.value,
                         amount=found.amount, app_serial=serial, last_error=found.last_error)
 
-    def ordered(order_id: int, band_id: int, session: Session) -> OrderOut:
+    def ordered(order_id: int, band_id: int, session: Session, now: datetime) -> OrderOut:
         """The companion's new order with a relay session opened for it: one round trip less."""
-        relay = _relay(orders.open(order_id, Caller(band_id)))  # the route checked the token
+        relay = _relay(orders.open(order_id, Caller(band_id), now))  # the route checked the token
         return order_out(order_id, session).model_copy(update={"relay": relay})
 
     @app.post("/v1/bands/{band_id}/issues", status_code=201, responses=problems)
-    def order_issue(band_id: Id, body: IssueIn, value: Token, session: Db,
+    def order_issue(band_id: Id, body: IssueIn, value: Token, session: Db, now: Now,
                     idempotency_key: IdempotencyKey) -> OrderOut:
         """Order a new card of a product on the band; relay the order to issue it."""
         device_band(band_id, value, session)
@@ -334,35 +359,35 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
             raise HTTPException(404, f"no product {body.product!r}")
         serial = product(body.product).issuer_id[:2] + secrets.token_bytes(8)
         session.close()  # SQLite: the order's own transaction must not wait for this one
-        return ordered(orders.issue(band_id, body.product, serial, f"{band_id}:{idempotency_key}"),
-                       band_id, session)
+        return ordered(orders.issue(band_id, body.product, serial, f"{band_id}:{idempotency_key}",
+                                    now), band_id, session, now)
 
     @app.post("/v1/bands/{band_id}/topups", status_code=201, responses=problems)
-    def order_topup(band_id: Id, body: TopupIn, value: Token, session: Db,
+    def order_topup(band_id: Id, body: TopupIn, value: Token, session: Db, now: Now,
                     idempotency_key: IdempotencyKey) -> OrderOut:
         device_band(band_id, value, session)
         session.close()
         return ordered(orders.topup(band_id, bytes.fromhex(body.app_serial), body.amount,
-                                    f"{band_id}:{idempotency_key}"), band_id, session)
+                                    f"{band_id}:{idempotency_key}", now), band_id, session, now)
 
     @app.post("/v1/bands/{band_id}/cards/{app_serial}/cancel", status_code=201, responses=problems,
               dependencies=[Depends(operator)])
     def order_cancel(band_id: Id, app_serial: Annotated[str, Path(pattern=HEX, min_length=20,
                                                                   max_length=20)],
-                     session: Db, idempotency_key: IdempotencyKey) -> OrderOut:
+                     session: Db, now: Now, idempotency_key: IdempotencyKey) -> OrderOut:
         """Cancel a card: relayed, it proves its balance, is deleted, and the balance is refunded."""
         return order_out(orders.cancel(band_id, bytes.fromhex(app_serial),
-                                       f"{band_id}:{idempotency_key}"), session)
+                                       f"{band_id}:{idempotency_key}", now), session)
 
     @app.post("/v1/bands/{band_id}/lost", status_code=201, responses=problems,
               dependencies=[Depends(operator)])
-    def report_lost(band_id: Id, body: LostIn, session: Db,
+    def report_lost(band_id: Id, body: LostIn, session: Db, now: Now,
                     idempotency_key: IdempotencyKey) -> list[OrderOut]:
         """Lock the band's cards now and at its next contact; their balances go to the new band."""
         if session.get(Band, band_id) is None:
             raise HTTPException(404, "no such band")
         session.close()
-        made = orders.report_lost(band_id, body.new_band_id, f"{band_id}:{idempotency_key}")
+        made = orders.report_lost(band_id, body.new_band_id, f"{band_id}:{idempotency_key}", now)
         return [order_out(order_id, session) for order_id in made]
 
     @app.get("/v1/bands/{band_id}/orders", responses=problems)
@@ -384,14 +409,15 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         return order_out(order_id, session)
 
     @app.post("/v1/bands/{band_id}/orders/{order_id}/relay", status_code=201, responses=problems)
-    def open_relay(band_id: Id, order_id: Id, value: Token) -> RelayOut:
-        return _relay(orders.open(order_id, caller(band_id, value)))
+    def open_relay(band_id: Id, order_id: Id, value: Token, now: Now) -> RelayOut:
+        return _relay(orders.open(order_id, caller(band_id, value), now))
 
     @app.post("/v1/bands/{band_id}/relay/{session_id}", responses=problems)
-    def answer(band_id: Id, session_id: uuid.UUID, body: RelayIn, value: Token) -> RelayOut:
+    def answer(band_id: Id, session_id: uuid.UUID, body: RelayIn, value: Token,
+               now: Now) -> RelayOut:
         return _relay(orders.answer(session_id, body.step,
                                     [bytes.fromhex(response) for response in body.responses],
-                                    caller(band_id, value)))
+                                    caller(band_id, value), now))
 
     return app
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,8 +57,8 @@ def merchant_account(product: str) -> str:
     return f"merchant:{product}"
 
 
-def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord]) -> Cleared:
-    """Book every record whose TAC verifies, once; the reasons for the others."""
+def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord], at: datetime) -> Cleared:
+    """Book every record whose TAC verifies, once, at ``at``; the reasons for the others."""
     booked = duplicates = free = 0
     refused = []
     for number, record in enumerate(records):
@@ -76,7 +77,7 @@ def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord]) -> 
         if not record.amount:
             free += 1
             continue
-        outcome = _book(session, card, record.amount, f"clearing:{serial}:{record.card_counter}")
+        outcome = _book(session, card, record.amount, f"clearing:{serial}:{record.card_counter}", at)
         booked, duplicates = booked + (outcome == BOOKED), duplicates + (outcome == DUPLICATE)
         if outcome not in (BOOKED, DUPLICATE):
             refused.append(f"record {number}: {outcome}")
@@ -86,20 +87,21 @@ def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord]) -> 
 BOOKED, DUPLICATE = "booked", "duplicate"
 
 
-def _book(session: Session, card: Card, amount: int, key: str) -> str:
+def _book(session: Session, card: Card, amount: int, key: str, at: datetime) -> str:
     """Book a proven purchase once: BOOKED, DUPLICATE, or why the ledger refused it."""
     if ledger.posted(session, key):
         return DUPLICATE
     try:
         ledger.post(session, "clearing", [(card_account(card), -amount),
-                                          (merchant_account(card.product), amount)], key)
+                                          (merchant_account(card.product), amount)], key, at=at)
     except ledger.LedgerError as error:
         return str(error)
     return BOOKED
 
 
-def clear_ecash(session: Session, keys: IssuerKeys, purchases: list[Purchase]) -> Cleared:
-    """Book every offline e-cash purchase whose TC verifies, once; the reasons for the others."""
+def clear_ecash(session: Session, keys: IssuerKeys, purchases: list[Purchase], at: datetime) -> Cleared:
+    """Book every offline e-cash purchase whose TC verifies, once, at ``at``; the reasons for
+    the others."""
     booked = duplicates = 0
     refused = []
     for number, purchase in enumerate(purchases):
@@ -121,7 +123,7 @@ def clear_ecash(session: Session, keys: IssuerKeys, purchases: list[Purchase]) -
         if not proven:
             refused.append(f"record {number}: the TC is wrong")
             continue
-        outcome = _book(session, card, purchase.amount, f"clearing:{serial}:{purchase.atc}")
+        outcome = _book(session, card, purchase.amount, f"clearing:{serial}:{purchase.atc}", at)
         booked, duplicates = booked + (outcome == BOOKED), duplicates + (outcome == DUPLICATE)
         if outcome not in (BOOKED, DUPLICATE):
             refused.append(f"record {number}: {outcome}")

@@ -1,11 +1,13 @@
 """The issuer's HTTP API as its clients call it: the operator's desk and the band's companion.
 
 Every refusal becomes :class:`IssuerUnavailable` with the issuer's reason,
-so a command line or an app shows one line, never a traceback.
+so a command line or an app shows one line, never a traceback. A client of a
+simulated world (``at``) states its time in every request's ``Koala-Time``.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -18,9 +20,13 @@ class IssuerUnavailable(WalletError):
 
 
 class ApiClient:
-    def __init__(self, base_url: str, token: str, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, base_url: str, token: str, transport: httpx.BaseTransport | None = None,
+                 at: datetime | None = None) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        if at is not None:
+            headers["Koala-Time"] = at.isoformat()
         self._http = httpx.Client(base_url=base_url, timeout=10.0, transport=transport,
-                                  headers={"Authorization": f"Bearer {token}"})
+                                  headers=headers)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -8,7 +8,9 @@ IMMEDIATE`` so writers queue on the busy timeout instead of failing when one
 upgrades a read snapshot. PostgreSQL runs at READ COMMITTED; races between
 writers are settled by unique constraints (see :mod:`issuer.ledger`).
 
-Money is integer fen everywhere.
+Money is integer fen everywhere. Timestamps are UTC instants that the caller's
+clock gives (:mod:`reader.clock`): no column has a default time, so a row
+written without one fails instead of taking the machine's clock.
 """
 
 from __future__ import annotations
@@ -81,8 +83,9 @@ def migrate(url: str | Engine | None = None, revision: str = "head") -> None:
             engine.dispose()
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+def utc(moment: datetime) -> datetime:
+    """A timestamp as read back: SQLite gives naive UTC, PostgreSQL an aware instant."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _enum(cls: type[StrEnum], name: str) -> SAEnum:
@@ -129,7 +132,7 @@ class Band(Base):
     device_token_hash: Mapped[str] = mapped_column(String(128))
     #: "test": GP's test keys (development bands); else the key store's ``<name>/gp/*`` masters, KDF3.
     isd_key_set: Mapped[str] = mapped_column(String(64), default="test", server_default="test")
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
     cards: Mapped[list[Card]] = relationship(back_populates="band")
 
 
@@ -142,7 +145,7 @@ class Card(Base):
     app_serial: Mapped[str] = mapped_column(String(20), unique=True)  # hex, 10 bytes
     status: Mapped[CardStatus] = mapped_column(_enum(CardStatus, "card_status"),
                                                default=CardStatus.ISSUING)
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
     band: Mapped[Band] = relationship(back_populates="cards")
 
 
@@ -156,8 +159,8 @@ class Order(Base):
     amount: Mapped[int] = mapped_column(BigInteger, default=0)  # fen
     state: Mapped[OrderState] = mapped_column(_enum(OrderState, "order_state"),
                                               default=OrderState.PENDING)
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -174,7 +177,7 @@ class Account(Base):
     __tablename__ = "accounts"
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(128), unique=True)  # "funding:alice", "card:<serial>"
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class Transaction(Base):
@@ -183,7 +186,7 @@ class Transaction(Base):
     kind: Mapped[str] = mapped_column(String(32))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
     entries: Mapped[list[Entry]] = relationship(back_populates="transaction", order_by="Entry.id")
 
 
@@ -195,6 +198,6 @@ class Entry(Base):
     transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
     transaction: Mapped[Transaction] = relationship(back_populates="entries")
     account: Mapped[Account] = relationship()

@@ -14,10 +14,10 @@ from datetime import date
 
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from applets import bcd
 from applets.emv import crypto
 from applets.emv.ecash import EcashPersonalisation
 from applets.emv.records import Profile, ac_input, static_data
+from applets.validity import Validity
 from issuer.emv_pki import DemoPki
 from reader.pos import Purchase
 
@@ -47,9 +47,8 @@ def luhn_digit(digits: str) -> int:
 
 
 def profile_for(pan: str, holder: str, issued: date, psn: int = 0) -> Profile:
-    expiry = issued.replace(year=issued.year + VALIDITY_YEARS)
-    return Profile(pan, psn, bcd.encode(expiry.strftime("%y%m%d")),
-                   bcd.encode(issued.strftime("%y%m%d")), holder)
+    start, expiry = Validity.for_years(issued, VALIDITY_YEARS).bcd_short()
+    return Profile(pan, psn, expiry, start, holder)
 
 
 def personalisation(profile: Profile, pki: DemoPki, balance: int = 0,

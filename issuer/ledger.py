@@ -25,7 +25,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from issuer.db import Account, Entry, Transaction, utcnow
+from issuer.db import Account, Entry, Transaction
+from reader.clock import instant
 
 
 class LedgerError(Exception):
@@ -94,29 +95,28 @@ def _insert_once(session: Session, table: Any, key: str) -> Any:
     return insert(table).on_conflict_do_nothing(index_elements=[key])
 
 
-def accounts(session: Session, codes: Iterable[str]) -> dict[str, int]:
-    """The ids of the accounts ``codes``, each created on first use (race-safe, in sorted order
-    so that two posters never wait on each other in a cycle)."""
+def accounts(session: Session, codes: Iterable[str], at: datetime) -> dict[str, int]:
+    """The ids of the accounts ``codes``, each created on first use at ``at`` (race-safe, in
+    sorted order so that two posters never wait on each other in a cycle)."""
     wanted = sorted(set(codes))
     found = {code: id_ for code, id_ in session.execute(
         select(Account.code, Account.id).where(Account.code.in_(wanted)))}
     missing = [code for code in wanted if code not in found]
     if missing:
-        now = utcnow()
         session.execute(_insert_once(session, Account, "code"),
-                        [{"code": code, "created_at": now} for code in missing])
+                        [{"code": code, "created_at": at} for code in missing])
         found.update((code, id_) for code, id_ in session.execute(
             select(Account.code, Account.id).where(Account.code.in_(missing))))
     return found
 
 
 def post(session: Session, kind: str, legs: Sequence[tuple[str, int]], idempotency_key: str,
-         order_id: int | None = None) -> int:
-    """Record a balanced posting once under ``idempotency_key``; its transaction id. The caller
-    commits."""
+         order_id: int | None = None, *, at: datetime) -> int:
+    """Record a balanced posting once under ``idempotency_key``, booked at ``at`` (an instant of
+    the caller's clock); its transaction id. The caller commits."""
     checked = _check(kind, legs, idempotency_key)
-    ids = accounts(session, (code for code, _ in checked))
-    now = utcnow()
+    now = instant(at)
+    ids = accounts(session, (code for code, _ in checked), now)
     made = session.execute(_insert_once(session, Transaction, "idempotency_key")
                            .values(kind=kind, order_id=order_id, idempotency_key=idempotency_key,
                                    created_at=now).returning(Transaction.id)).scalar()
@@ -140,8 +140,10 @@ def balance(session: Session, account_code: str) -> int:
 def covers(session: Session, account_code: str, amount: int) -> bool:
     """Whether ``account_code`` holds ``amount``, with the account locked until the caller
     commits, so two debits racing for the last fen cannot both see it."""
-    account_id = accounts(session, [account_code])[account_code]
-    session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+    account_id = session.scalar(select(Account.id).where(Account.code == account_code)
+                                .with_for_update())
+    if account_id is None:  # never posted to: it holds nothing
+        return amount <= 0
     held = session.scalar(select(func.coalesce(func.sum(Entry.amount), 0))
                           .where(Entry.account_id == account_id))
     return int(held or 0) >= amount

@@ -23,6 +23,11 @@ lost: move     card:<serial> -balance, new funding +...   lost:<card id>:move
 
 A card has at most one unresolved order at a time, which is what lets the
 authenticated counter settle a lost top-up answer (see :mod:`issuer.topup`).
+
+Time is an input: every call takes the moment it happens (``now``, an instant
+the API resolved for the request) or reads the clock the service was given,
+never the database's or the machine's; the dates an order writes on a card
+are the wall time of that moment in the network's zone (:mod:`reader.clock`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,10 +46,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from applets.apdu import CommandAPDU, ResponseAPDU
 from issuer import ledger
-from issuer.db import Band, Card, CardStatus, Order, OrderKind, OrderState, RelaySession
+from issuer.db import Band, Card, CardStatus, Order, OrderKind, OrderState, RelaySession, utc
 from issuer.ecash import PRODUCT as ECASH
 from issuer.keys import IssuerKeys
 from issuer.products import product as find
+from reader.clock import Clock, instant, local, system_clock
 
 IN_FLIGHT = "issuer:in-flight"
 SESSION_LIFETIME = timedelta(minutes=10)
@@ -114,7 +120,17 @@ class Context:
     band: Band
     keys: IssuerKeys
     terminal_id: bytes
-    now: datetime
+    now: datetime  # the request's instant
+
+    @property
+    def wall_time(self) -> datetime:
+        """The request's time as the issuer's load terminal writes it on a card."""
+        return local(self.now)
+
+    @property
+    def ordered_at(self) -> datetime:
+        """When the order was placed, as the issuer's terminal writes it on a card."""
+        return local(utc(self.order.created_at))
 
 
 class Procedure(ABC):
@@ -137,7 +153,7 @@ class Procedure(ABC):
 
 class Orders:
     def __init__(self, sessions: sessionmaker[Session], keys: IssuerKeys, terminal_id: bytes,
-                 clock: Callable[[], datetime] = datetime.now) -> None:
+                 clock: Clock = system_clock) -> None:
         from issuer.procedures import procedure_for  # noqa: PLC0415 - they build on this module
 
         self._sessions = sessions
@@ -146,9 +162,15 @@ class Orders:
         self._clock = clock
         self._procedure_for = procedure_for
 
+    def now(self, stated: datetime | None = None) -> datetime:
+        """The instant of a request: the one it states (a simulated world's, admitted by the
+        API), else the service's clock."""
+        return instant(stated if stated is not None else self._clock())
+
     # -- ordering ------------------------------------------------------------------------
 
-    def topup(self, band_id: int, app_serial: bytes, amount: int, idempotency_key: str) -> int:
+    def topup(self, band_id: int, app_serial: bytes, amount: int, idempotency_key: str,
+              now: datetime | None = None) -> int:
         """A top-up order, once per idempotency key (the same request returns the same order)."""
         if amount <= 0:
             raise OrderError("a top-up amount must be a positive number of fen")
@@ -163,10 +185,12 @@ class Orders:
             if funds < amount:
                 raise OrderError(f"the band's funding account holds {funds} fen, not enough for "
                                  f"{amount}")
-            return self._add(session, idempotency_key, OrderKind.TOPUP, card, amount)
+            return self._add(session, idempotency_key, OrderKind.TOPUP, card, amount, self.now(now))
 
-    def issue(self, band_id: int, product: str, app_serial: bytes, idempotency_key: str) -> int:
+    def issue(self, band_id: int, product: str, app_serial: bytes, idempotency_key: str,
+              now: datetime | None = None) -> int:
         """An issuance order: a new card of ``product`` on the band, under ``app_serial``."""
+        at = self.now(now)
         with self._sessions.begin() as session:
             existing = self._existing(session, idempotency_key, OrderKind.ISSUE, band_id, 0)
             if existing is not None:
@@ -179,15 +203,17 @@ class Orders:
             if held is not None:
                 raise OrderError(f"the band already holds a {product} card ({held.app_serial})")
             card = Card(band_id=band_id, product=product, aid=find(product).aid.hex().upper(),
-                        app_serial=app_serial.hex().upper(), status=CardStatus.ISSUING)
+                        app_serial=app_serial.hex().upper(), status=CardStatus.ISSUING,
+                        created_at=at)
             try:
                 with session.begin_nested():
                     session.add(card)
             except IntegrityError:
                 raise OrderError("this application serial number is taken") from None
-            return self._add(session, idempotency_key, OrderKind.ISSUE, card, 0)
+            return self._add(session, idempotency_key, OrderKind.ISSUE, card, 0, at)
 
-    def cancel(self, band_id: int, app_serial: bytes, idempotency_key: str) -> int:
+    def cancel(self, band_id: int, app_serial: bytes, idempotency_key: str,
+               now: datetime | None = None) -> int:
         """A cancellation: the card's balance (as the card proves it) is refunded, the card deleted."""
         with self._sessions.begin() as session:
             existing = self._existing(session, idempotency_key, OrderKind.CANCEL, band_id, None)
@@ -196,13 +222,15 @@ class Orders:
             card = self._card(session, band_id, app_serial)
             if card.status not in (CardStatus.ACTIVE, CardStatus.LOCKED):
                 raise OrderError(f"the card is {card.status.value}")
-            return self._add(session, idempotency_key, OrderKind.CANCEL, card, 0)
+            return self._add(session, idempotency_key, OrderKind.CANCEL, card, 0, self.now(now))
 
-    def report_lost(self, band_id: int, new_band_id: int, idempotency_key: str) -> list[int]:
+    def report_lost(self, band_id: int, new_band_id: int, idempotency_key: str,
+                    now: datetime | None = None) -> list[int]:
         """The band is lost: its cards are locked now (and on the band at its next contact),
         and each card's balance in the issuer's books moves to the new band's funding account."""
         if band_id == new_band_id:
             raise OrderError("the balances must move to another band")
+        at = self.now(now)
         with self._sessions.begin() as session:
             if session.get(Band, new_band_id) is None:
                 raise OrderError("no such new band")
@@ -221,9 +249,9 @@ class Orders:
                 if balance:
                     ledger.post(session, "lost-move", [(card_account(card), -balance),
                                                        (funding_account(new_band_id), balance)],
-                                f"lost:{card.id}:move")
+                                f"lost:{card.id}:move", at=at)
                 orders.append(self._add(session, f"{idempotency_key}:lost:{card.id}",
-                                        OrderKind.LOST, card, balance))
+                                        OrderKind.LOST, card, balance, at))
             return orders
 
     def _existing(self, session: Session, key: str, kind: OrderKind, band_id: int,
@@ -248,18 +276,19 @@ class Orders:
         if busy is not None:
             raise OrderError(f"order {busy} for this card is still unresolved: relay it first")
 
-    def _add(self, session: Session, key: str, kind: OrderKind, card: Card, amount: int) -> int:
+    def _add(self, session: Session, key: str, kind: OrderKind, card: Card, amount: int,
+             at: datetime) -> int:
         self._procedure_for(kind, card.product)  # refuses what the card cannot take, up front
         self._check_idle(session, card)
         order = Order(idempotency_key=key, kind=kind, band_id=card.band_id, card_id=card.id,
-                      amount=amount, state=OrderState.PENDING)
+                      amount=amount, state=OrderState.PENDING, created_at=at, updated_at=at)
         session.add(order)
         session.flush()
         return order.id
 
     # -- relaying ------------------------------------------------------------------------
 
-    def open(self, order_id: int, caller: Caller | None = None) -> Relay:
+    def open(self, order_id: int, caller: Caller | None = None, now: datetime | None = None) -> Relay:
         """A new relay session for the order (the phone is in contact with the band).
 
         The order's state moves to the new session and the old one ends, so an
@@ -278,7 +307,7 @@ class Orders:
                                    .where(RelaySession.order_id == order_id)).all()
             if len(last) > 1:
                 raise OrderError(f"the order has {len(last)} states instead of one")
-            context = self._context(session, order, card, band)
+            context = self._context(session, order, card, band, now)
             procedure = self._procedure_for(order.kind, card.product)
             previous = last[0].state if last else None
             finished = order.state not in UNRESOLVED
@@ -290,10 +319,11 @@ class Orders:
             session.add(relay)
             if order.state is OrderState.PENDING:
                 order.state = OrderState.IN_RELAY
+            order.updated_at = context.now
             return self._relay(context, relay, 0)
 
     def answer(self, session_id: uuid.UUID, step: int, responses: Sequence[bytes],
-               caller: Caller | None = None) -> Relay:
+               caller: Caller | None = None, now: datetime | None = None) -> Relay:
         """The band's answers to the batch of ``step`` (a prefix of it); the next batch."""
         try:
             parsed = [ResponseAPDU.parse(response) for response in responses]
@@ -312,7 +342,7 @@ class Orders:
             relay, order, card, band = row
             if caller is not None:
                 caller.admit(order, band, "relay session")
-            context = self._context(session, order, card, band)
+            context = self._context(session, order, card, band, now)
             current = int(relay.step)
             if step != current:
                 if step == current - 1:  # a retried request: the same batch again
@@ -320,7 +350,7 @@ class Orders:
                 raise OrderError(f"the session is at step {current}, not {step}")
             if order.state not in UNRESOLVED:
                 raise OrderError(f"the order is over ({order.state.value})")
-            if relay.expires_at.replace(tzinfo=None) < context.now:
+            if utc(relay.expires_at) < context.now:
                 raise OrderError("the relay session expired: open a new one")
             procedure = self._procedure_for(order.kind, card.product)
             sent = procedure.commands(context, relay.state)
@@ -335,6 +365,7 @@ class Orders:
                 if not following or following[0].encode() != sent[index + 1].encode():
                     break  # the rest answered commands the order no longer wants: harmless, ignored
             relay.state, relay.step = state, str(current + 1)
+            order.updated_at = context.now
             return self._relay(context, relay, current + 1)
 
     def _relay(self, context: Context, relay: RelaySession, step: int) -> Relay:
@@ -343,5 +374,6 @@ class Orders:
             if order.state in UNRESOLVED else []
         return Relay(relay.id, step, tuple(apdu.encode() for apdu in batch), order.state)
 
-    def _context(self, session: Session, order: Order, card: Card, band: Band) -> Context:
-        return Context(session, order, card, band, self._keys, self._terminal_id, self._clock())
+    def _context(self, session: Session, order: Order, card: Card, band: Band,
+                 now: datetime | None) -> Context:
+        return Context(session, order, card, band, self._keys, self._terminal_id, self.now(now))

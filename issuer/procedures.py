@@ -32,6 +32,7 @@ from applets import bcd
 from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.gp.domain import ISD_AID
 from applets.pboc import crypto
+from applets.validity import Validity
 from issuer import ectopup, gp, ledger
 from issuer.db import CardStatus, OrderKind, OrderState
 from issuer.ecash import PRODUCT as ECASH
@@ -67,7 +68,7 @@ class TopupProcedure(Procedure):
     def receive(self, context: Context, state: State, response: ResponseAPDU) -> State:
         try:
             new, effect = receive(_load_topup(state), response,
-                                  LoadKeysOf(context.keys, context.card.product), context.now)
+                                  LoadKeysOf(context.keys, context.card.product), context.wall_time)
         except TopupError as error:
             raise OrderError(str(error)) from error
         if isinstance(effect, Debit) and not ledger.covers(
@@ -87,17 +88,17 @@ def _apply(context: Context, effect: Debit | Settle | Fail | None) -> None:
     funding = funding_account(order.band_id)
     if isinstance(effect, Debit):
         ledger.post(session, "topup-debit", [(funding, -effect.amount), (IN_FLIGHT, effect.amount)],
-                    f"order:{order.id}:debit", order.id)
+                    f"order:{order.id}:debit", order.id, at=context.now)
         order.state = OrderState.DEBITED
     elif isinstance(effect, Settle):
         ledger.post(session, "topup-settle", [(IN_FLIGHT, -effect.amount),
                                               (card_account(context.card), effect.amount)],
-                    f"order:{order.id}:settle", order.id)
+                    f"order:{order.id}:settle", order.id, at=context.now)
         order.state = OrderState.SETTLED
     elif isinstance(effect, Fail):
         if effect.refund:
             ledger.post(session, "topup-refund", [(IN_FLIGHT, -effect.refund), (funding, effect.refund)],
-                        f"order:{order.id}:refund", order.id)
+                        f"order:{order.id}:refund", order.id, at=context.now)
         order.state = OrderState.REFUNDED if effect.refund else OrderState.FAILED
         order.last_error = effect.reason
 
@@ -227,9 +228,7 @@ def operator(context: Context) -> Domain:
 class IssueScript(Script):
     def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[str]:
         item = product(context.card.product)
-        created = context.order.created_at
-        start = bcd.encode(created.strftime("%Y%m%d"))
-        expiry = bcd.encode(created.replace(year=created.year + VALIDITY_YEARS).strftime("%Y%m%d"))
+        start, expiry = Validity.for_years(context.ordered_at.date(), VALIDITY_YEARS).bcd()
         personalisation = item.personalisation(
             bytes.fromhex(context.card.app_serial), start, expiry,
             card_key=lambda role, div: context.keys.card_key(item.name, role, div))
@@ -251,7 +250,7 @@ class CancelScript(Script):
     def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[Any]:
         card = context.card
         if phase == 0:
-            date, time = bcd.date_time(context.order.created_at)
+            date, time = bcd.date_time(context.ordered_at)
             return verified_balance(bytes.fromhex(card.aid), bytes.fromhex(card.app_serial),
                                     LoadKeysOf(context.keys, card.product),
                                     crypto.Terminal(context.terminal_id, date, time))
@@ -269,7 +268,7 @@ class CancelScript(Script):
             ledger.post(context.session, "cancel-refund",
                         [(card_account(context.card), -order.amount),
                          (funding_account(order.band_id), order.amount)],
-                        f"order:{order.id}:refund", order.id)
+                        f"order:{order.id}:refund", order.id, at=context.now)
         context.card.status = CardStatus.CANCELLED
         order.state = OrderState.SETTLED
         return None
@@ -291,9 +290,8 @@ class EcTopupProcedure(Procedure):
         challenge = secrets.token_bytes(4)
         if last is not None:
             return _dump(_load_ec(last).resume(challenge))
-        card, created = context.card, context.order.created_at
-        return _dump(EcTopup(_pan(card.app_serial), BANK_PSN, context.order.amount, challenge,
-                             bcd.encode(created.strftime("%y%m%d"))))
+        return _dump(EcTopup(_pan(context.card.app_serial), BANK_PSN, context.order.amount, challenge,
+                             bcd.encode(f"{context.ordered_at:%y%m%d}")))
 
     def commands(self, context: Context, state: State) -> list[CommandAPDU]:
         return ectopup.commands(_load_ec(state))

@@ -3,6 +3,8 @@
 Everything it keeps lives in ``$KOALA_HOME/issuer``: the SQLite database (or
 the PostgreSQL URL given), the sealed master keys and their key-encryption
 key. The demo issuers' documented master keys are imported on first start.
+Its time is the clock handed to :func:`build` (the machine's, by default);
+with ``client_time`` it takes each request's ``Koala-Time`` instead.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from issuer.keys import StoreKeys
 from issuer.keystore import EncryptedKeyStore, KeyStore, load_demo_keys
 from issuer.orders import Orders
 from reader import places
+from reader.clock import Clock, system_clock
 
 OTA_TERMINAL = places.load_id(0x0A)
 
@@ -25,11 +28,14 @@ OTA_TERMINAL = places.load_id(0x0A)
 def from_environment() -> FastAPI:
     """The app of ``koala issuer serve`` in each worker process (uvicorn's factory)."""
     return build(Path(os.environ["KOALA_HOME"]), os.environ["KOALA_OPERATOR_TOKEN"],
-                 os.environ.get("KOALA_ISSUER_DB") or None)
+                 os.environ.get("KOALA_ISSUER_DB") or None,
+                 client_time=os.environ.get("KOALA_ISSUER_CLIENT_TIME") == "1")
 
 
-def build(home: Path, operator_token: str, database_url: str | None = None) -> FastAPI:
-    """The issuer's ASGI app over its database (migrated to head) and key store."""
+def build(home: Path, operator_token: str, database_url: str | None = None,
+          clock: Clock = system_clock, client_time: bool = False) -> FastAPI:
+    """The issuer's ASGI app over its database (migrated to head) and key store, on ``clock``
+    (or, with ``client_time``, on the time each request states)."""
     directory = home / "issuer"
     directory.mkdir(parents=True, exist_ok=True)
     url = database_url or f"sqlite:///{directory / 'issuer.db'}"
@@ -38,8 +44,8 @@ def build(home: Path, operator_token: str, database_url: str | None = None) -> F
     store = EncryptedKeyStore(directory)
     load_demo_keys(store)
     keys = StoreKeys(store)
-    return create_app(sessions, Orders(sessions, keys, OTA_TERMINAL), keys, operator_token,
-                      isd_key_sets(store))
+    return create_app(sessions, Orders(sessions, keys, OTA_TERMINAL, clock), keys, operator_token,
+                      isd_key_sets(store), client_time)
 
 
 def isd_key_sets(store: KeyStore) -> frozenset[str]:

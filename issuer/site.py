@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from applets import bcd
 from applets.access import AccessPersonalisation, Permission
+from applets.validity import Validity
 
 SITE_MASTER = bytes.fromhex("6B6F616C612D73697465206D61737465")
 #: The compound's doors by name, with their 4-byte ids.
@@ -30,7 +30,6 @@ def door_id(name: str) -> int:
 
 def resident_card(number: int, issued: date) -> AccessPersonalisation:
     """A resident's card: the resident doors from ``issued`` for two years."""
-    until = issued.replace(year=issued.year + VALIDITY_YEARS)
-    start, end = bcd.encode(issued.strftime("%Y%m%d")), bcd.encode(until.strftime("%Y%m%d"))
+    start, end = Validity.for_years(issued, VALIDITY_YEARS).bcd()
     permissions = tuple(Permission(DOORS[name], start, end) for name in RESIDENT_DOORS)
     return AccessPersonalisation.for_site(SITE_MASTER, number.to_bytes(8), permissions)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from applets.pboc.layouts import TxType
 from reader import pboc
+from reader.clock import Clock, local
 from reader.flow import Flow
 from reader.psam import Psam
-from reader.terminal import Clock, PurseTerminal, TapResult
+from reader.terminal import PurseTerminal, TapResult
 
 
 class SimplePurchase(PurseTerminal):
@@ -21,7 +22,7 @@ class SimplePurchase(PurseTerminal):
         self.aid = aid
 
     def tap(self) -> Flow[TapResult]:
-        now = self.clock()
+        now = local(self.clock())
         issuer = yield from pboc.select_purse(self.aid)
         self.check_validity(issuer, now)
         recovered = yield from self.recover(issuer)

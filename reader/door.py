@@ -44,9 +44,9 @@ from applets.crypto import access as crypto
 from applets.crypto.scp03 import Prf
 from applets.runtime import Rng
 from applets.sw import SW
+from reader.clock import Clock, local
 from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import Flow, Refusals, exchange, expect, parse
-from reader.terminal import Clock
 from reader.timing import DEADLINE_TRANSIT_S
 
 DEADLINE_DOOR_S = DEADLINE_TRANSIT_S
@@ -110,7 +110,7 @@ class DoorReader:
 
     def tap(self) -> Flow[Admission]:
         """One band at the door: admitted, or :class:`TransactionRefused` with the reason."""
-        date, time = bcd.date_time(self.clock())
+        date, time = bcd.date_time(local(self.clock()))
         fci = yield from exchange(select(self.aid), "SELECT", SELECT_REFUSALS)
         try:
             named = tlv.find(fci, 0x84)

@@ -23,11 +23,12 @@ from applets.pboc.layouts import (
     TxType,
 )
 from reader import pboc
+from reader.clock import Clock, local
 from reader.errors import TransactionRefused
 from reader.flow import Flow
 from reader.metro import BEIJING_2014, FareTable, MetroError, MetroNetwork, Station
 from reader.psam import Psam
-from reader.terminal import Clock, PurseTerminal, TapResult
+from reader.terminal import PurseTerminal, TapResult
 
 MAX_JOURNEY = timedelta(hours=4)
 
@@ -58,7 +59,7 @@ class MetroGate(PurseTerminal):
 
     def tap(self) -> Flow[TapResult]:
         """One card at the gate: recover an interrupted tap, else enter or exit."""
-        now = self.clock()
+        now = local(self.clock())
         issuer = yield from pboc.select_purse(self.config.aid)
         self.check_validity(issuer, now)
         recovered = yield from self.recover(issuer)

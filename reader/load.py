@@ -22,9 +22,10 @@ from applets.pboc.layouts import (
 )
 from applets.sw import SW
 from reader import pboc
+from reader.clock import Clock, local
 from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import Flow, exchange, expect, parse
-from reader.terminal import KEY_INDEX, Clock
+from reader.terminal import KEY_INDEX
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ class LoadTerminal:
             pboc.initialize(pboc.P1_LOAD, InitCommand(KEY_INDEX, amount, self.terminal_id)),
             "INITIALIZE FOR LOAD", LOAD_REFUSALS)
         init = parse(INIT_LOAD_RESPONSE, data, "INITIALIZE FOR LOAD")
-        date, time = bcd.date_time(self.clock())
+        date, time = bcd.date_time(local(self.clock()))
         terminal = crypto.Terminal(self.terminal_id, date, time)
         authorization = crypto.authorize_load(
             crypto.diversify(keys.load, div), crypto.diversify(keys.tac, div), init.balance,

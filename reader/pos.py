@@ -40,11 +40,11 @@ from applets.emv.records import (
     fen,
 )
 from applets.sw import SW
+from reader.clock import Clock, local
 from reader.emv_ca import CA_KEYS
 from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import Flow, exchange, expect
 
-Clock = Callable[[], datetime]
 Rng = Callable[[int], bytes]
 
 #: TTQ: qPBOC and EMV contact supported, online capable, no CVM below the limit.
@@ -112,7 +112,7 @@ class Pos:
         aid, label = yield from self._choose_application()
         fci = yield from exchange(_select(aid), "SELECT", REFUSALS)
         pdol = _find(fci, 0x9F38, "SELECT")
-        now = self.clock()
+        now = local(self.clock())
         values = {0x9F66: self.ttq, 0x9F02: amount(fen_amount), 0x9F03: bytes(6),
                   0x9F1A: self.country, 0x95: bytes(5), 0x5F2A: self.currency,
                   0x9A: bcd.encode(now.strftime("%y%m%d")), 0x9C: bytes((PURCHASE,)),

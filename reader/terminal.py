@@ -9,7 +9,6 @@ more), 9406 means it did not (forget it). The terminal never guesses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,11 +24,11 @@ from applets.pboc.layouts import (
 )
 from applets.sw import SW
 from reader import pboc
+from reader.clock import Clock
 from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import Flow, exchange, expect, parse
 from reader.psam import Psam
 
-Clock = Callable[[], datetime]
 KEY_INDEX = 0x01
 
 

@@ -24,9 +24,9 @@ def koala(tmp_path):
 
 
 def test_a_day_from_the_command_line(koala, tmp_path):
-    koala("band", "create", "alice", "--holder", "Alice")
+    koala("band", "create", "alice", "--holder", "Alice", "--at", "2026-11-23T07:00")
     assert (tmp_path / "bands" / "alice.band").exists()
-    koala("tap", "load", "--band", "alice", "--amount", "50")
+    koala("tap", "load", "--band", "alice", "--amount", "50", "--at", "2026-11-23T07:30")
     koala("tap", "gate", "--band", "alice", "--station", "Xizhimen", "--direction", "in",
           "--at", "2026-11-23T08:00")
     out = koala("tap", "gate", "--band", "alice", "--station", "Guomao", "--direction", "out",
@@ -85,10 +85,18 @@ def test_bad_input_gets_one_line_not_a_traceback(koala, args, message):
         result.exception, SystemExit)
 
 
-def test_the_demo_runs_a_whole_day(koala):
-    out = koala("demo").output
+def test_the_demo_runs_a_whole_day(koala, tmp_path):
+    out = koala("demo", "--keep").output
     assert "Xizhimen" in out and "Guomao" in out and "bus 1" in out
     assert "every tap of the day" in out and "refused" in out
+    # the day runs on the demo's own clock: over-the-air loads, rides and buses in order
+    history = CliRunner().invoke(main, ["--home", str(tmp_path / "demo"), "card", "history",
+                                        "--band", "demo", "--json"])
+    log = json.loads(history.output)["log"]
+    assert [(row["type"], row["when"][11:]) for row in log] == [
+        ("metro", "18:58:00"), ("metro", "18:06:00"), ("purchase", "13:05:00"),
+        ("metro", "08:37:00"), ("metro", "08:02:00"), ("load", "07:05:00")]
+    assert len({row["when"][:10] for row in log}) == 1
 
 
 def test_gp_commands_manage_a_band_by_hand(koala):
@@ -134,11 +142,13 @@ def test_paying_at_a_pos_offline_then_online(koala):
 
 
 def test_every_card_has_a_history(koala):
-    koala("band", "create", "hal", "--cards", "ecash,access", "--ecash-balance", "20")
+    koala("band", "create", "hal", "--cards", "ecash,access", "--ecash-balance", "20",
+          "--at", "2026-11-23T07:00")
     koala("tap", "pos", "--band", "hal", "--amount", "3", "--merchant", "Tea House",
           "--at", "2026-11-23T10:00")
     koala("tap", "door", "--band", "hal", "--door", "front", "--at", "2026-11-23T19:00")
-    assert "no access" in koala("tap", "door", "--band", "hal", "--door", "gym", ok=False).output
+    assert "no access" in koala("tap", "door", "--band", "hal", "--door", "gym",
+                                "--at", "2026-11-23T19:05", ok=False).output
     ecash = json.loads(koala("card", "history", "--band", "hal", "--card", "ecash",
                              "--json").output)
     assert ecash["balance"] == 1700
@@ -184,3 +194,23 @@ def test_the_phone_pairs_over_ble_and_relays_issuance_and_top_up(koala, tmp_path
         ("transit", 500, True)]
     (tmp_path / "bands" / "joy.ble-keys.json").unlink()  # the band forgets the phone's bond
     assert "pairing" in koala("companion", "cards", "--band", "joy", ok=False).output
+
+
+def test_a_band_made_on_a_leap_day_runs_until_28_february(koala):
+    koala("band", "create", "leap", "--cards", "transit,ecash,access", "--at", "2028-02-29T10:00")
+    cards = {c["card"]: c["expiry"] for c in json.loads(koala("card", "list", "--band", "leap",
+                                                               "--json").output)}
+    assert cards == {"transit": "20380228", "ecash": "20330228", "access": "20300228"}
+    assert "open" in koala("tap", "door", "--band", "leap", "--door", "front",
+                           "--at", "2030-02-28T23:59").output
+    assert "ended on 2030-02-28" in koala("tap", "door", "--band", "leap", "--door", "front",
+                                          "--at", "2030-03-01T00:00", ok=False).output
+
+
+def test_the_network_keeps_beijing_time_whatever_the_offset_given(koala):
+    koala("band", "create", "tz", "--at", "2026-11-23T07:00")
+    koala("tap", "load", "--band", "tz", "--amount", "10", "--at", "2026-11-23T07:30")
+    koala("tap", "bus", "--band", "tz", "--route", "1", "--at", "2026-11-22T16:45-08:00")
+    history = json.loads(koala("card", "history", "--band", "tz", "--json").output)
+    assert history["log"][0]["when"] == "2026-11-23 08:45:00"
+    assert "(Asia/Shanghai)" in koala("card", "history", "--band", "tz").output

@@ -39,8 +39,8 @@ def background(home: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def test_attach_a_band_and_ride_through_pcscd(pcscd, tmp_path):
-    koala(tmp_path, "band", "create", "alice")
-    koala(tmp_path, "tap", "load", "--band", "alice", "--amount", "20")
+    koala(tmp_path, "band", "create", "alice", "--at", "2026-11-23T07:00")
+    koala(tmp_path, "tap", "load", "--band", "alice", "--amount", "20", "--at", "2026-11-23T07:30")
     with background(tmp_path, "band", "attach", "alice") as attach:
         deadline = time.monotonic() + 15
         while not PcscReader(READER).card_present():

@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import httpx
@@ -20,7 +21,10 @@ from issuer.db import session_factory
 from issuer.keys import DemoKeys
 from issuer.orders import Orders
 from issuer.products import TRANSIT
-from reader import places
+from reader import clock, pboc, places
+from reader.clock import Clock
+from reader.flow import run
+from reader.transport import in_field
 from tests.conftest import EXPIRY, START, seeded, serial_for
 from wallet.band import Band
 from wallet.companion import Companion, IssuerClient, LocalBand
@@ -30,9 +34,16 @@ OPERATOR = "operator-secret-token"
 
 @pytest.fixture
 def issuer_url(engine: Engine) -> Iterator[str]:
-    service = Orders(session_factory(engine), DemoKeys(), places.load_id(9),
-                     lambda: datetime(2026, 11, 23, 9, 0))
-    app = create_app(session_factory(engine), service, DemoKeys(), OPERATOR)
+    with serving(engine, lambda: datetime(2026, 11, 23, 9, 0)) as url:
+        yield url
+
+
+@contextmanager
+def serving(engine: Engine, clock: Clock, client_time: bool = False) -> Iterator[str]:
+    """The issuer on ``engine`` over real HTTP on a free loopback port, on ``clock``."""
+    service = Orders(session_factory(engine), DemoKeys(), places.load_id(9), clock)
+    app = create_app(session_factory(engine), service, DemoKeys(), OPERATOR,
+                     client_time=client_time)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -114,3 +125,28 @@ def test_only_the_bands_device_relays_its_orders(issuer_url):
                          IssuerClient(issuer_url, token)).relay(order["order_id"])
     assert finished["state"] == "settled" and band.card("transit").balance == 100
     assert other_band.card("transit").balance == 0
+
+
+def test_an_issuer_on_its_own_clock_refuses_a_stated_time(issuer_url):
+    http = httpx.Client(base_url=issuer_url, headers={"Authorization": f"Bearer {OPERATOR}",
+                                                      "Koala-Time": "2026-11-23T07:00"})
+    refused = http.post("/v1/bands", json={"cplc": "00" * 42, "uid": "01020304"})
+    assert refused.status_code == 400 and "keeps its own clock" in refused.json()["detail"]
+
+
+def test_a_simulated_worlds_issuer_dates_the_card_from_the_stated_time(engine):
+    own_clock = clock.fixed(datetime(2031, 7, 1, 12, 0))  # what the stated time overrides
+    with serving(engine, own_clock, client_time=True) as url:
+        band, band_id, token, serial = registered(url)
+        bad = httpx.post(f"{url}/v1/bands/{band_id}/topups", json={"app_serial": serial.hex(),
+                                                                   "amount": 100},
+                         headers={"Authorization": f"Bearer {token}", "Koala-Time": "noon",
+                                  "Idempotency-Key": "bad-time-1"})
+        assert bad.status_code == 400 and "Koala-Time" in bad.json()["detail"]
+        client = IssuerClient(url, token, at=clock.parse("2026-11-23T07:05"))
+        assert Companion(LocalBand(band), band_id, client).topup(serial, 500)["state"] == "settled"
+    band.power_on()
+    with in_field(band) as link:
+        run(pboc.select_purse(TRANSIT.aid), link)
+        (load,) = run(pboc.read_log(), link)
+    assert (load.date.hex(), load.time.hex()) == ("20261123", "070500")

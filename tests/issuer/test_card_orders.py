@@ -33,6 +33,7 @@ from tests.conftest import seeded
 from wallet.band import Band
 
 NOW = datetime(2026, 11, 23, 9, 0)
+AT = NOW  # when the tests' ledger postings are booked
 FUNDS = 100_000
 _numbers = iter(range(1, 1_000_000))
 
@@ -46,11 +47,11 @@ def new_band(engine: Engine) -> tuple[int, Band]:
     number = next(_numbers)
     band = Band.new(f"o{number}", seeded(number))
     with session_factory(engine).begin() as session:
-        row = BandRow(cplc=f"C{number:031X}", uid=band.uid.hex(), device_token_hash="x")
+        row = BandRow(cplc=f"C{number:031X}", uid=band.uid.hex(), device_token_hash="x", created_at=AT)
         session.add(row)
         session.flush()
         ledger.post(session, "funding", [("bank:settlement", -FUNDS), (funding_account(row.id), FUNDS)],
-                    f"fund:{row.id}")
+                    f"fund:{row.id}", at=AT)
         return row.id, band
 
 
@@ -229,9 +230,9 @@ def test_clearing_books_proven_purchases_once_and_refuses_forged_ones(engine):
                             debit.terminal_id, debit.terminal_seq, debit.date, debit.time, debit.tac)
     forged = replace(record, amount=20)
     with session_factory(engine).begin() as session:
-        first = clear(session, DemoKeys(), [record, forged])
+        first = clear(session, DemoKeys(), [record, forged], AT)
     with session_factory(engine).begin() as session:
-        again = clear(session, DemoKeys(), [record])
+        again = clear(session, DemoKeys(), [record], AT)
     assert (first.booked, len(first.refused), again.booked, again.duplicates) == (1, 1, 0, 1)
     assert "TAC is wrong" in first.refused[0]
     assert books(engine, band_id, serial)[1] == band.card("transit").balance == 800

@@ -22,6 +22,7 @@ from issuer.relay import run_batch
 from reader.flow import run
 from reader.pos import Pos
 from reader.transport import in_field
+from tests.conftest import NOW as AT
 from tests.conftest import Clock, seeded
 from tests.issuer.test_orders import FUNDS, relay, topups
 from wallet.band import Band
@@ -40,13 +41,13 @@ def enrol(engine: Engine) -> tuple[int, Band, bytes]:
     band.add_ecash(data)
     serial = pan_for_certificate(data.profile.pan)
     with session_factory(engine).begin() as session:
-        row = BandRow(cplc=f"EC{number:030X}", uid=band.uid.hex(), device_token_hash="x")
+        row = BandRow(cplc=f"EC{number:030X}", uid=band.uid.hex(), device_token_hash="x", created_at=AT)
         session.add(row)
         session.flush()
         session.add(Card(band_id=row.id, product=ecash.PRODUCT, aid=ECASH_AID.hex().upper(),
-                         app_serial=serial.hex().upper(), status=CardStatus.ACTIVE))
+                         app_serial=serial.hex().upper(), status=CardStatus.ACTIVE, created_at=AT))
         ledger.post(session, "funding", [("bank:settlement", -FUNDS),
-                                         (funding_account(row.id), FUNDS)], f"ecfund:{row.id}")
+                                         (funding_account(row.id), FUNDS)], f"ecfund:{row.id}", at=AT)
         return row.id, band, serial
 
 
@@ -137,9 +138,9 @@ def test_clearing_books_an_offline_purchase_once_and_refuses_the_rest(engine):
                      cryptogram=bytes(8))
     incomplete = replace(offline, atc=offline.atc + 7, data={0x9F02: amount(250)})
     with session_factory(engine).begin() as session:
-        first = clear_ecash(session, DemoKeys(), [offline, online, forged, incomplete])
+        first = clear_ecash(session, DemoKeys(), [offline, online, forged, incomplete], AT)
     with session_factory(engine).begin() as session:
-        again = clear_ecash(session, DemoKeys(), [offline])
+        again = clear_ecash(session, DemoKeys(), [offline], AT)
     assert (first.booked, again.booked, again.duplicates) == (1, 0, 1)
     assert [reason.split(": ", 1)[1][:20] for reason in first.refused] == [
         "not an offline appro", "the TC is wrong", "the data the TC cove"]

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from issuer import ledger
 from issuer.db import Account, Entry, Transaction, migrate, session_factory
 from issuer.ledger import LedgerError
+from tests.conftest import NOW as AT
 
 
 def fresh() -> str:
@@ -52,7 +53,8 @@ def test_foreign_keys_are_enforced(engine: Engine) -> None:
     run = fresh()
     with session_factory(engine)() as session:
         with pytest.raises(IntegrityError):
-            ledger.post(session, "topup", [(f"a:{run}", -1), (f"b:{run}", 1)], run, order_id=999_999_999)
+            ledger.post(session, "topup", [(f"a:{run}", -1), (f"b:{run}", 1)], run,
+                        order_id=999_999_999, at=AT)
         session.rollback()
     assert count_transactions(engine, run) == 0
 
@@ -61,8 +63,8 @@ def test_balanced_posting(engine: Engine) -> None:
     run = fresh()
     funding, card, fee = f"funding:{run}", f"card:{run}", f"revenue:{run}"
     with session_factory(engine)() as session:
-        first = ledger.post(session, "topup", [(funding, -5000), (card, 4990), (fee, 10)], f"{run}-1")
-        second = ledger.post(session, "purchase", [(card, -300), (funding, 300)], f"{run}-2")
+        first = ledger.post(session, "topup", [(funding, -5000), (card, 4990), (fee, 10)], f"{run}-1", at=AT)
+        second = ledger.post(session, "purchase", [(card, -300), (funding, 300)], f"{run}-2", at=AT)
         session.commit()
         assert first != second
         assert ledger._legs_of(session, first) == [(funding, -5000), (card, 4990), (fee, 10)]
@@ -91,7 +93,8 @@ def test_refused_postings_write_nothing(engine: Engine, legs: list[tuple[str, in
     run = fresh()
     with session_factory(engine)() as session:
         with pytest.raises(LedgerError):
-            ledger.post(session, "topup", [(code and f"{run}{code}", amount) for code, amount in legs], run)
+            ledger.post(session, "topup", [(code and f"{run}{code}", amount) for code, amount in legs], run,
+                        at=AT)
         session.commit()
     assert count_transactions(engine, run) == 0
     with session_factory(engine)() as session:
@@ -103,12 +106,12 @@ def test_idempotent_replay(engine: Engine) -> None:
     run = fresh()
     legs = [(f"funding:{run}", -2000), (f"card:{run}", 2000)]
     with session_factory(engine)() as session:
-        first = ledger.post(session, "topup", legs, run)
-        again = ledger.post(session, "topup", list(reversed(legs)), run)  # same legs, any order
+        first = ledger.post(session, "topup", legs, run, at=AT)
+        again = ledger.post(session, "topup", list(reversed(legs)), run, at=AT)  # same legs, any order
         session.commit()
         assert again == first
     with session_factory(engine)() as session:
-        later = ledger.post(session, "topup", legs, run)
+        later = ledger.post(session, "topup", legs, run, at=AT)
         session.commit()
         assert later == first
         assert ledger.balance(session, f"card:{run}") == 2000
@@ -126,11 +129,11 @@ def test_idempotent_replay(engine: Engine) -> None:
 def test_conflicting_replay_is_refused(engine: Engine, kind: str, legs: list[tuple[str, int]]) -> None:
     run = fresh()
     with session_factory(engine)() as session:
-        ledger.post(session, "topup", [(f"funding:{run}", -2000), (f"card:{run}", 2000)], run)
+        ledger.post(session, "topup", [(f"funding:{run}", -2000), (f"card:{run}", 2000)], run, at=AT)
         session.commit()
     with session_factory(engine)() as session:
         with pytest.raises(LedgerError, match="other legs"):
-            ledger.post(session, kind, [(f"{code}:{run}", amount) for code, amount in legs], run)
+            ledger.post(session, kind, [(f"{code}:{run}", amount) for code, amount in legs], run, at=AT)
         session.rollback()
         assert ledger.balance(session, f"card:{run}") == 2000
         assert ledger.balance(session, f"funding:{run}") == -2000
@@ -157,12 +160,12 @@ def test_balances_are_derived_and_conserved(engine: Engine, steps: list[list[tup
                 if not posted:
                     continue
                 key, legs, transaction_id = posted[item % len(posted)]
-                assert ledger.post(session, "transfer", legs, key) == transaction_id
+                assert ledger.post(session, "transfer", legs, key, at=AT) == transaction_id
             else:
                 legs = [leg for source, target, amount in item
                         for leg in ((f"{source}:{run}", -amount), (f"{target}:{run}", amount))]
                 key = f"{run}-{len(posted)}"
-                posted.append((key, legs, ledger.post(session, "transfer", legs, key)))
+                posted.append((key, legs, ledger.post(session, "transfer", legs, key, at=AT)))
                 for code, amount in legs:
                     expected[code] += amount
             session.commit()
@@ -217,12 +220,13 @@ def test_concurrent_posters_make_one_transaction_per_key(engine: Engine) -> None
             legs = shared_legs(n)
             with factory() as session:  # fresh session and connection per posting
                 transaction = ledger.post(session, "topup", legs if index % 2 else legs[::-1],
-                                          f"{run}-shared-{n}")
+                                          f"{run}-shared-{n}", at=AT)
                 session.commit()
                 with lock:
                     ids[f"{run}-shared-{n}"].add(transaction)
             with factory() as session:
-                ledger.post(session, "fee", [(f"card:{run}:{n}", -1), (float_, 1)], f"{run}-own-{index}-{n}")
+                ledger.post(session, "fee", [(f"card:{run}:{n}", -1), (float_, 1)], f"{run}-own-{index}-{n}",
+                            at=AT)
                 session.commit()
 
     assert _run_threads(THREADS, work) == []
@@ -248,7 +252,7 @@ def test_concurrent_conflicting_posters_one_wins(engine: Engine) -> None:
 
     def work(index: int) -> None:
         with session_factory(engine)() as session:
-            transaction = ledger.post(session, "topup", legs(index), run)
+            transaction = ledger.post(session, "topup", legs(index), run, at=AT)
             session.commit()
             with lock:
                 winners.append(transaction)

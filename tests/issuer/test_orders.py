@@ -21,6 +21,7 @@ from tests.conftest import EXPIRY, START, seeded, serial_for
 from wallet.band import Band
 
 NOW = datetime(2026, 11, 23, 9, 0)
+AT = NOW  # when the tests' ledger postings are booked
 FUNDS = 100_000
 
 
@@ -40,13 +41,13 @@ def enrol(engine: Engine) -> tuple[int, Band, bytes]:
     band.add_purse(TRANSIT.personalisation(serial, START, EXPIRY), TRANSIT.aid)
     sessions = session_factory(engine)
     with sessions.begin() as session:
-        row = BandRow(cplc=f"{number:032X}", uid=band.uid.hex(), device_token_hash="x")
+        row = BandRow(cplc=f"{number:032X}", uid=band.uid.hex(), device_token_hash="x", created_at=AT)
         session.add(row)
         session.flush()
         session.add(Card(band_id=row.id, product="transit", aid=TRANSIT.aid.hex().upper(),
-                         app_serial=serial.hex().upper(), status=CardStatus.ACTIVE))
+                         app_serial=serial.hex().upper(), status=CardStatus.ACTIVE, created_at=AT))
         ledger.post(session, "funding", [("bank:settlement", -FUNDS), (funding_account(row.id), FUNDS)],
-                    f"fund:{row.id}:{number}")
+                    f"fund:{row.id}:{number}", at=AT)
         band_id = row.id
     return band_id, band, serial
 
