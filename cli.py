@@ -1047,8 +1047,15 @@ def topup_card(world: World, band_name: str, card_name: str, amount: int,
         result = phone.topup(bytes.fromhex(listed[card_name]["serial"]), amount, idempotency_key)
         balance = next(c["balance"] for c in cards() if c["card"] == card_name)
     if result["state"] != "settled":
-        raise click.ClickException(f"top-up {result['state']}")
+        raise click.ClickException(unresolved("top-up", band_name, result["state"]))
     world.console.print(f"topped up {money(amount)}: {card_name} balance {money(balance)}")
+
+
+def unresolved(what: str, band_name: str, state: str) -> str:
+    if state in ("debited", "in_relay", "pending"):
+        return (f"{what} unresolved ({state}): its money is held until the card proves what "
+                f"happened; koala companion sync --band {band_name} at the next contact")
+    return f"{what} {state}"
 
 
 @card.command("cancel")

@@ -10,13 +10,18 @@ issuer's last script, which is all this needs:
 2. Effect :class:`Debit` (funding → in flight), then EXTERNAL AUTHENTICATE
    with the ARPC and PUT DATA 9F79 = ``B + amount`` under the script MAC (one
    batch; the card takes the script only after the ARPC).
-3. PUT DATA's 9000 settles (in flight → card).
+3. Whatever PUT DATA answers (its 9000 carries no MAC), a fresh SELECT and
+   GET PROCESSING OPTIONS follow: that ARQC settles (in flight → card).
 
-If the answer never comes back, the next contact decides from the next ARQC
-alone: when the last transaction the issuer authenticated is the one our
-script went with and the card applied a script in it, our balance was set
-(settle); otherwise nothing was set, and a fresh ARPC and script for the
-newly proven balance follow. The funding account is debited once either way.
+Only an ARQC decides, because only the card's AC key vouches for it. When
+the last transaction the issuer authenticated is the one our script went
+with and the card applied a script in it, our balance was set (settle).
+When that transaction is older than ours, or the card took our ARPC but no
+script, the balance was not set, and the new transaction killed the script
+(its MAC is bound to the old ATC): after a lost answer a fresh ARPC and
+script follow; after an answer, the proof refunds. When a later online
+transaction has overwritten the evidence, nothing is proven and the money
+stays held. The funding account is debited once either way.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from applets.emv.records import (
 from applets.layout import LayoutError
 from applets.sw import SW
 from issuer.ecash import APPROVED
-from issuer.topup import Debit, Effect, Fail, Settle, TopupError
+from issuer.topup import Debit, Effect, Fail, Hold, Settle, TopupError
 from reader.pos import get_processing_options
 
 #: TTQ: qPBOC, online capable, and a cryptogram online required: the card must not spend.
@@ -55,6 +60,7 @@ class Step(StrEnum):
     ARQC = "arqc"
     AUTHENTICATE = "authenticate"
     PUT = "put"
+    AWAIT = "await"  # debited, and nothing proves what became of the script: the next contact
     SETTLED = "settled"
     FAILED = "failed"
 
@@ -83,6 +89,7 @@ class EcTopup:
     target: int = 0  # the balance our PUT DATA sets
     arpc: bytes = b""
     mac: bytes = b""
+    answered: bool = False  # the card (or the relay) answered our script
 
     def resume(self, unpredictable_number: bytes) -> EcTopup:
         """After a broken relay session: start over with a fresh challenge for the card."""
@@ -120,27 +127,29 @@ def receive(state: EcTopup, response: ResponseAPDU, keys: CardKeys) -> tuple[EcT
     """Advance on the card's answer to the first command of :func:`commands`."""
     if state.step is Step.SELECT:
         if response.sw != SW.OK:
-            return _fail(state, f"the band has no e-cash card ({response.sw:04X})")
+            return _unproven(state, f"the band has no e-cash card ({response.sw:04X})")
         return replace(state, step=Step.ARQC), None
     if state.step is Step.ARQC:
         return _after_arqc(state, response, keys)
-    if state.step is Step.AUTHENTICATE:
-        if response.sw != SW.OK:
-            return _fail(state, f"the card refused the issuer's ARPC ({response.sw:04X})")
+    if state.step is Step.AUTHENTICATE and response.sw == SW.OK:
         return replace(state, step=Step.PUT), None
-    if state.step is Step.PUT:
-        if response.sw == SW.OK:
-            return replace(state, step=Step.SETTLED), Settle(state.amount, state.mac)
-        reason = "above the card's EC balance limit" if response.sw == SW.WRONG_DATA \
-            else f"the card refused the script ({response.sw:04X})"
-        return _fail(state, reason)
+    if state.step in (Step.AUTHENTICATE, Step.PUT):
+        # No answer here is the card's word: a new ARQC (fresh challenge) tells what happened.
+        return replace(state, step=Step.SELECT, answered=True,
+                       unpredictable_number=_next_challenge(state)), None
     raise ValueError(f"the top-up is over ({state.step})")
+
+
+def _next_challenge(state: EcTopup) -> bytes:
+    """A new unpredictable number for the proving ARQC: one the card has not answered before
+    in this top-up (the ATC check below refuses a replayed ARQC in any case)."""
+    return (int.from_bytes(state.unpredictable_number) + 1 & 0xFFFFFFFF).to_bytes(4)
 
 
 def _after_arqc(state: EcTopup, response: ResponseAPDU,
                 keys: CardKeys) -> tuple[EcTopup, Effect]:
     if response.sw != SW.OK:
-        return _fail(state, f"GET PROCESSING OPTIONS refused ({response.sw:04X})")
+        return _unproven(state, f"GET PROCESSING OPTIONS refused ({response.sw:04X})")
     try:
         fields = {item.tag: item.value for item in tlv.iterate(tlv.decode(response.data)[0].value)}
         cid, atc, arqc, iad = fields[0x9F27], fields[0x9F36], fields[0x9F26], fields[0x9F10]
@@ -155,9 +164,17 @@ def _after_arqc(state: EcTopup, response: ResponseAPDU,
     expected = crypto.application_cryptogram(key, ac_input(_gpo_values(state), counter, iad))
     if not hmac.compare_digest(expected, arqc):
         raise TopupError("the ARQC is wrong: not the ordered card, or the relay altered it")
-    if state.script_atc is not None and proven.last_issuer_atc == state.script_atc \
-            and proven.scripts >= 1:
-        return replace(state, step=Step.SETTLED), Settle(state.amount, state.mac)
+    if state.script_atc is not None:
+        if counter <= state.script_atc:
+            raise TopupError("the ARQC is not newer than our script's: a replayed answer")
+        if proven.last_issuer_atc == state.script_atc and proven.scripts >= 1:
+            return replace(state, step=Step.SETTLED), Settle(state.amount, state.mac)
+        if proven.last_issuer_atc > state.script_atc:
+            return replace(state, step=Step.AWAIT), Hold(
+                "a later online transaction hides what became of the script; the money is "
+                "held for the operator to resolve")
+        if state.answered:
+            return _fail(state, "the card did not take the script (proven by its ARQC): refunded")
     target = balance + state.amount
     arpc = crypto.arpc(key, arqc, APPROVED)
     mac_key = crypto.session_key(keys.mac_key(state.pan, state.psn), counter)
@@ -170,3 +187,11 @@ def _after_arqc(state: EcTopup, response: ResponseAPDU,
 
 def _fail(state: EcTopup, reason: str) -> tuple[EcTopup, Effect]:
     return replace(state, step=Step.FAILED), Fail(reason, state.amount if state.debited else 0)
+
+
+def _unproven(state: EcTopup, reason: str) -> tuple[EcTopup, Effect]:
+    """An answer no key vouches for: it may fail a top-up that moved no money, nothing more."""
+    if not state.debited:
+        return _fail(state, reason)
+    return replace(state, step=Step.AWAIT), Hold(f"{reason}; the money is held until the card "
+                                                 f"proves what became of the top-up")

@@ -41,7 +41,7 @@ from issuer.issuance import Domain, delete_purse, factory_keys, issue_purse, loc
 from issuer.keys import EcashKeysOf, LoadKeysOf
 from issuer.orders import IN_FLIGHT, Context, OrderError, Procedure, State, card_account, funding_account
 from issuer.products import product
-from issuer.topup import Debit, Fail, Settle, Step, Topup, TopupError, commands, receive
+from issuer.topup import Debit, Effect, Fail, Hold, Settle, Step, Topup, TopupError, commands, receive
 from reader.errors import ReaderError
 from reader.flow import Flow
 
@@ -83,7 +83,7 @@ def _load_topup(raw: State) -> Topup:
     return _load(raw, Topup, Step)
 
 
-def _apply(context: Context, effect: Debit | Settle | Fail | None) -> None:
+def _apply(context: Context, effect: Effect) -> None:
     session, order = context.session, context.order
     funding = funding_account(order.band_id)
     if isinstance(effect, Debit):
@@ -101,6 +101,8 @@ def _apply(context: Context, effect: Debit | Settle | Fail | None) -> None:
                         f"order:{order.id}:refund", order.id, at=context.now)
         order.state = OrderState.REFUNDED if effect.refund else OrderState.FAILED
         order.last_error = effect.reason
+    elif isinstance(effect, Hold):
+        order.last_error = effect.reason  # still debited: the next contact proves it
 
 
 def _dump(state: Topup | EcTopup) -> State:

@@ -18,7 +18,14 @@ INITIALIZE FOR LOAD gives the current counter under MAC1. The card's online
 counter moves only when a credit succeeds, and the issuer never hands out a
 second MAC2 for a card while one is unresolved, so a counter beyond ``c``
 means our credit happened (settle) and a counter still at ``c`` means it did
-not (send CREDIT again with a fresh MAC2, or refund if the order is cancelled).
+not. A fresh INITIALIZE also ends the card's load session, so the MAC2 out is
+dead: after a lost answer CREDIT goes again with a new MAC2; after an answer
+that refused the credit, the proof that it did not happen refunds it.
+
+A status word is not evidence: once a MAC2 may be out, an answer that no key
+of the card vouches for (a refusal of SELECT, INITIALIZE or CREDIT, another
+card's FCI) settles and refunds nothing. The order stays debited, its money
+held in flight (:class:`Hold`), until an authenticated answer decides.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ class Step(StrEnum):
     PROVE = "prove"
     INITIALIZE = "initialize"
     CREDIT = "credit"
+    AWAIT = "await"  # a MAC2 may be out and nothing proves its fate: wait for the next contact
     SETTLED = "settled"
     FAILED = "failed"
 
@@ -86,7 +94,14 @@ class Fail:
     refund: int  # what goes back to the funding account (0 if nothing was debited)
 
 
-Effect = Debit | Settle | Fail | None
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Debited, and nothing authenticated says what became of it: the money stays in flight."""
+
+    reason: str
+
+
+Effect = Debit | Settle | Fail | Hold | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +119,7 @@ class Topup:
     time: bytes = b""
     expected_tac: bytes = b""
     mac2: bytes = b""
+    refused: bool = False  # the card's answer to our CREDIT was a refusal, not its TAC
 
     def resume(self) -> Topup:
         """After a broken relay session: start over, proving first if a MAC2 is out."""
@@ -156,10 +172,10 @@ def receive(state: Topup, response: ResponseAPDU, keys: LoadKeys,
 
 def _after_select(state: Topup, response: ResponseAPDU) -> tuple[Topup, Effect]:
     if response.sw != SW.OK:
-        return _fail(state, f"the purse did not answer SELECT ({response.sw:04X})")
+        return _unproven(state, f"the purse did not answer SELECT ({response.sw:04X})")
     issuer = issuer_file(response.data)
     if issuer.app_serial != state.app_serial:
-        return _fail(state, "this band holds another card than the one ordered")
+        return _unproven(state, "this band holds another card than the one ordered")
     if state.expected_tac:  # a MAC2 of ours is out: first find out what became of it
         return replace(state, step=Step.PROVE), None
     return replace(state, step=Step.INITIALIZE), None
@@ -177,9 +193,9 @@ def _after_prove(state: Topup, response: ResponseAPDU) -> tuple[Topup, Effect]:
 def _after_initialize(state: Topup, response: ResponseAPDU, keys: LoadKeys, div: bytes,
                       now: datetime) -> tuple[Topup, Effect]:
     if response.sw == SW.WRONG_DATA:
-        return _fail(state, "the amount would take the card over its maximum balance")
+        return _unproven(state, "the amount would take the card over its maximum balance")
     if response.sw != SW.OK or len(response.data) != INIT_LOAD_RESPONSE.size:
-        return _fail(state, f"INITIALIZE FOR LOAD refused ({response.sw:04X})")
+        return _unproven(state, f"INITIALIZE FOR LOAD refused ({response.sw:04X})")
     init = INIT_LOAD_RESPONSE.parse(response.data)
     date, time = bcd.date_time(now)
     terminal = crypto.Terminal(state.terminal_id, date, time)
@@ -191,6 +207,9 @@ def _after_initialize(state: Topup, response: ResponseAPDU, keys: LoadKeys, div:
     if state.counter is not None and init.counter > state.counter:
         # Our earlier MAC2 was used: the only credit with that counter is ours.
         return replace(state, step=Step.SETTLED), Settle(state.amount, state.expected_tac)
+    if state.counter is not None and state.refused:
+        # Proven: the card refused our credit, and this INITIALIZE ended the MAC2 it refused.
+        return _fail(state, "the card refused the credit (proven by its counter): refunded")
     expected_tac, mac2 = authorization.expected_tac, authorization.mac2
     effect = None if state.debited else Debit(state.amount)
     next_state = replace(state, step=Step.CREDIT, debited=True, counter=init.counter,
@@ -203,11 +222,20 @@ def _after_credit(state: Topup, response: ResponseAPDU) -> tuple[Topup, Effect]:
         return replace(state, step=Step.SETTLED), Settle(state.amount, response.data)
     if response.sw == SW.OK:
         raise TopupError("the TAC is wrong: the credit cannot be proven")
-    return _fail(state, f"CREDIT FOR LOAD refused ({response.sw:04X})")
+    # A refusal no key vouches for: ask the card what became of the credit, now.
+    return replace(state, step=Step.PROVE, refused=True), None
 
 
 def _fail(state: Topup, reason: str) -> tuple[Topup, Effect]:
     return replace(state, step=Step.FAILED), Fail(reason, state.amount if state.debited else 0)
+
+
+def _unproven(state: Topup, reason: str) -> tuple[Topup, Effect]:
+    """An answer no key vouches for: it may fail a top-up that moved no money, nothing more."""
+    if not state.debited:
+        return _fail(state, reason)
+    return replace(state, step=Step.AWAIT), Hold(f"{reason}; the money is held until the card "
+                                                 f"proves what became of the top-up")
 
 
 def issuer_file(fci: bytes) -> IssuerFile:

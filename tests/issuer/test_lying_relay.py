@@ -1,0 +1,176 @@
+"""A lying phone: at every relay step of every order, drop, forge, alter, replay or withhold,
+then one honest contact; money is conserved and the books agree with the card.
+
+The phone is not trusted (``../shared/DESIGN.md``): the issuer may settle, refund or move
+money only on what the card's keys vouch for. Each case runs an order through a phone
+that is honest except at one command of one batch of the honest run (every position is
+tested), where it tells one lie whose content hypothesis chooses; then the phone relays
+honestly once more. After that the order is over, nothing is held in flight, and what
+left the funding account is exactly what the card holds, or it came back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+
+from applets.sw import SW
+from issuer.db import OrderState
+from issuer.orders import OrderError, Orders
+from tests.issuer.test_ec_topup import BALANCE, books, ec_balance
+from tests.issuer.test_ec_topup import enrol as enrol_ecash
+from tests.issuer.test_orders import FUNDS, enrol, money, relay, topups
+from wallet.band import Band
+
+OK = SW.OK.to_bytes(2)
+LIES = ("lost", "unsent", "status", "altered", "replayed", "withheld")
+EXAMPLES = max(3, int(os.environ.get("KOALA_FUZZ_EXAMPLES", "150")) // 30)
+
+
+@dataclass(frozen=True)
+class Lie:
+    """What the phone does to one command: ``lost`` (the band ran it, the answer never came
+    back), ``unsent`` (never sent, nothing posted), ``status`` (ran it, reported a status word
+    of its own), ``altered`` (ran it, one byte changed), ``replayed`` (ran it, reported an
+    earlier answer), ``withheld`` (never sent, reported a status word of its own)."""
+
+    kind: str
+    sw: bytes
+    position: int
+    mask: int
+
+
+#: Status words a lying phone likes best: success, and the refusals a genuine card gives.
+TELLING = [OK, *(sw.to_bytes(2) for sw in (0x6985, 0x6A82, 0x6A88, 0x6A80, 0x6982, 0x9406,
+                                           0x6D00, 0x6F00, 0x6300))]
+
+
+def lies(kind: str) -> st.SearchStrategy[Lie]:
+    status = st.one_of(st.sampled_from(TELLING), st.binary(min_size=2, max_size=2))
+    return st.builds(Lie, st.just(kind), status, st.integers(0, 255), st.integers(1, 255))
+
+
+class LyingPhone:
+    """Relays one contact honestly but at command ``index`` of batch ``batch``."""
+
+    def __init__(self, band: Band, batch: int, index: int, lie: Lie) -> None:
+        self.band, self.batch, self.index, self.lie = band, batch, index, lie
+        self.heard: list[bytes] = []
+
+    def contact(self, service: Orders, order_id: int) -> None:
+        self.band.power_on()
+        try:
+            step = service.open(order_id)
+            number = 0
+            while step.commands:
+                answers, over = self._run(step.commands, number)
+                if not answers:
+                    return
+                step = service.answer(step.session_id, step.step, answers)
+                if over:
+                    return
+                number += 1
+        except OrderError:
+            return  # the issuer refused what the phone said: the contact ends
+
+    def _run(self, commands: tuple[bytes, ...], number: int) -> tuple[list[bytes], bool]:
+        answers: list[bytes] = []
+        for index, command in enumerate(commands):
+            if (number, index) == (self.batch, self.index):
+                answer = self._tell(command)
+                if answer is None:
+                    return answers, True
+            else:
+                answer = self.band.transmit(command)
+            answers.append(answer)
+            self.heard.append(answer)
+            if answer[-2:] != OK:
+                break
+        return answers, False
+
+    def _tell(self, command: bytes) -> bytes | None:
+        lie = self.lie
+        if lie.kind in ("unsent", "withheld"):
+            return lie.sw if lie.kind == "withheld" else None
+        answer = self.band.transmit(command)
+        if lie.kind == "lost":
+            return None
+        if lie.kind == "status":
+            return lie.sw
+        if lie.kind == "altered":
+            at = lie.position % len(answer)
+            return answer[:at] + bytes((answer[at] ^ lie.mask,)) + answer[at + 1:]
+        return self.heard[lie.position % len(self.heard)] if self.heard else OK
+
+
+@dataclass(frozen=True)
+class Case:
+    """An order ready to relay, and how to check money and card afterwards: ``check(False)``
+    while the order may hold money in flight, ``check(True)`` once it is over."""
+
+    order_id: int
+    band: Band
+    check: Callable[[bool], None]
+
+
+def conserved(funding: int, booked: int, on_card: int, held: int, over: bool) -> None:
+    """Every fen is in the funding account, on the card's books or held; the card holds what
+    its books say, or (while held) at most the held money more."""
+    assert funding + booked + held == FUNDS
+    assert booked <= on_card <= booked + held
+    assert not over or held == 0
+
+
+def purse_topup(engine: Engine) -> Case:
+    band_id, band, serial = enrol(engine)
+    order = topups(engine).topup(band_id, serial, 700, f"lie-{band_id}")
+
+    def check(over: bool) -> None:
+        funding, card, in_flight = money(engine, band_id, serial)
+        conserved(funding, card, band.card("transit").balance, in_flight, over)
+
+    return Case(order, band, check)
+
+
+def ecash_topup(engine: Engine) -> Case:
+    band_id, band, serial = enrol_ecash(engine)
+    order = topups(engine).topup(band_id, serial, 500, f"lie-ec-{band_id}")
+
+    def check(over: bool) -> None:
+        funding, card = books(engine, band_id, serial)
+        conserved(funding, card, ec_balance(band) - BALANCE, FUNDS - funding - card, over)
+
+    return Case(order, band, check)
+
+
+#: Each order kind, and the (batch, command) positions of its honest run.
+CASES: dict[str, tuple[Callable[[Engine], Case], list[tuple[int, int]]]] = {
+    "purse top-up": (purse_topup, [(0, 0), (0, 1), (1, 0)]),
+    "e-cash top-up": (ecash_topup, [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]),
+}
+
+
+@pytest.mark.parametrize(("kind", "batch", "index"), [
+    (kind, batch, index) for kind, (_, positions) in CASES.items() for batch, index in positions])
+@pytest.mark.parametrize("lie_kind", LIES)
+def test_a_lie_at_any_step_then_one_honest_contact_conserves_money(engine, kind, batch, index,
+                                                                   lie_kind):
+    make = CASES[kind][0]
+
+    @settings(max_examples=EXAMPLES)
+    @given(lie=lies(lie_kind))
+    def lying_then_honest(lie: Lie) -> None:
+        case = make(engine)
+        LyingPhone(case.band, batch, index, lie).contact(topups(engine), case.order_id)
+        case.check(False)  # whatever the lie did, no money was created or lost by it
+        final = relay(topups(engine), case.order_id, case.band)
+        assert final in (OrderState.SETTLED, OrderState.REFUNDED, OrderState.FAILED)
+        case.check(True)
+
+    lying_then_honest()
