@@ -395,15 +395,18 @@ def band_fund(world: World, name: str, amount: int, issuer_url: str, operator_to
 @issuer_options
 @pass_world
 def band_lost(world: World, name: str, new_name: str, issuer_url: str, operator_token: str) -> None:
-    """Report the band lost: its cards are locked (on the band at its next contact) and their
-    balances move to the new band's funding account, ready for cards issued there."""
+    """Report the band lost: its token can only sync from now on, its cards are locked in the
+    books now and on the band at its next contact; once the band proves a card locked, the
+    card's balance moves to the new band's funding account, ready for cards issued there."""
     lost, new = world.home.issuer_link(name), world.home.issuer_link(new_name)
     with operator_desk(world, issuer_url, operator_token) as desk:
         locks = desk.report_lost(lost.band_id, new.band_id, uuid.uuid4().hex)
     for order in locks:
-        world.console.print(f"{order['app_serial']}: locked, {money(order['amount'])} moved to "
-                            f"{new_name}")
-    world.console.print(f"{len(locks)} card(s) of {name} locked")
+        done = order["state"] == "settled"
+        world.console.print(f"{order['app_serial']}: locked, {money(order['amount'])} "
+                            f"{'moved' if done else 'moves once the band proves the lock'} "
+                            f"to {new_name}")
+    world.console.print(f"{len(locks)} card(s) of {name} locked; the band's token now only syncs")
 
 
 @band.command("wrist")

@@ -133,6 +133,8 @@ class Band(Base):
     #: "test": GP's test keys (development bands); else the key store's ``<name>/gp/*`` masters, KDF3.
     isd_key_set: Mapped[str] = mapped_column(String(64), default="test", server_default="test")
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    #: Reported lost: its device token may only sync (receive its locks), never order.
+    lost_at: Mapped[datetime | None] = mapped_column(Timestamp)
     cards: Mapped[list[Card]] = relationship(back_populates="band")
 
 
@@ -162,6 +164,8 @@ class Order(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: A lost card's order: the band whose funding account takes the balance once it is locked.
+    moved_to: Mapped[int | None] = mapped_column(ForeignKey("bands.id"))
 
 
 class RelaySession(Base):

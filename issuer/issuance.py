@@ -7,12 +7,20 @@ open it with those keys directly. The script may run again after a broken
 session: it reads the registry first, finishes what an earlier run left half
 done (an instance installed but never personalised is deleted and installed
 again), and does nothing twice.
+
+A purse is gone or locked only when the card says so under R-MAC: the
+9000 of DELETE or SET STATUS, or the card manager's registry (GET STATUS,
+which sees every domain's applications). An error status word carries no
+R-MAC (GPCS Amd D), so a 6A88 proves nothing: :class:`Unproven`. Cards
+made at the factory live under the card manager itself, not in an
+operator's domain; the card manager removes or locks those.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from applets.apdu import CommandAPDU
 from applets.gp.channel import Level
 from applets.gp.keys import KeySet
 from applets.gp.loadfiles import PBOC_PURSE, SECURITY_DOMAIN, load_file_of
@@ -29,6 +37,11 @@ from reader.flow import Flow, expect, parse
 
 LEVEL = Level.C_MAC | Level.C_DECRYPTION | Level.R_MAC
 SSD_PRIVILEGES = bytes((0x80, 0x40, 0x00))  # security domain, authorized management
+
+
+class Unproven(TransactionRefused):
+    """The band's answers do not prove what the script needs: the order waits for the next
+    contact (its money, if any, stays where it is)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,25 +144,54 @@ def verified_balance(aid: bytes, app_serial: bytes, keys: LoadKeys,
     return init.balance
 
 
-def delete_purse(operator: Domain, aid: bytes, rng: gp.Rng) -> Flow[str]:
-    """DELETE the purse from the operator's domain: 'deleted' or 'absent'."""
-    channel = yield from open_domain(operator.aid, operator.keys, rng)
-    if channel is None:
+def delete_purse(card_manager: Domain, operator: Domain, aid: bytes, rng: gp.Rng,
+                 delete: bool = True) -> Flow[str]:
+    """DELETE the purse (``delete``) or only prove it gone: 'deleted' or 'absent', each proven
+    under R-MAC; :class:`Unproven` otherwise."""
+    if delete and (yield from _in_operator_domain(operator, gp.delete(aid), rng)):
+        return "deleted"
+    isd, row = yield from _registered(card_manager, aid, rng)
+    if row is None:
         return "absent"
-    response = yield channel.wrap(gp.delete(aid))
-    if response.sw == SW.REFERENCED_DATA_NOT_FOUND:
-        return "absent"
-    expect(channel.unwrap(response), "DELETE")
-    return "deleted"
+    if delete and row.domain == card_manager.aid:  # a factory card, under the card manager
+        yield from isd.send(gp.delete(aid), "DELETE")
+        return "deleted"
+    raise Unproven(f"the purse {aid.hex().upper()} is still on the band")
 
 
-def lock_purse(operator: Domain, aid: bytes, rng: gp.Rng) -> Flow[str]:
-    """Lock the purse (SET STATUS) so no terminal can select it: 'locked' or 'absent'."""
+def lock_purse(card_manager: Domain, operator: Domain, aid: bytes, rng: gp.Rng) -> Flow[str]:
+    """Lock the purse (SET STATUS) so no terminal can select it: 'locked' or 'absent', each
+    proven under R-MAC; :class:`Unproven` otherwise."""
+    if (yield from _in_operator_domain(operator, gp.set_status(aid, lock=True), rng)):
+        return "locked"
+    isd, row = yield from _registered(card_manager, aid, rng)
+    if row is None:
+        return "absent"
+    if row.lifecycle & LOCKED:
+        return "locked"
+    if row.domain == card_manager.aid:
+        yield from isd.send(gp.set_status(aid, lock=True), "SET STATUS")
+        return "locked"
+    raise Unproven(f"the purse {aid.hex().upper()} is on the band and not locked")
+
+
+LOCKED = 0x80  # the life cycle's lock bit (GPCS 5.3.1)
+
+
+def _in_operator_domain(operator: Domain, command: CommandAPDU, rng: gp.Rng) -> Flow[bool]:
+    """Whether the operator's domain ran ``command`` and said so under R-MAC."""
     channel = yield from open_domain(operator.aid, operator.keys, rng)
     if channel is None:
-        return "absent"
-    response = yield channel.wrap(gp.set_status(aid, lock=True))
-    if response.sw == SW.REFERENCED_DATA_NOT_FOUND:
-        return "absent"
-    expect(channel.unwrap(response), "SET STATUS")
-    return "locked"
+        return False
+    response = channel.unwrap((yield channel.wrap(command)))
+    return bool(response.sw == SW.OK)
+
+
+def _registered(card_manager: Domain, aid: bytes,
+                rng: gp.Rng) -> Flow[tuple[gp.HostChannel, gp.Registered | None]]:
+    """The card manager's registry entry of ``aid`` under R-MAC (None: not on the band)."""
+    isd = yield from open_domain(card_manager.aid, card_manager.keys, rng)
+    if isd is None:
+        raise Unproven("the card manager does not answer to our keys")
+    rows = gp.parse_status((yield from isd.send(gp.get_status(0x40), "GET STATUS")))
+    return isd, next((row for row in rows if row.aid == aid), None)

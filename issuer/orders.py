@@ -179,6 +179,7 @@ class Orders:
             if existing is not None:
                 return existing
             card = self._card(session, band_id, app_serial)
+            self._not_lost(session, band_id)
             if card.status is not CardStatus.ACTIVE:
                 raise OrderError(f"the card is {card.status.value}")
             funds = ledger.balance(session, funding_account(band_id))
@@ -197,6 +198,7 @@ class Orders:
                 return existing
             if session.get(Band, band_id) is None:
                 raise OrderError("no such band")
+            self._not_lost(session, band_id)
             held = session.scalar(select(Card).where(Card.band_id == band_id,
                                                      Card.product == product,
                                                      Card.status.in_(HOLDING)))
@@ -226,14 +228,18 @@ class Orders:
 
     def report_lost(self, band_id: int, new_band_id: int, idempotency_key: str,
                     now: datetime | None = None) -> list[int]:
-        """The band is lost: its cards are locked now (and on the band at its next contact),
-        and each card's balance in the issuer's books moves to the new band's funding account."""
+        """The band is lost: its device token may only sync from now on, its cards are locked
+        in the books now and on the band at its next contact, and once a card proves it locked
+        (or gone) its balance in the books moves to the new band's funding account."""
         if band_id == new_band_id:
             raise OrderError("the balances must move to another band")
         at = self.now(now)
         with self._sessions.begin() as session:
-            if session.get(Band, new_band_id) is None:
+            lost, new = session.get(Band, band_id), session.get(Band, new_band_id)
+            if new is None:
                 raise OrderError("no such new band")
+            if new.lost_at is not None:
+                raise OrderError("the new band is reported lost itself")
             done = session.scalars(select(Order.id).where(
                 Order.idempotency_key.startswith(f"{idempotency_key}:lost:"))).all()
             if done:
@@ -242,16 +248,15 @@ class Orders:
             cards = session.scalars(select(Card).where(Card.band_id == band_id,
                                                        Card.status == CardStatus.ACTIVE,
                                                        Card.product != ECASH)).all()
+            if lost is not None and lost.lost_at is None:
+                lost.lost_at = at
             orders = []
             for card in cards:
                 card.status = CardStatus.LOCKED
-                balance = ledger.balance(session, card_account(card))
-                if balance:
-                    ledger.post(session, "lost-move", [(card_account(card), -balance),
-                                                       (funding_account(new_band_id), balance)],
-                                f"lost:{card.id}:move", at=at)
-                orders.append(self._add(session, f"{idempotency_key}:lost:{card.id}",
-                                        OrderKind.LOST, card, balance, at))
+                order = self._add(session, f"{idempotency_key}:lost:{card.id}", OrderKind.LOST, card,
+                                  ledger.balance(session, card_account(card)), at)
+                session.get_one(Order, order).moved_to = new_band_id
+                orders.append(order)
             return orders
 
     def _existing(self, session: Session, key: str, kind: OrderKind, band_id: int,
@@ -263,6 +268,11 @@ class Orders:
                 amount is not None and existing.amount != amount):
             raise OrderError("this idempotency key belongs to a different order")
         return existing.id
+
+    def _not_lost(self, session: Session, band_id: int) -> None:
+        band = session.get(Band, band_id)
+        if band is not None and band.lost_at is not None:
+            raise Forbidden("the band is reported lost: it can only receive its locks")
 
     def _card(self, session: Session, band_id: int, app_serial: bytes) -> Card:
         card = session.scalar(select(Card).where(Card.app_serial == app_serial.hex().upper()))

@@ -151,6 +151,8 @@ class Script(Procedure):
         return {"phase": 0, "seed": secrets.token_hex(16), "answers": []}
 
     def commands(self, context: Context, state: State) -> list[CommandAPDU]:
+        if state.get("held"):  # this session proved nothing more: the next contact starts over
+            return []
         with self._lock:
             live = self._live.get(_digest(state))
         return [live[1] if live is not None else self._replay(context, state)[1]]
@@ -167,7 +169,7 @@ class Script(Procedure):
             outcome = done.value
         except CARD_REFUSALS as error:
             self.fail(context, str(error))
-            return state
+            return {**state, "held": True}
         phase = self.finish(context, state["phase"], outcome)
         while phase is not None:
             state = {"phase": phase, "seed": state["seed"], "answers": []}
@@ -179,7 +181,7 @@ class Script(Procedure):
                 phase = self.finish(context, phase, done.value)
             except CARD_REFUSALS as error:
                 self.fail(context, str(error))
-                return state
+                return {**state, "held": True}
         return state
 
     def _keep(self, state: State, flow: Flow[Any], apdu: CommandAPDU) -> None:
@@ -246,8 +248,17 @@ class IssueScript(Script):
         context.card.status = CardStatus.CANCELLED  # never issued: the product may be ordered again
 
 
+def hold(context: Context, reason: str) -> None:
+    """The order stays unresolved (its state, and any money, where they are) until a contact
+    brings the proof it needs."""
+    context.order.last_error = f"{reason}; waiting for the card's proof at the next contact"
+
+
 class CancelScript(Script):
-    """Phase 0 proves the balance (recorded), phase 1 deletes the card, then the refund is posted."""
+    """Phase 0 proves the balance (recorded) and phase 1 deletes the card in the same session,
+    so the refund is the balance the card had when it went. Where SELECT finds no purse (an
+    answer nothing vouches for) after a balance was proven, phase 2 only proves the card gone:
+    a card still there is proven again before it is deleted, never refunded on an old proof."""
 
     def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[Any]:
         card = context.card
@@ -256,7 +267,8 @@ class CancelScript(Script):
             return verified_balance(bytes.fromhex(card.aid), bytes.fromhex(card.app_serial),
                                     LoadKeysOf(context.keys, card.product),
                                     crypto.Terminal(context.terminal_id, date, time))
-        return delete_purse(operator(context), bytes.fromhex(card.aid), rng)
+        return delete_purse(card_manager(context), operator(context), bytes.fromhex(card.aid), rng,
+                            delete=phase == 1)
 
     def finish(self, context: Context, phase: int, outcome: Any) -> int | None:
         order = context.order
@@ -266,6 +278,8 @@ class CancelScript(Script):
         if phase == 0 and order.state is not OrderState.DEBITED:
             self.fail(context, "the card is not on the band, and its balance was never proven")
             return None
+        if phase == 0:
+            return 2
         if order.amount:
             ledger.post(context.session, "cancel-refund",
                         [(card_account(context.card), -order.amount),
@@ -275,14 +289,35 @@ class CancelScript(Script):
         order.state = OrderState.SETTLED
         return None
 
+    def fail(self, context: Context, reason: str) -> None:
+        if context.order.state is OrderState.DEBITED:  # the balance is proven, the card maybe gone
+            hold(context, reason)
+        else:
+            super().fail(context, reason)
+
 
 class LockScript(Script):
+    """A lost band's card is locked; once the card proves it (or that it is gone), the card's
+    balance in the books moves to the new band's funding account."""
+
     def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[str]:
-        return lock_purse(operator(context), bytes.fromhex(context.card.aid), rng)
+        return lock_purse(card_manager(context), operator(context), bytes.fromhex(context.card.aid),
+                          rng)
 
     def finish(self, context: Context, phase: int, outcome: Any) -> int | None:
-        context.order.state = OrderState.SETTLED
+        order, card, moved_to = context.order, context.card, context.order.moved_to
+        if moved_to is None:
+            raise OrderError("a lost card's order names no band to move its balance to")
+        balance = ledger.balance(context.session, card_account(card))
+        if balance:
+            ledger.post(context.session, "lost-move", [(card_account(card), -balance),
+                                                       (funding_account(moved_to), balance)],
+                        f"lost:{card.id}:move", order.id, at=context.now)
+        order.amount, order.state = balance, OrderState.SETTLED
         return None
+
+    def fail(self, context: Context, reason: str) -> None:
+        hold(context, reason)
 
 
 class EcTopupProcedure(Procedure):

@@ -203,13 +203,20 @@ def test_a_lost_band_is_locked_at_its_next_contact_and_its_money_moves(engine):
     topup(engine, lost_id, lost, serial, 3000)
     locks = orders(engine).report_lost(lost_id, new_id, f"lost-{lost_id}")
     assert orders(engine).report_lost(lost_id, new_id, f"lost-{lost_id}") == locks
-    assert books(engine, new_id, "none")[0] == FUNDS + 3000
-    assert books(engine, lost_id, serial)[1] == 0
-    with pytest.raises(OrderError, match="locked"):
+    # the money moves once the card proves the lock, never on the report alone
+    assert books(engine, new_id, "none")[0] == FUNDS
+    assert books(engine, lost_id, serial)[1] == 3000
+    with pytest.raises(OrderError, match="lost"):
         orders(engine).topup(lost_id, bytes.fromhex(serial), 100, f"after-{lost_id}")
+    with pytest.raises(OrderError, match="lost"):
+        orders(engine).issue(lost_id, "canteen", CANTEEN.issuer_id[:2] + lost_id.to_bytes(8),
+                             f"new-{lost_id}")
     (lock,) = locks
     assert Relay(engine, lost)(lock, answers=2) is not OrderState.SETTLED
+    assert books(engine, new_id, "none")[0] == FUNDS
     assert Relay(engine, lost)(lock) is OrderState.SETTLED
+    assert books(engine, new_id, "none")[0] == FUNDS + 3000
+    assert books(engine, lost_id, serial)[1] == 0
     lost.power_on()
     assert lost.transmit(pboc.select(TRANSIT.aid).encode())[-2:] != SW.OK.to_bytes(2)
     with session_factory(engine)() as session:
