@@ -15,7 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -157,12 +157,9 @@ class World:
 
     @contextmanager
     def band(self, name: str) -> Iterator[Band]:
-        """A band taken out of its image and put back (saved atomically) afterwards."""
-        band = self.home.load_band(name)
-        try:
+        """A band for this process alone, saved after every command that changes it."""
+        with self.home.changing(name) as band:
             yield band
-        finally:
-            self.home.save_band(band)
 
     def emit(self, document: Any) -> None:
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
@@ -416,9 +413,8 @@ def band_lost(world: World, name: str, new_name: str, issuer_url: str, operator_
 def band_wrist(world: World, name: str, state: str) -> None:
     """The wrist sensor: taking the band off locks every card but the express one, until
     the companion unlocks it (koala companion unlock)."""
-    worn = world.home.load_band(name)
-    worn.wrist(state == "on")
-    world.home.save_band(worn)
+    with world.band(name) as worn:
+        worn.wrist(state == "on")
     world.console.print(lock_state(worn))
 
 
@@ -445,9 +441,7 @@ def band_advertise(world: World, name: str, transport: str, yes: bool) -> None:
 
     from wallet.ble.radio import advertise  # noqa: PLC0415 - Bumble is slow to import
 
-    worn = world.home.load_band(name)
-
-    async def serve() -> None:
+    async def serve(worn: Band) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -465,11 +459,11 @@ def band_advertise(world: World, name: str, transport: str, yes: bool) -> None:
         await advertise(worn, transport, confirm, show, stop, lambda: world.home.save_band(worn),
                         world.home.link_keys(name)[0])
 
-    try:
-        asyncio.run(serve())
-    except BleError as error:
-        raise click.ClickException(str(error)) from None
-    world.home.save_band(worn)
+    with world.band(name) as worn:
+        try:
+            asyncio.run(serve(worn))
+        except BleError as error:
+            raise click.ClickException(str(error)) from None
 
 
 @band.command("attach")
@@ -484,22 +478,22 @@ def band_attach(world: World, names: tuple[str, ...], host: str, port: int) -> N
     Runs until interrupted, reconnecting whenever pcscd restarts; every change
     a terminal makes reaches the band's image before the terminal hears of it.
     """
-    bridges = []
-    for slot, name in enumerate(names):
-        worn = world.home.load_band(name)
-        worn.on_change = world.home.save_band
-        bridges.append(VpcdBridge(VpcdCard(worn), host, port + slot).start())
-    for bridge in bridges:
-        world.console.print(f"band [bold]{bridge.card.band.name}[/] → vpcd {host}:"
-                            f"{bridge.address[1]} (Ctrl-C to detach)")
-    try:
-        while True:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        world.console.print("detaching")
-    finally:
+    with ExitStack() as held:
+        bridges = []
+        for slot, name in enumerate(names):
+            worn = held.enter_context(world.band(name))
+            bridges.append(VpcdBridge(VpcdCard(worn), host, port + slot).start())
         for bridge in bridges:
-            bridge.stop()
+            world.console.print(f"band [bold]{bridge.card.band.name}[/] → vpcd {host}:"
+                                f"{bridge.address[1]} (Ctrl-C to detach)")
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            world.console.print("detaching")
+        finally:
+            for bridge in bridges:
+                bridge.stop()
 
 
 @band.command("emulate")
@@ -511,15 +505,14 @@ def band_emulate(world: World, name: str, nfc_path: str) -> None:
     """Present a band as an ISO 14443-4 card on an NFC device, for phones and terminals."""
     from wallet.nfc import NfcCard  # noqa: PLC0415 - optional extra
 
-    worn = world.home.load_band(name)
-    worn.on_change = world.home.save_band
-    card = NfcCard(worn, nfc_path)
-    world.console.print(f"band [bold]{name}[/] listening on {nfc_path} as UID "
-                        f"{worn.uid.hex().upper()} (Ctrl-C to stop)")
-    try:
-        card.serve_forever()
-    except KeyboardInterrupt:
-        card.stop()
+    with world.band(name) as worn:
+        card = NfcCard(worn, nfc_path)
+        world.console.print(f"band [bold]{name}[/] listening on {nfc_path} as UID "
+                            f"{worn.uid.hex().upper()} (Ctrl-C to stop)")
+        try:
+            card.serve_forever()
+        except KeyboardInterrupt:
+            card.stop()
     world.console.print(f"{card.taps} taps served")
 
 
@@ -906,9 +899,8 @@ def companion_issue(world: World, band_name: str, product_name: str,
 @pass_world
 def companion_unlock(world: World, band_name: str) -> None:
     """Unlock the band's cards, as the phone does once its user has confirmed it."""
-    worn = world.home.load_band(band_name)
-    worn.unlock()
-    world.home.save_band(worn)
+    with world.band(band_name) as worn:
+        worn.unlock()
     world.console.print(lock_state(worn))
 
 
@@ -1002,9 +994,8 @@ def issuer_books(world: World, band_name: str) -> dict[str, dict[str, Any]]:
 @pass_world
 def card_default(world: World, band_name: str, card_name: str) -> None:
     """Make a stored-value card the express card: gates take it even while the band is locked."""
-    worn = world.home.load_band(band_name)
-    worn.set_express(product(card_name).aid)
-    world.home.save_band(worn)
+    with world.band(band_name) as worn:
+        worn.set_express(product(card_name).aid)
     world.console.print(lock_state(worn))
 
 

@@ -3,20 +3,29 @@
 ::
 
     $KOALA_HOME/                (default ~/.koala)
-      bands/NAME.band           band images (written atomically)
+      bands/NAME.band           band images (written atomically, checksummed)
+      bands/NAME.lock           held by the one process changing the band
       bands/NAME.issuer.json    the band's registration at an issuer: URL, id, device token
       factory/serials.json      the last application serial issued per product
       terminals/ID.json         a terminal's PSAM sequence number
       terminals/ID.jsonl        its transaction records, one JSON line each
 
 Two worlds side by side are two directories.
+
+One process at a time changes a band: :meth:`Home.changing` holds the band's
+lock, saves its image to the file it came from after every command that
+changed the card (before that answer leaves the band, so a process killed
+at any instant loses nothing a card answered), and once more at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +36,7 @@ from wallet.errors import WalletError
 from wallet.image import atomic_write
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+LOCK_WAIT_S = 10.0  # how long a command waits for another process to finish with a band
 
 
 def default_root() -> Path:
@@ -73,10 +83,53 @@ class Home:
         if not path.exists():
             known = ", ".join(self.band_names()) or "none yet: koala band create NAME"
             raise WalletError(f"no band named {name!r} (bands: {known})")
-        return Band.load(path)
+        band = Band.load(path)
+        if band.name != name:
+            raise WalletError(f"{path} holds the image of band {band.name!r}, not {name!r}: "
+                              f"refused (move it back to {band.name}.band)")
+        return band
 
     def save_band(self, band: Band) -> None:
         band.save(self.band_path(band.name))
+
+    @contextlib.contextmanager
+    def changing(self, name: str, wait: float = LOCK_WAIT_S) -> Iterator[Band]:
+        """The band for this process alone, saved after each command that changes it."""
+        path = self.band_path(name)
+        with self._locked(name, wait):
+            band = self.load_band(name)
+            band.on_change = lambda changed: changed.save(path)
+            try:
+                yield band
+            finally:
+                band.on_change = None
+                band.save(path)
+
+    @contextlib.contextmanager
+    def _locked(self, name: str, wait: float) -> Iterator[None]:
+        path = self.root / "bands" / f"{check_name(name)}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+") as handle:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        handle.seek(0)
+                        holder = handle.read().strip() or "?"
+                        raise WalletError(f"band {name!r} is in use by another koala process "
+                                          f"(pid {holder}): try again when it is done") from None
+                    time.sleep(0.02)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def issuer_link(self, name: str) -> IssuerLink:
         path = self._link_path(name)

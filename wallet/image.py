@@ -4,11 +4,16 @@ The image is what the band's flash holds: its identity and the secure
 element's persistent cells (including an unfinished commit journal, which
 the next power-up completes or drops). Writing goes to a temporary file in
 the same directory, is flushed to disk, then renamed over the old image, so
-a crash leaves either the old image or the new one, never a mix.
+a crash leaves either the old image or the new one, never a mix. Each image
+carries the SHA-256 of its content, so a damaged one (a changed digit, a
+truncated copy) is refused rather than loaded and saved back; it catches
+accidents, not forgers, as a real secure element's flash ECC does.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import tempfile
@@ -18,7 +23,7 @@ from pathlib import Path
 from wallet.errors import ImageError
 
 FORMAT = "koala-band-image"
-VERSION = 1
+VERSION = 2  # 2: with the content's SHA-256; 1 (without) is still read
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,14 +33,20 @@ class Image:
     cells: dict[str, bytes]
 
 
+def _digest(document: dict[str, object]) -> str:
+    content = {k: v for k, v in document.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(content, separators=(",", ":"), sort_keys=True).encode()).hexdigest()
+
+
 def dumps(image: Image) -> bytes:
-    document = {
+    document: dict[str, object] = {
         "format": FORMAT,
         "version": VERSION,
         "name": image.name,
         "uid": image.uid.hex().upper(),
         "cells": {key: value.hex() for key, value in sorted(image.cells.items())},
     }
+    document["sha256"] = _digest(document)
     return json.dumps(document, separators=(",", ":")).encode()
 
 
@@ -44,9 +55,12 @@ def loads(raw: bytes, origin: str = "image") -> Image:
         document = json.loads(raw)
         if document.get("format") != FORMAT:
             raise ImageError(f"{origin} is not a Koala band image")
-        if document.get("version") != VERSION:
+        if document.get("version") not in (1, VERSION):
             raise ImageError(f"{origin} has image version {document.get('version')}, "
-                             f"this build reads version {VERSION}")
+                             f"this build reads versions 1 to {VERSION}")
+        if document["version"] > 1 and not hmac.compare_digest(str(document.get("sha256")),
+                                                                _digest(document)):
+            raise ImageError(f"{origin} is damaged: its content does not match its checksum")
         cells = {str(k): bytes.fromhex(v) for k, v in document["cells"].items()}
         return Image(str(document["name"]), bytes.fromhex(document["uid"]), cells)
     except ImageError:
