@@ -90,6 +90,11 @@ def operator_domain(card_manager: Domain, operator: Domain, rng: gp.Rng) -> Flow
         factory = yield from open_domain(operator.aid, factory_keys, rng)
         if factory is None:
             raise gp.AuthenticationFailed("the new domain does not answer to its factory keys")
+    # A fresh domain's keys are the test keys a development card manager also answers to: a
+    # relay that fakes the domain's SELECT leaves the card manager selected, which then proves
+    # itself under R-MAC by its CPLC. Never give it the operator's keys.
+    if (yield from _is_card_manager(factory)):
+        raise Unproven("the card manager answered in place of the operator's new domain")
     own = operator.keys(factory.div_data)
     yield from factory.send(gp.put_key(factory, own), "PUT KEY")
     channel = yield from open_domain(operator.aid, operator.keys, rng)
@@ -176,6 +181,13 @@ def lock_purse(card_manager: Domain, operator: Domain, aid: bytes, rng: gp.Rng) 
 
 
 LOCKED = 0x80  # the life cycle's lock bit (GPCS 5.3.1)
+
+
+def _is_card_manager(channel: gp.HostChannel) -> Flow[bool]:
+    """Whether the domain behind ``channel`` proves, under R-MAC, that it is the card manager
+    (only the card manager has a CPLC)."""
+    response = channel.unwrap((yield channel.wrap(gp.get_data(0x9F7F))))
+    return bool(response.sw == SW.OK)
 
 
 def _in_operator_domain(operator: Domain, command: CommandAPDU, rng: gp.Rng) -> Flow[bool]:

@@ -221,12 +221,21 @@ def _rng(state: State) -> gp.Rng:
 
 def card_manager(context: Context) -> Domain:
     key_set = context.band.isd_key_set
-    return Domain(ISD_AID, factory_keys if key_set == "test" else context.keys.domain_keys(key_set))
+    return Domain(ISD_AID, _pinned(context, factory_keys if key_set == "test"
+                                   else context.keys.domain_keys(key_set)))
 
 
 def operator(context: Context) -> Domain:
     return Domain(product(context.card.product).domain_aid,
-                  context.keys.domain_keys(context.card.product))
+                  _pinned(context, context.keys.domain_keys(context.card.product)))
+
+
+def _pinned(context: Context, keys: gp.Diversifier) -> gp.Diversifier:
+    """Keys diversified with the band's data as registered (00 00 00 ‖ UID), never with what
+    INITIALIZE UPDATE claims: a relay that alters those bytes must not choose the keys we
+    derive, nor those we put on the card."""
+    registered = bytes(3) + bytes.fromhex(context.band.uid)
+    return lambda _claimed: keys(registered)
 
 
 class IssueScript(Script):
@@ -244,8 +253,9 @@ class IssueScript(Script):
         return None
 
     def fail(self, context: Context, reason: str) -> None:
-        super().fail(context, reason)
-        context.card.status = CardStatus.CANCELLED  # never issued: the product may be ordered again
+        # Whatever the answers said, the card may hold the purse or part of it: the order stays
+        # open (and the product taken) until a contact finishes it from the card's registry.
+        hold(context, reason)
 
 
 def hold(context: Context, reason: str) -> None:
