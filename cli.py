@@ -325,16 +325,16 @@ def create_band(home: Home, name: str, products: list[Product], holder: str,
     new = Band.new(name)
     start, expiry = Validity.for_years(today.date(), CARD_VALIDITY_YEARS).bcd()
     for item in products:
-        serial = item.issuer_id[:2] + home.next_serial(item.name).to_bytes(8)
-        new.add_purse(item.personalisation(serial, start, expiry, holder), item.aid)
+        new.add_purse(item.personalisation(item.factory_serial(new.uid), start, expiry, holder),
+                      item.aid)
     if ecash_balance is not None:
-        profile = ecash.profile_for(ecash.pan_for(home.next_serial(ECASH)), holder or "KOALA",
+        profile = ecash.profile_for(ecash.pan_for(ecash.account_for(new.uid)), holder or "KOALA",
                                    today.date())
         limit = max(ecash_balance, ECASH_LIMIT)
         new.add_ecash(ecash.personalisation(profile, DemoPki.load(), balance=ecash_balance,
                                             balance_limit=limit))
     if access:
-        new.add_access_card(site.resident_card(home.next_serial(ACCESS), today.date()))
+        new.add_access_card(site.resident_card(int.from_bytes(new.uid), today.date()))
     home.save_band(new)
     return new
 
@@ -363,11 +363,12 @@ def band_register(world: World, name: str, issuer_url: str, operator_token: str)
     """Register the band (and cards already on it) with the issuer; keep its device token."""
     worn = world.home.load_band(name)
     with operator_desk(world, issuer_url, operator_token) as desk:
-        made = desk.register_band(cplc(worn.uid), worn.uid)
+        made = desk.register_band(cplc(worn.uid), worn.uid)  # again: the same band, a new token
+        world.home.save_issuer_link(name, IssuerLink(issuer_url, made["band_id"],
+                                                     made["device_token"]))
         for item in worn.summaries():
             if item.name != ACCESS:  # the compound's card is not the issuer's
                 desk.register_card(made["band_id"], item.name, item.serial, item.balance or 0)
-    world.home.save_issuer_link(name, IssuerLink(issuer_url, made["band_id"], made["device_token"]))
     world.console.print(f"band [bold]{name}[/] is band {made['band_id']} at {issuer_url}")
 
 

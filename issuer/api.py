@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Request
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -49,7 +49,7 @@ from issuer.orders import (
     card_account,
     funding_account,
 )
-from issuer.products import PRODUCTS, product
+from issuer.products import PRODUCTS, SERIAL_NUMBERS, product
 from reader import clock
 from reader.pos import Purchase
 
@@ -251,41 +251,71 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                 for p in PRODUCTS.values()]
 
     @app.post("/v1/bands", status_code=201, responses=problems, dependencies=[Depends(operator)])
-    def register_band(body: BandIn, session: Db, now: Now) -> BandOut:
+    def register_band(body: BandIn, session: Db, now: Now, response: Response) -> BandOut:
+        """Register a band; registering it again (a retry, a new phone) keeps the band and
+        gives it a new device token, revoking the old one."""
         if body.isd_key_set not in isd_key_sets:
             raise HTTPException(404, f"no card manager key set {body.isd_key_set!r}; known: "
                                      f"{', '.join(sorted(isd_key_sets))}")
         device_token = secrets.token_urlsafe(24)
-        band = Band(cplc=body.cplc.upper(), uid=body.uid.upper(), isd_key_set=body.isd_key_set,
-                    device_token_hash=_hash(device_token), created_at=now)
-        session.add(band)
+        band = session.scalar(select(Band).where(Band.cplc == body.cplc.upper()).with_for_update())
+        if band is not None:
+            if (band.uid, band.isd_key_set) != (body.uid.upper(), body.isd_key_set):
+                raise HTTPException(409, "a band with this CPLC is registered already, with "
+                                         "another UID or card manager key set")
+            band.device_token_hash = _hash(device_token)
+            response.status_code = 200
+        else:
+            band = Band(cplc=body.cplc.upper(), uid=body.uid.upper(), isd_key_set=body.isd_key_set,
+                        device_token_hash=_hash(device_token), created_at=now)
+            session.add(band)
         try:
             session.commit()
         except IntegrityError:
-            raise HTTPException(409, "a band with this CPLC is registered already") from None
+            raise HTTPException(409, "the band was registered at this very moment by another "
+                                     "request: register again") from None
         return BandOut(band_id=band.id, device_token=device_token)
 
     @app.post("/v1/bands/{band_id}/cards", status_code=201, responses=problems,
               dependencies=[Depends(operator)])
-    def register_card(band_id: Id, body: CardIn, session: Db, now: Now) -> CardOut:
+    def register_card(band_id: Id, body: CardIn, session: Db, now: Now,
+                      response: Response) -> CardOut:
         """A card personalised elsewhere (a development band, or the bank's card under its PAN
-        padded with F), now managed by this issuer."""
+        padded with F), now managed by this issuer. Registering it again with the same
+        opening balance changes nothing (a retried registration)."""
         aids = {name: p.aid for name, p in PRODUCTS.items()} | {ecash.PRODUCT: ECASH_AID}
         if body.product not in aids:
             raise HTTPException(404, f"no product {body.product!r}")
         if session.get(Band, band_id) is None:
             raise HTTPException(404, "no such band")
-        card = Card(band_id=band_id, product=body.product, aid=aids[body.product].hex().upper(),
-                    app_serial=body.app_serial.upper(), status=CardStatus.ACTIVE, created_at=now)
-        session.add(card)
-        try:
-            session.flush()
-        except IntegrityError:
-            raise HTTPException(409, "this application serial is registered already") from None
+        serial = body.app_serial.upper()
+        card = session.scalar(select(Card).where(Card.app_serial == serial))
+        opening = f"opening:{serial}"
+        if card is not None:
+            if (card.band_id, card.product) != (band_id, body.product):
+                raise HTTPException(409, "this application serial is registered already, to "
+                                         "another band or product")
+            if ledger.posted(session, opening) != bool(body.balance):
+                raise HTTPException(409, "this card is registered already with another opening "
+                                         "balance")
+            response.status_code = 200
+        else:
+            card = Card(band_id=band_id, product=body.product, aid=aids[body.product].hex().upper(),
+                        app_serial=serial, status=CardStatus.ACTIVE, created_at=now)
+            session.add(card)
+            try:
+                session.flush()
+            except IntegrityError:
+                raise HTTPException(409, "this application serial was registered at this very "
+                                         "moment by another request") from None
         if body.balance:
-            ledger.post(session, "opening", [("bank:settlement", -body.balance),
-                                             (card_account(card), body.balance)],
-                        f"opening:{card.app_serial}", at=now)
+            try:
+                ledger.post(session, "opening", [("bank:settlement", -body.balance),
+                                                 (card_account(card), body.balance)],
+                            opening, at=now)
+            except ledger.LedgerError:
+                raise HTTPException(409, "this card is registered already with another opening "
+                                         "balance") from None
         session.commit()
         return CardOut(product=card.product, aid=card.aid, app_serial=card.app_serial,
                        status=card.status.value, balance=body.balance)
@@ -364,7 +394,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         ordering_band(band_id, value, session)
         if body.product not in PRODUCTS:
             raise HTTPException(404, f"no product {body.product!r}")
-        serial = product(body.product).issuer_id[:2] + secrets.token_bytes(8)
+        serial = product(body.product).serial(secrets.randbelow(SERIAL_NUMBERS))
         session.close()  # SQLite: the order's own transaction must not wait for this one
         return ordered(orders.issue(band_id, body.product, serial, f"{band_id}:{idempotency_key}",
                                     now), band_id, session, now)

@@ -9,6 +9,7 @@ documented demo keys, like the transit operator's in :mod:`issuer.products`.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from datetime import date
 
@@ -36,6 +37,12 @@ def pan_for(number: int) -> str:
     if len(body) != 15:
         raise ValueError("account numbers have at most 7 digits")
     return body + str(luhn_digit(body))
+
+
+def account_for(uid: bytes) -> int:
+    """The account number of the card the bank puts on the band with chip ``uid``: derived from
+    the chip, so bands made anywhere get distinct PANs (the demo bank's 7-digit range)."""
+    return int.from_bytes(hashlib.sha256(b"koala demo bank account:" + uid).digest()[:8]) % 10**7
 
 
 def luhn_digit(digits: str) -> int:

@@ -22,9 +22,11 @@ A00000015153504B4F414C4102 with master 20 21 … 2F.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from applets import bcd
 from applets.pboc import crypto
 from applets.pboc.layouts import (
     HOLDER_FILE,
@@ -38,6 +40,7 @@ from applets.pboc.perso import CardKey, PursePersonalisation
 
 KEY_VERSION = 0x01
 KEY_INDEX = 0x01
+SERIAL_NUMBERS = 10**16  # an application serial's 16 decimal digits after the issuer's prefix
 
 
 #: A card's 16-byte key of a role ("purchase", "load", "tac") from its diversification data.
@@ -102,6 +105,20 @@ class Product:
             max_balance=self.max_balance,
             transit_records=records,
         )
+
+    def serial(self, number: int) -> bytes:
+        """Application serial number ``number``: the issuer's two-byte prefix, then 16 decimal
+        digits in BCD, as reader apps show T-Union card numbers."""
+        if not 0 <= number < SERIAL_NUMBERS:
+            raise ValueError(f"a card number has at most 16 digits, not {number}")
+        return self.issuer_id[:2] + bcd.encode(f"{number:016d}")
+
+    def factory_serial(self, uid: bytes) -> bytes:
+        """The serial the band maker gives this product's card on the band with chip ``uid``:
+        derived from the chip, so bands made in any factory (any ``$KOALA_HOME``) never share
+        one at an issuer."""
+        digest = hashlib.sha256(b"koala factory serial:" + self.name.encode() + b":" + uid).digest()
+        return self.serial(int.from_bytes(digest[:8]) % SERIAL_NUMBERS)
 
     def demo_card_key(self, role: str, div_data: bytes) -> bytes:
         """A card key from the documented demo master of ``role`` (purchase, load or tac)."""

@@ -214,3 +214,22 @@ def test_the_network_keeps_beijing_time_whatever_the_offset_given(koala):
     history = json.loads(koala("card", "history", "--band", "tz", "--json").output)
     assert history["log"][0]["when"] == "2026-11-23 08:45:00"
     assert "(Asia/Shanghai)" in koala("card", "history", "--band", "tz").output
+
+
+def test_bands_made_in_two_homes_register_at_one_issuer(tmp_path):
+    from cli import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
+    from wallet.home import Home  # noqa: PLC0415
+
+    runner = CliRunner()
+    homes = [tmp_path / "first", tmp_path / "second"]
+    with local_issuer(Home(homes[0])) as url:
+        for home in homes:
+            for args in (("band", "create", "same", "--cards", "transit,canteen,ecash"),
+                         ("band", "register", "same", "--issuer", url),
+                         ("band", "register", "same", "--issuer", url)):  # a retry is harmless
+                result = runner.invoke(main, ["--home", str(home), *args])
+                assert result.exit_code == 0, result.output
+        numbers = [json.loads(runner.invoke(main, ["--home", str(home), "card", "list", "--band",
+                                                   "same", "--json"]).output) for home in homes]
+    assert all(card["issuer"] is not None for cards in numbers for card in cards)
+    assert not {c["number"] for c in numbers[0]} & {c["number"] for c in numbers[1]}

@@ -6,7 +6,6 @@
       bands/NAME.band           band images (written atomically, checksummed)
       bands/NAME.lock           held by the one process changing the band
       bands/NAME.issuer.json    the band's registration at an issuer: URL, id, device token
-      factory/serials.json      the last application serial issued per product
       terminals/ID.json         a terminal's PSAM sequence number
       terminals/ID.jsonl        its transaction records, one JSON line each
 
@@ -167,15 +166,6 @@ class Home:
 
     def _bond_path(self, name: str) -> Path:
         return self.root / "phone" / f"{check_name(name)}.bond.json"
-
-    # -- the factory's serial numbers --------------------------------------------------------
-
-    def next_serial(self, product: str) -> int:
-        path = self.root / "factory" / "serials.json"
-        serials: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
-        serials[product] = serials.get(product, 0) + 1
-        atomic_write(path, json.dumps(serials, indent=1).encode())
-        return serials[product]
 
     # -- terminals ---------------------------------------------------------------------------
 

@@ -150,3 +150,18 @@ def test_a_simulated_worlds_issuer_dates_the_card_from_the_stated_time(engine):
         run(pboc.select_purse(TRANSIT.aid), link)
         (load,) = run(pboc.read_log(), link)
     assert (load.date.hex(), load.time.hex()) == ("20261123", "070500")
+
+
+def test_registering_again_keeps_the_band_and_rotates_its_token(issuer_url):
+    band, band_id, token, serial = registered(issuer_url)
+    operator = httpx.Client(base_url=issuer_url, headers={"Authorization": f"Bearer {OPERATOR}"})
+    again = operator.post("/v1/bands", json={"cplc": cplc(band.uid).hex(), "uid": band.uid.hex()})
+    assert again.status_code == 200 and again.json()["band_id"] == band_id
+    fresh = again.json()["device_token"]
+    assert IssuerClient(issuer_url, fresh).cards(band_id)[0]["app_serial"] == serial.hex().upper()
+    with pytest.raises(IssuerUnavailable, match="not this band's"):
+        IssuerClient(issuer_url, token).cards(band_id)
+    card = {"product": "transit", "app_serial": serial.hex()}
+    assert operator.post(f"/v1/bands/{band_id}/cards", json=card).status_code == 200
+    other = operator.post(f"/v1/bands/{band_id}/cards", json={**card, "balance": 5})
+    assert other.status_code == 409 and "opening balance" in other.json()["detail"]
