@@ -35,7 +35,7 @@ from applets.pboc.layouts import JourneyStatus, LogRecord, TransitRecord, TxType
 from applets.sw import SW
 from applets.validity import Validity
 from issuer import ecash, gp, site
-from issuer.clearing import PurchaseRecord
+from issuer.clearing import LoadRecord, PurchaseRecord
 from issuer.client import IssuerUnavailable, OperatorClient
 from issuer.emv_pki import DemoPki
 from issuer.products import CANTEEN, PRODUCTS, TRANSIT, Product, UnknownProduct, product, product_for_aid
@@ -722,17 +722,27 @@ def issuer_serve(world: World, host: str, port: int, database: str | None,
 @issuer_options
 @pass_world
 def issuer_clear(world: World, issuer_url: str, operator_token: str) -> None:
-    """Send the terminals' purchase records to the issuer, which books those whose TAC (or,
-    for the bank card's offline purchases, TC) holds."""
-    records = list(world.home.terminal_records())
+    """Send the terminals' purchase and cash-load records to the issuer, which books those whose
+    TAC (or, for the bank card's offline purchases, TC) holds."""
+    kept = list(world.home.terminal_records())
+    records = [r for r in kept if r.get("record", "debit") == "debit"]
+    loads = [r for r in kept if r.get("record") == "load"]
     purchases = world.home.pos_records()
     with operator_desk(world, issuer_url, operator_token) as desk:
         result = desk.clear([{f.name: record[f.name] for f in fields(PurchaseRecord)}
                              for record in records])
+        load_result = desk.clear_loads([{f.name: load[f.name] for f in fields(LoadRecord)}
+                                        for load in loads]) if loads else None
         ecash_result = desk.clear_ecash(purchases) if purchases else None
     world.console.print(f"cleared {len(records)} records: {result['booked']} booked, "
                         f"{result['duplicates']} already booked, {result['free']} free (entries), "
-                        f"{len(result['refused'])} refused")
+                        f"{result['opening']} in opening balances, {len(result['refused'])} refused")
+    if load_result is not None:
+        world.console.print(f"cleared {len(loads)} cash loads: {load_result['booked']} booked, "
+                            f"{load_result['duplicates']} already booked, "
+                            f"{load_result['opening']} in opening balances, "
+                            f"{len(load_result['refused'])} refused")
+        result["refused"] += load_result["refused"]
     if ecash_result is not None:
         world.console.print(f"cleared {len(purchases)} e-cash purchases: "
                             f"{ecash_result['booked']} booked, {ecash_result['duplicates']} "
@@ -1316,7 +1326,10 @@ def tap_load(world: World, band_name: str | None, reader: str | None, nfc_path: 
     keys = {p.issuer_id: LoadKeys(p.master.load, p.master.tac) for p in PRODUCTS.values()}
     terminal = LoadTerminal(places.load_id(), keys, world.clock)
     with world.link(Source(band_name, reader, nfc_path, wait)) as link:
-        outcome = tap(link, terminal.load(amount, item.aid), world.air)
+        try:
+            outcome = tap(link, terminal.load(amount, item.aid), world.air)
+        finally:  # the machine keeps what it loaded, for the issuer's clearing
+            world.home.save_terminal(terminal.terminal_id, 0, terminal.records)
     report(world, outcome, trace, as_json, describe_load)
 
 

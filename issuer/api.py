@@ -28,14 +28,14 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from applets.emv.records import ECASH_AID
 from issuer import ecash, ledger
-from issuer.clearing import PurchaseRecord, clear, clear_ecash
+from issuer.clearing import Cleared, LoadRecord, PurchaseRecord, clear, clear_ecash, clear_loads
 from issuer.db import Band, Card, CardStatus, Order
 from issuer.keys import IssuerKeys
 from issuer.orders import (
@@ -58,11 +58,17 @@ HEX = r"^([0-9A-Fa-f]{2})*$"
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
+class StrictBody(BaseModel):
+    """A request body, read strictly: JSON true is not the integer 1, "5" is not 5."""
+
+    model_config = ConfigDict(strict=True)
+
+
 class Problem(BaseModel):
     detail: str
 
 
-class BandIn(BaseModel):
+class BandIn(StrictBody):
     cplc: str = Field(pattern=HEX, min_length=84, max_length=84, description="CPLC, 42 bytes hex")
     uid: str = Field(pattern=HEX, min_length=8, max_length=20)
     isd_key_set: str = Field("test", max_length=64, description=(
@@ -75,7 +81,7 @@ class BandOut(BaseModel):
     device_token: str
 
 
-class CardIn(BaseModel):
+class CardIn(StrictBody):
     product: str = Field(description="a product name from /v1/products, or ecash (the bank's)")
     balance: int = Field(0, ge=0, le=10_000_000, description=(
         "fen on the card when it comes under this issuer (a factory or bank counter load), "
@@ -91,24 +97,24 @@ class CardOut(BaseModel):
     balance: int = Field(description="the issuer's view, fen")
 
 
-class FundingIn(BaseModel):
+class FundingIn(StrictBody):
     amount: int = Field(gt=0, le=10_000_000, description="fen")
 
 
-class TopupIn(BaseModel):
+class TopupIn(StrictBody):
     app_serial: str = Field(pattern=HEX, min_length=20, max_length=20)
     amount: int = Field(gt=0, le=100_000, description="fen")
 
 
-class IssueIn(BaseModel):
+class IssueIn(StrictBody):
     product: str = Field(description="a product name from /v1/products")
 
 
-class LostIn(BaseModel):
+class LostIn(StrictBody):
     new_band_id: int = Field(ge=1, le=2**31 - 1, description="the band the balances move to")
 
 
-class PurchaseIn(BaseModel):
+class PurchaseIn(StrictBody):
     """A terminal's purchase record (as ``koala`` terminals keep them for clearing)."""
 
     app_serial: str = Field(pattern=HEX, min_length=20, max_length=20)
@@ -126,7 +132,7 @@ Tag = Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}){1,2}$")]
 TagValue = Annotated[str, Field(pattern=HEX, max_length=64)]
 
 
-class EcashPurchaseIn(BaseModel):
+class EcashPurchaseIn(StrictBody):
     """A QuickPass POS's record of an offline e-cash purchase, with the TC that proves it."""
 
     pan: str = Field(pattern=r"^[0-9]{12,19}$")
@@ -141,10 +147,25 @@ class EcashPurchaseIn(BaseModel):
     merchant: str = Field("", max_length=40)
 
 
+class LoadIn(StrictBody):
+    """A station load machine's record of a cash load, with the TAC that proves it."""
+
+    app_serial: str = Field(pattern=HEX, min_length=20, max_length=20)
+    amount: int = Field(gt=0, le=2**31 - 1, description="fen")
+    balance_after: int = Field(ge=0, le=2**31 - 1, description="fen")
+    card_counter: int = Field(ge=0, le=0xFFFF, description="the card's online counter")
+    terminal_id: str = Field(pattern=HEX, min_length=12, max_length=12)
+    date: str = Field(pattern=HEX, min_length=8, max_length=8, description="YYYYMMDD, BCD hex")
+    time: str = Field(pattern=HEX, min_length=6, max_length=6, description="hhmmss, BCD hex")
+    tac: str = Field(pattern=HEX, min_length=8, max_length=8)
+
+
 class ClearedOut(BaseModel):
     booked: int
     duplicates: int
     free: int = Field(description="proven purchases of nothing (metro entries)")
+    opening: int = Field(0, description=(
+        "proven records from before the card came under the issuer: in its opening balance"))
     refused: list[str] = Field(description="records not booked, and why")
 
 
@@ -172,7 +193,7 @@ class OrderOut(BaseModel):
 RApdu = Annotated[str, Field(pattern=HEX, min_length=4, max_length=1024)]
 
 
-class RelayIn(BaseModel):
+class RelayIn(StrictBody):
     step: int = Field(ge=0, le=1000)
     responses: list[RApdu] = Field(min_length=1, max_length=16, description=(
         "the band's answers to the step's commands, in order: all of them, or those up to the "
@@ -189,13 +210,21 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
     app = FastAPI(title="Koala band issuer", version="1",
                   description="Over-the-air issuance and top-up of Koala band cards.")
     problems: dict[int | str, dict[str, Any]] = {
-        code: {"model": Problem} for code in (400, 401, 403, 404, 409)}
+        code: {"model": Problem} for code in (400, 401, 403, 404, 409, 503)}
 
     @app.exception_handler(OrderError)
     async def refused(request: Request, error: OrderError) -> JSONResponse:
         status = 404 if isinstance(error, UnknownOrder) else 403 if isinstance(error, Forbidden) \
             else 409
         return JSONResponse({"detail": str(error)}, status_code=status)
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, error: OperationalError) -> JSONResponse:
+        """A lost database connection is the issuer's trouble, not the client's, and passes: a
+        problem in JSON (every transaction rolled back whole), never a bare 500."""
+        return JSONResponse({"detail": "the issuer's database is unreachable: nothing was "
+                                       "changed, try again"}, status_code=503,
+                            headers={"Retry-After": "1"})
 
     def db() -> Iterator[Session]:
         with sessions() as session:
@@ -358,8 +387,18 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                                   bytes.fromhex(r.time), bytes.fromhex(r.tac)) for r in body]
         result = clear(session, keys, records, now)
         session.commit()
-        return ClearedOut(booked=result.booked, duplicates=result.duplicates, free=result.free,
-                          refused=result.refused)
+        return cleared_out(result)
+
+    @app.post("/v1/clearing/loads", responses=problems, dependencies=[Depends(operator)])
+    def clearing_loads(body: Annotated[list[LoadIn], Body(max_length=10_000)], session: Db,
+                       now: Now) -> ClearedOut:
+        """Book station load machines' cash loads whose TAC verifies, each once."""
+        records = [LoadRecord(bytes.fromhex(r.app_serial), r.amount, r.balance_after, r.card_counter,
+                              bytes.fromhex(r.terminal_id), bytes.fromhex(r.date),
+                              bytes.fromhex(r.time), bytes.fromhex(r.tac)) for r in body]
+        result = clear_loads(session, keys, records, now, orders.terminal_id)
+        session.commit()
+        return cleared_out(result)
 
     @app.post("/v1/clearing/ecash", responses=problems, dependencies=[Depends(operator)])
     def clearing_ecash(body: Annotated[list[EcashPurchaseIn], Body(max_length=10_000)],
@@ -371,8 +410,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                               r.merchant) for r in body]
         result = clear_ecash(session, keys, purchases, now)
         session.commit()
-        return ClearedOut(booked=result.booked, duplicates=result.duplicates, free=result.free,
-                          refused=result.refused)
+        return cleared_out(result)
 
     def order_out(order_id: int, session: Session) -> OrderOut:
         """The order as committed (routes that order close their session before ordering)."""
@@ -457,6 +495,11 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
                                     caller(band_id, value), now))
 
     return app
+
+
+def cleared_out(result: Cleared) -> ClearedOut:
+    return ClearedOut(booked=result.booked, duplicates=result.duplicates, free=result.free,
+                      opening=result.opening, refused=result.refused)
 
 
 def _relay(relay: Relay) -> RelayOut:

@@ -10,6 +10,14 @@ books agree with the card to the fen.
 The bank card's offline purchases clear the same way, each proven by its TC
 (the application cryptogram over the POS's data, under the card's AC key
 from the key store) and booked once per card and ATC.
+
+Cash loads at station load machines clear too, each proven by its load TAC
+(over the new balance, the online counter, the amount, the machine and its
+time) and booked once per card and online counter, so the books follow a
+card whatever mix of cash, over-the-air top-ups and rides it had. A record
+the card made before it came under this issuer is already in the card's
+opening balance: it is counted as such and never booked again (its date is
+the terminal's, vouched for by the TAC).
 """
 
 from __future__ import annotations
@@ -21,12 +29,15 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from applets import bcd
 from applets.emv.records import pan_for_certificate
 from applets.pboc import crypto
+from applets.pboc.layouts import TxType
 from issuer import ecash, ledger
-from issuer.db import Card
+from issuer.db import Card, utc
 from issuer.keys import EcashKeysOf, IssuerKeys
 from issuer.orders import card_account
+from reader.clock import instant
 from reader.pos import CID_TC, Purchase
 
 
@@ -46,11 +57,29 @@ class PurchaseRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadRecord:
+    """One cash load as a load machine reports it (``reader.load.Load``)."""
+
+    app_serial: bytes
+    amount: int
+    balance_after: int
+    card_counter: int  # the online counter the load went with
+    terminal_id: bytes
+    date: bytes
+    time: bytes
+    tac: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Cleared:
     booked: int
     duplicates: int
     free: int  # proven purchases of nothing (metro entries)
     refused: list[str]
+    opening: int = 0  # proven records from before the card came under the issuer
+
+
+CASH_LOADS = "bank:cash-loads"  # what station load machines took in cash, owed to the issuer
 
 
 def merchant_account(product: str) -> str:
@@ -59,7 +88,7 @@ def merchant_account(product: str) -> str:
 
 def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord], at: datetime) -> Cleared:
     """Book every record whose TAC verifies, once, at ``at``; the reasons for the others."""
-    booked = duplicates = free = 0
+    booked = duplicates = free = opening = 0
     refused = []
     for number, record in enumerate(records):
         serial = record.app_serial.hex().upper()
@@ -77,11 +106,59 @@ def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord], at:
         if not record.amount:
             free += 1
             continue
+        if _before(card, record.date, record.time):
+            opening += 1
+            continue
         outcome = _book(session, card, record.amount, f"clearing:{serial}:{record.card_counter}", at)
         booked, duplicates = booked + (outcome == BOOKED), duplicates + (outcome == DUPLICATE)
         if outcome not in (BOOKED, DUPLICATE):
             refused.append(f"record {number}: {outcome}")
-    return Cleared(booked, duplicates, free, refused)
+    return Cleared(booked, duplicates, free, refused, opening)
+
+
+def clear_loads(session: Session, keys: IssuerKeys, records: list[LoadRecord], at: datetime,
+                own_terminal: bytes) -> Cleared:
+    """Book every cash load whose TAC verifies, once, at ``at``; the reasons for the others.
+    Loads by ``own_terminal`` (the issuer's over-the-air top-ups) are booked by their orders."""
+    booked = duplicates = opening = 0
+    refused = []
+    for number, record in enumerate(records):
+        serial = record.app_serial.hex().upper()
+        card = session.scalar(select(Card).where(Card.app_serial == serial))
+        if card is None or card.product == ecash.PRODUCT:
+            refused.append(f"load {number}: no purse {serial}")
+            continue
+        if record.terminal_id == own_terminal:
+            refused.append(f"load {number}: an over-the-air top-up, booked by its order")
+            continue
+        terminal = crypto.Terminal(record.terminal_id, record.date, record.time)
+        dtk = keys.card_key(card.product, "tac", crypto.div_data(record.app_serial))
+        expected = crypto.load_tac(dtk, record.balance_after, record.card_counter, record.amount,
+                                   TxType.EP_LOAD, terminal)
+        if record.amount <= 0 or not hmac.compare_digest(expected, record.tac):
+            refused.append(f"load {number}: the TAC is wrong")
+            continue
+        if _before(card, record.date, record.time):
+            opening += 1
+            continue
+        key = f"cash-load:{serial}:{record.card_counter}"
+        if ledger.posted(session, key):
+            duplicates += 1
+            continue
+        ledger.post(session, "cash-load", [(CASH_LOADS, -record.amount),
+                                           (card_account(card), record.amount)], key, at=at)
+        booked += 1
+    return Cleared(booked, duplicates, 0, refused, opening)
+
+
+def _before(card: Card, date: bytes, time: bytes) -> bool:
+    """Whether a record the card's TAC dates at ``date`` ``time`` (the terminal's wall time)
+    came before the card was registered, and so is in its opening balance."""
+    try:
+        when = instant(bcd.to_datetime(date, time))
+    except ValueError:
+        return False
+    return when < utc(card.created_at).replace(microsecond=0)
 
 
 BOOKED, DUPLICATE = "booked", "duplicate"

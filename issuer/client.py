@@ -79,6 +79,10 @@ class OperatorClient(ApiClient):
         result: dict[str, Any] = self.call("POST", "/v1/clearing", json=records)
         return result
 
+    def clear_loads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", "/v1/clearing/loads", json=records)
+        return result
+
     def clear_ecash(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = self.call("POST", "/v1/clearing/ecash", json=records)
         return result

@@ -162,6 +162,11 @@ class Orders:
         self._clock = clock
         self._procedure_for = procedure_for
 
+    @property
+    def terminal_id(self) -> bytes:
+        """The issuer's own load terminal: the one its over-the-air top-ups name."""
+        return self._terminal_id
+
     def now(self, stated: datetime | None = None) -> datetime:
         """The instant of a request: the one it states (a simulated world's, admitted by the
         API), else the service's clock."""

@@ -45,7 +45,9 @@ def test_a_day_from_the_command_line(koala, tmp_path):
     # the gates' PSAM sequence numbers and records survive the process
     records = [json.loads(line) for p in (tmp_path / "terminals").glob("*.jsonl")
                for line in p.read_text().splitlines()]
-    assert sum(r["amount"] for r in records) == document["fare"] + 200
+    purchases = [r for r in records if r["record"] == "debit"]
+    assert sum(r["amount"] for r in purchases) == document["fare"] + 200
+    assert [r["amount"] for r in records if r["record"] == "load"] == [5000]
 
 
 def test_trace_prints_every_apdu(koala):
@@ -233,3 +235,35 @@ def test_bands_made_in_two_homes_register_at_one_issuer(tmp_path):
                                                    "same", "--json"]).output) for home in homes]
     assert all(card["issuer"] is not None for cards in numbers for card in cards)
     assert not {c["number"] for c in numbers[0]} & {c["number"] for c in numbers[1]}
+
+
+def test_the_books_follow_a_card_through_cash_over_the_air_rides_and_registration(tmp_path):
+    from cli import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
+    from wallet.home import Home  # noqa: PLC0415
+
+    runner = CliRunner()
+
+    def koala(*args: str) -> str:
+        result = runner.invoke(main, ["--home", str(tmp_path), *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def at(time: str) -> tuple[str, str]:
+        return "--at", f"2026-11-23T{time}"
+
+    with local_issuer(Home(tmp_path)):
+        koala("band", "create", "mix", "--cards", "transit", *at("07:00"))
+        koala("tap", "load", "--band", "mix", "--amount", "50", *at("07:10"))  # before registration
+        koala("tap", "bus", "--band", "mix", "--route", "1", *at("07:20"))
+        koala("band", "register", "mix", *at("07:30"))  # opening balance ¥48
+        koala("band", "fund", "mix", "--amount", "100", *at("07:31"))
+        koala("card", "topup", "--band", "mix", "--amount", "20", *at("07:40"))  # over the air
+        koala("tap", "load", "--band", "mix", "--amount", "10", *at("08:00"))  # cash, registered
+        koala("tap", "bus", "--band", "mix", "--route", "2", *at("08:10"))
+        cleared = koala("issuer", "clear", *at("21:00"))
+        assert "1 booked" in cleared and "1 in opening balances" in cleared
+        assert "cleared 2 cash loads: 1 booked" in cleared
+        again = koala("issuer", "clear", *at("21:05"))
+        assert "0 booked" in again and "cleared 2 cash loads: 0 booked, 1 already booked" in again
+        (card,) = json.loads(koala("card", "list", "--band", "mix", "--json"))
+    assert card["balance"] == card["issuer"]["balance"] == 5000 - 200 + 2000 + 1000 - 200

@@ -177,12 +177,14 @@ class Home:
         return int(json.loads(path.read_text())["seq"]) if path.exists() else 0
 
     def save_terminal(self, terminal_id: bytes, seq: int, records: list[Any]) -> None:
-        """Persist the PSAM sequence and append new records (dataclasses) for clearing."""
+        """Persist the PSAM sequence and append new records (dataclasses) for clearing, each
+        named by its kind ("debit", "load")."""
         atomic_write(self._terminal(terminal_id, ".json"), json.dumps({"seq": seq}).encode())
         if records:
             with self._terminal(terminal_id, ".jsonl").open("a") as log:
                 for record in records:
-                    log.write(json.dumps(_jsonable(asdict(record))) + "\n")
+                    kind = type(record).__name__.lower()
+                    log.write(json.dumps({"record": kind, **_jsonable(asdict(record))}) + "\n")
                 log.flush()
                 os.fsync(log.fileno())
 

@@ -165,3 +165,19 @@ def test_registering_again_keeps_the_band_and_rotates_its_token(issuer_url):
     assert operator.post(f"/v1/bands/{band_id}/cards", json=card).status_code == 200
     other = operator.post(f"/v1/bands/{band_id}/cards", json={**card, "balance": 5})
     assert other.status_code == 409 and "opening balance" in other.json()["detail"]
+
+
+def test_a_database_out_of_reach_is_a_503_problem_and_booleans_are_not_integers(issuer_url):
+    from issuer.db import make_engine  # noqa: PLC0415
+
+    down = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/test")  # nothing listens there
+    with serving(down, clock.system_clock) as url:
+        answer = httpx.post(f"{url}/v1/bands/1/funding", json={"amount": 5},
+                            headers={"Authorization": f"Bearer {OPERATOR}",
+                                     "Idempotency-Key": "down-1234"})
+    assert answer.status_code == 503 and "database is unreachable" in answer.json()["detail"]
+    _, band_id, _, _ = registered(issuer_url)
+    boolean = httpx.post(f"{issuer_url}/v1/bands/{band_id}/funding", json={"amount": True},
+                         headers={"Authorization": f"Bearer {OPERATOR}",
+                                  "Idempotency-Key": "bool-1234"})
+    assert boolean.status_code == 422
