@@ -401,7 +401,8 @@ def band_lost(world: World, name: str, new_name: str, issuer_url: str, operator_
         locks = desk.report_lost(lost.band_id, new.band_id, uuid.uuid4().hex)
     for order in locks:
         done = order["state"] == "settled"
-        world.console.print(f"{order['app_serial']}: locked, {money(order['amount'])} "
+        world.console.print(f"order {order['order_id']}, card {order['app_serial']}: locked, "
+                            f"{money(order['amount'])} "
                             f"{'moved' if done else 'moves once the band proves the lock'} "
                             f"to {new_name}")
     world.console.print(f"{len(locks)} card(s) of {name} locked; the band's token now only syncs")
@@ -750,6 +751,20 @@ def issuer_clear(world: World, issuer_url: str, operator_token: str) -> None:
         result["refused"] += ecash_result["refused"]
     for reason in result["refused"]:
         world.console.print(f"  refused: {reason}")
+
+
+@issuer_group.command("resolve")
+@click.argument("order_id", type=click.IntRange(1, 2**31 - 1))
+@at_option
+@issuer_options
+@pass_world
+def issuer_resolve(world: World, order_id: int, issuer_url: str, operator_token: str) -> None:
+    """Close an order its card never proved, after the clearing window without contact: a
+    held top-up goes back to the funding account, a lost card's balance on to the new band."""
+    with operator_desk(world, issuer_url, operator_token) as desk:
+        order = desk.resolve(order_id)
+    world.console.print(f"order {order_id} ({order['kind']}): {order['state']}, "
+                        f"{money(order['amount'])} — {order['last_error']}")
 
 
 @main.group("companion")

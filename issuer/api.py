@@ -465,6 +465,15 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         made = orders.report_lost(band_id, body.new_band_id, f"{band_id}:{idempotency_key}", now)
         return [order_out(order_id, session) for order_id in made]
 
+    @app.post("/v1/orders/{order_id}/resolve", responses=problems, dependencies=[Depends(operator)])
+    def resolve(order_id: Id, session: Db, now: Now) -> OrderOut:
+        """Close an order its card never proved, once the clearing window has passed without
+        contact: held money goes back (a top-up, a cancellation's proven balance) or on (a lost
+        card's balance), booked as the operator's decision."""
+        session.close()
+        orders.resolve(order_id, now)
+        return order_out(order_id, session)
+
     @app.get("/v1/bands/{band_id}/orders", responses=problems)
     def band_orders(band_id: Id, value: Token, session: Db,
                     unresolved: bool = False) -> list[OrderOut]:

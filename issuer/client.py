@@ -75,6 +75,10 @@ class OperatorClient(ApiClient):
             headers={"Idempotency-Key": key})
         return result
 
+    def resolve(self, order_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", f"/v1/orders/{order_id}/resolve")
+        return result
+
     def clear(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = self.call("POST", "/v1/clearing", json=records)
         return result

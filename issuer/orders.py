@@ -54,6 +54,8 @@ from reader.clock import Clock, instant, local, system_clock
 
 IN_FLIGHT = "issuer:in-flight"
 SESSION_LIFETIME = timedelta(minutes=10)
+#: How long an unresolved order waits for its card's proof before an operator may close it.
+CLEARING_WINDOW = timedelta(days=30)
 UNRESOLVED = (OrderState.PENDING, OrderState.IN_RELAY, OrderState.DEBITED)
 HOLDING = (CardStatus.ISSUING, CardStatus.ACTIVE)
 
@@ -149,6 +151,12 @@ class Procedure(ABC):
     def receive(self, context: Context, state: State, response: ResponseAPDU) -> State:
         """Advance on the card's answer to the first command of :meth:`commands`, applying its
         effects to the order."""
+
+    @abstractmethod
+    def close_unproven(self, context: Context) -> None:
+        """End an order the card never proved, once the clearing window has passed (an
+        operator's decision, booked as such): what the issuer holds goes back where it came
+        from, or on where the order sent it."""
 
 
 class Orders:
@@ -382,6 +390,32 @@ class Orders:
             relay.state, relay.step = state, str(current + 1)
             order.updated_at = context.now
             return self._relay(context, relay, current + 1)
+
+    def resolve(self, order_id: int, now: datetime | None = None) -> OrderState:
+        """The operator closes an order its card never proved, after :data:`CLEARING_WINDOW`
+        without contact; its state afterwards. A band that comes back later finds it over."""
+        with self._sessions.begin() as session:
+            row = session.execute(select(Order, Card, Band).join(Card, Order.card_id == Card.id)
+                                  .join(Band, Order.band_id == Band.id).where(Order.id == order_id)
+                                  .with_for_update(of=Order.__table__)).first()
+            if row is None:
+                raise UnknownOrder("no such order")
+            order, card, band = row
+            context = self._context(session, order, card, band, now)
+            if order.state not in UNRESOLVED:
+                raise OrderError(f"the order is over ({order.state.value})")
+            waits_until = utc(order.updated_at) + CLEARING_WINDOW
+            if context.now < waits_until:
+                raise OrderError(f"the order waits for its card's proof until "
+                                 f"{local(waits_until):%Y-%m-%d %H:%M} (Beijing time): the next "
+                                 f"contact may still prove it")
+            self._procedure_for(order.kind, card.product).close_unproven(context)
+            order.last_error = (f"closed by the operator after {CLEARING_WINDOW.days} days "
+                                f"without the card's proof ({order.last_error or 'no contact'})")
+            order.updated_at = context.now
+            for relay in session.scalars(select(RelaySession).where(RelaySession.order_id == order.id)):
+                session.delete(relay)
+            return order.state
 
     def _relay(self, context: Context, relay: RelaySession, step: int) -> Relay:
         order = context.order

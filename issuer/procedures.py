@@ -78,6 +78,18 @@ class TopupProcedure(Procedure):
         _apply(context, effect)
         return _dump(new)
 
+    def close_unproven(self, context: Context) -> None:
+        close_topup(context)
+
+
+def close_topup(context: Context) -> None:
+    """A top-up never proven: what was debited goes back to the funding account."""
+    order = context.order
+    if order.state is OrderState.DEBITED:
+        _apply(context, Fail("unproven", order.amount))
+    else:
+        order.state = OrderState.FAILED
+
 
 def _load_topup(raw: State) -> Topup:
     return _load(raw, Topup, Step)
@@ -257,6 +269,10 @@ class IssueScript(Script):
         # open (and the product taken) until a contact finishes it from the card's registry.
         hold(context, reason)
 
+    def close_unproven(self, context: Context) -> None:
+        context.card.status = CardStatus.CANCELLED  # the product may be ordered again
+        context.order.state = OrderState.FAILED
+
 
 def hold(context: Context, reason: str) -> None:
     """The order stays unresolved (its state, and any money, where they are) until a contact
@@ -290,13 +306,7 @@ class CancelScript(Script):
             return None
         if phase == 0:
             return 2
-        if order.amount:
-            ledger.post(context.session, "cancel-refund",
-                        [(card_account(context.card), -order.amount),
-                         (funding_account(order.band_id), order.amount)],
-                        f"order:{order.id}:refund", order.id, at=context.now)
-        context.card.status = CardStatus.CANCELLED
-        order.state = OrderState.SETTLED
+        self._refund(context, "cancel-refund")
         return None
 
     def fail(self, context: Context, reason: str) -> None:
@@ -304,6 +314,23 @@ class CancelScript(Script):
             hold(context, reason)
         else:
             super().fail(context, reason)
+
+    def close_unproven(self, context: Context) -> None:
+        """A proven balance is refunded, the card's removal unproven; else nothing moved."""
+        if context.order.state is OrderState.DEBITED:
+            self._refund(context, "cancel-refund-unproven")
+        else:
+            context.order.state = OrderState.FAILED
+
+    @staticmethod
+    def _refund(context: Context, kind: str) -> None:
+        order = context.order
+        if order.amount:
+            ledger.post(context.session, kind, [(card_account(context.card), -order.amount),
+                                                (funding_account(order.band_id), order.amount)],
+                        f"order:{order.id}:refund", order.id, at=context.now)
+        context.card.status = CardStatus.CANCELLED
+        order.state = OrderState.SETTLED
 
 
 class LockScript(Script):
@@ -315,19 +342,26 @@ class LockScript(Script):
                           rng)
 
     def finish(self, context: Context, phase: int, outcome: Any) -> int | None:
+        self._move(context, "lost-move")
+        return None
+
+    def fail(self, context: Context, reason: str) -> None:
+        hold(context, reason)
+
+    def close_unproven(self, context: Context) -> None:
+        self._move(context, "lost-move-unproven")
+
+    @staticmethod
+    def _move(context: Context, kind: str) -> None:
         order, card, moved_to = context.order, context.card, context.order.moved_to
         if moved_to is None:
             raise OrderError("a lost card's order names no band to move its balance to")
         balance = ledger.balance(context.session, card_account(card))
         if balance:
-            ledger.post(context.session, "lost-move", [(card_account(card), -balance),
-                                                       (funding_account(moved_to), balance)],
+            ledger.post(context.session, kind, [(card_account(card), -balance),
+                                                (funding_account(moved_to), balance)],
                         f"lost:{card.id}:move", order.id, at=context.now)
         order.amount, order.state = balance, OrderState.SETTLED
-        return None
-
-    def fail(self, context: Context, reason: str) -> None:
-        hold(context, reason)
 
 
 class EcTopupProcedure(Procedure):
@@ -354,6 +388,9 @@ class EcTopupProcedure(Procedure):
             effect = Fail("the band's funding account holds less than the top-up", 0)
         _apply(context, effect)
         return _dump(new)
+
+    def close_unproven(self, context: Context) -> None:
+        close_topup(context)
 
 
 def _pan(app_serial: str) -> str:

@@ -267,3 +267,33 @@ def test_the_books_follow_a_card_through_cash_over_the_air_rides_and_registratio
         assert "0 booked" in again and "cleared 2 cash loads: 0 booked, 1 already booked" in again
         (card,) = json.loads(koala("card", "list", "--band", "mix", "--json"))
     assert card["balance"] == card["issuer"]["balance"] == 5000 - 200 + 2000 + 1000 - 200
+
+
+def test_the_operator_closes_an_unproven_order_only_after_the_window(tmp_path):
+    from cli import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
+    from wallet.home import Home  # noqa: PLC0415
+
+    runner = CliRunner()
+
+    def koala(*args: str, ok: bool = True) -> str:
+        result = runner.invoke(main, ["--home", str(tmp_path), *args])
+        assert (result.exit_code == 0) == ok, result.output
+        assert "Traceback" not in result.output
+        return result.output
+
+    with local_issuer(Home(tmp_path)):
+        koala("band", "create", "gone", "--cards", "", "--at", "2026-11-23T07:00")
+        koala("band", "create", "new", "--cards", "", "--at", "2026-11-23T07:00")
+        for name in ("gone", "new"):
+            koala("band", "register", name, "--at", "2026-11-23T07:01")
+        koala("band", "fund", "gone", "--amount", "10", "--at", "2026-11-23T07:02")
+        koala("card", "issue", "--band", "gone", "--product", "transit", "--at", "2026-11-23T07:03")
+        koala("card", "topup", "--band", "gone", "--amount", "10", "--at", "2026-11-23T07:04")
+        out = koala("band", "lost", "gone", "--to", "new", "--at", "2026-11-23T09:00")
+        assert "moves once the band proves the lock" in " ".join(out.split())
+        order = out.split("order ", 1)[1].split(",", 1)[0]
+        early = koala("issuer", "resolve", order, "--at", "2026-12-01T09:00", ok=False)
+        assert "waits for its card's proof until 2026-12-23" in " ".join(early.split())
+        late = " ".join(koala("issuer", "resolve", order, "--at", "2026-12-24T09:00").split())
+        assert "settled, ¥10.00" in late and "closed by the operator" in late
+        assert "no such order" in koala("issuer", "resolve", "99", ok=False)

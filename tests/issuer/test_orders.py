@@ -209,3 +209,26 @@ def test_a_wrong_card_ends_the_batch_without_its_initialize_counting(engine):
     done = service.answer(step.session_id, step.step, run_batch(other.transmit, step.commands))
     assert done.state is OrderState.FAILED and done.commands == ()
     assert money(engine, band_id, serial)[:2] == (FUNDS, 0)
+
+
+def test_an_order_never_proven_is_closed_by_the_operator_only_after_the_clearing_window(engine):
+    from datetime import timedelta  # noqa: PLC0415
+
+    from issuer.orders import CLEARING_WINDOW  # noqa: PLC0415
+
+    band_id, band, serial = enrol(engine)
+    held = money(engine, band_id, serial)[2]  # what other orders hold in flight
+    order = topups(engine).topup(band_id, serial, 800, f"window-{band_id}")
+    relay(topups(engine), order, band, stop_after=2)  # MAC1 checked, debited; CREDIT never sent
+    assert money(engine, band_id, serial) == (FUNDS - 800, 0, held + 800)
+    with pytest.raises(OrderError, match="waits for its card's proof until"):
+        topups(engine).resolve(order, NOW + CLEARING_WINDOW - timedelta(minutes=1))
+    assert topups(engine).resolve(order, NOW + CLEARING_WINDOW) is OrderState.REFUNDED
+    funding, card, _ = money(engine, band_id, serial)
+    assert (funding, card) == (FUNDS, 0) == (FUNDS, band.card("transit").balance)
+    with pytest.raises(OrderError, match="over"):
+        topups(engine).resolve(order, NOW + 2 * CLEARING_WINDOW)
+    assert relay(topups(engine), order, band) is OrderState.REFUNDED  # the band came back: over
+    assert band.card("transit").balance == 0
+    with session_factory(engine)() as session:
+        assert "closed by the operator" in (session.get_one(Order, order).last_error or "")
