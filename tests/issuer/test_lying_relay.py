@@ -38,7 +38,7 @@ from wallet.band import Band
 
 OK = SW.OK.to_bytes(2)
 LIES = ("lost", "unsent", "status", "altered", "replayed", "withheld")
-EXAMPLES = max(2, int(os.environ.get("KOALA_FUZZ_EXAMPLES", "150")) // 75)
+EXAMPLES = max(1, int(os.environ.get("KOALA_FUZZ_EXAMPLES", "150")) // 150)
 
 
 @dataclass(frozen=True)
