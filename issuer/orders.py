@@ -318,12 +318,7 @@ class Orders:
         order has at most one session (none before its first) and one state.
         """
         with self._sessions.begin() as session:
-            row = session.execute(select(Order, Card, Band).join(Card, Order.card_id == Card.id)
-                                  .join(Band, Order.band_id == Band.id).where(Order.id == order_id)
-                                  .with_for_update(of=Order.__table__)).first()
-            if row is None:
-                raise UnknownOrder("no such order")
-            order, card, band = row
+            order, card, band = self._locked(session, order_id)
             if caller is not None:
                 caller.admit(order, band, "order")
             last = session.scalars(select(RelaySession)
@@ -395,12 +390,7 @@ class Orders:
         """The operator closes an order its card never proved, after :data:`CLEARING_WINDOW`
         without contact; its state afterwards. A band that comes back later finds it over."""
         with self._sessions.begin() as session:
-            row = session.execute(select(Order, Card, Band).join(Card, Order.card_id == Card.id)
-                                  .join(Band, Order.band_id == Band.id).where(Order.id == order_id)
-                                  .with_for_update(of=Order.__table__)).first()
-            if row is None:
-                raise UnknownOrder("no such order")
-            order, card, band = row
+            order, card, band = self._locked(session, order_id)
             context = self._context(session, order, card, band, now)
             if order.state not in UNRESOLVED:
                 raise OrderError(f"the order is over ({order.state.value})")
@@ -416,6 +406,17 @@ class Orders:
             for relay in session.scalars(select(RelaySession).where(RelaySession.order_id == order.id)):
                 session.delete(relay)
             return order.state
+
+    @staticmethod
+    def _locked(session: Session, order_id: int) -> tuple[Order, Card, Band]:
+        """The order, locked until the transaction ends, with its card and band."""
+        row = session.execute(select(Order, Card, Band).join(Card, Order.card_id == Card.id)
+                              .join(Band, Order.band_id == Band.id).where(Order.id == order_id)
+                              .with_for_update(of=Order.__table__)).first()
+        if row is None:
+            raise UnknownOrder("no such order")
+        order, card, band = row
+        return order, card, band
 
     def _relay(self, context: Context, relay: RelaySession, step: int) -> Relay:
         order = context.order

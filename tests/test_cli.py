@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -19,6 +21,19 @@ def koala(tmp_path):
         if ok:
             assert result.exit_code == 0, result.output
         return result
+
+    return invoke
+
+
+def koala_in(home: Path) -> Callable[..., str]:
+    """The koala command in the world at ``home``, as a user runs it: errors in one line."""
+    runner = CliRunner()
+
+    def invoke(*args: str, ok: bool = True) -> str:
+        result = runner.invoke(main, ["--home", str(home), *args])
+        assert (result.exit_code == 0) == ok, result.output
+        assert "Traceback" not in result.output
+        return result.output
 
     return invoke
 
@@ -241,12 +256,7 @@ def test_the_books_follow_a_card_through_cash_over_the_air_rides_and_registratio
     from cli import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
     from wallet.home import Home  # noqa: PLC0415
 
-    runner = CliRunner()
-
-    def koala(*args: str) -> str:
-        result = runner.invoke(main, ["--home", str(tmp_path), *args])
-        assert result.exit_code == 0, result.output
-        return result.output
+    koala = koala_in(tmp_path)
 
     def at(time: str) -> tuple[str, str]:
         return "--at", f"2026-11-23T{time}"
@@ -273,14 +283,7 @@ def test_the_operator_closes_an_unproven_order_only_after_the_window(tmp_path):
     from cli import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
     from wallet.home import Home  # noqa: PLC0415
 
-    runner = CliRunner()
-
-    def koala(*args: str, ok: bool = True) -> str:
-        result = runner.invoke(main, ["--home", str(tmp_path), *args])
-        assert (result.exit_code == 0) == ok, result.output
-        assert "Traceback" not in result.output
-        return result.output
-
+    koala = koala_in(tmp_path)
     with local_issuer(Home(tmp_path)):
         koala("band", "create", "gone", "--cards", "", "--at", "2026-11-23T07:00")
         koala("band", "create", "new", "--cards", "", "--at", "2026-11-23T07:00")

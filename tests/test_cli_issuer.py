@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,20 +26,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_cards_issued_topped_up_ridden_cleared_cancelled_and_a_band_lost(tmp_path, monkeypatch):
-    """The issue's end-to-end check, over real HTTP to `koala issuer serve` in its own process."""
-    runner = CliRunner()
-    home = ["--home", str(tmp_path)]
-
-    def koala(*args: str, ok: bool = True) -> str:
-        result = runner.invoke(main, [*home, *args])
-        assert (result.exit_code == 0) == ok, result.output
-        assert "Traceback" not in result.output
-        return result.output
-
+@contextmanager
+def issuer_serve(home: Path) -> Iterator[str]:
+    """`koala issuer serve` for ``home`` in its own process, once it answers; its URL."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "cli", *home, "issuer", "serve", "--port", str(port),
+        [sys.executable, "-m", "cli", "--home", str(home), "issuer", "serve", "--port", str(port),
          "--operator-token", "op-token"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -49,6 +43,24 @@ def test_cards_issued_topped_up_ridden_cleared_cancelled_and_a_band_lost(tmp_pat
             except httpx.HTTPError:
                 assert time.monotonic() < deadline, "the issuer did not start"
                 time.sleep(0.1)
+        yield url
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(10)
+
+
+def test_cards_issued_topped_up_ridden_cleared_cancelled_and_a_band_lost(tmp_path, monkeypatch):
+    """The issue's end-to-end check, over real HTTP to `koala issuer serve` in its own process."""
+    runner = CliRunner()
+    home = ["--home", str(tmp_path)]
+
+    def koala(*args: str, ok: bool = True) -> str:
+        result = runner.invoke(main, [*home, *args])
+        assert (result.exit_code == 0) == ok, result.output
+        assert "Traceback" not in result.output
+        return result.output
+
+    with issuer_serve(tmp_path) as url:
         monkeypatch.setenv("KOALA_ISSUER", url)
         monkeypatch.setenv("KOALA_OPERATOR_TOKEN", "op-token")
         koala("band", "create", "ota", "--cards", "ecash", "--ecash-balance", "10")
@@ -92,7 +104,4 @@ def test_cards_issued_topped_up_ridden_cleared_cancelled_and_a_band_lost(tmp_pat
         koala("band", "create", "offline", "--cards", "")
         assert "not registered" in koala("card", "topup", "--band", "offline", "--amount", "1",
                                          ok=False)
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(10)
     assert (tmp_path / "issuer" / "issuer.db").exists() and (tmp_path / "issuer" / "kek").exists()

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,7 +29,7 @@ from cli import main
 from issuer import ledger
 from issuer.db import make_engine, session_factory
 from issuer.orders import funding_account
-from tests.test_cli_issuer import free_port
+from tests.test_cli_issuer import issuer_serve
 
 REPO = Path(__file__).resolve().parent.parent
 FORWARDED = ("Authorization", "Idempotency-Key", "Content-Type", "Koala-Time")
@@ -101,26 +100,12 @@ class KillingProxy:
 @pytest.fixture(scope="module")
 def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, KillingProxy]]:
     home = tmp_path_factory.mktemp("killed")
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "cli", "--home", str(home), "issuer", "serve",
-                               "--port", str(port), "--operator-token", "op-token"], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+    with issuer_serve(home) as url:
+        proxy = KillingProxy(url)
         try:
-            httpx.get(f"{url}/v1/products", timeout=1)
-            break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline, "the issuer did not start"
-            time.sleep(0.1)
-    proxy = KillingProxy(url)
-    try:
-        yield home, proxy
-    finally:
-        proxy.close()
-        server.send_signal(signal.SIGINT)
-        server.wait(10)
+            yield home, proxy
+        finally:
+            proxy.close()
 
 
 def koala(home: Path, *args: str, issuer: str = "") -> str:
