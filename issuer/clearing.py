@@ -179,7 +179,7 @@ def _book(session: Session, card: Card, amount: int, key: str, at: datetime) -> 
 def clear_ecash(session: Session, keys: IssuerKeys, purchases: list[Purchase], at: datetime) -> Cleared:
     """Book every offline e-cash purchase whose TC verifies, once, at ``at``; the reasons for
     the others."""
-    booked = duplicates = 0
+    booked = duplicates = opening = 0
     refused = []
     for number, purchase in enumerate(purchases):
         serial = pan_for_certificate(purchase.pan).hex().upper()
@@ -200,8 +200,11 @@ def clear_ecash(session: Session, keys: IssuerKeys, purchases: list[Purchase], a
         if not proven:
             refused.append(f"record {number}: the TC is wrong")
             continue
+        if _before(card, b"\x20" + purchase.data.get(0x9A, b""), purchase.data.get(0x9F21, b"")):
+            opening += 1  # 9A and 9F21: the POS's date and time, which the TC covers
+            continue
         outcome = _book(session, card, purchase.amount, f"clearing:{serial}:{purchase.atc}", at)
         booked, duplicates = booked + (outcome == BOOKED), duplicates + (outcome == DUPLICATE)
         if outcome not in (BOOKED, DUPLICATE):
             refused.append(f"record {number}: {outcome}")
-    return Cleared(booked, duplicates, 0, refused)
+    return Cleared(booked, duplicates, 0, refused, opening)

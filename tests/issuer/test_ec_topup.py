@@ -4,7 +4,7 @@ tears, offline spending in between and a lying phone."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -19,6 +19,7 @@ from issuer.emv_pki import DemoPki
 from issuer.keys import DemoKeys
 from issuer.orders import OrderError, funding_account
 from issuer.relay import run_batch
+from reader.clock import instant
 from reader.flow import run
 from reader.pos import Pos
 from reader.transport import in_field
@@ -45,7 +46,8 @@ def enrol(engine: Engine) -> tuple[int, Band, bytes]:
         session.add(row)
         session.flush()
         session.add(Card(band_id=row.id, product=ecash.PRODUCT, aid=ECASH_AID.hex().upper(),
-                         app_serial=serial.hex().upper(), status=CardStatus.ACTIVE, created_at=AT))
+                         app_serial=serial.hex().upper(), status=CardStatus.ACTIVE,
+                         created_at=instant(AT)))
         ledger.post(session, "funding", [("bank:settlement", -FUNDS),
                                          (funding_account(row.id), FUNDS)], f"ecfund:{row.id}", at=AT)
         return row.id, band, serial
@@ -147,3 +149,14 @@ def test_clearing_books_an_offline_purchase_once_and_refuses_the_rest(engine):
     assert [reason.split(": ", 1)[1][:20] for reason in first.refused] == [
         "not an offline appro", "the TC is wrong", "the data the TC cove"]
     assert books(engine, band_id, serial)[1] == -250, "the card's account: spent, no load yet"
+
+
+def test_a_purchase_from_before_the_card_was_registered_is_in_its_opening_balance(engine):
+    band_id, band, serial = enrol(engine)  # registered at AT
+    with in_field(band) as link:
+        earlier = run(Pos("Tea", Clock(AT - timedelta(hours=1)), seeded(8)).purchase(300),
+                      link).purchase
+    with session_factory(engine).begin() as session:
+        cleared = clear_ecash(session, DemoKeys(), [earlier], AT)
+    assert (cleared.booked, cleared.opening, cleared.refused) == (0, 1, [])
+    assert books(engine, band_id, serial)[1] == 0
