@@ -34,9 +34,9 @@ from applets.emv.records import pan_for_certificate
 from applets.pboc import crypto
 from applets.pboc.layouts import TxType
 from issuer import ecash, ledger
-from issuer.db import Card, utc
+from issuer.db import Card, Order, OrderKind, OrderState, utc
 from issuer.keys import EcashKeysOf, IssuerKeys
-from issuer.orders import card_account
+from issuer.orders import card_account, funding_account
 from reader.clock import instant
 from reader.pos import CID_TC, Purchase
 
@@ -169,11 +169,20 @@ def _book(session: Session, card: Card, amount: int, key: str, at: datetime) -> 
     if ledger.posted(session, key):
         return DUPLICATE
     try:
-        ledger.post(session, "clearing", [(card_account(card), -amount),
+        ledger.post(session, "clearing", [(_payer(session, card), -amount),
                                           (merchant_account(card.product), amount)], key, at=at)
     except ledger.LedgerError as error:
         return str(error)
     return BOOKED
+
+
+def _payer(session: Session, card: Card) -> str:
+    """Whose account a purchase of ``card`` comes from: the card's, or, once a lost card's
+    balance has moved to a new band, that band's funding account, which took the money the
+    ride was paid with (a ride before the lock, cleared after the move)."""
+    moved_to = session.scalar(select(Order.moved_to).where(
+        Order.card_id == card.id, Order.kind == OrderKind.LOST, Order.state == OrderState.SETTLED))
+    return card_account(card) if moved_to is None else funding_account(moved_to)
 
 
 def clear_ecash(session: Session, keys: IssuerKeys, purchases: list[Purchase], at: datetime) -> Cleared:

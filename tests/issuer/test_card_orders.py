@@ -257,3 +257,24 @@ def test_a_garbled_answer_fails_the_script_with_a_reason(engine):
     with session_factory(engine)() as session:
         assert "FCI" in (session.get_one(Order, order).last_error or "")
     assert card_row(engine, order).status is CardStatus.ACTIVE
+
+
+def test_a_ride_before_the_lock_cleared_after_the_move_is_paid_from_the_moved_balance(engine):
+    lost_id, lost = new_band(engine)
+    new_id, _ = new_band(engine)
+    serial = issue(engine, lost_id, lost)
+    topup(engine, lost_id, lost, serial, 3000)
+    psam = Psam(places.bus_id("7"), {TRANSIT.issuer_id: TRANSIT.master.purchase}, 0)
+    validator = bus_validator(psam, lambda: NOW, route="7", fare=200)
+    with in_field(lost) as link:  # the thief rides before the lock reaches the band
+        run(validator.tap(), link)
+    (lock,) = orders(engine).report_lost(lost_id, new_id, f"ride-lost-{lost_id}")
+    assert Relay(engine, lost)(lock) is OrderState.SETTLED
+    assert books(engine, new_id, "none")[0] == FUNDS + 3000, "the books' balance moved"
+    (debit,) = validator.records
+    record = PurchaseRecord(debit.app_serial, debit.tx_type, debit.amount, debit.card_counter,
+                            debit.terminal_id, debit.terminal_seq, debit.date, debit.time, debit.tac)
+    with session_factory(engine).begin() as session:
+        assert clear(session, DemoKeys(), [record], AT).booked == 1
+    assert books(engine, new_id, "none")[0] == FUNDS + 3000 - 200
+    assert books(engine, lost_id, serial)[1] == 0, "the lost card's account never goes below zero"
