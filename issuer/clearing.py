@@ -109,7 +109,8 @@ def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord], at:
         if _before(card, record.date, record.time):
             opening += 1
             continue
-        outcome = _book(session, card, record.amount, f"clearing:{serial}:{record.card_counter}", at)
+        outcome = _purchase(session, card, record.amount, f"clearing:{serial}:{record.card_counter}",
+                            at)
         booked, duplicates = booked + (outcome == BOOKED), duplicates + (outcome == DUPLICATE)
         if outcome not in (BOOKED, DUPLICATE):
             refused.append(f"record {number}: {outcome}")
@@ -141,13 +142,12 @@ def clear_loads(session: Session, keys: IssuerKeys, records: list[LoadRecord], a
         if _before(card, record.date, record.time):
             opening += 1
             continue
-        key = f"cash-load:{serial}:{record.card_counter}"
-        if ledger.posted(session, key):
-            duplicates += 1
-            continue
-        ledger.post(session, "cash-load", [(CASH_LOADS, -record.amount),
-                                           (card_account(card), record.amount)], key, at=at)
-        booked += 1
+        outcome = _book(session, "cash-load", [(CASH_LOADS, -record.amount),
+                                               (card_account(card), record.amount)],
+                        f"cash-load:{serial}:{record.card_counter}", at)
+        booked, duplicates = booked + (outcome == BOOKED), duplicates + (outcome == DUPLICATE)
+        if outcome not in (BOOKED, DUPLICATE):
+            refused.append(f"load {number}: {outcome}")
     return Cleared(booked, duplicates, 0, refused, opening)
 
 
@@ -164,16 +164,21 @@ def _before(card: Card, date: bytes, time: bytes) -> bool:
 BOOKED, DUPLICATE = "booked", "duplicate"
 
 
-def _book(session: Session, card: Card, amount: int, key: str, at: datetime) -> str:
-    """Book a proven purchase once: BOOKED, DUPLICATE, or why the ledger refused it."""
+def _book(session: Session, kind: str, legs: list[tuple[str, int]], key: str, at: datetime) -> str:
+    """Book a proven record once: BOOKED, DUPLICATE, or why the ledger refused it."""
     if ledger.posted(session, key):
         return DUPLICATE
     try:
-        ledger.post(session, "clearing", [(_payer(session, card), -amount),
-                                          (merchant_account(card.product), amount)], key, at=at)
+        ledger.post(session, kind, legs, key, at=at)
     except ledger.LedgerError as error:
         return str(error)
     return BOOKED
+
+
+def _purchase(session: Session, card: Card, amount: int, key: str, at: datetime) -> str:
+    """Book a proven purchase once, from its payer to the product's merchant account."""
+    return _book(session, "clearing", [(_payer(session, card), -amount),
+                                       (merchant_account(card.product), amount)], key, at)
 
 
 def _payer(session: Session, card: Card) -> str:
@@ -212,7 +217,7 @@ def clear_ecash(session: Session, keys: IssuerKeys, purchases: list[Purchase], a
         if _before(card, b"\x20" + purchase.data.get(0x9A, b""), purchase.data.get(0x9F21, b"")):
             opening += 1  # 9A and 9F21: the POS's date and time, which the TC covers
             continue
-        outcome = _book(session, card, purchase.amount, f"clearing:{serial}:{purchase.atc}", at)
+        outcome = _purchase(session, card, purchase.amount, f"clearing:{serial}:{purchase.atc}", at)
         booked, duplicates = booked + (outcome == BOOKED), duplicates + (outcome == DUPLICATE)
         if outcome not in (BOOKED, DUPLICATE):
             refused.append(f"record {number}: {outcome}")
