@@ -181,3 +181,22 @@ def test_a_database_out_of_reach_is_a_503_problem_and_booleans_are_not_integers(
                          headers={"Authorization": f"Bearer {OPERATOR}",
                                   "Idempotency-Key": "bool-1234"})
     assert boolean.status_code == 422
+
+
+def test_a_lost_bands_token_only_syncs(issuer_url):
+    band, band_id, token, serial = registered(issuer_url)
+    _, spare_id, _, _ = registered(issuer_url)
+    operator = httpx.Client(base_url=issuer_url, headers={"Authorization": f"Bearer {OPERATOR}"})
+    lost = operator.post(f"/v1/bands/{band_id}/lost", json={"new_band_id": spare_id},
+                         headers={"Idempotency-Key": f"lost-band-{band_id}"})
+    assert lost.status_code == 201, lost.text
+    device = httpx.Client(base_url=issuer_url, headers={"Authorization": f"Bearer {token}",
+                                                        "Idempotency-Key": f"after-lost-{band_id}"})
+    for method, path, body in (("POST", "topups", {"app_serial": serial.hex(), "amount": 100}),
+                               ("POST", "issues", {"product": "canteen"}), ("GET", "cards", None)):
+        refused = device.request(method, f"/v1/bands/{band_id}/{path}", json=body)
+        assert refused.status_code == 403 and "lost" in refused.json()["detail"], (path, refused.text)
+    waiting = device.get(f"/v1/bands/{band_id}/orders", params={"unresolved": True})
+    assert waiting.status_code == 200 and [o["kind"] for o in waiting.json()] == ["lost"]
+    synced = Companion(LocalBand(band), band_id, IssuerClient(issuer_url, token)).sync()
+    assert [o["state"] for o in synced] == ["settled"], "the lock still reaches the band"
