@@ -86,7 +86,7 @@ def close_topup(context: Context) -> None:
     """A top-up never proven: what was debited goes back to the funding account."""
     order = context.order
     if order.state is OrderState.DEBITED:
-        _apply(context, Fail("unproven", order.amount))
+        _apply(context, Fail("unproven", order.amount), refund_kind="topup-refund-unproven")
     else:
         order.state = OrderState.FAILED
 
@@ -95,7 +95,7 @@ def _load_topup(raw: State) -> Topup:
     return _load(raw, Topup, Step)
 
 
-def _apply(context: Context, effect: Effect) -> None:
+def _apply(context: Context, effect: Effect, refund_kind: str = "topup-refund") -> None:
     session, order = context.session, context.order
     funding = funding_account(order.band_id)
     if isinstance(effect, Debit):
@@ -109,7 +109,7 @@ def _apply(context: Context, effect: Effect) -> None:
         order.state = OrderState.SETTLED
     elif isinstance(effect, Fail):
         if effect.refund:
-            ledger.post(session, "topup-refund", [(IN_FLIGHT, -effect.refund), (funding, effect.refund)],
+            ledger.post(session, refund_kind, [(IN_FLIGHT, -effect.refund), (funding, effect.refund)],
                         f"order:{order.id}:refund", order.id, at=context.now)
         order.state = OrderState.REFUNDED if effect.refund else OrderState.FAILED
         order.last_error = effect.reason

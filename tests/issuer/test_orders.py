@@ -232,3 +232,16 @@ def test_an_order_never_proven_is_closed_by_the_operator_only_after_the_clearing
     assert band.card("transit").balance == 0
     with session_factory(engine)() as session:
         assert "closed by the operator" in (session.get_one(Order, order).last_error or "")
+
+
+def test_the_operators_refund_is_booked_as_such(engine):
+    from issuer.db import Transaction  # noqa: PLC0415
+    from issuer.orders import CLEARING_WINDOW  # noqa: PLC0415
+
+    band_id, band, serial = enrol(engine)
+    order = topups(engine).topup(band_id, serial, 300, f"booked-as-{band_id}")
+    relay(topups(engine), order, band, stop_after=2)
+    topups(engine).resolve(order, NOW + CLEARING_WINDOW)
+    with session_factory(engine)() as session:
+        kinds = {t.kind for t in session.query(Transaction).filter(Transaction.order_id == order)}
+    assert kinds == {"topup-debit", "topup-refund-unproven"}
