@@ -360,7 +360,9 @@ def band_list(world: World, as_json: bool) -> None:
 @issuer_options
 @pass_world
 def band_register(world: World, name: str, issuer_url: str, operator_token: str) -> None:
-    """Register the band (and cards already on it) with the issuer; keep its device token."""
+    """Register the band (and cards already on it) with the issuer and keep its device token;
+    then, as its phone, relay what registration asks of the band: its card manager takes the
+    issuer's keys, and each card proves the balance the issuer's books open with."""
     worn = world.home.load_band(name)
     with operator_desk(world, issuer_url, operator_token) as desk:
         made = desk.register_band(cplc(worn.uid), worn.uid)  # again: the same band, a new token
@@ -368,8 +370,10 @@ def band_register(world: World, name: str, issuer_url: str, operator_token: str)
                                                      made["device_token"]))
         for item in worn.summaries():
             if item.name != ACCESS:  # the compound's card is not the issuer's
-                desk.register_card(made["band_id"], item.name, item.serial, item.balance or 0)
+                desk.register_card(made["band_id"], item.name, item.serial)
     world.console.print(f"band [bold]{name}[/] is band {made['band_id']} at {issuer_url}")
+    with companion(world, name):
+        pass
 
 
 @band.command("fund")

@@ -33,10 +33,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from applets.emv.records import ECASH_AID
-from issuer import ecash, ledger
+from issuer import ledger
 from issuer.clearing import Cleared, LoadRecord, PurchaseRecord, clear, clear_ecash, clear_loads
-from issuer.db import Band, Card, CardStatus, Order
+from issuer.db import Band, Card, Order
 from issuer.keys import IssuerKeys
 from issuer.orders import (
     UNRESOLVED,
@@ -46,7 +45,6 @@ from issuer.orders import (
     Orders,
     Relay,
     UnknownOrder,
-    card_account,
     funding_account,
 )
 from issuer.products import PRODUCTS, SERIAL_NUMBERS, product
@@ -59,9 +57,10 @@ Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class StrictBody(BaseModel):
-    """A request body, read strictly: JSON true is not the integer 1, "5" is not 5."""
+    """A request body, read strictly: JSON true is not the integer 1, "5" is not 5, and a
+    field the API does not know is refused, not ignored."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class Problem(BaseModel):
@@ -79,14 +78,22 @@ class BandIn(StrictBody):
 class BandOut(BaseModel):
     band_id: int
     device_token: str
+    order_id: int | None = Field(description=(
+        "the order that gives the band's card manager the issuer's keys in place of the test "
+        "keys (none when it has other keys)"))
 
 
 class CardIn(StrictBody):
     product: str = Field(description="a product name from /v1/products, or ecash (the bank's)")
-    balance: int = Field(0, ge=0, le=10_000_000, description=(
-        "fen on the card when it comes under this issuer (a factory or bank counter load), "
-        "booked as the card's opening balance"))
     app_serial: str = Field(pattern=HEX, min_length=20, max_length=20)
+
+
+class RegisteredOut(BaseModel):
+    order_id: int | None = Field(description=(
+        "the order that takes the card over at the balance it proves when relayed (none for a "
+        "card this issuer issued)"))
+    product: str
+    app_serial: str
 
 
 class CardOut(BaseModel):
@@ -282,16 +289,18 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
     @app.post("/v1/bands", status_code=201, responses=problems, dependencies=[Depends(operator)])
     def register_band(body: BandIn, session: Db, now: Now, response: Response) -> BandOut:
         """Register a band; registering it again (a retry, a new phone) keeps the band and
-        gives it a new device token, revoking the old one."""
+        gives it a new device token, revoking the old one. A band on the test keys gets an
+        order that gives its card manager the issuer's keys: relay it (the band's next sync
+        does)."""
         if body.isd_key_set not in isd_key_sets:
             raise HTTPException(404, f"no card manager key set {body.isd_key_set!r}; known: "
                                      f"{', '.join(sorted(isd_key_sets))}")
         device_token = secrets.token_urlsafe(24)
         band = session.scalar(select(Band).where(Band.cplc == body.cplc.upper()).with_for_update())
         if band is not None:
-            if (band.uid, band.isd_key_set) != (body.uid.upper(), body.isd_key_set):
+            if band.uid != body.uid.upper():
                 raise HTTPException(409, "a band with this CPLC is registered already, with "
-                                         "another UID or card manager key set")
+                                         "another UID")
             band.device_token_hash = _hash(device_token)
             response.status_code = 200
         else:
@@ -303,51 +312,23 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         except IntegrityError:
             raise HTTPException(409, "the band was registered at this very moment by another "
                                      "request: register again") from None
-        return BandOut(band_id=band.id, device_token=device_token)
+        session.close()
+        return BandOut(band_id=band.id, device_token=device_token,
+                       order_id=orders.take_over(band.id, now))
 
     @app.post("/v1/bands/{band_id}/cards", status_code=201, responses=problems,
               dependencies=[Depends(operator)])
     def register_card(band_id: Id, body: CardIn, session: Db, now: Now,
-                      response: Response) -> CardOut:
-        """A card personalised elsewhere (a development band, or the bank's card under its PAN
-        padded with F), now managed by this issuer. Registering it again with the same
-        opening balance changes nothing (a retried registration)."""
-        aids = {name: p.aid for name, p in PRODUCTS.items()} | {ecash.PRODUCT: ECASH_AID}
-        if body.product not in aids:
-            raise HTTPException(404, f"no product {body.product!r}")
-        if session.get(Band, band_id) is None:
-            raise HTTPException(404, "no such band")
-        serial = body.app_serial.upper()
-        card = session.scalar(select(Card).where(Card.app_serial == serial))
-        opening = f"opening:{serial}"
-        if card is not None:
-            if (card.band_id, card.product) != (band_id, body.product):
-                raise HTTPException(409, "this application serial is registered already, to "
-                                         "another band or product")
-            if ledger.posted(session, opening) != bool(body.balance):
-                raise HTTPException(409, "this card is registered already with another opening "
-                                         "balance")
+                      response: Response) -> RegisteredOut:
+        """A card personalised elsewhere (a factory card, or the bank's under its PAN padded
+        with F), to come under this issuer at the balance it proves: relay the order (the
+        band's next sync does). Registering it again returns the same order."""
+        session.close()
+        order_id, new = orders.register(band_id, body.product, bytes.fromhex(body.app_serial), now)
+        if not new:
             response.status_code = 200
-        else:
-            card = Card(band_id=band_id, product=body.product, aid=aids[body.product].hex().upper(),
-                        app_serial=serial, status=CardStatus.ACTIVE, created_at=now)
-            session.add(card)
-            try:
-                session.flush()
-            except IntegrityError:
-                raise HTTPException(409, "this application serial was registered at this very "
-                                         "moment by another request") from None
-        if body.balance:
-            try:
-                ledger.post(session, "opening", [("bank:settlement", -body.balance),
-                                                 (card_account(card), body.balance)],
-                            opening, at=now)
-            except ledger.LedgerError:
-                raise HTTPException(409, "this card is registered already with another opening "
-                                         "balance") from None
-        session.commit()
-        return CardOut(product=card.product, aid=card.aid, app_serial=card.app_serial,
-                       status=card.status.value, balance=body.balance)
+        return RegisteredOut(order_id=order_id, product=body.product,
+                             app_serial=body.app_serial.upper())
 
     @app.post("/v1/bands/{band_id}/funding", responses=problems, dependencies=[Depends(operator)])
     def fund(band_id: Id, body: FundingIn, session: Db, now: Now,

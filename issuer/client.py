@@ -54,9 +54,12 @@ class OperatorClient(ApiClient):
                                            json={"cplc": cplc.hex(), "uid": uid.hex()})
         return result
 
-    def register_card(self, band_id: int, product: str, app_serial: bytes, balance: int = 0) -> None:
-        self.call("POST", f"/v1/bands/{band_id}/cards",
-                  json={"product": product, "app_serial": app_serial.hex(), "balance": balance})
+    def register_card(self, band_id: int, product: str, app_serial: bytes) -> dict[str, Any]:
+        """The card comes under the issuer at the balance it proves when the returned order is
+        relayed (the band's next sync)."""
+        result: dict[str, Any] = self.call("POST", f"/v1/bands/{band_id}/cards",
+                                           json={"product": product, "app_serial": app_serial.hex()})
+        return result
 
     def fund(self, band_id: int, amount: int, key: str) -> int:
         result = self.call("POST", f"/v1/bands/{band_id}/funding", json={"amount": amount},

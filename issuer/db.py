@@ -106,6 +106,8 @@ class OrderKind(StrEnum):
     TOPUP = "topup"
     CANCEL = "cancel"
     LOST = "lost"
+    REKEY = "rekey"  # the card manager's test keys replaced by the issuer's (registration)
+    REGISTER = "register"  # a card made elsewhere taken over at the balance it proves
 
 
 class OrderState(StrEnum):

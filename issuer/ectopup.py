@@ -27,6 +27,7 @@ stays held. The funding account is debited once either way.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
@@ -39,6 +40,7 @@ from applets.emv.records import (
     ECASH_AID,
     ISSUER_DATA,
     PDOL,
+    IssuerData,
     ac_input,
     amount,
     fen,
@@ -47,6 +49,7 @@ from applets.layout import LayoutError
 from applets.sw import SW
 from issuer.ecash import APPROVED
 from issuer.topup import Debit, Effect, Fail, Hold, Settle, TopupError
+from reader.flow import Flow, expect
 from reader.pos import get_processing_options
 
 #: TTQ: qPBOC, online capable, and a cryptogram online required: the card must not spend.
@@ -98,11 +101,18 @@ class EcTopup:
         return replace(self, step=Step.SELECT, unpredictable_number=unpredictable_number)
 
 
-def _gpo_values(state: EcTopup) -> dict[int, bytes]:
-    return {0x9F66: ONLINE_TTQ, 0x9F02: amount(state.amount), 0x9F03: bytes(6),
-            0x9F1A: CNY, 0x95: bytes(5), 0x5F2A: CNY, 0x9A: state.date,
-            0x9C: bytes((CASH_LOAD,)), 0x9F37: state.unpredictable_number,
+def _gpo_values(fen_amount: int, date: bytes, unpredictable_number: bytes) -> dict[int, bytes]:
+    return {0x9F66: ONLINE_TTQ, 0x9F02: amount(fen_amount), 0x9F03: bytes(6),
+            0x9F1A: CNY, 0x95: bytes(5), 0x5F2A: CNY, 0x9A: date,
+            0x9C: bytes((CASH_LOAD,)), 0x9F37: unpredictable_number,
             0x9F21: bytes(3), 0x9F4E: b"Koala bank OTA"}
+
+
+def _gpo(values: dict[int, bytes]) -> CommandAPDU:
+    return get_processing_options(dol.build(PDOL, values))
+
+
+SELECT = CommandAPDU(0x00, 0xA4, 0x04, 0x00, ECASH_AID, ne=256)
 
 
 def _put_data(state: EcTopup) -> CommandAPDU:
@@ -111,9 +121,9 @@ def _put_data(state: EcTopup) -> CommandAPDU:
 
 def commands(state: EcTopup) -> list[CommandAPDU]:
     """The batch to relay at ``state``; empty when the top-up is over."""
-    gpo = get_processing_options(dol.build(PDOL, _gpo_values(state)))
+    gpo = _gpo(_gpo_values(state.amount, state.date, state.unpredictable_number))
     if state.step is Step.SELECT:
-        return [CommandAPDU(0x00, 0xA4, 0x04, 0x00, ECASH_AID, ne=256), gpo]
+        return [SELECT, gpo]
     if state.step is Step.ARQC:
         return [gpo]
     if state.step is Step.AUTHENTICATE:
@@ -146,10 +156,22 @@ def _next_challenge(state: EcTopup) -> bytes:
     return (int.from_bytes(state.unpredictable_number) + 1 & 0xFFFFFFFF).to_bytes(4)
 
 
-def _after_arqc(state: EcTopup, response: ResponseAPDU,
-                keys: CardKeys) -> tuple[EcTopup, Effect]:
-    if response.sw != SW.OK:
-        return _unproven(state, f"GET PROCESSING OPTIONS refused ({response.sw:04X})")
+@dataclass(frozen=True, slots=True)
+class Arqc:
+    """What a verified ARQC vouches for."""
+
+    counter: int  # the ATC
+    atc: bytes
+    cryptogram: bytes
+    data: IssuerData
+    balance: int  # fen
+    key: bytes  # the AC session key of this ATC, which the ARPC answers under
+
+
+def verify_arqc(response: ResponseAPDU, values: dict[int, bytes], pan: str, psn: int,
+                keys: CardKeys) -> Arqc:
+    """The card's answer to GET PROCESSING OPTIONS with ``values``, checked under its AC key;
+    :class:`TopupError` unless it is a genuine ARQC of cryptogram version 11."""
     try:
         fields = {item.tag: item.value for item in tlv.iterate(tlv.decode(response.data)[0].value)}
         cid, atc, arqc, iad = fields[0x9F27], fields[0x9F36], fields[0x9F26], fields[0x9F10]
@@ -160,10 +182,34 @@ def _after_arqc(state: EcTopup, response: ResponseAPDU,
     if cid != b"\x80" or proven.cryptogram_version != CVN_KOALA or len(atc) != 2:
         raise TopupError("the card did not answer with an ARQC of cryptogram version 11")
     counter = int.from_bytes(atc)
-    key = crypto.session_key(keys.ac_key(state.pan, state.psn), counter)
-    expected = crypto.application_cryptogram(key, ac_input(_gpo_values(state), counter, iad))
+    key = crypto.session_key(keys.ac_key(pan, psn), counter)
+    expected = crypto.application_cryptogram(key, ac_input(values, counter, iad))
     if not hmac.compare_digest(expected, arqc):
         raise TopupError("the ARQC is wrong: not the ordered card, or the relay altered it")
+    return Arqc(counter, atc, arqc, proven, balance, key)
+
+
+def proven_balance(pan: str, psn: int, date: bytes, keys: CardKeys,
+                   rng: Callable[[int], bytes]) -> Flow[int | None]:
+    """The e-cash balance as the card's ARQC vouches for it (a load of nothing, never
+    completed: nothing changes but the ATC); None if the band has no e-cash card."""
+    response = yield SELECT
+    if response.sw == SW.FILE_NOT_FOUND:
+        return None
+    expect(response, "SELECT e-cash")
+    values = _gpo_values(0, date, rng(4))
+    response = yield _gpo(values)
+    expect(response, "GET PROCESSING OPTIONS")
+    return verify_arqc(response, values, pan, psn, keys).balance
+
+
+def _after_arqc(state: EcTopup, response: ResponseAPDU,
+                keys: CardKeys) -> tuple[EcTopup, Effect]:
+    if response.sw != SW.OK:
+        return _unproven(state, f"GET PROCESSING OPTIONS refused ({response.sw:04X})")
+    values = _gpo_values(state.amount, state.date, state.unpredictable_number)
+    proof = verify_arqc(response, values, state.pan, state.psn, keys)
+    counter, proven, arqc, atc, key = proof.counter, proof.data, proof.cryptogram, proof.atc, proof.key
     if state.script_atc is not None:
         if counter <= state.script_atc:
             raise TopupError("the ARQC is not newer than our script's: a replayed answer")
@@ -175,7 +221,7 @@ def _after_arqc(state: EcTopup, response: ResponseAPDU,
                 "held for the operator to resolve")
         if state.answered:
             return _fail(state, "the card did not take the script (proven by its ARQC): refunded")
-    target = balance + state.amount
+    target = proof.balance + state.amount
     arpc = crypto.arpc(key, arqc, APPROVED)
     mac_key = crypto.session_key(keys.mac_key(state.pan, state.psn), counter)
     header = bytes.fromhex("04DA9F790A")

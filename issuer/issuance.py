@@ -1,4 +1,5 @@
-"""Over-the-air card management: the scripts a TSM runs on a band to issue, cancel and lock a purse.
+"""Over-the-air card management: the scripts a TSM runs on a band to take its card manager
+over, and to issue, cancel and lock a purse.
 
 An operator's cards live in the operator's own security domain (SSD). The
 first issuance creates that domain through the card manager and replaces its
@@ -14,15 +15,21 @@ which sees every domain's applications). An error status word carries no
 R-MAC (GPCS Amd D), so a 6A88 proves nothing: :class:`Unproven`. Cards
 made at the factory live under the card manager itself, not in an
 operator's domain; the card manager removes or locks those.
+
+A band comes from its maker with GlobalPlatform's test keys on the card
+manager. Registration replaces them with the issuer's keys for this band
+(:func:`take_card_manager`), proven by the band's own CPLC read under R-MAC,
+so nobody else holding the band to a reader can open it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from applets import tlv
 from applets.apdu import CommandAPDU
 from applets.gp.channel import Level
-from applets.gp.keys import KeySet
+from applets.gp.keys import INITIAL_KVN, KeySet
 from applets.gp.loadfiles import PBOC_PURSE, SECURITY_DOMAIN, load_file_of
 from applets.pboc import crypto
 from applets.pboc.layouts import INIT_LOAD_RESPONSE, InitCommand
@@ -93,7 +100,7 @@ def operator_domain(card_manager: Domain, operator: Domain, rng: gp.Rng) -> Flow
     # A fresh domain's keys are the test keys a development card manager also answers to: a
     # relay that fakes the domain's SELECT leaves the card manager selected, which then proves
     # itself under R-MAC by its CPLC. Never give it the operator's keys.
-    if (yield from _is_card_manager(factory)):
+    if (yield from _cplc(factory)) is not None:
         raise Unproven("the card manager answered in place of the operator's new domain")
     own = operator.keys(factory.div_data)
     yield from factory.send(gp.put_key(factory, own), "PUT KEY")
@@ -183,11 +190,38 @@ def lock_purse(card_manager: Domain, operator: Domain, aid: bytes, rng: gp.Rng) 
 LOCKED = 0x80  # the life cycle's lock bit (GPCS 5.3.1)
 
 
-def _is_card_manager(channel: gp.HostChannel) -> Flow[bool]:
-    """Whether the domain behind ``channel`` proves, under R-MAC, that it is the card manager
-    (only the card manager has a CPLC)."""
+def take_card_manager(cplc: bytes, test: Domain, own: Domain, rng: gp.Rng) -> Flow[str]:
+    """Replace the card manager's test keys with ``own`` (PUT KEY, which ends the factory key
+    set): 'taken', or 'taken already' when ours open it. Either is proven under R-MAC by the
+    band's CPLC, so our keys go to the band registered and to no other."""
+    channel = yield from open_domain(own.aid, own.keys, rng)
+    if channel is not None:
+        yield from _this_band(channel, cplc)
+        return "taken already"
+    channel = yield from open_domain(test.aid, test.keys, rng)
+    if channel is None:
+        raise Unproven("the card manager answers neither to the test keys nor to ours")
+    yield from _this_band(channel, cplc)
+    yield from channel.send(gp.put_key(channel, own.keys(channel.div_data), replace=INITIAL_KVN),
+                            "PUT KEY")
+    return "taken"
+
+
+def _this_band(channel: gp.HostChannel, cplc: bytes) -> Flow[None]:
+    if (yield from _cplc(channel)) != cplc:
+        raise Unproven("the card manager that answered is not the registered band's")
+
+
+def _cplc(channel: gp.HostChannel) -> Flow[bytes | None]:
+    """The CPLC of the domain behind ``channel``, under R-MAC; None if it has none (only the
+    card manager has one)."""
     response = channel.unwrap((yield channel.wrap(gp.get_data(0x9F7F))))
-    return bool(response.sw == SW.OK)
+    if response.sw != SW.OK:
+        return None
+    try:
+        return tlv.decode(response.data)[0].value
+    except (tlv.TLVError, IndexError) as error:
+        raise Unproven(f"the card manager's CPLC is malformed: {error!r}") from error
 
 
 def _in_operator_domain(operator: Domain, command: CommandAPDU, rng: gp.Rng) -> Flow[bool]:

@@ -16,7 +16,7 @@ from applets.gp.keys import KeySet
 from applets.pboc.crypto import diversify
 from issuer import ecash
 from issuer.gp import Diversifier, diversified
-from issuer.keystore import KeyStore, gp_diversifier
+from issuer.keystore import CARD_MANAGER, CARD_MANAGER_DEMO_MASTER, KeyStore, gp_diversifier
 from issuer.products import product
 
 #: Key version number of the operators' domain keys (PUT KEY on a new domain).
@@ -30,7 +30,8 @@ class IssuerKeys(Protocol):
         ...
 
     def domain_keys(self, key_set: str) -> Diversifier:
-        """A band's SCP03 keys of the domain whose masters are ``key_set`` (a product's name)."""
+        """A band's SCP03 keys of the domain whose masters are ``key_set`` (a product's name, or
+        :data:`~issuer.keystore.CARD_MANAGER` for the card manager)."""
         ...
 
 
@@ -53,7 +54,7 @@ class DemoKeys:
         return product(product_name).demo_card_key(role, div_data)
 
     def domain_keys(self, key_set: str) -> Diversifier:
-        master = product(key_set).gp_master
+        master = CARD_MANAGER_DEMO_MASTER if key_set == CARD_MANAGER else product(key_set).gp_master
         return diversified(KeySet(DOMAIN_KVN, 3, master, master, master), "kdf3")
 
 

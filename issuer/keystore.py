@@ -9,8 +9,9 @@ the same code then runs over an encrypted file in development and over a
 PKCS#11 token (SoftHSM2, or a real HSM) where the masters cannot leave it.
 
 Names are ``product/role`` (``transit/load``) and ``<set>/gp/enc|mac|dek``
-(``transit/gp/enc``: the transit operator's domain; ``gp/test/enc``: GP's
-test keys of development bands).
+(``transit/gp/enc``: the transit operator's domain; ``tsm/gp/enc``: the card
+managers of the bands this issuer registered; ``gp/test/enc``: GP's test keys
+of development bands).
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ FORMAT = "koala-keystore/1"
 _KEK_CHECK = b"koala-keystore/kek-check"
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 GP_TEST_KEY = bytes(range(0x40, 0x50))
+#: A card manager's key set that is GlobalPlatform's test keys (a development band's).
+TEST_KEY_SET = "test"
+#: The key set registration puts on a band's card manager in place of the test keys.
+CARD_MANAGER = "tsm"
+#: Its documented demo master (AES-128, ENC = MAC = DEK): development issuers only.
+CARD_MANAGER_DEMO_MASTER = bytes(range(0x50, 0x60))
 
 
 class KeyStoreError(Exception):
@@ -376,8 +383,8 @@ def gp_diversifier(store: KeyStore, key_set: str, version: int) -> Diversifier:
 
 
 def load_demo_keys(store: KeyStore) -> None:
-    """Import the documented demo masters (``issuer.products``, the bank's in ``issuer.ecash``)
-    and the GP test key set.
+    """Import the documented demo masters (``issuer.products``, the bank's in ``issuer.ecash``,
+    the card managers') and the GP test key set.
 
     Names already present are kept as they are, so this is safe to run at every start.
     """
@@ -389,6 +396,8 @@ def load_demo_keys(store: KeyStore) -> None:
         wanted += [(f"{product.name}/gp/{role}", product.gp_master, "aes")
                    for role in ("enc", "mac", "dek")]
     wanted += [(f"gp/test/{role}", GP_TEST_KEY, "aes") for role in ("enc", "mac", "dek")]
+    wanted += [(f"{CARD_MANAGER}/gp/{role}", CARD_MANAGER_DEMO_MASTER, "aes")
+               for role in ("enc", "mac", "dek")]
     wanted += [(f"{ecash.PRODUCT}/{role}", key, "des3") for role, key in ecash.MASTERS.items()]
     for name, key, kind in wanted:
         if name not in present:

@@ -1,4 +1,4 @@
-"""Orders (issue, top up, cancel, lock a lost band's card), each run through the phone's relay.
+"""Orders (issue, top up, cancel, lock a lost band's card, register), each run through the phone's relay.
 
 An order is made once per idempotency key and then relayed in sessions: the
 phone opens a session while in contact with the band, posts the band's
@@ -19,6 +19,7 @@ top-up settle  in-flight -amount, card:<serial> +amount   order:<id>:settle
 top-up refund  in-flight -amount, funding +amount         order:<id>:refund
 cancel refund  card:<serial> -balance, funding +balance   order:<id>:refund
 lost: move     card:<serial> -balance, new funding +...   lost:<card id>:move
+opening        bank:settlement -balance, card +balance     opening:<serial>
 =============  =========================================  =======================
 
 A card has at most one unresolved order at a time, which is what lets the
@@ -45,10 +46,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from applets.apdu import CommandAPDU, ResponseAPDU
+from applets.emv.records import ECASH_AID
 from issuer import ledger
 from issuer.db import Band, Card, CardStatus, Order, OrderKind, OrderState, RelaySession, utc
 from issuer.ecash import PRODUCT as ECASH
 from issuer.keys import IssuerKeys
+from issuer.keystore import TEST_KEY_SET
+from issuer.products import PRODUCTS
 from issuer.products import product as find
 from reader.clock import Clock, instant, local, system_clock
 
@@ -118,11 +122,18 @@ class Context:
 
     session: Session
     order: Order
-    card: Card
+    subject: Card | None  # None: an order for the band itself (its card manager)
     band: Band
     keys: IssuerKeys
     terminal_id: bytes
     now: datetime  # the request's instant
+
+    @property
+    def card(self) -> Card:
+        """The order's card (every order but one for the band itself has one)."""
+        if self.subject is None:
+            raise OrderError(f"order {self.order.id} is for the band, not for a card")
+        return self.subject
 
     @property
     def wall_time(self) -> datetime:
@@ -272,6 +283,54 @@ class Orders:
                 orders.append(order)
             return orders
 
+    def take_over(self, band_id: int, now: datetime | None = None) -> int | None:
+        """The order (once per band) that gives a newly registered band's card manager the
+        issuer's keys in place of the test keys; None when it has other keys already."""
+        at = self.now(now)
+        with self._sessions.begin() as session:
+            band = session.get(Band, band_id)
+            if band is None:
+                raise UnknownOrder("no such band")
+            key = f"band:{band_id}:rekey"
+            existing = self._existing(session, key, OrderKind.REKEY, band_id, 0)
+            if existing is not None or band.isd_key_set != TEST_KEY_SET:
+                return existing
+            order = Order(idempotency_key=key, kind=OrderKind.REKEY, band_id=band_id, amount=0,
+                          state=OrderState.PENDING, created_at=at, updated_at=at)
+            session.add(order)
+            session.flush()
+            return order.id
+
+    def register(self, band_id: int, product: str, app_serial: bytes,
+                 now: datetime | None = None) -> tuple[int | None, bool]:
+        """A card made elsewhere (at the factory, or the bank's) comes under the issuer at the
+        balance it proves when the order is relayed; the order, and whether the card is new
+        (registered again, it keeps its first order; issued here, it has none)."""
+        aids = {name: p.aid for name, p in PRODUCTS.items()} | {ECASH: ECASH_AID}
+        if product not in aids:
+            raise UnknownOrder(f"no product {product!r}")
+        at, serial = self.now(now), app_serial.hex().upper()
+        with self._sessions.begin() as session:
+            if session.get(Band, band_id) is None:
+                raise UnknownOrder("no such band")
+            self._not_lost(session, band_id)
+            card = session.scalar(select(Card).where(Card.app_serial == serial))
+            key = f"card:{serial}:register"
+            if card is not None:
+                if (card.band_id, card.product) != (band_id, product):
+                    raise OrderError("this application serial is registered already, to another "
+                                     "band or product")
+                return session.scalar(select(Order.id).where(Order.idempotency_key == key)), False
+            card = Card(band_id=band_id, product=product, aid=aids[product].hex().upper(),
+                        app_serial=serial, status=CardStatus.ISSUING, created_at=at)
+            try:
+                with session.begin_nested():
+                    session.add(card)
+            except IntegrityError:
+                raise OrderError("this application serial was registered at this very moment by "
+                                 "another request") from None
+            return self._add(session, key, OrderKind.REGISTER, card, 0, at), True
+
     def _existing(self, session: Session, key: str, kind: OrderKind, band_id: int,
                   amount: int | None) -> int | None:
         existing = session.scalar(select(Order).where(Order.idempotency_key == key))
@@ -326,7 +385,7 @@ class Orders:
             if len(last) > 1:
                 raise OrderError(f"the order has {len(last)} states instead of one")
             context = self._context(session, order, card, band, now)
-            procedure = self._procedure_for(order.kind, card.product)
+            procedure = self._procedure(order, card)
             previous = last[0].state if last else None
             finished = order.state not in UNRESOLVED
             state = previous if finished and previous is not None else procedure.start(context, previous)
@@ -352,7 +411,7 @@ class Orders:
         with self._sessions.begin() as session:
             row = session.execute(
                 select(RelaySession, Order, Card, Band).join(Order, RelaySession.order_id == Order.id)
-                .join(Card, Order.card_id == Card.id).join(Band, Order.band_id == Band.id)
+                .outerjoin(Card, Order.card_id == Card.id).join(Band, Order.band_id == Band.id)
                 .where(RelaySession.id == session_id)
                 .with_for_update(of=[RelaySession.__table__, Order.__table__])).first()
             if row is None:
@@ -370,7 +429,7 @@ class Orders:
                 raise OrderError(f"the order is over ({order.state.value})")
             if utc(relay.expires_at) < context.now:
                 raise OrderError("the relay session expired: open a new one")
-            procedure = self._procedure_for(order.kind, card.product)
+            procedure = self._procedure(order, card)
             sent = procedure.commands(context, relay.state)
             if len(parsed) > len(sent):
                 raise OrderError(f"{len(parsed)} answers to a batch of {len(sent)} commands")
@@ -399,7 +458,7 @@ class Orders:
                 raise OrderError(f"the order waits for its card's proof until "
                                  f"{local(waits_until):%Y-%m-%d %H:%M} (Beijing time): the next "
                                  f"contact may still prove it")
-            self._procedure_for(order.kind, card.product).close_unproven(context)
+            self._procedure(order, card).close_unproven(context)
             order.last_error = (f"closed by the operator after {CLEARING_WINDOW.days} days "
                                 f"without the card's proof ({order.last_error or 'no contact'})")
             order.updated_at = context.now
@@ -408,9 +467,9 @@ class Orders:
             return order.state
 
     @staticmethod
-    def _locked(session: Session, order_id: int) -> tuple[Order, Card, Band]:
-        """The order, locked until the transaction ends, with its card and band."""
-        row = session.execute(select(Order, Card, Band).join(Card, Order.card_id == Card.id)
+    def _locked(session: Session, order_id: int) -> tuple[Order, Card | None, Band]:
+        """The order, locked until the transaction ends, with its card (if any) and band."""
+        row = session.execute(select(Order, Card, Band).outerjoin(Card, Order.card_id == Card.id)
                               .join(Band, Order.band_id == Band.id).where(Order.id == order_id)
                               .with_for_update(of=Order.__table__)).first()
         if row is None:
@@ -420,10 +479,13 @@ class Orders:
 
     def _relay(self, context: Context, relay: RelaySession, step: int) -> Relay:
         order = context.order
-        batch = self._procedure_for(order.kind, context.card.product).commands(context, relay.state) \
+        batch = self._procedure(order, context.subject).commands(context, relay.state) \
             if order.state in UNRESOLVED else []
         return Relay(relay.id, step, tuple(apdu.encode() for apdu in batch), order.state)
 
-    def _context(self, session: Session, order: Order, card: Card, band: Band,
+    def _procedure(self, order: Order, card: Card | None) -> Procedure:
+        return self._procedure_for(order.kind, None if card is None else card.product)
+
+    def _context(self, session: Session, order: Order, card: Card | None, band: Band,
                  now: datetime | None) -> Context:
         return Context(session, order, card, band, self._keys, self._terminal_id, self.now(now))

@@ -1,5 +1,11 @@
 """What each kind of order sends to the card: the top-up state machine and the card-management scripts.
 
+Registration is two kinds of order, proven like the others: ``rekey`` takes
+the band's card manager over (:func:`issuer.issuance.take_card_manager`),
+and ``register`` takes a card made elsewhere over at the balance the card
+proves under its own keys (MAC1 of a purse, the ARQC of the bank's card), never
+at one the phone reports.
+
 A top-up is a small state machine (:mod:`issuer.topup`) saved after every
 step. Issuance, cancellation and locking are GlobalPlatform scripts, flows
 that yield C-APDUs (:mod:`issuer.issuance`), and a flow cannot be saved. So
@@ -37,8 +43,18 @@ from issuer import ectopup, gp, ledger
 from issuer.db import CardStatus, OrderKind, OrderState
 from issuer.ecash import PRODUCT as ECASH
 from issuer.ectopup import EcTopup
-from issuer.issuance import Domain, delete_purse, factory_keys, issue_purse, lock_purse, verified_balance
+from issuer.issuance import (
+    Domain,
+    Unproven,
+    delete_purse,
+    factory_keys,
+    issue_purse,
+    lock_purse,
+    take_card_manager,
+    verified_balance,
+)
 from issuer.keys import EcashKeysOf, LoadKeysOf
+from issuer.keystore import CARD_MANAGER, TEST_KEY_SET
 from issuer.orders import IN_FLIGHT, Context, OrderError, Procedure, State, card_account, funding_account
 from issuer.products import product
 from issuer.topup import Debit, Effect, Fail, Hold, Settle, Step, Topup, TopupError, commands, receive
@@ -231,9 +247,10 @@ def _rng(state: State) -> gp.Rng:
     return generate
 
 
-def card_manager(context: Context) -> Domain:
-    key_set = context.band.isd_key_set
-    return Domain(ISD_AID, _pinned(context, factory_keys if key_set == "test"
+def card_manager(context: Context, key_set: str | None = None) -> Domain:
+    """The band's card manager with the keys of ``key_set`` (default: those it has now)."""
+    key_set = key_set or context.band.isd_key_set
+    return Domain(ISD_AID, _pinned(context, factory_keys if key_set == TEST_KEY_SET
                                    else context.keys.domain_keys(key_set)))
 
 
@@ -364,6 +381,64 @@ class LockScript(Script):
         order.amount, order.state = balance, OrderState.SETTLED
 
 
+class RekeyScript(Script):
+    """A newly registered band's card manager gets the issuer's keys in place of the test keys;
+    the band is managed with them once the card proves it (:func:`take_card_manager`)."""
+
+    def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[str]:
+        return take_card_manager(bytes.fromhex(context.band.cplc), card_manager(context, TEST_KEY_SET),
+                                 card_manager(context, CARD_MANAGER), rng)
+
+    def finish(self, context: Context, phase: int, outcome: Any) -> int | None:
+        context.band.isd_key_set = CARD_MANAGER
+        context.order.state = OrderState.SETTLED
+        return None
+
+    def fail(self, context: Context, reason: str) -> None:
+        hold(context, reason)
+
+    def close_unproven(self, context: Context) -> None:
+        context.order.state = OrderState.FAILED  # the band keeps its key set in the books
+
+
+class RegisterScript(Script):
+    """A card made elsewhere comes under the issuer at the balance it proves; records dated
+    before that moment are in the opening balance (:mod:`issuer.clearing`)."""
+
+    def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[int]:
+        card = context.card
+        if card.product == ECASH:
+            proof = ectopup.proven_balance(_pan(card.app_serial), BANK_PSN,
+                                           bcd.encode(f"{context.ordered_at:%y%m%d}"),
+                                           EcashKeysOf(context.keys), rng)
+        else:
+            date, time = bcd.date_time(context.ordered_at)
+            proof = verified_balance(bytes.fromhex(card.aid), bytes.fromhex(card.app_serial),
+                                     LoadKeysOf(context.keys, card.product),
+                                     crypto.Terminal(context.terminal_id, date, time))
+        balance = yield from proof
+        if balance is None:  # the SELECT's 6A82 carries no MAC: the next contact tries again
+            raise Unproven("the band did not show the card")
+        return balance
+
+    def finish(self, context: Context, phase: int, outcome: Any) -> int | None:
+        order, card = context.order, context.card
+        if outcome:
+            ledger.post(context.session, "opening", [("bank:settlement", -outcome),
+                                                     (card_account(card), outcome)],
+                        f"opening:{card.app_serial}", order.id, at=context.now)
+        card.status, card.created_at = CardStatus.ACTIVE, context.now
+        order.amount, order.state = outcome, OrderState.SETTLED
+        return None
+
+    def fail(self, context: Context, reason: str) -> None:
+        hold(context, reason)
+
+    def close_unproven(self, context: Context) -> None:
+        context.card.status = CardStatus.CANCELLED  # never under the issuer
+        context.order.state = OrderState.FAILED
+
+
 class EcTopupProcedure(Procedure):
     """A top-up of the bank card's e-cash balance (:mod:`issuer.ectopup`)."""
 
@@ -405,14 +480,19 @@ def _load_ec(raw: State) -> EcTopup:
 PROCEDURES: dict[OrderKind, Procedure] = {
     OrderKind.TOPUP: TopupProcedure(), OrderKind.ISSUE: IssueScript(),
     OrderKind.CANCEL: CancelScript(), OrderKind.LOST: LockScript(),
+    OrderKind.REKEY: RekeyScript(), OrderKind.REGISTER: RegisterScript(),
 }
-EC_TOPUP = EcTopupProcedure()
+EC_PROCEDURES: dict[OrderKind, Procedure] = {
+    OrderKind.TOPUP: EcTopupProcedure(), OrderKind.REGISTER: PROCEDURES[OrderKind.REGISTER],
+}
 
 
-def procedure_for(kind: OrderKind, product_name: str) -> Procedure:
-    """How an order of ``kind`` talks to a card of ``product_name``."""
+def procedure_for(kind: OrderKind, product_name: str | None) -> Procedure:
+    """How an order of ``kind`` talks to a card of ``product_name`` (None: to the band)."""
+    if (product_name is None) != (kind is OrderKind.REKEY):
+        raise OrderError(f"a {kind.value} order is for {'a card' if product_name is None else 'the band'}")
     if product_name == ECASH:
-        if kind is not OrderKind.TOPUP:
-            raise OrderError(f"the bank's card takes top-ups only, not {kind.value} orders")
-        return EC_TOPUP
+        if kind not in EC_PROCEDURES:
+            raise OrderError(f"the bank's card takes no {kind.value} orders from us, only top-ups")
+        return EC_PROCEDURES[kind]
     return PROCEDURES[kind]

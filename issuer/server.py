@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from issuer.api import create_app
 from issuer.db import make_engine, migrate, session_factory
 from issuer.keys import StoreKeys
-from issuer.keystore import EncryptedKeyStore, KeyStore, load_demo_keys
+from issuer.keystore import TEST_KEY_SET, EncryptedKeyStore, KeyStore, load_demo_keys
 from issuer.orders import Orders
 from reader import places
 from reader.clock import Clock, system_clock
@@ -50,5 +50,5 @@ def build(home: Path, operator_token: str, database_url: str | None = None,
 
 def isd_key_sets(store: KeyStore) -> frozenset[str]:
     """'test' and every key set whose GP masters the store holds (``<name>/gp/enc``)."""
-    return frozenset({"test"} | {name.removesuffix("/gp/enc") for name in store.names()
+    return frozenset({TEST_KEY_SET} | {name.removesuffix("/gp/enc") for name in store.names()
                                  if name.endswith("/gp/enc")})

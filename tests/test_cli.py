@@ -145,6 +145,24 @@ def test_gp_with_the_wrong_key_is_one_line(koala):
     assert result.exit_code == 2 and "not hexadecimal" in result.output
 
 
+def test_registration_gives_the_card_manager_to_the_issuer(tmp_path):
+    from cli import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
+    from issuer.keystore import CARD_MANAGER_DEMO_MASTER  # noqa: PLC0415
+    from wallet.home import Home  # noqa: PLC0415
+
+    koala = koala_in(tmp_path)
+    with local_issuer(Home(tmp_path)):
+        koala("band", "create", "ivy")
+        assert koala("gp", "list", "--band", "ivy", "--json")  # a development band: test keys
+        registered = koala("band", "register", "ivy")
+        assert "(rekey): settled" in registered and "(register): settled" in registered
+    refused = koala("gp", "list", "--band", "ivy", ok=False)
+    assert "wrong card cryptogram" in refused
+    issuers = ("--key", CARD_MANAGER_DEMO_MASTER.hex(), "--kvn", "1", "--diversify", "kdf3")
+    rows = json.loads(koala("gp", "list", "--band", "ivy", "--json", *issuers))
+    assert rows[0]["aid"] == "A000000151000000"
+
+
 def test_paying_at_a_pos_offline_then_online(koala):
     koala("band", "create", "amy", "--cards", "transit,ecash", "--ecash-balance", "20")
     paid = json.loads(koala("tap", "pos", "--band", "amy", "--amount", "12.50", "--json").output)

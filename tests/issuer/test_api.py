@@ -70,6 +70,8 @@ def registered(url: str) -> tuple[Band, int, str, bytes]:
     band_id, token = made.json()["band_id"], made.json()["device_token"]
     assert operator.post(f"/v1/bands/{band_id}/cards",
                          json={"product": "transit", "app_serial": serial.hex()}).status_code == 201
+    synced = Companion(LocalBand(band), band_id, IssuerClient(url, token)).sync()
+    assert [(o["kind"], o["state"]) for o in synced] == [("rekey", "settled"), ("register", "settled")]
     funded = operator.post(f"/v1/bands/{band_id}/funding", json={"amount": 20_000},
                            headers={"Idempotency-Key": f"fund-{number}"})
     assert funded.status_code == 200, funded.text
@@ -162,9 +164,10 @@ def test_registering_again_keeps_the_band_and_rotates_its_token(issuer_url):
     with pytest.raises(IssuerUnavailable, match="not this band's"):
         IssuerClient(issuer_url, token).cards(band_id)
     card = {"product": "transit", "app_serial": serial.hex()}
-    assert operator.post(f"/v1/bands/{band_id}/cards", json=card).status_code == 200
-    other = operator.post(f"/v1/bands/{band_id}/cards", json={**card, "balance": 5})
-    assert other.status_code == 409 and "opening balance" in other.json()["detail"]
+    first = operator.post(f"/v1/bands/{band_id}/cards", json=card)
+    assert first.status_code == 200 and first.json()["order_id"] is not None
+    claimed = operator.post(f"/v1/bands/{band_id}/cards", json={**card, "balance": 5})
+    assert claimed.status_code == 422, "an opening balance is the card's to prove, not ours to say"
 
 
 def test_a_database_out_of_reach_is_a_503_problem_and_booleans_are_not_integers(issuer_url):

@@ -22,6 +22,7 @@ from applets.pboc.crypto import diversify
 from issuer import ecash
 from issuer.gp import diversified
 from issuer.keystore import (
+    CARD_MANAGER_DEMO_MASTER,
     DEFAULT_MODULE,
     GP_TEST_KEY,
     EncryptedKeyStore,
@@ -40,10 +41,11 @@ DIV_DATA = [bytes(8), bytes.fromhex("0000000000000001"), bytes.fromhex("10000000
             bytes.fromhex("FFFFFFFFFFFFFFFF"), bytes.fromhex("0123456789ABCDEF")]
 DEMO_NAMES = sorted([f"{p}/{r}" for p in PRODUCTS
                      for r in ("purchase", "load", "tac", "gp/enc", "gp/mac", "gp/dek")]
-                    + ["gp/test/dek", "gp/test/enc", "gp/test/mac", "ecash/ac", "ecash/mac"])
+                    + [f"{s}/{r}" for s in ("gp/test", "tsm/gp") for r in ("dek", "enc", "mac")]
+                    + ["ecash/ac", "ecash/mac"])
 ALL_MASTERS = [TRANSIT.master.purchase, TRANSIT.master.load, TRANSIT.master.tac, TRANSIT.gp_master,
                CANTEEN.master.purchase, CANTEEN.master.load, CANTEEN.master.tac, CANTEEN.gp_master,
-               GP_TEST_KEY, ecash.AC_MASTER, ecash.MAC_MASTER]
+               GP_TEST_KEY, CARD_MANAGER_DEMO_MASTER, ecash.AC_MASTER, ecash.MAC_MASTER]
 SECRET = bytes.fromhex("0F1E2D3C4B5A69788796A5B4C3D2E1F0")  # a key imported only in tests
 
 

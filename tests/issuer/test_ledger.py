@@ -40,13 +40,13 @@ def count_transactions(engine: Engine, prefix: str) -> int:
 def test_schema_comes_from_the_migration_and_matches_the_models(engine: Engine) -> None:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == "0003"
+        assert context.get_current_revision() == "0004"
         if engine.dialect.name == "postgresql":
             assert str(connection.execute(text("select current_schema()")).scalar()).startswith("koala_test_")
         assert compare_metadata(context, Account.metadata) == []
     migrate(engine)  # already at head: nothing to do
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0003"
+        assert MigrationContext.configure(connection).get_current_revision() == "0004"
 
 
 def test_foreign_keys_are_enforced(engine: Engine) -> None:

@@ -20,10 +20,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
+from applets.gp.cplc import cplc
+from applets.gp.domain import ISD_AID
 from applets.sw import SW
-from issuer import ledger
-from issuer.db import Card, CardStatus, Order, OrderState, session_factory
-from issuer.orders import OrderError, Orders, card_account
+from issuer.db import Band as BandRow
+from issuer.db import Order, OrderState, session_factory
+from issuer.gp import Diversifier
+from issuer.issuance import factory_keys, open_domain
+from issuer.keys import DemoKeys
+from issuer.keystore import CARD_MANAGER, TEST_KEY_SET
+from issuer.orders import OrderError, Orders
 from issuer.products import CANTEEN, TRANSIT
 from reader import places
 from reader.flow import run
@@ -31,9 +37,9 @@ from reader.load import LoadKeys, LoadTerminal
 from reader.transport import in_field
 from tests.conftest import EXPIRY, START, Clock
 from tests.issuer import test_card_orders as cards
-from tests.issuer.test_ec_topup import BALANCE, books, ec_balance
+from tests.issuer.test_ec_topup import BALANCE, bank_band, books, ec_balance
 from tests.issuer.test_ec_topup import enrol as enrol_ecash
-from tests.issuer.test_orders import AT, FUNDS, enrol, money, relay, topups
+from tests.issuer.test_orders import FUNDS, enrol, money, relay, topups
 from wallet.band import Band
 
 OK = SW.OK.to_bytes(2)
@@ -70,6 +76,7 @@ class LyingPhone:
     def __init__(self, band: Band, batch: int, index: int, lie: Lie) -> None:
         self.band, self.batch, self.index, self.lie = band, batch, index, lie
         self.heard: list[bytes] = []
+        self.lied = False  # the honest run reached the position of the lie
 
     def contact(self, service: Orders, order_id: int) -> None:
         self.band.power_on()
@@ -103,7 +110,7 @@ class LyingPhone:
         return answers, False
 
     def _tell(self, command: bytes) -> bytes | None:
-        lie = self.lie
+        lie, self.lied = self.lie, True
         if lie.kind in ("unsent", "withheld"):
             return lie.sw if lie.kind == "withheld" else None
         answer = self.band.transmit(command)
@@ -158,18 +165,14 @@ def ecash_topup(engine: Engine) -> Case:
 
 
 ISSUANCE_BATCHES = 19
+TAKEOVER_BATCHES = 7
 ON_CARD = 1_000  # what a transit card holds when it is cancelled or its band lost
 
 
-def transit_card(engine: Engine, factory: bool) -> tuple[int, Band, str]:
-    """A band with a transit card holding ON_CARD, known to the issuer: issued over the air
-    and topped up, or made at the factory (under the card manager) with money loaded at a
-    station and registered with that balance."""
+def factory_purse(engine: Engine) -> tuple[int, Band, bytes]:
+    """A band made at the factory with a transit card (under the card manager) holding
+    ON_CARD, loaded at a station, that the issuer does not know yet."""
     band_id, band = cards.new_band(engine)
-    if not factory:
-        serial = cards.issue(engine, band_id, band)
-        cards.topup(engine, band_id, band, serial, ON_CARD)
-        return band_id, band, serial
     number = cards.serial(TRANSIT, band_id)
     band.add_purse(TRANSIT.personalisation(number, START, EXPIRY), TRANSIT.aid)
     # a canteen card beside it: a band left with no application cannot prove the purse gone
@@ -179,15 +182,21 @@ def transit_card(engine: Engine, factory: bool) -> tuple[int, Band, str]:
         station = LoadTerminal(places.load_id(), {TRANSIT.issuer_id: LoadKeys(
             TRANSIT.master.load, TRANSIT.master.tac)}, Clock())
         run(station.load(ON_CARD, TRANSIT.aid), link)
-    serial = number.hex().upper()
-    with session_factory(engine).begin() as session:
-        card = Card(band_id=band_id, product="transit", aid=TRANSIT.aid.hex().upper(), app_serial=serial,
-                    status=CardStatus.ACTIVE, created_at=AT)
-        session.add(card)
-        session.flush()
-        ledger.post(session, "opening", [("bank:settlement", -ON_CARD), (card_account(card), ON_CARD)],
-                    f"opening:{serial}", at=AT)
-    return band_id, band, serial
+    return band_id, band, number
+
+
+def transit_card(engine: Engine, factory: bool) -> tuple[int, Band, str]:
+    """A band with a transit card holding ON_CARD, known to the issuer: issued over the air
+    and topped up, or made at the factory and registered at the balance it proved."""
+    if not factory:
+        band_id, band = cards.new_band(engine)
+        serial = cards.issue(engine, band_id, band)
+        cards.topup(engine, band_id, band, serial, ON_CARD)
+        return band_id, band, serial
+    band_id, band, number = factory_purse(engine)
+    order, _ = cards.orders(engine).register(band_id, "transit", number)
+    assert order is not None and relay(topups(engine), order, band) is OrderState.SETTLED
+    return band_id, band, number.hex().upper()
 
 
 def state_of(engine: Engine, order_id: int) -> OrderState:
@@ -257,6 +266,70 @@ def issuance(engine: Engine) -> Case:
     return Case(order, band, check)
 
 
+def registration(engine: Engine) -> Case:
+    """A factory card comes under the issuer at the balance it proves (MAC1), never at one
+    the phone tells."""
+    band_id, band, number = factory_purse(engine)
+    order, _ = cards.orders(engine).register(band_id, "transit", number)
+    assert order is not None
+    return Case(order, band, opened(engine, band, order, "transit", number, ON_CARD))
+
+
+def bank_registration(engine: Engine) -> Case:
+    """The bank's card comes under the issuer at the e-cash balance its ARQC proves."""
+    band_id, _ = cards.new_band(engine)
+    band, serial = bank_band(200_000 + band_id)
+    order, _ = cards.orders(engine).register(band_id, "ecash", serial)
+    assert order is not None
+    return Case(order, band, opened(engine, band, order, "ecash", serial, BALANCE))
+
+
+def opened(engine: Engine, band: Band, order: int, card: str, serial: bytes,
+           proven: int) -> Callable[[bool], None]:
+    def check(over: bool) -> None:
+        state = state_of(engine, order)
+        assert state is not OrderState.FAILED, "a card registered is taken over, never dropped"
+        assert band.balances()[card] == proven, "a registration loads and spends nothing"
+        booked = cards.books(engine, 0, serial.hex().upper())[1]
+        assert booked == (proven if state is OrderState.SETTLED else 0)
+        assert not over or state is OrderState.SETTLED
+
+    return check
+
+
+def takeover(engine: Engine) -> Case:
+    """The band's card manager gets the issuer's keys; the books say so once the card proves
+    it, and then only those keys open it."""
+    band_id, band = cards.new_band(engine)
+    with session_factory(engine).begin() as session:
+        session.get_one(BandRow, band_id).cplc = cplc(band.uid).hex().upper()
+    order = cards.orders(engine).take_over(band_id)
+    assert order is not None
+
+    def check(over: bool) -> None:
+        state = state_of(engine, order)
+        with session_factory(engine)() as session:
+            key_set = session.get_one(BandRow, band_id).isd_key_set
+        assert state is not OrderState.FAILED
+        if state is OrderState.SETTLED:
+            assert key_set == CARD_MANAGER
+            assert opens(band, DemoKeys().domain_keys(CARD_MANAGER), band.uid)
+            assert not opens(band, factory_keys, band.uid), "the test keys still open it"
+        else:
+            assert key_set == TEST_KEY_SET
+        assert not over or state is OrderState.SETTLED
+
+    return Case(order, band, check)
+
+
+def opens(band: Band, keys: Diversifier, uid: bytes) -> bool:
+    """Whether ``keys`` (diversified for the band) open its card manager."""
+    band.power_on()
+    with in_field(band) as link:
+        channel = run(open_domain(ISD_AID, lambda _: keys(bytes(3) + uid), os.urandom), link)
+    return channel is not None
+
+
 #: Each order kind, and the (batch, command) positions of its honest run.
 CASES: dict[str, tuple[Callable[[Engine], Case], list[tuple[int, int]]]] = {
     "purse top-up": (purse_topup, [(0, 0), (0, 1), (1, 0)]),
@@ -266,6 +339,9 @@ CASES: dict[str, tuple[Callable[[Engine], Case], list[tuple[int, int]]]] = {
     "lost": (lost(factory=False), [(n, 0) for n in range(4)]),
     "lost, a factory card": (lost(factory=True), [(n, 0) for n in range(6)]),
     "issuance": (issuance, [(n, 0) for n in range(ISSUANCE_BATCHES)]),
+    "registration of a factory card": (registration, [(0, 0), (1, 0)]),
+    "registration of the bank's card": (bank_registration, [(0, 0), (1, 0)]),
+    "card manager take-over": (takeover, [(n, 0) for n in range(TAKEOVER_BATCHES)]),
 }
 
 
@@ -280,7 +356,9 @@ def test_a_lie_at_any_step_then_one_honest_contact_conserves_money(engine, kind,
     @given(lie=lies(lie_kind))
     def lying_then_honest(lie: Lie) -> None:
         case = make(engine)
-        LyingPhone(case.band, batch, index, lie).contact(topups(engine), case.order_id)
+        phone = LyingPhone(case.band, batch, index, lie)
+        phone.contact(topups(engine), case.order_id)
+        assert phone.lied, "no such position in the honest run"
         case.check(False)  # whatever the lie did, no money was created or lost by it
         final = relay(topups(engine), case.order_id, case.band)
         assert final in (OrderState.SETTLED, OrderState.REFUNDED, OrderState.FAILED)
