@@ -58,7 +58,7 @@ from wallet.band import ACCESS, ECASH, UID_SIZE, Band
 from wallet.ble.errors import BleError
 from wallet.ble.secure import SecurityError
 from wallet.companion import BandLink, Companion, IssuerClient, LocalBand
-from wallet.errors import WalletError
+from wallet.errors import BandBusy, WalletError
 from wallet.home import Home, IssuerLink, PhoneBond
 from wallet.vpcd import DEFAULT_HOST as DEFAULT_VPCD_HOST
 from wallet.vpcd import DEFAULT_PORT as DEFAULT_VPCD_PORT
@@ -372,8 +372,12 @@ def band_register(world: World, name: str, issuer_url: str, operator_token: str)
             if item.name != ACCESS:  # the compound's card is not the issuer's
                 desk.register_card(made["band_id"], item.name, item.serial)
     world.console.print(f"band [bold]{name}[/] is band {made['band_id']} at {issuer_url}")
-    with companion(world, name):
-        pass
+    try:
+        with companion(world, name):
+            pass
+    except BandBusy:  # it is out in the field, in another process: its next contact relays them
+        world.console.print("the band is in use by another koala process: what registration "
+                            "asks of it waits for its next contact (koala companion sync)")
 
 
 @band.command("fund")

@@ -14,7 +14,9 @@ from the key store) and booked once per card and ATC.
 Cash loads at station load machines clear too, each proven by its load TAC
 (over the new balance, the online counter, the amount, the machine and its
 time) and booked once per card and online counter, so the books follow a
-card whatever mix of cash, over-the-air top-ups and rides it had. A record
+card whatever mix of cash, over-the-air top-ups and rides it had. A cash
+load proves, too, that the counter slot it took was not an over-the-air
+top-up's: a top-up held because its MAC2 was for that slot is refunded. A record
 the card made before it came under this issuer is already in the card's
 opening balance: it is counted as such and never booked again (its date is
 the terminal's, vouched for by the TAC).
@@ -37,6 +39,7 @@ from issuer import ecash, ledger
 from issuer.db import Card, Order, OrderKind, OrderState, utc
 from issuer.keys import EcashKeysOf, IssuerKeys
 from issuer.orders import card_account, funding_account
+from issuer.procedures import release_displaced
 from reader.clock import instant
 from reader.pos import CID_TC, Purchase
 
@@ -145,6 +148,9 @@ def clear_loads(session: Session, keys: IssuerKeys, records: list[LoadRecord], a
         outcome = _book(session, "cash-load", [(CASH_LOADS, -record.amount),
                                                (card_account(card), record.amount)],
                         f"cash-load:{serial}:{record.card_counter}", at)
+        for order in session.scalars(select(Order).where(
+                Order.card_id == card.id, Order.state == OrderState.DEBITED).with_for_update()):
+            release_displaced(session, order, record.card_counter, at)
         booked, duplicates = booked + (outcome == BOOKED), duplicates + (outcome == DUPLICATE)
         if outcome not in (BOOKED, DUPLICATE):
             refused.append(f"load {number}: {outcome}")

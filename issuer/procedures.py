@@ -31,8 +31,12 @@ import threading
 from abc import abstractmethod
 from collections import OrderedDict
 from dataclasses import asdict, fields, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from applets import bcd
 from applets.apdu import CommandAPDU, ResponseAPDU
@@ -40,7 +44,7 @@ from applets.gp.domain import ISD_AID
 from applets.pboc import crypto
 from applets.validity import Validity
 from issuer import ectopup, gp, ledger
-from issuer.db import CardStatus, OrderKind, OrderState
+from issuer.db import CardStatus, Order, OrderKind, OrderState, RelaySession
 from issuer.ecash import PRODUCT as ECASH
 from issuer.ectopup import EcTopup
 from issuer.issuance import (
@@ -124,13 +128,32 @@ def _apply(context: Context, effect: Effect, refund_kind: str = "topup-refund") 
                     f"order:{order.id}:settle", order.id, at=context.now)
         order.state = OrderState.SETTLED
     elif isinstance(effect, Fail):
-        if effect.refund:
-            ledger.post(session, refund_kind, [(IN_FLIGHT, -effect.refund), (funding, effect.refund)],
-                        f"order:{order.id}:refund", order.id, at=context.now)
-        order.state = OrderState.REFUNDED if effect.refund else OrderState.FAILED
-        order.last_error = effect.reason
+        _fail(session, order, effect, refund_kind, context.now)
     elif isinstance(effect, Hold):
         order.last_error = effect.reason  # still debited: the next contact proves it
+
+
+def _fail(session: Session, order: Order, effect: Fail, refund_kind: str, at: datetime) -> None:
+    if effect.refund:
+        ledger.post(session, refund_kind, [(IN_FLIGHT, -effect.refund),
+                                           (funding_account(order.band_id), effect.refund)],
+                    f"order:{order.id}:refund", order.id, at=at)
+    order.state = OrderState.REFUNDED if effect.refund else OrderState.FAILED
+    order.last_error = effect.reason
+
+
+def release_displaced(session: Session, order: Order, counter: int, at: datetime) -> bool:
+    """Refund a held purse top-up whose credit was for the online counter slot ``counter``, now
+    proven taken by a cash load (its TAC covers the counter): only one credit takes a slot, so
+    ours never happened. Whether the order was such a top-up."""
+    slot = session.scalar(select(RelaySession.state).where(RelaySession.order_id == order.id))
+    if (order.kind is not OrderKind.TOPUP or order.state is not OrderState.DEBITED or slot is None
+            or slot.get("counter") != counter):
+        return False
+    _fail(session, order, Fail(f"a cash load took the card's counter slot {counter} of our "
+                               f"credit (its TAC proves it): refunded", order.amount),
+          "topup-refund", at)
+    return True
 
 
 def _dump(state: Topup | EcTopup) -> State:

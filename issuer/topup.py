@@ -13,14 +13,16 @@ Nothing the relay says is believed unless the card's MACs vouch for it:
 
 If the answer to CREDIT FOR LOAD never arrives, the next contact decides from
 authenticated evidence only: GET TRANSACTION PROVE returns the TAC of the
-load with counter ``c`` if it was the card's last one; otherwise a fresh
-INITIALIZE FOR LOAD gives the current counter under MAC1. The card's online
-counter moves only when a credit succeeds, and the issuer never hands out a
-second MAC2 for a card while one is unresolved, so a counter beyond ``c``
-means our credit happened (settle) and a counter still at ``c`` means it did
-not. A fresh INITIALIZE also ends the card's load session, so the MAC2 out is
-dead: after a lost answer CREDIT goes again with a new MAC2; after an answer
-that refused the credit, the proof that it did not happen refunds it.
+load with counter ``c`` if it was the card's last load (purchases do not
+replace it); otherwise a fresh INITIALIZE FOR LOAD gives the current counter
+under MAC1. A counter still at ``c`` proves our credit did not happen. A
+fresh INITIALIZE also ends the card's load session, so the MAC2 out is dead:
+after a lost answer CREDIT goes again with a new MAC2; after an answer that
+refused the credit, the proof that it did not happen refunds it. A counter
+beyond ``c`` without our TAC proves only that some load happened since: ours,
+or a cash load at a station (whose INITIALIZE killed our MAC2) that took slot
+``c``. The money stays held (:class:`Hold`) for the operator, who sees the
+station's cleared load records.
 
 A status word is not evidence: once a MAC2 may be out, an answer that no key
 of the card vouches for (a refusal of SELECT, INITIALIZE or CREDIT, another
@@ -205,8 +207,11 @@ def _after_initialize(state: Topup, response: ResponseAPDU, keys: LoadKeys, div:
     if authorization is None:
         raise TopupError("MAC1 is wrong: not the ordered card, or the relay altered it")
     if state.counter is not None and init.counter > state.counter:
-        # Our earlier MAC2 was used: the only credit with that counter is ours.
-        return replace(state, step=Step.SETTLED), Settle(state.amount, state.expected_tac)
+        # Loads happened since our MAC2, and the card's last one is not ours: ours among them,
+        # or a cash load at a station took slot c and our MAC2 died with its INITIALIZE.
+        return replace(state, step=Step.AWAIT), Hold(
+            "a later load on the card hides what became of the top-up; the money is held for "
+            "the operator to resolve from the stations' load records")
     if state.counter is not None and state.refused:
         # Proven: the card refused our credit, and this INITIALIZE ended the MAC2 it refused.
         return _fail(state, "the card refused the credit (proven by its counter): refunded")

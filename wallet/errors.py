@@ -13,5 +13,9 @@ class UnknownCard(WalletError):
     """The band holds no card of that name or AID."""
 
 
+class BandBusy(WalletError):
+    """Another koala process is changing the band (serving it to a reader, advertising it)."""
+
+
 class BandLocked(WalletError):
     """The band is locked, or off the wrist, for what was asked."""

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from wallet.band import Band
-from wallet.errors import WalletError
+from wallet.errors import BandBusy, WalletError
 from wallet.image import atomic_write
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
@@ -118,7 +118,7 @@ class Home:
                     if time.monotonic() >= deadline:
                         handle.seek(0)
                         holder = handle.read().strip() or "?"
-                        raise WalletError(f"band {name!r} is in use by another koala process "
+                        raise BandBusy(f"band {name!r} is in use by another koala process "
                                           f"(pid {holder}): try again when it is done") from None
                     time.sleep(0.02)
             handle.seek(0)

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from applets.errors import PowerLoss
 from issuer import ledger
+from issuer.clearing import LoadRecord, clear_loads
 from issuer.db import Band as BandRow
 from issuer.db import Card, CardStatus, Order, OrderState, session_factory
 from issuer.keys import DemoKeys
@@ -17,6 +18,7 @@ from issuer.orders import IN_FLIGHT, OrderError, Orders, funding_account
 from issuer.products import TRANSIT
 from issuer.relay import run_batch
 from reader import places
+from reader.flow import run
 from tests.conftest import EXPIRY, START, seeded, serial_for
 from wallet.band import Band
 
@@ -245,3 +247,43 @@ def test_the_operators_refund_is_booked_as_such(engine):
     with session_factory(engine)() as session:
         kinds = {t.kind for t in session.query(Transaction).filter(Transaction.order_id == order)}
     assert kinds == {"topup-debit", "topup-refund-unproven"}
+
+
+@pytest.mark.parametrize("credited", [False, True], ids=["credit never sent", "answer lost"])
+def test_a_cash_load_before_the_next_contact_holds_the_top_up_and_never_settles_it(engine,
+                                                                                    credited):
+    """A station's cash load after our MAC2 went out moves the online counter too (its
+    INITIALIZE kills our MAC2, so it may take the counter slot our credit was for): the counter
+    alone proves nothing, and the order stays held rather than settle on it."""
+    from reader.load import LoadKeys, LoadTerminal  # noqa: PLC0415
+    from reader.transport import in_field  # noqa: PLC0415
+    from tests.conftest import Clock  # noqa: PLC0415
+
+    band_id, band, serial = enrol(engine)
+    held = money(engine, band_id, serial)[2]
+    order = topups(engine).topup(band_id, serial, 700, f"cash-between-{band_id}")
+    band.power_on()
+    service = topups(engine)
+    step = service.open(order)
+    step = service.answer(step.session_id, step.step, run_batch(band.transmit, step.commands))
+    if credited:
+        band.transmit(step.commands[0])  # CREDIT FOR LOAD runs; its answer never comes back
+    station = LoadTerminal(places.load_id(), {TRANSIT.issuer_id: LoadKeys(
+        TRANSIT.master.load, TRANSIT.master.tac)}, Clock(datetime(2026, 11, 23, 18, 0)))
+    with in_field(band) as link:
+        cash = run(station.load(300, TRANSIT.aid), link)
+    assert relay(topups(engine), order, band) is OrderState.DEBITED
+    assert money(engine, band_id, serial) == (FUNDS - 700, 0, held + 700), "held, not settled"
+    assert band.card("transit").balance == 300 + (700 if credited else 0)
+    with session_factory(engine)() as session:
+        assert "a later load" in (session.get_one(Order, order).last_error or "")
+    # The station's record, proven by its TAC, names the counter slot it took: our credit's
+    # (refunded: only one credit takes a slot), or the one after it (ours came first: held on)
+    with session_factory(engine).begin() as session:
+        clear_loads(session, DemoKeys(), [LoadRecord(
+            cash.app_serial, cash.amount, cash.balance_after, cash.card_counter,
+            cash.terminal_id, cash.date, cash.time, cash.tac)], NOW, places.load_id(9))
+        state = session.get_one(Order, order).state
+    assert state is (OrderState.DEBITED if credited else OrderState.REFUNDED)
+    assert money(engine, band_id, serial) == ((FUNDS - 700, 300, held + 700) if credited
+                                              else (FUNDS, 300, held))
