@@ -372,12 +372,18 @@ def band_register(world: World, name: str, issuer_url: str, operator_token: str)
             if item.name != ACCESS:  # the compound's card is not the issuer's
                 desk.register_card(made["band_id"], item.name, item.serial)
     world.console.print(f"band [bold]{name}[/] is band {made['band_id']} at {issuer_url}")
+    contact(world, name)
+
+
+def contact(world: World, name: str) -> None:
+    """As the band's phone, relay what the issuer has waiting for it now; or, when another
+    process holds the band (out in the field), leave it for the band's next contact."""
     try:
         with companion(world, name):
             pass
-    except BandBusy:  # it is out in the field, in another process: its next contact relays them
-        world.console.print("the band is in use by another koala process: what registration "
-                            "asks of it waits for its next contact (koala companion sync)")
+    except BandBusy:
+        world.console.print("the band is in use by another koala process: what the issuer asks "
+                            "of it waits for its next contact (koala companion sync)")
 
 
 @band.command("fund")
@@ -414,6 +420,23 @@ def band_lost(world: World, name: str, new_name: str, issuer_url: str, operator_
                             f"{'moved' if done else 'moves once the band proves the lock'} "
                             f"to {new_name}")
     world.console.print(f"{len(locks)} card(s) of {name} locked; the band's token now only syncs")
+
+
+@band.command("found")
+@at_option
+@click.argument("name")
+@issuer_options
+@pass_world
+def band_found(world: World, name: str, issuer_url: str, operator_token: str) -> None:
+    """The lost band is back with its owner: it gets a new device token, and each card whose
+    balance stayed on it is unlocked (a card whose balance moved to the new band stays locked)."""
+    link = world.home.issuer_link(name)
+    with operator_desk(world, issuer_url, operator_token) as desk:
+        answer = desk.found(link.band_id, uuid.uuid4().hex)
+    world.home.save_issuer_link(name, IssuerLink(link.url, link.band_id, answer["device_token"]))
+    world.console.print(f"band [bold]{name}[/] is back: {len(answer['orders'])} card(s) to "
+                        f"unlock, a new device token kept")
+    contact(world, name)
 
 
 @band.command("wrist")
@@ -1016,7 +1039,7 @@ def issuer_books(world: World, band_name: str) -> dict[str, dict[str, Any]]:
     try:
         return {card["app_serial"]: card for card in client.cards(link.band_id)}
     except IssuerUnavailable as error:
-        world.console.print(f"(no issuer's view: {error})")
+        click.echo(f"(no issuer's view: {error})", err=True)  # stdout may be JSON
         return {}
     finally:
         client.close()

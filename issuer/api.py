@@ -200,6 +200,11 @@ class OrderOut(BaseModel):
 RApdu = Annotated[str, Field(pattern=HEX, min_length=4, max_length=1024)]
 
 
+class FoundOut(BaseModel):
+    device_token: str
+    orders: list[OrderOut] = Field(description="the unlocks to relay to the band")
+
+
 class RelayIn(StrictBody):
     step: int = Field(ge=0, le=1000)
     responses: list[RApdu] = Field(min_length=1, max_length=16, description=(
@@ -440,6 +445,20 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         session.close()
         made = orders.report_lost(band_id, body.new_band_id, f"{band_id}:{idempotency_key}", now)
         return [order_out(order_id, session) for order_id in made]
+
+    @app.post("/v1/bands/{band_id}/found", status_code=201, responses=problems,
+              dependencies=[Depends(operator)])
+    def found(band_id: Id, session: Db, now: Now, idempotency_key: IdempotencyKey) -> FoundOut:
+        """The lost band is back with its owner: a new device token (the old one stays
+        revoked), and an order to unlock each card whose balance stayed on it; relay them."""
+        session.close()
+        made = orders.found(band_id, f"{band_id}:{idempotency_key}", now)
+        band = session.get_one(Band, band_id)
+        device_token = secrets.token_urlsafe(24)
+        band.device_token_hash = _hash(device_token)
+        session.commit()
+        return FoundOut(device_token=device_token,
+                        orders=[order_out(order_id, session) for order_id in made])
 
     @app.post("/v1/orders/{order_id}/resolve", responses=problems, dependencies=[Depends(operator)])
     def resolve(order_id: Id, session: Db, now: Now) -> OrderOut:

@@ -78,6 +78,11 @@ class OperatorClient(ApiClient):
             headers={"Idempotency-Key": key})
         return result
 
+    def found(self, band_id: int, key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", f"/v1/bands/{band_id}/found",
+                                           headers={"Idempotency-Key": key})
+        return result
+
     def resolve(self, order_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self.call("POST", f"/v1/orders/{order_id}/resolve")
         return result

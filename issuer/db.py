@@ -108,6 +108,7 @@ class OrderKind(StrEnum):
     LOST = "lost"
     REKEY = "rekey"  # the card manager's test keys replaced by the issuer's (registration)
     REGISTER = "register"  # a card made elsewhere taken over at the balance it proves
+    UNLOCK = "unlock"  # a found band's card, whose balance stayed on it, answers readers again
 
 
 class OrderState(StrEnum):

@@ -171,20 +171,23 @@ def delete_purse(card_manager: Domain, operator: Domain, aid: bytes, rng: gp.Rng
     raise Unproven(f"the purse {aid.hex().upper()} is still on the band")
 
 
-def lock_purse(card_manager: Domain, operator: Domain, aid: bytes, rng: gp.Rng) -> Flow[str]:
-    """Lock the purse (SET STATUS) so no terminal can select it: 'locked' or 'absent', each
-    proven under R-MAC; :class:`Unproven` otherwise."""
-    if (yield from _in_operator_domain(operator, gp.set_status(aid, lock=True), rng)):
-        return "locked"
+def lock_purse(card_manager: Domain, operator: Domain, aid: bytes, rng: gp.Rng,
+               lock: bool = True) -> Flow[str]:
+    """Lock the purse (SET STATUS) so no terminal can select it, or unlock it (``lock``
+    False): 'locked' (or 'unlocked') or 'absent', each proven under R-MAC; :class:`Unproven`
+    otherwise."""
+    done = "locked" if lock else "unlocked"
+    if (yield from _in_operator_domain(operator, gp.set_status(aid, lock=lock), rng)):
+        return done
     isd, row = yield from _registered(card_manager, aid, rng)
     if row is None:
         return "absent"
-    if row.lifecycle & LOCKED:
-        return "locked"
+    if bool(row.lifecycle & LOCKED) == lock:
+        return done
     if row.domain == card_manager.aid:
-        yield from isd.send(gp.set_status(aid, lock=True), "SET STATUS")
-        return "locked"
-    raise Unproven(f"the purse {aid.hex().upper()} is on the band and not locked")
+        yield from isd.send(gp.set_status(aid, lock=lock), "SET STATUS")
+        return done
+    raise Unproven(f"the purse {aid.hex().upper()} is on the band and not {done}")
 
 
 LOCKED = 0x80  # the life cycle's lock bit (GPCS 5.3.1)

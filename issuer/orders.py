@@ -22,8 +22,8 @@ lost: move     card:<serial> -balance, new funding +...   lost:<card id>:move
 opening        bank:settlement -balance, card +balance     opening:<serial>
 =============  =========================================  =======================
 
-A card has at most one unresolved order at a time, which is what lets the
-authenticated counter settle a lost top-up answer (see :mod:`issuer.topup`).
+A card has at most one unresolved order at a time, so no MAC2 of ours but
+the order's own can move the card's online counter (see :mod:`issuer.topup`).
 
 Time is an input: every call takes the moment it happens (``now``, an instant
 the API resolved for the request) or reads the clock the service was given,
@@ -330,6 +330,41 @@ class Orders:
                 raise OrderError("this application serial was registered at this very moment by "
                                  "another request") from None
             return self._add(session, key, OrderKind.REGISTER, card, 0, at), True
+
+    def found(self, band_id: int, idempotency_key: str, now: datetime | None = None) -> list[int]:
+        """The lost band is back with its owner: each card whose balance stayed on it (its lock
+        never proven, or nothing to move) gets an order to unlock it, and the band may order
+        again (with the new device token the API gives). A card whose balance moved to the new
+        band stays locked: that money is the new band's now."""
+        at = self.now(now)
+        with self._sessions.begin() as session:
+            done = session.scalars(select(Order.id).where(
+                Order.idempotency_key.startswith(f"{idempotency_key}:found:"))).all()
+            if done:
+                return list(done)
+            band = session.get(Band, band_id)
+            if band is None:
+                raise UnknownOrder("no such band")
+            if band.lost_at is None:
+                raise OrderError("the band is not reported lost")
+            orders = []
+            for card in session.scalars(select(Card).where(Card.band_id == band_id,
+                                                           Card.status == CardStatus.LOCKED)):
+                lost = session.scalar(select(Order).where(Order.card_id == card.id,
+                                                          Order.kind == OrderKind.LOST)
+                                      .order_by(Order.id.desc()).with_for_update())
+                if lost is not None and lost.state is OrderState.SETTLED and lost.amount:
+                    continue
+                if lost is not None and lost.state in UNRESOLVED:
+                    lost.state, lost.updated_at = OrderState.FAILED, at
+                    lost.last_error = "the band was found before the card proved its lock"
+                    for relay in session.scalars(select(RelaySession)
+                                                 .where(RelaySession.order_id == lost.id)):
+                        session.delete(relay)
+                orders.append(self._add(session, f"{idempotency_key}:found:{card.id}",
+                                        OrderKind.UNLOCK, card, 0, at))
+            band.lost_at = None
+            return orders
 
     def _existing(self, session: Session, key: str, kind: OrderKind, band_id: int,
                   amount: int | None) -> int | None:

@@ -462,6 +462,27 @@ class RegisterScript(Script):
         context.order.state = OrderState.FAILED
 
 
+class UnlockScript(Script):
+    """A found band's card is unlocked; it is active in the books once the card proves it."""
+
+    def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[str]:
+        return lock_purse(card_manager(context), operator(context), bytes.fromhex(context.card.aid),
+                          rng, lock=False)
+
+    def finish(self, context: Context, phase: int, outcome: Any) -> int | None:
+        if outcome == "absent":  # proven under R-MAC: there is nothing to unlock
+            context.order.state, context.order.last_error = OrderState.FAILED, "the card is gone"
+            return None
+        context.card.status, context.order.state = CardStatus.ACTIVE, OrderState.SETTLED
+        return None
+
+    def fail(self, context: Context, reason: str) -> None:
+        hold(context, reason)
+
+    def close_unproven(self, context: Context) -> None:
+        context.order.state = OrderState.FAILED  # the card stays locked in the books
+
+
 class EcTopupProcedure(Procedure):
     """A top-up of the bank card's e-cash balance (:mod:`issuer.ectopup`)."""
 
@@ -504,6 +525,7 @@ PROCEDURES: dict[OrderKind, Procedure] = {
     OrderKind.TOPUP: TopupProcedure(), OrderKind.ISSUE: IssueScript(),
     OrderKind.CANCEL: CancelScript(), OrderKind.LOST: LockScript(),
     OrderKind.REKEY: RekeyScript(), OrderKind.REGISTER: RegisterScript(),
+    OrderKind.UNLOCK: UnlockScript(),
 }
 EC_PROCEDURES: dict[OrderKind, Procedure] = {
     OrderKind.TOPUP: EcTopupProcedure(), OrderKind.REGISTER: PROCEDURES[OrderKind.REGISTER],

@@ -318,3 +318,42 @@ def test_the_operator_closes_an_unproven_order_only_after_the_window(tmp_path):
         late = " ".join(koala("issuer", "resolve", order, "--at", "2026-12-24T09:00").split())
         assert "settled, ¥10.00" in late and "closed by the operator" in late
         assert "no such order" in koala("issuer", "resolve", "99", ok=False)
+
+
+def test_a_found_band_gets_back_the_cards_whose_money_stayed_on_them(tmp_path):
+    from cli import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
+    from wallet.home import Home  # noqa: PLC0415
+
+    koala = koala_in(tmp_path)
+
+    def cards(name: str) -> dict[str, tuple[int, int | None, str | None]]:
+        return {c["card"]: (c["balance"], c["issuer"] and c["issuer"]["balance"],
+                            c["issuer"] and c["issuer"]["status"])
+                for c in json.loads(koala("card", "list", "--band", name, "--json"))}
+
+    def answers(name: str) -> dict[str, bool]:
+        return {c["card"]: c["active"]
+                for c in json.loads(koala("card", "list", "--band", name, "--json"))}
+
+    with local_issuer(Home(tmp_path)):
+        for name in ("lou", "neo", "ada"):
+            koala("band", "create", name, "--cards", "transit,canteen")
+        koala("tap", "load", "--band", "lou", "--amount", "20")  # ¥20 on transit, ¥0 on canteen
+        for name in ("lou", "neo", "ada"):
+            koala("band", "register", name)
+        # lost, then found before it ever came back: nothing moved, everything unlocked
+        koala("band", "lost", "ada", "--to", "neo")
+        found = koala("band", "found", "ada")
+        assert "2 card(s) to unlock" in found and found.count("(unlock): settled") == 2
+        assert answers("ada") == {"transit": True, "canteen": True}
+        # lost, locked at its next contact (¥20 moved to neo), then found
+        koala("band", "lost", "lou", "--to", "neo")
+        koala("companion", "sync", "--band", "lou")
+        found = koala("band", "found", "lou")
+        assert "1 card(s) to unlock" in found and "(unlock): settled" in found
+        after = cards("lou")
+        assert answers("lou") == {"transit": False, "canteen": True}
+    assert after["canteen"] == (0, 0, "active")
+    assert after["transit"][2] == "locked", "its money is neo's now: it stays locked"
+    refused = koala("tap", "bus", "--band", "lou", "--route", "1", ok=False)
+    assert "not a card this terminal accepts" in refused

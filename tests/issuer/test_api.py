@@ -203,3 +203,27 @@ def test_a_lost_bands_token_only_syncs(issuer_url):
     assert waiting.status_code == 200 and [o["kind"] for o in waiting.json()] == ["lost"]
     synced = Companion(LocalBand(band), band_id, IssuerClient(issuer_url, token)).sync()
     assert [o["state"] for o in synced] == ["settled"], "the lock still reaches the band"
+
+
+def test_a_found_band_gets_a_new_token_and_its_cards_back(issuer_url):
+    band, band_id, token, _ = registered(issuer_url)
+    _, new_id, _, _ = registered(issuer_url)
+    operator = httpx.Client(base_url=issuer_url, headers={"Authorization": f"Bearer {OPERATOR}"})
+
+    def found() -> httpx.Response:
+        return operator.post(f"/v1/bands/{band_id}/found", headers={"Idempotency-Key": "found-0001"})
+
+    not_lost = found()
+    assert not_lost.status_code == 409 and "not reported lost" in not_lost.json()["detail"]
+    assert operator.post(f"/v1/bands/{band_id}/lost", json={"new_band_id": new_id},
+                         headers={"Idempotency-Key": "lost-0001"}).status_code == 201
+    back = found()
+    assert back.status_code == 201 and [o["kind"] for o in back.json()["orders"]] == ["unlock"]
+    assert [o["order_id"] for o in found().json()["orders"]] == \
+        [o["order_id"] for o in back.json()["orders"]], "the same key, the same unlocks"
+    with pytest.raises(IssuerUnavailable, match="not this band's"):
+        IssuerClient(issuer_url, token).cards(band_id)  # the token the thief may hold
+    fresh = IssuerClient(issuer_url, found().json()["device_token"])
+    synced = Companion(LocalBand(band), band_id, fresh).sync()
+    assert [(o["kind"], o["state"]) for o in synced] == [("unlock", "settled")]
+    assert fresh.cards(band_id)[0]["status"] == "active"

@@ -24,7 +24,7 @@ from applets.gp.cplc import cplc
 from applets.gp.domain import ISD_AID
 from applets.sw import SW
 from issuer.db import Band as BandRow
-from issuer.db import Order, OrderState, session_factory
+from issuer.db import Card, CardStatus, Order, OrderState, session_factory
 from issuer.gp import Diversifier
 from issuer.issuance import factory_keys, open_domain
 from issuer.keys import DemoKeys
@@ -330,6 +330,46 @@ def opens(band: Band, keys: Diversifier, uid: bytes) -> bool:
     return channel is not None
 
 
+def unlock(factory: bool) -> Callable[[Engine], Case]:
+    """A found band's card is unlocked: issued over the air with nothing on it, locked at the
+    band's contact after it was lost (nothing to move); or made at the factory with money on
+    it, locked at a contact whose last answer never came back (its lock never proven, its
+    money never moved)."""
+
+    def make(engine: Engine) -> Case:
+        if factory:
+            band_id, band, serial = transit_card(engine, factory=True)
+        else:
+            band_id, band = cards.new_band(engine)
+            serial = cards.issue(engine, band_id, band)
+        new_id, _ = cards.new_band(engine)
+        (lost,) = cards.orders(engine).report_lost(band_id, new_id, f"lie-found-{band_id}")
+        if factory:  # SET STATUS, the 6th command of the lock, runs; its answer is lost
+            LyingPhone(band, 5, 0, Lie("lost", OK, 0, 1)).contact(topups(engine), lost)
+            assert state_of(engine, lost) is OrderState.IN_RELAY
+        else:
+            assert relay(topups(engine), lost, band) is OrderState.SETTLED
+        assert (purse_on(band) or 0) & 0x80, "locked on the band"
+        (order,) = cards.orders(engine).found(band_id, f"lie-found-{band_id}")
+        before = cards.books(engine, band_id, serial)
+
+        def check(over: bool) -> None:
+            state = state_of(engine, order)
+            assert cards.books(engine, band_id, serial) == before, "an unlock moves no money"
+            with session_factory(engine)() as session:
+                status = session.get_one(Card, session.get_one(Order, order).card_id).status
+            assert state is not OrderState.FAILED
+            if state is OrderState.SETTLED:
+                assert status is CardStatus.ACTIVE and not (purse_on(band) or 0) & 0x80
+            else:
+                assert status is CardStatus.LOCKED
+            assert not over or state is OrderState.SETTLED
+
+        return Case(order, band, check)
+
+    return make
+
+
 #: Each order kind, and the (batch, command) positions of its honest run.
 CASES: dict[str, tuple[Callable[[Engine], Case], list[tuple[int, int]]]] = {
     "purse top-up": (purse_topup, [(0, 0), (0, 1), (1, 0)]),
@@ -342,6 +382,8 @@ CASES: dict[str, tuple[Callable[[Engine], Case], list[tuple[int, int]]]] = {
     "registration of a factory card": (registration, [(0, 0), (1, 0)]),
     "registration of the bank's card": (bank_registration, [(0, 0), (1, 0)]),
     "card manager take-over": (takeover, [(n, 0) for n in range(TAKEOVER_BATCHES)]),
+    "unlock": (unlock(factory=False), [(n, 0) for n in range(4)]),
+    "unlock of a factory card": (unlock(factory=True), [(n, 0) for n in range(6)]),
 }
 
 

@@ -14,7 +14,7 @@ from applets.apdu import ResponseAPDU
 from applets.errors import PowerLoss
 from issuer.keys import DemoKeys, LoadKeysOf
 from issuer.products import TRANSIT
-from issuer.topup import Debit, Effect, Fail, Settle, Step, Topup, command, receive
+from issuer.topup import Debit, Effect, Fail, Hold, Settle, Step, Topup, command, receive
 from reader import places
 from tests.conftest import make_band, serial_for
 from wallet.band import Band
@@ -110,16 +110,19 @@ def test_a_band_torn_at_every_write_of_the_credit():
     assert outcomes == {0, AMOUNT}, "tears before and after the commit both happened"
 
 
-def test_a_later_load_does_not_hide_our_credit():
-    """Our answer is lost, then the card is loaded again: the counter still proves ours."""
+def test_a_later_load_holds_our_credit_rather_than_settle_it_on_the_counter():
+    """Our answer is lost, then the card is loaded again: its last load is no longer ours, and
+    a counter beyond ours would say the same had the later load taken our counter slot (a
+    station's INITIALIZE kills our MAC2). The money stays held, nothing settles on it."""
     band, effects = make_band(TRANSIT), list[Effect]()
     first = contact(order(), band, effects, drop=(3, "after"))
     assert first.step is Step.CREDIT and band.card("transit").balance == AMOUNT
     second_effects: list[Effect] = []
-    second = contact(order(), band, second_effects)  # another order, same card
+    second = contact(order(), band, second_effects)  # another load of the same card
     assert second.step is Step.SETTLED
     first = settle_everything(first, band, effects)
-    assert first.step is Step.SETTLED and isinstance(effects[-1], Settle)
+    assert first.step is Step.AWAIT and isinstance(effects[-1], Hold)
+    assert not any(isinstance(effect, Settle | Fail) for effect in effects)
     assert band.card("transit").balance == 2 * AMOUNT
 
 

@@ -1,6 +1,6 @@
-"""Two order kinds for registration, proven by the card like every other: ``rekey`` replaces
-the card manager's test keys with the issuer's, ``register`` takes a card made elsewhere over
-at the balance the card proves.
+"""Three order kinds, proven by the card like every other: ``rekey`` replaces the card
+manager's test keys with the issuer's, ``register`` takes a card made elsewhere over at the
+balance the card proves, ``unlock`` gives a found band's card back to its owner.
 
 Revision ID: 0004
 Revises: 0003
@@ -17,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 BEFORE = ("issue", "topup", "cancel", "lost")
-AFTER = (*BEFORE, "rekey", "register")
+AFTER = (*BEFORE, "rekey", "register", "unlock")
 
 
 def _kinds(kinds: tuple[str, ...]) -> None:
@@ -32,8 +32,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM relay_sessions WHERE order_id IN (SELECT id FROM orders "
-               "WHERE kind IN ('rekey', 'register'))")
+               "WHERE kind IN ('rekey', 'register', 'unlock'))")
     op.execute("UPDATE ledger_transactions SET order_id = NULL WHERE order_id IN "
-               "(SELECT id FROM orders WHERE kind IN ('rekey', 'register'))")
-    op.execute("DELETE FROM orders WHERE kind IN ('rekey', 'register')")
+               "(SELECT id FROM orders WHERE kind IN ('rekey', 'register', 'unlock'))")
+    op.execute("DELETE FROM orders WHERE kind IN ('rekey', 'register', 'unlock')")
     _kinds(BEFORE)
