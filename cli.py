@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from applets import bcd
+from applets.brands import ECASH
 from applets.gp.channel import Level
 from applets.gp.cplc import cplc
 from applets.gp.domain import ISD_AID
@@ -39,6 +40,7 @@ from issuer.clearing import LoadRecord, PurchaseRecord
 from issuer.client import IssuerUnavailable, OperatorClient
 from issuer.emv_pki import DemoPki
 from issuer.products import CANTEEN, PRODUCTS, TRANSIT, Product, UnknownProduct, product, product_for_aid
+from phone.companion import BandLink, Companion, IssuerClient, LocalBand
 from reader import clock, pboc, places
 from reader.bus import SimplePurchase, bus_validator
 from reader.door import DEADLINE_DOOR_S, Admission, DoorReader
@@ -54,10 +56,9 @@ from reader.tap import TapOutcome, tap
 from reader.terminal import PurseTerminal, TapResult
 from reader.timing import DEADLINE_EMV_S, AirInterface, BitRate
 from reader.transport import Transport, in_field
-from wallet.band import ACCESS, ECASH, UID_SIZE, Band
+from wallet.band import ACCESS, UID_SIZE, Band
 from wallet.ble.errors import BleError
 from wallet.ble.secure import SecurityError
-from wallet.companion import BandLink, Companion, IssuerClient, LocalBand
 from wallet.errors import BandBusy, WalletError
 from wallet.home import Home, IssuerLink, PhoneBond
 from wallet.vpcd import DEFAULT_HOST as DEFAULT_VPCD_HOST
@@ -68,7 +69,7 @@ if TYPE_CHECKING:
     from wallet.ble.radio import Phone
 
 T = TypeVar("T")
-USER_ERRORS = (WalletError, ReaderError, MetroError, UnknownProduct)
+USER_ERRORS = (WalletError, IssuerUnavailable, ReaderError, MetroError, UnknownProduct)
 CARD_VALIDITY_YEARS = 10
 ECASH_LIMIT = 100_000  # the EC balance limit (9F77), fen: PBOC caps e-cash at ¥1,000
 #: Cards record their terminals' wall time, which carries no zone: the column says which.

@@ -5,7 +5,7 @@
 Captures the relay round trips of one full issuance of a transit card and of
 one top-up of it, in process through the issuer's order service
 (``issuer.orders``) on SQLite with the demo keys: per round trip, the batch of
-C-APDUs the issuer sent and the R-APDUs the band gave (``issuer.relay.run_batch``).
+C-APDUs the issuer sent and the R-APDUs the band gave (``common.relay.run_batch``).
 Then prices the trace with the BLE link model (``wallet.ble.model``) over a
 fast and a conservative link. No HTTP and no card time: only the bytes on
 the air between phone and band. Beside the model, the same orders are relayed
@@ -36,11 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from issuer import ledger
+from issuer.accounts import funding_account
 from issuer.db import Band as BandRow
 from issuer.db import make_engine, migrate, session_factory
 from issuer.keys import DemoKeys
-from issuer.orders import Orders, funding_account
+from issuer.orders import Orders
 from issuer.products import TRANSIT
+from phone.companion import BandLink, LocalBand
 from reader import places
 from reader.clock import system_clock
 from wallet.band import Band
@@ -49,7 +51,6 @@ from wallet.ble.model import BleLink, Frame, gatt_values, raw_frame, session_tim
 from wallet.ble.radio import VirtualBle
 from wallet.ble.relay import ANSWERS, BATCH, encode_apdus
 from wallet.ble.secure import KEY_SIZE, TO_BAND, Session
-from wallet.companion import BandLink, LocalBand
 
 AMOUNT = 5000  # fen
 

@@ -24,13 +24,13 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from common.relay import run_batch
 from issuer.db import Band as BandRow
 from issuer.db import make_engine, migrate, session_factory
 from issuer.keys import StoreKeys
 from issuer.keystore import EncryptedKeyStore, load_demo_keys
 from issuer.orders import Orders
 from issuer.products import TRANSIT
-from issuer.relay import run_batch
 from reader import places
 from reader.clock import system_clock
 from wallet.band import Band

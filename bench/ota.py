@@ -33,8 +33,8 @@ from sqlalchemy.engine import make_url
 from applets.gp.cplc import cplc
 from issuer.db import make_engine
 from issuer.products import TRANSIT
+from phone.companion import Companion, IssuerClient, LocalBand
 from wallet.band import Band
-from wallet.companion import Companion, IssuerClient, LocalBand
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REPO = Path(__file__).resolve().parent.parent

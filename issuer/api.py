@@ -34,19 +34,12 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer import ledger
+from issuer.accounts import card_account, funding_account
 from issuer.clearing import Cleared, LoadRecord, PurchaseRecord, clear, clear_ecash, clear_loads
 from issuer.db import Band, Card, Order
 from issuer.keys import IssuerKeys
-from issuer.orders import (
-    UNRESOLVED,
-    Caller,
-    Forbidden,
-    OrderError,
-    Orders,
-    Relay,
-    UnknownOrder,
-    funding_account,
-)
+from issuer.orders import UNRESOLVED, Caller, Orders, Relay
+from issuer.procedure import Forbidden, OrderError, UnknownOrder
 from issuer.products import PRODUCTS, SERIAL_NUMBERS, product
 from reader import clock
 from reader.pos import Purchase
@@ -357,7 +350,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         rows = session.scalars(select(Card).where(Card.band_id == band.id)).all()
         return [CardOut(product=c.product, aid=c.aid, app_serial=c.app_serial,
                         status=c.status.value,
-                        balance=ledger.balance(session, f"card:{c.app_serial}")) for c in rows]
+                        balance=ledger.balance(session, card_account(c))) for c in rows]
 
     @app.post("/v1/clearing", responses=problems, dependencies=[Depends(operator)])
     def clearing(body: Annotated[list[PurchaseIn], Body(max_length=10_000)], session: Db,

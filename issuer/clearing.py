@@ -36,9 +36,9 @@ from applets.emv.records import pan_for_certificate
 from applets.pboc import crypto
 from applets.pboc.layouts import TxType
 from issuer import ecash, ledger
+from issuer.accounts import card_account, funding_account
 from issuer.db import Card, Order, OrderKind, OrderState, utc
 from issuer.keys import EcashKeysOf, IssuerKeys
-from issuer.orders import card_account, funding_account
 from issuer.procedures import release_displaced
 from reader.clock import instant
 from reader.pos import CID_TC, Purchase

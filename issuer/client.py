@@ -12,10 +12,8 @@ from typing import Any
 
 import httpx
 
-from wallet.errors import WalletError
 
-
-class IssuerUnavailable(WalletError):
+class IssuerUnavailable(Exception):
     """The issuer could not be reached or refused the request (the message says why)."""
 
 

@@ -15,6 +15,7 @@ from datetime import date
 
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from applets.brands import ECASH
 from applets.emv import crypto
 from applets.emv.ecash import EcashPersonalisation
 from applets.emv.records import Profile, ac_input, static_data
@@ -22,7 +23,7 @@ from applets.validity import Validity
 from issuer.emv_pki import DemoPki
 from reader.pos import Purchase
 
-PRODUCT = "ecash"  # the bank's card in the issuer's books (not one of our products)
+PRODUCT = ECASH  # the bank's card in the issuer's books (not one of our products)
 AC_MASTER = bytes.fromhex("3C8A5E1F2D4B6A79C1E3F50718293A4B")
 MAC_MASTER = bytes.fromhex("4D9B6F203E5C7B8AD2F4061829304B5C")
 MASTERS = {"ac": AC_MASTER, "mac": MAC_MASTER}

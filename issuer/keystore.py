@@ -35,10 +35,10 @@ from applets.crypto import scp03
 from applets.crypto.scp03 import aes_cmac
 from applets.gp.keys import KeySet
 from applets.pboc import crypto as pboc
+from common.files import atomic_write
 from issuer import ecash
 from issuer.gp import Diversifier
 from issuer.products import PRODUCTS
-from wallet.image import atomic_write
 
 log = logging.getLogger(__name__)
 

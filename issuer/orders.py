@@ -35,48 +35,33 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from applets.apdu import CommandAPDU, ResponseAPDU
+from applets.apdu import ResponseAPDU
 from applets.emv.records import ECASH_AID
 from issuer import ledger
+from issuer.accounts import card_account, funding_account
 from issuer.db import Band, Card, CardStatus, Order, OrderKind, OrderState, RelaySession, utc
 from issuer.ecash import PRODUCT as ECASH
 from issuer.keys import IssuerKeys
 from issuer.keystore import TEST_KEY_SET
+from issuer.procedure import Context, Forbidden, OrderError, Procedure, UnknownOrder
+from issuer.procedures import procedure_for
 from issuer.products import PRODUCTS
 from issuer.products import product as find
 from reader.clock import Clock, instant, local, system_clock
 
-IN_FLIGHT = "issuer:in-flight"
 SESSION_LIFETIME = timedelta(minutes=10)
 #: How long an unresolved order waits for its card's proof before an operator may close it.
 CLEARING_WINDOW = timedelta(days=30)
 UNRESOLVED = (OrderState.PENDING, OrderState.IN_RELAY, OrderState.DEBITED)
 HOLDING = (CardStatus.ISSUING, CardStatus.ACTIVE)
-
-State = dict[str, Any]
-
-
-class OrderError(Exception):
-    """A request the issuer refuses; the message says why (the API answers 409)."""
-
-
-class UnknownOrder(OrderError):
-    """No such order or relay session, or not the caller's band's (the API answers 404)."""
-
-
-class Forbidden(OrderError):
-    """The device token is not the band's (the API answers 403)."""
-
 
 @dataclass(frozen=True, slots=True)
 class Caller:
@@ -93,21 +78,13 @@ class Caller:
             raise Forbidden("this token is not this band's")
 
 
-def funding_account(band_id: int) -> str:
-    return f"funding:band:{band_id}"
-
-
-def card_account(card: Card) -> str:
-    return f"card:{card.app_serial}"
-
-
 @dataclass(frozen=True, slots=True)
 class Relay:
     """What the phone gets: the session, the step it answers, and the APDUs to send.
 
     ``commands`` is a batch: the band runs them in order and stops after the
     first answer other than 9000, and the phone posts the answers it got (see
-    :func:`issuer.relay.run_batch`). An empty batch: the order is over.
+    :func:`common.relay.run_batch`). An empty batch: the order is over.
     """
 
     session_id: uuid.UUID
@@ -116,70 +93,13 @@ class Relay:
     state: OrderState
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What a procedure works on inside one transaction."""
-
-    session: Session
-    order: Order
-    subject: Card | None  # None: an order for the band itself (its card manager)
-    band: Band
-    keys: IssuerKeys
-    terminal_id: bytes
-    now: datetime  # the request's instant
-
-    @property
-    def card(self) -> Card:
-        """The order's card (every order but one for the band itself has one)."""
-        if self.subject is None:
-            raise OrderError(f"order {self.order.id} is for the band, not for a card")
-        return self.subject
-
-    @property
-    def wall_time(self) -> datetime:
-        """The request's time as the issuer's load terminal writes it on a card."""
-        return local(self.now)
-
-    @property
-    def ordered_at(self) -> datetime:
-        """When the order was placed, as the issuer's terminal writes it on a card."""
-        return local(utc(self.order.created_at))
-
-
-class Procedure(ABC):
-    """How one kind of order talks to the card, between relay sessions and within one."""
-
-    @abstractmethod
-    def start(self, context: Context, last: State | None) -> State:
-        """The position of a new relay session: the first (``last`` None) or one after ``last``."""
-
-    @abstractmethod
-    def commands(self, context: Context, state: State) -> list[CommandAPDU]:
-        """The batch to relay at ``state``: the next APDU, and after it only APDUs that change
-        nothing on the card should the ones before them not go as planned."""
-
-    @abstractmethod
-    def receive(self, context: Context, state: State, response: ResponseAPDU) -> State:
-        """Advance on the card's answer to the first command of :meth:`commands`, applying its
-        effects to the order."""
-
-    @abstractmethod
-    def close_unproven(self, context: Context) -> None:
-        """End an order the card never proved, once the clearing window has passed (an
-        operator's decision, booked as such): what the issuer holds goes back where it came
-        from, or on where the order sent it."""
-
-
 class Orders:
     def __init__(self, sessions: sessionmaker[Session], keys: IssuerKeys, terminal_id: bytes,
                  clock: Clock = system_clock) -> None:
-        from issuer.procedures import procedure_for  # noqa: PLC0415 - they build on this module
-
         self._sessions = sessions
         self._keys = keys
         self._terminal_id = terminal_id
         self._clock = clock
-        self._procedure_for = procedure_for
 
     @property
     def terminal_id(self) -> bytes:
@@ -395,7 +315,7 @@ class Orders:
 
     def _add(self, session: Session, key: str, kind: OrderKind, card: Card, amount: int,
              at: datetime) -> int:
-        self._procedure_for(kind, card.product)  # refuses what the card cannot take, up front
+        procedure_for(kind, card.product)  # refuses what the card cannot take, up front
         self._check_idle(session, card)
         order = Order(idempotency_key=key, kind=kind, band_id=card.band_id, card_id=card.id,
                       amount=amount, state=OrderState.PENDING, created_at=at, updated_at=at)
@@ -519,7 +439,7 @@ class Orders:
         return Relay(relay.id, step, tuple(apdu.encode() for apdu in batch), order.state)
 
     def _procedure(self, order: Order, card: Card | None) -> Procedure:
-        return self._procedure_for(order.kind, None if card is None else card.product)
+        return procedure_for(order.kind, None if card is None else card.product)
 
     def _context(self, session: Session, order: Order, card: Card | None, band: Band,
                  now: datetime | None) -> Context:

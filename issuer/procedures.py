@@ -44,6 +44,7 @@ from applets.gp.domain import ISD_AID
 from applets.pboc import crypto
 from applets.validity import Validity
 from issuer import ectopup, gp, ledger
+from issuer.accounts import IN_FLIGHT, card_account, funding_account
 from issuer.db import CardStatus, Order, OrderKind, OrderState, RelaySession
 from issuer.ecash import PRODUCT as ECASH
 from issuer.ectopup import EcTopup
@@ -59,7 +60,7 @@ from issuer.issuance import (
 )
 from issuer.keys import EcashKeysOf, LoadKeysOf
 from issuer.keystore import CARD_MANAGER, TEST_KEY_SET
-from issuer.orders import IN_FLIGHT, Context, OrderError, Procedure, State, card_account, funding_account
+from issuer.procedure import Context, OrderError, Procedure, State
 from issuer.products import product
 from issuer.topup import Debit, Effect, Fail, Hold, Settle, Step, Topup, TopupError, commands, receive
 from reader.errors import ReaderError

@@ -26,7 +26,8 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from applets import bcd
+from applets import bcd, brands
+from applets.brands import Brand
 from applets.pboc import crypto
 from applets.pboc.layouts import (
     HOLDER_FILE,
@@ -60,18 +61,32 @@ class MasterKeys:
 
 @dataclass(frozen=True, slots=True)
 class Product:
-    """A stored-value card an issuer sells: where it lives on the band and its keys."""
+    """A stored-value card an issuer sells: its brand (what everyone knows it by), and what
+    only its issuer knows: where it lives on the band, its keys and limits."""
 
-    name: str
-    label: str
-    aid: bytes
-    issuer_id: bytes
+    brand: Brand
     city: bytes
     master: MasterKeys
     max_balance: int
     has_transit_record: bool
     domain_aid: bytes
     gp_master: bytes  # AES-128, the domain's ENC, MAC and DEK master
+
+    @property
+    def name(self) -> str:
+        return self.brand.name
+
+    @property
+    def label(self) -> str:
+        return self.brand.label
+
+    @property
+    def aid(self) -> bytes:
+        return self.brand.aid
+
+    @property
+    def issuer_id(self) -> bytes:
+        return self.brand.issuer_id
 
     def personalisation(self, serial: bytes, start: bytes, expiry: bytes, holder_name: str = "",
                         card_key: CardKeys | None = None) -> PursePersonalisation:
@@ -130,10 +145,7 @@ def _key(a: int, b: int) -> bytes:
 
 
 TRANSIT = Product(
-    name="transit",
-    label="Beijing Yikatong (T-Union)",
-    aid=bytes.fromhex("A000000632010105"),
-    issuer_id=bytes.fromhex("1000" "0000" "FFFFFFFF"),
+    brand=brands.TRANSIT,
     city=bytes.fromhex("1000"),
     master=MasterKeys(_key(0x11, 0x22), _key(0x33, 0x44), _key(0x55, 0x66)),
     max_balance=100_000,
@@ -143,10 +155,7 @@ TRANSIT = Product(
 )
 
 CANTEEN = Product(
-    name="canteen",
-    label="Koala Works canteen",
-    aid=b"\xf0" + b"KOALACANT",
-    issuer_id=bytes.fromhex("4B4F414C41000001"),
+    brand=brands.CANTEEN,
     city=bytes.fromhex("1000"),
     master=MasterKeys(_key(0x77, 0x88), _key(0x99, 0xAA), _key(0xBB, 0xCC)),
     max_balance=50_000,

@@ -27,8 +27,8 @@ from click.testing import CliRunner
 
 from cli import main
 from issuer import ledger
+from issuer.accounts import funding_account
 from issuer.db import make_engine, session_factory
-from issuer.orders import funding_account
 from tests.test_cli_issuer import issuer_serve
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from applets.access import ACCESS_AID, AccessCard, AccessPersonalisation
 from applets.access import LogEntry as AccessLogEntry
+from applets.brands import ECASH, ECASH_LABEL, TRANSIT, Brand, brand_for_aid
 from applets.catalogue import CATALOGUE, PBOC_PURSE, SECURITY_DOMAIN
 from applets.emv.ecash import EcashCard, EcashPersonalisation
 from applets.emv.ppse import Ppse
@@ -28,8 +29,6 @@ from applets.pboc.perso import PursePersonalisation
 from applets.pboc.purse import EF_ISSUER, PbocPurse
 from applets.runtime import PERSONALIZED, Rng, SecureElement
 from applets.store import Store
-from issuer import ecash
-from issuer.products import TRANSIT, Product, product_for_aid
 from wallet import image
 from wallet.errors import BandLocked, UnknownCard
 
@@ -66,7 +65,8 @@ class Bonds(MutableMapping[bytes, bytes]):
 
     def __len__(self) -> int:
         return len(self._store.keys(_BOND))
-ECASH = ecash.PRODUCT  # the bank's card: not a product of ours
+
+
 ACCESS = "access"  # the compound's door card, likewise
 TRANSIT_AID = TRANSIT.aid
 
@@ -75,7 +75,7 @@ TRANSIT_AID = TRANSIT.aid
 class CardInfo:
     """What the band can tell about one of its cards without a reader."""
 
-    product: Product
+    brand: Brand
     issuer_file: IssuerFile
     balance: int
 
@@ -96,7 +96,7 @@ class CardSummary:
 
 def _purse_info(applet: PbocPurse) -> CardInfo:
     issuer = ISSUER_FILE.parse(applet.files.binary(EF_ISSUER))
-    return CardInfo(product_for_aid(applet.aid), issuer, applet.balance())
+    return CardInfo(brand_for_aid(applet.aid), issuer, applet.balance())
 
 
 class Band:
@@ -186,12 +186,12 @@ class Band:
             if isinstance(applet, PbocPurse):
                 info = _purse_info(applet)
                 serial = info.issuer_file.app_serial
-                found.append(CardSummary(info.product.name, info.product.label, applet.aid,
+                found.append(CardSummary(info.brand.name, info.brand.label, applet.aid,
                                          serial, serial.hex().upper(), info.balance,
                                          info.issuer_file.expiry_date.hex(), active))
             elif isinstance(applet, EcashCard):
                 pan, expiry = applet.pan_and_expiry()
-                found.append(CardSummary(ECASH, "UnionPay e-cash", applet.aid,
+                found.append(CardSummary(ECASH, ECASH_LABEL, applet.aid,
                                          pan_for_certificate(pan), f"{pan[:6]}…{pan[-4:]}",
                                          applet.balance(), f"20{expiry.hex()}", active))
             elif isinstance(applet, AccessCard):
@@ -223,7 +223,7 @@ class Band:
 
     def card(self, name: str) -> CardInfo:
         for info in self.cards():
-            if info.product.name == name:
+            if info.brand.name == name:
                 return info
         raise UnknownCard(f"band {self.name!r} has no {name} card")
 

@@ -30,16 +30,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from common.files import atomic_write
+from common.home import default_root
 from wallet.band import Band
 from wallet.errors import BandBusy, WalletError
-from wallet.image import atomic_write
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 LOCK_WAIT_S = 10.0  # how long a command waits for another process to finish with a band
-
-
-def default_root() -> Path:
-    return Path(os.environ.get("KOALA_HOME") or "~/.koala").expanduser()
 
 
 def check_name(name: str) -> str:

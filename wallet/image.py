@@ -15,11 +15,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.files import atomic_write
 from wallet.errors import ImageError
 
 FORMAT = "koala-band-image"
@@ -71,26 +70,6 @@ def loads(raw: bytes, origin: str = "image") -> Image:
 
 def save(path: Path, image: Image) -> None:
     atomic_write(path, dumps(image))
-
-
-def atomic_write(path: Path, content: bytes) -> None:
-    """Replace ``path`` with ``content`` atomically (temp file, fsync, rename, fsync dir)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def load(path: Path) -> Image:

@@ -21,13 +21,13 @@ from issuer.db import session_factory
 from issuer.keys import DemoKeys
 from issuer.orders import Orders
 from issuer.products import TRANSIT
+from phone.companion import Companion, IssuerClient, LocalBand
 from reader import clock, pboc, places
 from reader.clock import Clock
 from reader.flow import run
 from reader.transport import in_field
 from tests.conftest import EXPIRY, START, seeded, serial_for
 from wallet.band import Band
-from wallet.companion import Companion, IssuerClient, LocalBand
 
 OPERATOR = "operator-secret-token"
 

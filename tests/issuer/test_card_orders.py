@@ -16,14 +16,16 @@ from sqlalchemy import Engine
 
 from applets.errors import PowerLoss
 from applets.sw import SW
+from common.relay import run_batch
 from issuer import ledger
+from issuer.accounts import funding_account
 from issuer.clearing import PurchaseRecord, clear
 from issuer.db import Band as BandRow
 from issuer.db import Card, CardStatus, Order, OrderKind, OrderState, session_factory
 from issuer.keys import DemoKeys
-from issuer.orders import OrderError, Orders, funding_account
+from issuer.orders import Orders
+from issuer.procedure import OrderError
 from issuer.products import CANTEEN, TRANSIT, Product
-from issuer.relay import run_batch
 from reader import pboc, places
 from reader.bus import bus_validator
 from reader.flow import run

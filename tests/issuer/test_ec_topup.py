@@ -11,14 +11,15 @@ from sqlalchemy import Engine
 
 from applets import tlv
 from applets.emv.records import ECASH_AID, ISSUER_DATA, amount, pan_for_certificate
+from common.relay import run_batch
 from issuer import ecash, ledger
+from issuer.accounts import funding_account
 from issuer.clearing import clear_ecash
 from issuer.db import Band as BandRow
 from issuer.db import Card, CardStatus, OrderState, session_factory
 from issuer.emv_pki import DemoPki
 from issuer.keys import DemoKeys
-from issuer.orders import OrderError, funding_account
-from issuer.relay import run_batch
+from issuer.procedure import OrderError
 from reader.clock import instant
 from reader.flow import run
 from reader.pos import Pos

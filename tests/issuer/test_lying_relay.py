@@ -29,7 +29,8 @@ from issuer.gp import Diversifier
 from issuer.issuance import factory_keys, open_domain
 from issuer.keys import DemoKeys
 from issuer.keystore import CARD_MANAGER, TEST_KEY_SET
-from issuer.orders import OrderError, Orders
+from issuer.orders import Orders
+from issuer.procedure import OrderError
 from issuer.products import CANTEEN, TRANSIT
 from reader import places
 from reader.flow import run

@@ -9,14 +9,16 @@ import pytest
 from sqlalchemy import Engine
 
 from applets.errors import PowerLoss
+from common.relay import run_batch
 from issuer import ledger
+from issuer.accounts import IN_FLIGHT, funding_account
 from issuer.clearing import LoadRecord, clear_loads
 from issuer.db import Band as BandRow
 from issuer.db import Card, CardStatus, Order, OrderState, session_factory
 from issuer.keys import DemoKeys
-from issuer.orders import IN_FLIGHT, OrderError, Orders, funding_account
+from issuer.orders import Orders
+from issuer.procedure import OrderError
 from issuer.products import TRANSIT
-from issuer.relay import run_batch
 from reader import places
 from reader.flow import run
 from tests.conftest import EXPIRY, START, seeded, serial_for

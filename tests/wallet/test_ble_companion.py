@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from issuer.client import IssuerUnavailable
+from phone.companion import Companion, IssuerClient
 from tests.conftest import seeded
 from tests.issuer.test_api import registered
 from wallet.band import Band
@@ -15,7 +16,6 @@ from wallet.ble import secure
 from wallet.ble.errors import BleError, CharacteristicRefused
 from wallet.ble.link import BleBand
 from wallet.ble.radio import VirtualBle
-from wallet.companion import Companion, IssuerClient
 
 PHONE_ID = bytes.fromhex("C0FFEE000001")
 

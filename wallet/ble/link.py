@@ -3,7 +3,7 @@
 :class:`BandService` joins the band's GATT server (:mod:`wallet.ble.gatt`) to
 the relay's band end (:mod:`wallet.ble.relay`): every value written to
 "relay in" goes through it, and what it answers is notified on "relay out".
-:class:`BleBand` is the companion's :class:`~wallet.companion.BandLink` over
+:class:`BleBand` is the companion's :class:`~phone.companion.BandLink` over
 BLE: the companion and its issuer client are synchronous, the Bluetooth
 stack is asyncio, so it runs the stack on an event loop in a thread of its
 own (:class:`LoopThread`) and waits for each round trip. A round trip whose
@@ -162,7 +162,7 @@ async def open_session(channel: PhoneChannel, phone_id: bytes, ltk: bytes,
 
 
 class BleBand:
-    """The companion's band over BLE (a :class:`~wallet.companion.BandLink`)."""
+    """The companion's band over BLE (a :class:`~phone.companion.BandLink`)."""
 
     def __init__(self, loop: LoopThread, channel: PhoneChannel) -> None:
         self._loop = loop

@@ -3,7 +3,7 @@
 :class:`Phone` is the companion's BLE side on a Bumble host, for synchronous
 callers (the command line, the companion's issuer client): it finds the
 band, pairs the link and the app layer, and gives a
-:class:`~wallet.companion.BandLink`. The host comes from a Bumble transport
+:class:`~phone.companion.BandLink`. The host comes from a Bumble transport
 (``usb:0`` for a dongle, ``hci-socket:0`` on Linux, ``tcp-client:HOST:PORT``
 for a controller elsewhere, e.g. Bumble's virtual controllers app), or from a
 virtual radio in this process (:class:`VirtualBle`, the band alongside).

@@ -12,7 +12,7 @@ request      content                                       answer
 ===========  ============================================  ========================
 01 batch     count, then each C-APDU with a 2-byte length  81: the R-APDUs likewise
              (the band runs them as the issuer's relay
-             does, :func:`issuer.relay.run_batch`)
+             does, :func:`common.relay.run_batch`)
 02 reset     —                                             82: the secure element
                                                            starts over (as on a new
                                                            tap)
@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
-from issuer.relay import run_batch
+from common.relay import run_batch
 from wallet.band import Band
 from wallet.ble import secure
 from wallet.ble.framing import FramingError, Reassembler, Sender, is_resend_request

@@ -13,8 +13,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from common.relay import run_batch
 from issuer.client import ApiClient
-from issuer.relay import run_batch
 from wallet.band import Band
 
 
@@ -65,7 +65,7 @@ class BandLink(Protocol):
         """Start the secure element over, as a new tap would."""
 
     def run(self, commands: list[bytes]) -> list[bytes]:
-        """Run a relay batch on the band (:func:`issuer.relay.run_batch`); its answers."""
+        """Run a relay batch on the band (:func:`common.relay.run_batch`); its answers."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,118 @@
+"""The house's layering, read from ARCHITECTURE.md and checked against every import in the
+source: imports point down the declared layers only, and no modules import each other in a
+circle (a lazy import inside a function counts: it hides a circle, it does not break it)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def declared_layers() -> list[set[str]]:
+    """The layers of ARCHITECTURE.md's ``layers`` block, top first; one line each, and the
+    packages on one line do not import each other."""
+    text = (REPO / "ARCHITECTURE.md").read_text()
+    block = re.search(r"```layers\n(.*?)```", text, re.S)
+    assert block, "ARCHITECTURE.md declares its layers in a ```layers block"
+    return [set(line.split()) for line in block.group(1).splitlines() if line.strip()]
+
+
+LAYERS = declared_layers()
+RANK = {package: rank for rank, layer in enumerate(LAYERS) for package in layer}
+
+
+def modules() -> Iterator[tuple[str, Path]]:
+    for package in RANK:
+        single = REPO / f"{package}.py"
+        if single.exists():
+            yield package, single
+            continue
+        for path in sorted((REPO / package).rglob("*.py")):
+            name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            yield name, path
+
+
+MODULES = dict(modules())
+
+
+def imported(path: Path) -> Iterator[str]:
+    """The project modules ``path`` imports (``from pkg import mod`` names the module)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in MODULES
+                     else node.module for alias in node.names]
+        else:
+            continue
+        yield from (name for name in names if name.split(".")[0] in RANK)
+
+
+GRAPH = {name: set(imported(path)) - {name} for name, path in MODULES.items()}
+
+
+def test_every_package_is_in_a_layer():
+    packages = {p.name for p in REPO.iterdir() if (p / "__init__.py").exists()} - {"tests", "bench"}
+    assert packages <= set(RANK), f"not in ARCHITECTURE.md's layers: {packages - set(RANK)}"
+
+
+def test_imports_point_down_the_layers():
+    upward = sorted(f"{module} imports {target}" for module, targets in GRAPH.items()
+                    for target in targets
+                    if module.split(".")[0] != target.split(".")[0]
+                    and RANK[target.split(".")[0]] <= RANK[module.split(".")[0]])
+    assert upward == [], "imports that do not point down:\n" + "\n".join(upward)
+
+
+def test_no_modules_import_each_other_in_a_circle():
+    circles = [sorted(component) for component in strongly_connected(GRAPH) if len(component) > 1]
+    assert circles == [], f"import circles: {circles}"
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Tarjan's components, iteratively (a deep package would overflow the recursion)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[set[str]] = []
+    for root, edges_of_root in graph.items():
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges_of_root)))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            step = next((e for e in edges if e in graph), None)
+            if step is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = set()
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.add(member)
+                        if member == node:
+                            break
+                    components.append(component)
+            elif step not in index:
+                index[step] = low[step] = len(index)
+                stack.append(step)
+                on_stack.add(step)
+                work.append((step, iter(sorted(graph[step]))))
+            elif step in on_stack:
+                low[node] = min(low[node], index[step])
+    return components
+
+
+def test_the_circle_finder_finds_a_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert sorted(map(sorted, strongly_connected(graph))) == [["a", "b", "c"], ["d"]]
