@@ -33,11 +33,11 @@ from applets.gp.keys import INITIAL_KVN, KeySet
 from applets.gp.loadfiles import PBOC_PURSE, SECURITY_DOMAIN, load_file_of
 from applets.pboc import crypto
 from applets.pboc.layouts import INIT_LOAD_RESPONSE, InitCommand
-from applets.pboc.perso import PursePersonalisation, to_dgis
+from applets.pboc.perso import KEY_INDEX, PursePersonalisation, to_dgis
 from applets.runtime import PERSONALIZED
 from applets.sw import SW
 from issuer import gp
-from issuer.topup import KEY_INDEX, LoadKeys, issuer_file
+from issuer.topup import CardLoadKeys, issuer_file
 from reader import pboc
 from reader.errors import TransactionRefused
 from reader.flow import Flow, expect, parse
@@ -135,7 +135,7 @@ def issue_purse(card_manager: Domain, operator: Domain, aid: bytes,
 STORE_DATA_LIMIT = 200
 
 
-def verified_balance(aid: bytes, app_serial: bytes, keys: LoadKeys,
+def verified_balance(aid: bytes, app_serial: bytes, keys: CardLoadKeys,
                      terminal: crypto.Terminal) -> Flow[int | None]:
     """The purse's balance as the card vouches for it (MAC1 of INITIALIZE FOR LOAD, 1 fen);
     None if the band has no such purse. Nothing is loaded: no CREDIT follows."""

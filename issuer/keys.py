@@ -60,7 +60,7 @@ class DemoKeys:
 
 @dataclass(frozen=True, slots=True)
 class LoadKeysOf:
-    """One product's load and TAC keys, as a top-up needs them (``issuer.topup.LoadKeys``)."""
+    """One product's load and TAC keys, as a top-up needs them (``issuer.topup.CardLoadKeys``)."""
 
     keys: IssuerKeys
     product: str

@@ -33,8 +33,9 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from applets.crypto import scp03
 from applets.crypto.scp03 import aes_cmac
-from applets.gp.keys import KeySet
+from applets.gp.keys import TEST_KEY, KeySet
 from applets.pboc import crypto as pboc
+from applets.pboc.crypto import dispersion_input
 from common.files import atomic_write
 from issuer import ecash
 from issuer.gp import Diversifier
@@ -49,7 +50,6 @@ NONCE_SIZE = 12
 FORMAT = "koala-keystore/1"
 _KEK_CHECK = b"koala-keystore/kek-check"
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
-GP_TEST_KEY = bytes(range(0x40, 0x50))
 #: A card manager's key set that is GlobalPlatform's test keys (a development band's).
 TEST_KEY_SET = "test"
 #: The key set registration puts on a band's card manager in place of the test keys.
@@ -106,12 +106,12 @@ def _check_cmac(name: str, kind: str) -> None:
 
 
 def _pboc_blocks(name: str, kind: str, div_data: bytes) -> bytes:
-    """D ‖ ¬D, whose 3DES encryption is the card key (see ``applets.pboc.crypto.diversify``)."""
+    """D ‖ ¬D, whose 3DES encryption is the card key (``applets.pboc.crypto.diversify``)."""
     if kind != "des3":
         raise KeyStoreError(f"{name} is an {kind} key; PBOC dispersion needs a 3DES master")
     if len(div_data) != 8:
         raise KeyStoreError(f"PBOC diversification data has 8 bytes, got {len(div_data)}")
-    return div_data + bytes(b ^ 0xFF for b in div_data)
+    return dispersion_input(div_data)
 
 
 class EncryptedKeyStore:
@@ -395,7 +395,7 @@ def load_demo_keys(store: KeyStore) -> None:
             wanted.append((f"{product.name}/{role}", getattr(product.master, role), "des3"))
         wanted += [(f"{product.name}/gp/{role}", product.gp_master, "aes")
                    for role in ("enc", "mac", "dek")]
-    wanted += [(f"gp/test/{role}", GP_TEST_KEY, "aes") for role in ("enc", "mac", "dek")]
+    wanted += [(f"gp/test/{role}", TEST_KEY, "aes") for role in ("enc", "mac", "dek")]
     wanted += [(f"{CARD_MANAGER}/gp/{role}", CARD_MANAGER_DEMO_MASTER, "aes")
                for role in ("enc", "mac", "dek")]
     wanted += [(f"{ecash.PRODUCT}/{role}", key, "des3") for role, key in ecash.MASTERS.items()]

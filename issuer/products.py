@@ -37,10 +37,9 @@ from applets.pboc.layouts import (
     IssuerFile,
     TransitRecord,
 )
-from applets.pboc.perso import CardKey, PursePersonalisation
+from applets.pboc.perso import KEY_INDEX, CardKey, PursePersonalisation
 
 KEY_VERSION = 0x01
-KEY_INDEX = 0x01
 SERIAL_NUMBERS = 10**16  # an application serial's 16 decimal digits after the issuer's prefix
 
 

@@ -51,10 +51,9 @@ from applets.pboc.layouts import (
     IssuerFile,
     TxType,
 )
+from applets.pboc.perso import KEY_INDEX
 from applets.sw import SW
 from reader import pboc
-
-KEY_INDEX = 0x01
 
 
 class Step(StrEnum):
@@ -71,7 +70,7 @@ class TopupError(Exception):
     """The card (or the relay) answered something a genuine card would not."""
 
 
-class LoadKeys(Protocol):
+class CardLoadKeys(Protocol):
     """What the top-up needs from the key store: the card's load and TAC keys."""
 
     def load_key(self, div_data: bytes) -> bytes: ...
@@ -158,7 +157,7 @@ def commands(state: Topup) -> list[CommandAPDU]:
     return [first] if following is None else [first, following]
 
 
-def receive(state: Topup, response: ResponseAPDU, keys: LoadKeys,
+def receive(state: Topup, response: ResponseAPDU, keys: CardLoadKeys,
             now: datetime) -> tuple[Topup, Effect]:
     """Advance on the card's answer to :func:`command`; the ledger effect to apply with it."""
     if state.step is Step.SELECT:
@@ -192,7 +191,7 @@ def _after_prove(state: Topup, response: ResponseAPDU) -> tuple[Topup, Effect]:
     return replace(state, step=Step.INITIALIZE), None
 
 
-def _after_initialize(state: Topup, response: ResponseAPDU, keys: LoadKeys, div: bytes,
+def _after_initialize(state: Topup, response: ResponseAPDU, keys: CardLoadKeys, div: bytes,
                       now: datetime) -> tuple[Topup, Effect]:
     if response.sw == SW.WRONG_DATA:
         return _unproven(state, "the amount would take the card over its maximum balance")

@@ -20,12 +20,12 @@ from applets.pboc.layouts import (
     InitCommand,
     TxType,
 )
+from applets.pboc.perso import KEY_INDEX
 from applets.sw import SW
 from reader import pboc
 from reader.clock import Clock, local
 from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import Flow, exchange, expect, parse
-from reader.terminal import KEY_INDEX
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,14 +22,13 @@ from applets.pboc.layouts import (
     IssuerFile,
     TxType,
 )
+from applets.pboc.perso import KEY_INDEX
 from applets.sw import SW
 from reader import pboc
 from reader.clock import Clock
 from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import Flow, exchange, expect, parse
 from reader.psam import Psam
-
-KEY_INDEX = 0x01
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ used as derived, like the examples.
 from __future__ import annotations
 
 from applets.crypto.des import encrypt_ecb, mac_algorithm3
+from applets.pboc import crypto as pboc
 
 SCRIPT_MAC_SIZE = 4
 _PAN_DIGITS = 19
@@ -75,7 +76,7 @@ def icc_master_key(issuer_master_key: bytes, pan: str, psn: int = 0) -> bytes:
     """
     _check_key(issuer_master_key, "issuer master key")
     x = option_a_data(pan, psn)
-    return _odd_parity(encrypt_ecb(issuer_master_key, x + _xor(x, b"\xff" * 8)))
+    return _odd_parity(pboc.diversify(issuer_master_key, x))
 
 
 def option_a_data(pan: str, psn: int = 0) -> bytes:

@@ -35,11 +35,16 @@ LOAD_SUFFIX = b"\x80\x00"
 
 
 def diversify(master_key: bytes, div_data: bytes) -> bytes:
-    """A card's 16-byte key from the issuer's master key and 8 bytes of card data."""
+    """A card's 16-byte key from the issuer's master key and 8 bytes of card data: 3DES-ECB of
+    :func:`dispersion_input` (EMV's option A is the same, then parity-adjusted)."""
     if len(master_key) != 16 or len(div_data) != 8:
         raise ValueError("diversification needs a 16-byte master key and 8 bytes of data")
-    inverted = bytes(b ^ 0xFF for b in div_data)
-    return encrypt_ecb(master_key, div_data + inverted)
+    return encrypt_ecb(master_key, dispersion_input(div_data))
+
+
+def dispersion_input(div_data: bytes) -> bytes:
+    """D ‖ ¬D: the block pair a master key encrypts into a card key (an HSM does it inside)."""
+    return div_data + bytes(b ^ 0xFF for b in div_data)
 
 
 def div_data(app_serial: bytes) -> bytes:

@@ -17,14 +17,13 @@ import pytest
 from pkcs11 import Attribute, ObjectClass
 
 from applets.crypto.scp03 import aes_cmac
-from applets.gp.keys import KeySet
+from applets.gp.keys import TEST_KEY, KeySet
 from applets.pboc.crypto import diversify
 from issuer import ecash
 from issuer.gp import diversified
 from issuer.keystore import (
     CARD_MANAGER_DEMO_MASTER,
     DEFAULT_MODULE,
-    GP_TEST_KEY,
     EncryptedKeyStore,
     KeyExists,
     KeyStore,
@@ -45,7 +44,7 @@ DEMO_NAMES = sorted([f"{p}/{r}" for p in PRODUCTS
                     + ["ecash/ac", "ecash/mac"])
 ALL_MASTERS = [TRANSIT.master.purchase, TRANSIT.master.load, TRANSIT.master.tac, TRANSIT.gp_master,
                CANTEEN.master.purchase, CANTEEN.master.load, CANTEEN.master.tac, CANTEEN.gp_master,
-               GP_TEST_KEY, CARD_MANAGER_DEMO_MASTER, ecash.AC_MASTER, ecash.MAC_MASTER]
+               TEST_KEY, CARD_MANAGER_DEMO_MASTER, ecash.AC_MASTER, ecash.MAC_MASTER]
 SECRET = bytes.fromhex("0F1E2D3C4B5A69788796A5B4C3D2E1F0")  # a key imported only in tests
 
 
@@ -143,7 +142,7 @@ def test_backends_agree(make_store: Callable[[str], KeyStore]) -> None:
 def test_cmac_and_band_keys_match_the_card_side(store: KeyStore) -> None:
     load_demo_keys(store)
     data = bytes.fromhex("00112233445566778899AABBCCDDEEFF") * 2
-    assert store.cmac("gp/test/enc", data) == aes_cmac(GP_TEST_KEY, data)
+    assert store.cmac("gp/test/enc", data) == aes_cmac(TEST_KEY, data)
     with pytest.raises(KeyStoreError, match="AES master"):
         store.cmac("transit/purchase", data)
     in_clear = diversified(KeySet(0x01, 3, *[TRANSIT.gp_master] * 3), "kdf3")
