@@ -11,8 +11,9 @@ import time
 
 from click.testing import CliRunner
 
-from cli import local_issuer, main
-from tests.test_cli_issuer import REPO, free_port
+from cli import main
+from commands.local_issuer import local_issuer
+from tests.support.processes import REPO, free_port
 from wallet.home import Home
 
 

@@ -29,7 +29,7 @@ from cli import main
 from issuer import ledger
 from issuer.accounts import funding_account
 from issuer.db import make_engine, session_factory
-from tests.test_cli_issuer import issuer_serve
+from tests.support.processes import issuer_serve
 
 REPO = Path(__file__).resolve().parent.parent
 FORWARDED = ("Authorization", "Idempotency-Key", "Content-Type", "Koala-Time")

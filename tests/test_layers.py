@@ -116,3 +116,30 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
 def test_the_circle_finder_finds_a_circle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert sorted(map(sorted, strongly_connected(graph))) == [["a", "b", "c"], ["d"]]
+
+
+def test_tests_share_helpers_only_through_support():
+    """No file under tests/ imports a test module (``test_*.py``): pytest collects those, and
+    what tests share lives in tests/support."""
+
+    def is_test_module(dotted: str) -> bool:
+        return dotted.rsplit(".", 1)[-1].startswith("test_")
+
+    offending = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        package = path.relative_to(REPO).parent.parts
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package[:len(package) - node.level + 1] if node.level else ()
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                # ``from pkg import test_x`` imports the module pkg.test_x when there is one
+                names = [module, *(f"{module}.{alias.name}" for alias in node.names
+                                   if (REPO.joinpath(*module.split("."), f"{alias.name}.py")).exists())]
+            else:
+                continue
+            offending += [f"{path.relative_to(REPO)}:{node.lineno} imports {name}"
+                          for name in names if is_test_module(name)]
+    assert offending == [], "test modules imported (move the helpers to tests/support):\n" + \
+        "\n".join(offending)

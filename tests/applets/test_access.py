@@ -64,35 +64,27 @@ from reader.flow import Flow, run
 from reader.trace import Exchange
 from reader.transport import in_field
 from tests import vectors
-from tests.applets.test_purse import load, send
 from tests.conftest import NOW, Clock, make_band, seeded, tear_at_every_write
+from tests.support.access import (
+    CARD,
+    FRONT,
+    GARAGE,
+    LAB,
+    PERMITS,
+    ROOF,
+    SITE_KEY,
+    H,
+    Replay,
+    access_band,
+    door,
+)
+from tests.support.purse import load, send
 from wallet.band import Band
 
-H = bytes.fromhex
-SITE_KEY = H("A0A1A2A3A4A5A6A7A8A9AAABACADAEAF")
 OTHER_SITE_KEY = H("B0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF")
-CARD = H("4B4F414C41000001")
-FRONT, GARAGE, ROOF, LAB = 0x00000101, 0x00000102, 0x00000103, 0x00000999
-PERMITS = (
-    Permission(FRONT, H("20260101"), H("20361231")),
-    Permission(GARAGE, H("20270101"), H("20271231")),  # not valid yet on NOW (2026-11-23)
-    Permission(ROOF, H("20250101"), H("20251231")),  # over
-)
 PREFIX = f"app/{ACCESS_AID.hex().upper()}/"
 ACCESS_FILE = loadfiles.load_file_of(loadfiles.ACCESS_CARD)
 ACCESS_MODULE = next(iter(ACCESS_FILE.modules))
-
-
-def access_band(site_key: bytes = SITE_KEY, card_id: bytes = CARD,
-                permissions: tuple[Permission, ...] = PERMITS) -> Band:
-    band = make_band(TRANSIT)
-    band.add_access_card(AccessPersonalisation.for_site(site_key, card_id, permissions))
-    return band
-
-
-def door(door_id: int = FRONT, key: bytes = SITE_KEY, now: datetime = NOW,
-         seed: int = 11) -> DoorReader:
-    return DoorReader(door_id, key, Clock(now), seeded(seed))
 
 
 def tap(band: Band, reader: DoorReader) -> Admission:
@@ -145,17 +137,6 @@ class Tamper:
             response = self.answer(response[:-2]) + response[-2:]
         self.trace.append(Exchange(apdu, response, 0.0))
         return response
-
-
-class Replay:
-    """A card emulator that answers with a recorded tap's answers, whatever is asked."""
-
-    def __init__(self, answers: list[bytes]) -> None:
-        self.answers = iter(answers)
-        self.trace: list[Exchange] = []
-
-    def transmit(self, apdu: bytes) -> bytes:
-        return next(self.answers)
 
 
 def flip(data: bytes, index: int) -> bytes:

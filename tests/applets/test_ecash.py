@@ -26,7 +26,8 @@ from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import run
 from reader.pos import EMV_TTQ, Pos, Receipt
 from reader.transport import in_field
-from tests.applets.test_gp import (
+from tests.conftest import Clock, make_band, seeded, tear_at_every_write
+from tests.support.gp import (
     OPERATOR_KEYS,
     SD_LOAD_FILE,
     SD_MODULE,
@@ -35,7 +36,6 @@ from tests.applets.test_gp import (
     sender,
     session,
 )
-from tests.conftest import Clock, make_band, seeded, tear_at_every_write
 from wallet.band import Band
 
 BALANCE = 10_000

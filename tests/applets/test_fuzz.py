@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.sw import SW, is_valid
 from issuer.products import CANTEEN, TRANSIT
-from tests.applets.test_purse import load, send
 from tests.conftest import make_band
+from tests.support.purse import load, send
 from wallet.band import Band
 
 _TEMPLATE = make_band(TRANSIT, CANTEEN)

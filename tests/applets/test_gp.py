@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -28,45 +27,27 @@ from reader.metro import MetroNetwork
 from reader.psam import Psam
 from reader.transport import in_field
 from tests.conftest import Clock, make_band, seeded, serial_for
+from tests.support.gp import (
+    LEVEL,
+    OPERATOR_KEYS,
+    PURSE_LOAD_FILE,
+    PURSE_MODULE,
+    SD_LOAD_FILE,
+    SD_MODULE,
+    SSD_AID,
+    expect_ok,
+    on,
+    sender,
+    session,
+)
 from wallet.band import Band
 
-SSD_AID = bytes.fromhex("A00000015153504B4F414C4101")  # the transit operator's domain
-SD_LOAD_FILE, SD_MODULE = LOAD_FILES[0].aid, next(iter(LOAD_FILES[0].modules))
-PURSE_LOAD_FILE, PURSE_MODULE = LOAD_FILES[1].aid, next(iter(LOAD_FILES[1].modules))
-OPERATOR_KEYS = KeySet(0x30, 3, bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)))
-LEVEL = Level.C_MAC | Level.C_DECRYPTION | Level.R_MAC | Level.R_ENCRYPTION
 NETWORK = MetroNetwork.load()
-
-
-def session(aid: bytes, keys: KeySet, body: Callable[[gp.HostChannel], Flow[Any]],
-            level: Level = LEVEL, seed: int = 1) -> Flow[Any]:
-    """SELECT the domain, open a secure channel, run ``body`` in it."""
-    yield from _expect_ok(gp.select(aid))
-    channel = yield from gp.open_channel(keys, level, random.Random(seed).randbytes)
-    return (yield from body(channel))
-
-
-def _expect_ok(command: CommandAPDU) -> Flow[bytes]:
-    response = yield command
-    assert response.sw == SW.OK, f"{command!r} -> {response.sw:04X}"
-    return response.data
-
-
-def sender(command: CommandAPDU) -> Callable[[gp.HostChannel], Flow[Any]]:
-    def send(channel: gp.HostChannel) -> Flow[Any]:
-        return (yield from channel.send(command, f"{command!r}"))
-
-    return send
 
 
 def _nothing(channel: gp.HostChannel) -> Flow[Any]:
     return None
     yield  # a flow that sends nothing more
-
-
-def on(band: Band, flow: Flow[Any]) -> Any:
-    with in_field(band) as link:
-        return run(flow, link)
 
 
 def test_the_card_manager_answers_to_the_test_keys_and_lists_the_card():
@@ -88,9 +69,9 @@ def test_get_data_without_a_channel():
     band = make_band()
 
     def data() -> Flow[Any]:
-        yield from _expect_ok(gp.select(ISD_AID))
-        raw = yield from _expect_ok(gp.get_data(0x9F7F))
-        keys = yield from _expect_ok(gp.get_data(0x00E0))
+        yield from expect_ok(gp.select(ISD_AID))
+        raw = yield from expect_ok(gp.get_data(0x9F7F))
+        keys = yield from expect_ok(gp.get_data(0x00E0))
         return raw, keys
 
     raw, keys = on(band, data())
@@ -287,8 +268,8 @@ def test_a_legacy_tool_manages_an_scp02_band(i):
         return answer, gp.parse_status(listing)
 
     def legacy(aid: bytes, keys: KeySet, body) -> Flow[Any]:
-        yield from _expect_ok(gp.select(aid))
-        card_data = yield from _expect_ok(gp.get_data(0x0066))
+        yield from expect_ok(gp.select(aid))
+        card_data = yield from expect_ok(gp.get_data(0x0066))
         assert card_data.endswith(bytes((0x02, i)))  # the domain announces its i parameter
         channel = yield from gp.open_channel(keys, level, seeded(4), scp02_i=i)
         return (yield from body(channel))
@@ -314,7 +295,7 @@ def test_each_band_answers_to_its_own_diversified_keys(scheme, scp):
 
     def opened(band: Band) -> object:
         def flow() -> Flow[Any]:
-            yield from _expect_ok(gp.select(ISD_AID))
+            yield from expect_ok(gp.select(ISD_AID))
             yield from gp.open_channel(master, level, seeded(3), diversify=derive)
             return "opened"
         return on(band, flow())

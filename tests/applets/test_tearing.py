@@ -14,8 +14,8 @@ from applets.errors import PowerLoss
 from applets.pboc.layouts import DebitCommand
 from issuer.products import CANTEEN, TRANSIT
 from reader import pboc
-from tests.applets.test_purse import DATE, TIME, load, purchase, send
 from tests.conftest import make_band, tear_at_every_write
+from tests.support.purse import DATE, TIME, load, purchase, send
 from wallet.band import Band
 
 

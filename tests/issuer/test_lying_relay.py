@@ -31,16 +31,14 @@ from issuer.keys import DemoKeys
 from issuer.keystore import CARD_MANAGER, TEST_KEY_SET
 from issuer.orders import Orders
 from issuer.procedure import OrderError
-from issuer.products import CANTEEN, TRANSIT
-from reader import places
+from issuer.products import TRANSIT
 from reader.flow import run
-from reader.load import LoadKeys, LoadTerminal
 from reader.transport import in_field
-from tests.conftest import EXPIRY, START, Clock
-from tests.issuer import test_card_orders as cards
-from tests.issuer.test_ec_topup import BALANCE, bank_band, books, ec_balance
-from tests.issuer.test_ec_topup import enrol as enrol_ecash
-from tests.issuer.test_orders import FUNDS, enrol, money, relay, topups
+from tests.support import cards
+from tests.support.ecash import BALANCE, bank_band, books, ec_balance
+from tests.support.ecash import enrol as enrol_ecash
+from tests.support.factory import ON_CARD, factory_purse
+from tests.support.orders import FUNDS, enrol, money, relay, topups
 from wallet.band import Band
 
 OK = SW.OK.to_bytes(2)
@@ -167,23 +165,6 @@ def ecash_topup(engine: Engine) -> Case:
 
 ISSUANCE_BATCHES = 19
 TAKEOVER_BATCHES = 7
-ON_CARD = 1_000  # what a transit card holds when it is cancelled or its band lost
-
-
-def factory_purse(engine: Engine) -> tuple[int, Band, bytes]:
-    """A band made at the factory with a transit card (under the card manager) holding
-    ON_CARD, loaded at a station, that the issuer does not know yet."""
-    band_id, band = cards.new_band(engine)
-    number = cards.serial(TRANSIT, band_id)
-    band.add_purse(TRANSIT.personalisation(number, START, EXPIRY), TRANSIT.aid)
-    # a canteen card beside it: a band left with no application cannot prove the purse gone
-    # (GET STATUS finding nothing answers 6A88, which carries no R-MAC)
-    band.add_purse(CANTEEN.personalisation(cards.serial(CANTEEN, band_id), START, EXPIRY), CANTEEN.aid)
-    with in_field(band) as link:
-        station = LoadTerminal(places.load_id(), {TRANSIT.issuer_id: LoadKeys(
-            TRANSIT.master.load, TRANSIT.master.tac)}, Clock())
-        run(station.load(ON_CARD, TRANSIT.aid), link)
-    return band_id, band, number
 
 
 def transit_card(engine: Engine, factory: bool) -> tuple[int, Band, str]:

@@ -22,8 +22,8 @@ from issuer.keystore import CARD_MANAGER, TEST_KEY_SET
 from reader.flow import run
 from reader.transport import in_field
 from tests.conftest import seeded
-from tests.issuer.test_card_orders import Relay, books, card_row, issue, new_band, orders
-from tests.issuer.test_lying_relay import ON_CARD, factory_purse
+from tests.support.cards import Relay, books, card_row, issue, new_band, orders
+from tests.support.factory import ON_CARD, factory_purse
 from wallet.band import Band
 
 

@@ -13,8 +13,8 @@ from reader.tap import tap
 from reader.timing import DEFAULT_PROFILE, exchange_timing, model_tap
 from reader.trace import Exchange
 from reader.transport import in_field
-from tests.applets.test_access import FRONT, LAB, SITE_KEY, Replay, access_band, door
 from tests.conftest import Clock, seeded
+from tests.support.access import FRONT, LAB, SITE_KEY, Replay, access_band, door
 
 
 def test_a_door_tap_is_select_challenge_proof_and_fits_the_deadline():

@@ -10,7 +10,7 @@ import pytest
 from issuer.client import IssuerUnavailable
 from phone.companion import Companion, IssuerClient
 from tests.conftest import seeded
-from tests.issuer.test_api import registered
+from tests.support.http import registered
 from wallet.band import Band
 from wallet.ble import secure
 from wallet.ble.errors import BleError, CharacteristicRefused

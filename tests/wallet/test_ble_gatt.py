@@ -30,6 +30,7 @@ BAND_INFO = json.dumps({"id": "4B4F414C41", "firmware": "1.0", "battery": 87}).e
 CARDS = json.dumps([{"name": "Beijing T-Union", "balance": 2350, "active": True}]).encode()
 FAIL = b"fail"  # the control handler raises on this
 TIMEOUT_S = 5.0  # generous: a run takes milliseconds, this only stops a hang
+RUN_TIMEOUT_S = 30.0  # the whole run: radio, band and phone up, connect, scenario, all down
 
 
 @dataclass
@@ -83,7 +84,7 @@ def run(scenario: Callable[[Scene], Awaitable[None]], *, wearer: Person | None =
                 await asyncio.wait_for(scenario(Scene(band, phone, wearer, owner, control, relay)),
                                        TIMEOUT_S)
 
-    asyncio.run(main())
+    asyncio.run(asyncio.wait_for(main(), timeout=RUN_TIMEOUT_S))
 
 
 def test_the_band_advertises_its_service_and_a_name_that_starts_with_koala():
@@ -174,7 +175,7 @@ def test_after_pairing_the_companion_reads_cards_and_relays_both_ways():
         assert s.relay == [b"\x00\xa4\x04\x00"] and s.control == [b"\x01"]  # write with response
 
         await s.band.notify_relay(b"\x6f\x00\x90\x00")
-        assert await heard.get() == b"\x6f\x00\x90\x00"
+        assert await asyncio.wait_for(heard.get(), timeout=TIMEOUT_S) == b"\x6f\x00\x90\x00"
 
     run(scenario)
 
@@ -187,7 +188,7 @@ def test_a_full_fragment_fits_one_write_and_one_notification_and_a_longer_one_is
         full = bytes(range(spec.payload_size(ATT_MTU)))
         await s.phone.write_relay(full)
         await s.band.notify_relay(full)
-        assert s.relay == [full] and await heard.get() == full
+        assert s.relay == [full] and await asyncio.wait_for(heard.get(), timeout=TIMEOUT_S) == full
         with pytest.raises(ValueError, match="at most 244 bytes"):
             await s.phone.write_relay(full + b"\x00")
         with pytest.raises(ValueError, match="at most 244 bytes"):
@@ -202,7 +203,7 @@ def test_the_companion_hears_that_the_card_list_changed():
         changed = asyncio.Event()
         await s.phone.subscribe_card_list(changed.set)
         await s.band.notify_card_list()
-        await changed.wait()
+        await asyncio.wait_for(changed.wait(), timeout=TIMEOUT_S)
 
     run(scenario)
 
@@ -253,7 +254,7 @@ def test_a_band_that_goes_away_ends_the_link():
     async def scenario(s: Scene) -> None:
         await s.phone.pair()
         await s.band.stop()
-        await s.phone.wait_disconnected()
+        await asyncio.wait_for(s.phone.wait_disconnected(), timeout=TIMEOUT_S)
         assert not s.phone.connected
         with pytest.raises(NotConnected):
             await s.phone.read_card_list()

@@ -1,0 +1,277 @@
+"""``koala band``: make bands, register them with the issuer, and put them where readers and
+phones find them (vpcd, nfcpy, BLE)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import ExitStack
+
+import click
+from rich.table import Table
+
+from applets.brands import ECASH
+from applets.gp.cplc import cplc
+from commands.contact import contact
+from commands.factory import create_band
+from commands.world import (
+    World,
+    Yuan,
+    at_option,
+    issuer_options,
+    json_option,
+    lock_state,
+    money,
+    operator_desk,
+    pass_world,
+)
+from issuer.products import PRODUCTS, product
+from wallet.band import ACCESS, Band
+from wallet.ble.errors import BleError
+from wallet.home import IssuerLink
+from wallet.vpcd import DEFAULT_HOST as DEFAULT_VPCD_HOST
+from wallet.vpcd import DEFAULT_PORT as DEFAULT_VPCD_PORT
+from wallet.vpcd import VpcdBridge, VpcdCard
+
+
+@click.group()
+def band() -> None:
+    """Create and list bands."""
+
+
+@band.command("create")
+@at_option
+@click.argument("name")
+@click.option("--cards", default="transit,canteen", show_default=True,
+              help=f"Cards the factory puts on the band: {', '.join([*PRODUCTS, ECASH, ACCESS])}.")
+@click.option("--holder", default="", help="Card holder name written to the cards.")
+@click.option("--ecash-balance", type=Yuan(), default="500", show_default=True,
+              help="EC balance the bank loads onto an ecash card at issuance, in yuan.")
+@pass_world
+def band_create(world: World, name: str, cards: str, holder: str, ecash_balance: int) -> None:
+    """Make a band with factory-personalised cards (until over-the-air issuance)."""
+    path = world.home.band_path(name)
+    if path.exists():
+        raise click.ClickException(f"band {name!r} exists already ({path})")
+    names = [card.strip() for card in cards.split(",") if card.strip()]
+    products = [product(card) for card in names if card not in (ECASH, ACCESS)]
+    new = create_band(world.home, name, products, holder, world.today(),
+                      ecash_balance if ECASH in names else None, ACCESS in names)
+    world.console.print(f"created band [bold]{name}[/] (UID {new.uid.hex().upper()}) "
+                        f"with {', '.join(names) or 'no cards'}")
+
+
+@band.command("list")
+@json_option
+@pass_world
+def band_list(world: World, as_json: bool) -> None:
+    """The bands in this world and their balances."""
+    balances = {name: world.home.load_band(name).balances() for name in world.home.band_names()}
+    if as_json:
+        world.emit([{"band": name, "cards": cards} for name, cards in balances.items()])
+        return
+    table = Table("band", "cards", title=f"bands in {world.home.root}")
+    for name, cards in balances.items():
+        table.add_row(name, ", ".join(f"{k} {money(v)}" for k, v in cards.items()))
+    world.console.print(table if balances else "no bands yet: koala band create NAME")
+
+
+@band.command("register")
+@at_option
+@click.argument("name")
+@issuer_options
+@pass_world
+def band_register(world: World, name: str, issuer_url: str, operator_token: str) -> None:
+    """Register the band (and cards already on it) with the issuer and keep its device token;
+    then, as its phone, relay what registration asks of the band: its card manager takes the
+    issuer's keys, and each card proves the balance the issuer's books open with."""
+    band_id = register(world, name, issuer_url, operator_token)
+    world.console.print(f"band [bold]{name}[/] is band {band_id} at {issuer_url}")
+    contact(world, name)
+
+
+def register(world: World, name: str, issuer_url: str, operator_token: str) -> int:
+    """Register the band and its cards (again: the same band, a new token) and keep the link;
+    the band's id at the issuer."""
+    worn = world.home.load_band(name)
+    with operator_desk(world, issuer_url, operator_token) as desk:
+        made = desk.register_band(cplc(worn.uid), worn.uid)
+        world.home.save_issuer_link(name, IssuerLink(issuer_url, made["band_id"],
+                                                     made["device_token"]))
+        for item in worn.summaries():
+            if item.name != ACCESS:  # the compound's card is not the issuer's
+                desk.register_card(made["band_id"], item.name, item.serial)
+    return int(made["band_id"])
+
+
+@band.command("fund")
+@at_option
+@click.argument("name")
+@click.option("--amount", type=Yuan(), required=True, help="Amount in yuan.")
+@issuer_options
+@pass_world
+def band_fund(world: World, name: str, amount: int, issuer_url: str, operator_token: str) -> None:
+    """Pay money into the band's funding account at the issuer (what top-ups draw on)."""
+    link = world.home.issuer_link(name)
+    with operator_desk(world, issuer_url, operator_token) as desk:
+        balance = desk.fund(link.band_id, amount, uuid.uuid4().hex)
+    world.console.print(f"funding account of {name}: {money(balance)}")
+
+
+@band.command("lost")
+@at_option
+@click.argument("name")
+@click.option("--to", "new_name", required=True, help="The band the balances move to.")
+@issuer_options
+@pass_world
+def band_lost(world: World, name: str, new_name: str, issuer_url: str, operator_token: str) -> None:
+    """Report the band lost: its token can only sync from now on, its cards are locked in the
+    books now and on the band at its next contact; once the band proves a card locked, the
+    card's balance moves to the new band's funding account, ready for cards issued there."""
+    lost, new = world.home.issuer_link(name), world.home.issuer_link(new_name)
+    with operator_desk(world, issuer_url, operator_token) as desk:
+        locks = desk.report_lost(lost.band_id, new.band_id, uuid.uuid4().hex)
+    for order in locks:
+        done = order["state"] == "settled"
+        world.console.print(f"order {order['order_id']}, card {order['app_serial']}: locked, "
+                            f"{money(order['amount'])} "
+                            f"{'moved' if done else 'moves once the band proves the lock'} "
+                            f"to {new_name}")
+    world.console.print(f"{len(locks)} card(s) of {name} locked; the band's token now only syncs")
+
+
+@band.command("found")
+@at_option
+@click.argument("name")
+@issuer_options
+@pass_world
+def band_found(world: World, name: str, issuer_url: str, operator_token: str) -> None:
+    """The lost band is back with its owner: it gets a new device token, and each card whose
+    balance stayed on it is unlocked (a card whose balance moved to the new band stays locked)."""
+    unlocking = found(world, name, issuer_url, operator_token)
+    world.console.print(f"band [bold]{name}[/] is back: {unlocking} card(s) to "
+                        f"unlock, a new device token kept")
+    contact(world, name)
+
+
+def found(world: World, name: str, issuer_url: str, operator_token: str) -> int:
+    """Tell the issuer the band is found and keep its new device token; how many cards it
+    unlocks at the band's next contact."""
+    link = world.home.issuer_link(name)
+    with operator_desk(world, issuer_url, operator_token) as desk:
+        answer = desk.found(link.band_id, uuid.uuid4().hex)
+    world.home.save_issuer_link(name, IssuerLink(link.url, link.band_id, answer["device_token"]))
+    return len(answer["orders"])
+
+
+@band.command("wrist")
+@click.argument("name")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@pass_world
+def band_wrist(world: World, name: str, state: str) -> None:
+    """The wrist sensor: taking the band off locks every card but the express one, until
+    the companion unlocks it (koala companion unlock)."""
+    with world.band(name) as worn:
+        worn.wrist(state == "on")
+    world.console.print(lock_state(worn))
+
+
+@band.command("advertise")
+@click.argument("name")
+@click.option("--transport", metavar="SPEC", required=True,
+              help="Bumble transport of the band's Bluetooth controller: usb:0, hci-socket:0, "
+                   "tcp-client:HOST:PORT (e.g. python -m bumble.apps.controllers), ...")
+@click.option("--yes", is_flag=True, help="Accept pairings without asking (digits printed).")
+@pass_world
+def band_advertise(world: World, name: str, transport: str, yes: bool) -> None:
+    """Serve the band over BLE until interrupted: its info, its cards, the issuer's relay."""
+    with world.band(name) as worn:
+        try:
+            serve_ble(world, name, worn, transport, yes)
+        except BleError as error:
+            raise click.ClickException(str(error)) from None
+
+
+def serve_ble(world: World, name: str, worn: Band, transport: str, yes: bool) -> None:
+    """Advertise the band on the controller until SIGINT or SIGTERM, asking (unless ``yes``)
+    whether the phone shows the band's digits, and saving the band after every change."""
+    import asyncio  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    from wallet.ble.radio import advertise  # noqa: PLC0415 - Bumble is slow to import
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+
+        async def confirm(number: int) -> bool:
+            world.console.print(f"the band shows [bold]{number:06d}[/] (link)")
+            return yes or await loop.run_in_executor(
+                None, lambda: click.confirm("does the phone show the same?", default=True))
+
+        def show(code: str) -> None:
+            world.console.print(f"the band shows [bold]{code}[/] (app)")
+
+        world.console.print(f"band {name} on BLE via {transport}; Ctrl-C stops it")
+        await advertise(worn, transport, confirm, show, stop, lambda: world.home.save_band(worn),
+                        world.home.link_keys(name)[0])
+
+    asyncio.run(serve())
+
+
+@band.command("attach")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--host", default=DEFAULT_VPCD_HOST, show_default=True, help="Where vpcd listens.")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_VPCD_PORT, show_default=True,
+              help="vpcd port of the first slot; each further band takes the next port.")
+@pass_world
+def band_attach(world: World, names: tuple[str, ...], host: str, port: int) -> None:
+    """Put bands into the vsmartcard virtual reader: pcscd then sees them as PC/SC cards.
+
+    Runs until interrupted, reconnecting whenever pcscd restarts; every change
+    a terminal makes reaches the band's image before the terminal hears of it.
+    """
+    attach(world, names, host, port)
+
+
+def attach(world: World, names: tuple[str, ...], host: str, port: int) -> None:
+    """Bridge each band to its vpcd slot (``port`` onwards) until Ctrl-C."""
+    with ExitStack() as held:
+        bridges = []
+        for slot, name in enumerate(names):
+            worn = held.enter_context(world.band(name))
+            bridges.append(VpcdBridge(VpcdCard(worn), host, port + slot).start())
+        for bridge in bridges:
+            world.console.print(f"band [bold]{bridge.card.band.name}[/] → vpcd {host}:"
+                                f"{bridge.address[1]} (Ctrl-C to detach)")
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            world.console.print("detaching")
+        finally:
+            for bridge in bridges:
+                bridge.stop()
+
+
+@band.command("emulate")
+@click.argument("name")
+@click.option("--nfc", "nfc_path", required=True, metavar="PATH",
+              help="nfcpy device that can listen: usb, usb:054c:06c3, udp:localhost:54321.")
+@pass_world
+def band_emulate(world: World, name: str, nfc_path: str) -> None:
+    """Present a band as an ISO 14443-4 card on an NFC device, for phones and terminals."""
+    from wallet.nfc import NfcCard  # noqa: PLC0415 - optional extra
+
+    with world.band(name) as worn:
+        card = NfcCard(worn, nfc_path)
+        world.console.print(f"band [bold]{name}[/] listening on {nfc_path} as UID "
+                            f"{worn.uid.hex().upper()} (Ctrl-C to stop)")
+        try:
+            card.serve_forever()
+        except KeyboardInterrupt:
+            card.stop()
+    world.console.print(f"{card.taps} taps served")
+

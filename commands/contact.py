@@ -1,0 +1,152 @@
+"""The band's phone at contact: how it reaches the band (in process or over BLE), relays what
+the issuer has waiting, and orders cards and top-ups; shared by the band, card and companion
+groups."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from commands.world import World, money
+from phone.companion import BandLink, Companion, IssuerClient, LocalBand
+from wallet.ble.errors import BleError
+from wallet.ble.secure import SecurityError
+from wallet.errors import BandBusy
+from wallet.home import PhoneBond
+
+if TYPE_CHECKING:
+    from wallet.ble.radio import Phone
+
+transport_option = click.option(
+    "--transport", metavar="SPEC",
+    help="Bumble transport of this side's Bluetooth controller (usb:0, hci-socket:0, "
+         "tcp-client:HOST:PORT, ...); default: a virtual radio with the band in this process.")
+
+
+@contextmanager
+def companion(world: World, band_name: str, ble: bool = False, transport: str | None = None
+              ) -> Iterator[tuple[Companion, Callable[[], list[dict[str, Any]]]]]:
+    """The band's phone at contact, and how it lists the band's cards: first it relays
+    whatever the issuer has waiting. In process, or over BLE (``ble``: a virtual radio with the
+    band in this process; ``transport``: a controller, the band advertising elsewhere)."""
+    link = world.home.issuer_link(band_name)
+    client = IssuerClient(link.url, link.device_token, at=world.at)
+    try:
+        with reach(world, band_name, ble, transport) as (band_link, cards):
+            phone = Companion(band_link, link.band_id, client)
+            for order in phone.sync():
+                world.console.print(f"relayed waiting order {order['order_id']} ({order['kind']}): "
+                                    f"{order['state']}")
+            yield phone, cards
+    finally:
+        client.close()
+
+
+def contact(world: World, name: str) -> None:
+    """As the band's phone, relay what the issuer has waiting for it now; or, when another
+    process holds the band (out in the field), leave it for the band's next contact."""
+    try:
+        with companion(world, name):
+            pass
+    except BandBusy:
+        world.console.print("the band is in use by another koala process: what the issuer asks "
+                            "of it waits for its next contact (koala companion sync)")
+
+
+@contextmanager
+def reach(world: World, band_name: str, ble: bool, transport: str | None
+          ) -> Iterator[tuple[BandLink, Callable[[], list[dict[str, Any]]]]]:
+    """How the phone reaches the band, and how it lists the band's cards."""
+    if not ble and transport is None:
+        with world.band(band_name) as worn:
+            yield LocalBand(worn), worn.card_list
+        return
+    bond = paired_bond(world, band_name)
+    with phone(world, band_name, transport, bond.phone_id, no_new_pairing) as paired:
+        yield paired.connect(bond.key)[0], paired.cards
+
+
+@contextmanager
+def phone(world: World, band_name: str, transport: str | None, phone_id: bytes,
+          confirm: Callable[[str], bool]) -> Iterator[Phone]:
+    """The phone on a controller (the band advertising elsewhere), or on a virtual radio with
+    the band taken from its image (and saved back)."""
+    from wallet.ble.radio import VirtualBle, phone_on_transport  # noqa: PLC0415 - slow import
+
+    try:
+        if transport is not None:
+            keys = world.home.link_keys(band_name)[1] if band_name else None  # scan: no band
+            found, release = phone_on_transport(transport, phone_id, confirm, keys)
+            try:
+                yield found
+            finally:
+                release()
+            return
+        with world.band(band_name) as worn:
+            virtual = VirtualBle(worn, phone_id, confirm,
+                                 keystores=world.home.link_keys(band_name))
+            try:
+                yield virtual
+            finally:
+                virtual.close()
+    except (BleError, SecurityError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+def no_new_pairing(code: str) -> bool:
+    """Commands other than pair use the bond they have: a band that forgot it is refused."""
+    return False
+
+
+def paired_bond(world: World, band_name: str) -> PhoneBond:
+    bond = world.home.phone_bond(band_name)
+    if bond is None:
+        raise click.ClickException(f"this phone is not paired with {band_name}: "
+                                   f"koala companion pair --band {band_name}")
+    return bond
+
+
+def pair(world: World, band_name: str, transport: str | None, confirm: Callable[[str], bool]
+         ) -> bytes:
+    """Pair this phone (the one it already is, if bonded before) with the band and keep the
+    bond; the phone's id."""
+    old = world.home.phone_bond(band_name)
+    phone_id = old.phone_id if old else os.urandom(6)
+    with phone(world, band_name, transport, phone_id, confirm) as paired:
+        key = paired.connect(None)[1]
+    world.home.save_phone_bond(band_name, PhoneBond(phone_id, key))
+    return phone_id
+
+
+def issue_card(world: World, band_name: str, product_name: str, ble: bool = False,
+               transport: str | None = None) -> None:
+    with companion(world, band_name, ble, transport) as (phone, _):
+        order = phone.issue(product_name)
+    if order["state"] != "settled":
+        raise click.ClickException(f"issuance {order['state']}: {order['last_error']}")
+    world.console.print(f"issued {product_name} card {order['app_serial']} on {band_name}")
+
+
+def topup_card(world: World, band_name: str, card_name: str, amount: int,
+               idempotency_key: str | None, ble: bool = False,
+               transport: str | None = None) -> None:
+    with companion(world, band_name, ble, transport) as (phone, cards):
+        listed = {c["card"]: c for c in cards()}
+        if card_name not in listed:
+            raise click.ClickException(f"band {band_name!r} has no {card_name} card")
+        result = phone.topup(bytes.fromhex(listed[card_name]["serial"]), amount, idempotency_key)
+        balance = next(c["balance"] for c in cards() if c["card"] == card_name)
+    if result["state"] != "settled":
+        raise click.ClickException(unresolved("top-up", band_name, result["state"]))
+    world.console.print(f"topped up {money(amount)}: {card_name} balance {money(balance)}")
+
+
+def unresolved(what: str, band_name: str, state: str) -> str:
+    if state in ("debited", "in_relay", "pending"):
+        return (f"{what} unresolved ({state}): its money is held until the card proves what "
+                f"happened; koala companion sync --band {band_name} at the next contact")
+    return f"{what} {state}"
