@@ -445,11 +445,8 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         """The lost band is back with its owner: a new device token (the old one stays
         revoked), and an order to unlock each card whose balance stayed on it; relay them."""
         session.close()
-        made = orders.found(band_id, f"{band_id}:{idempotency_key}", now)
-        band = session.get_one(Band, band_id)
         device_token = secrets.token_urlsafe(24)
-        band.device_token_hash = _hash(device_token)
-        session.commit()
+        made = orders.found(band_id, f"{band_id}:{idempotency_key}", _hash(device_token), now)
         return FoundOut(device_token=device_token,
                         orders=[order_out(order_id, session) for order_id in made])
 

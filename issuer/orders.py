@@ -251,20 +251,23 @@ class Orders:
                                  "another request") from None
             return self._add(session, key, OrderKind.REGISTER, card, 0, at), True
 
-    def found(self, band_id: int, idempotency_key: str, now: datetime | None = None) -> list[int]:
+    def found(self, band_id: int, idempotency_key: str, device_token_hash: str,
+              now: datetime | None = None) -> list[int]:
         """The lost band is back with its owner: each card whose balance stayed on it (its lock
         never proven, or nothing to move) gets an order to unlock it, and the band may order
-        again (with the new device token the API gives). A card whose balance moved to the new
-        band stays locked: that money is the new band's now."""
+        again, under the new device token (``device_token_hash``) only, set in the same
+        transaction: the token a thief may hold never comes back to life. A card whose balance
+        moved to the new band stays locked: that money is the new band's now."""
         at = self.now(now)
         with self._sessions.begin() as session:
-            done = session.scalars(select(Order.id).where(
-                Order.idempotency_key.startswith(f"{idempotency_key}:found:"))).all()
-            if done:
-                return list(done)
             band = session.get(Band, band_id)
             if band is None:
                 raise UnknownOrder("no such band")
+            done = session.scalars(select(Order.id).where(
+                Order.idempotency_key.startswith(f"{idempotency_key}:found:"))).all()
+            if done:
+                band.device_token_hash = device_token_hash
+                return list(done)
             if band.lost_at is None:
                 raise OrderError("the band is not reported lost")
             orders = []
@@ -278,12 +281,10 @@ class Orders:
                 if lost is not None and lost.state in UNRESOLVED:
                     lost.state, lost.updated_at = OrderState.FAILED, at
                     lost.last_error = "the band was found before the card proved its lock"
-                    for relay in session.scalars(select(RelaySession)
-                                                 .where(RelaySession.order_id == lost.id)):
-                        session.delete(relay)
+                    _end_sessions(session, lost)
                 orders.append(self._add(session, f"{idempotency_key}:found:{card.id}",
                                         OrderKind.UNLOCK, card, 0, at))
-            band.lost_at = None
+            band.lost_at, band.device_token_hash = None, device_token_hash
             return orders
 
     def _existing(self, session: Session, key: str, kind: OrderKind, band_id: int,
@@ -417,8 +418,7 @@ class Orders:
             order.last_error = (f"closed by the operator after {CLEARING_WINDOW.days} days "
                                 f"without the card's proof ({order.last_error or 'no contact'})")
             order.updated_at = context.now
-            for relay in session.scalars(select(RelaySession).where(RelaySession.order_id == order.id)):
-                session.delete(relay)
+            _end_sessions(session, order)
             return order.state
 
     @staticmethod
@@ -444,3 +444,9 @@ class Orders:
     def _context(self, session: Session, order: Order, card: Card | None, band: Band,
                  now: datetime | None) -> Context:
         return Context(session, order, card, band, self._keys, self._terminal_id, self.now(now))
+
+
+def _end_sessions(session: Session, order: Order) -> None:
+    """An order closed without its card: no relay session may carry it on."""
+    for relay in session.scalars(select(RelaySession).where(RelaySession.order_id == order.id)):
+        session.delete(relay)

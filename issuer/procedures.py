@@ -43,7 +43,7 @@ from issuer.keys import EcashKeysOf, LoadKeysOf
 from issuer.keystore import CARD_MANAGER, TEST_KEY_SET
 from issuer.procedure import Context, OrderError, Procedure, State
 from issuer.products import product
-from issuer.script import Script, card_manager, hold, operator
+from issuer.script import Script, card_manager, operator
 from issuer.topup import Debit, Effect, Fail, Hold, Settle, Step, Topup, TopupError, commands, receive
 from reader.flow import Flow
 
@@ -165,11 +165,6 @@ class IssueScript(Script):
         context.order.state = OrderState.SETTLED
         return None
 
-    def fail(self, context: Context, reason: str) -> None:
-        # Whatever the answers said, the card may hold the purse or part of it: the order stays
-        # open (and the product taken) until a contact finishes it from the card's registry.
-        hold(context, reason)
-
     def close_unproven(self, context: Context) -> None:
         context.card.status = CardStatus.CANCELLED  # the product may be ordered again
         context.order.state = OrderState.FAILED
@@ -184,10 +179,7 @@ class CancelScript(Script):
     def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[Any]:
         card = context.card
         if phase == 0:
-            date, time = bcd.date_time(context.ordered_at)
-            return verified_balance(bytes.fromhex(card.aid), bytes.fromhex(card.app_serial),
-                                    LoadKeysOf(context.keys, card.product),
-                                    crypto.Terminal(context.terminal_id, date, time))
+            return _purse_balance(context)
         return delete_purse(card_manager(context), operator(context), bytes.fromhex(card.aid), rng,
                             delete=phase == 1)
 
@@ -206,9 +198,9 @@ class CancelScript(Script):
 
     def fail(self, context: Context, reason: str) -> None:
         if context.order.state is OrderState.DEBITED:  # the balance is proven, the card maybe gone
-            hold(context, reason)
-        else:
             super().fail(context, reason)
+        else:  # nothing proven, nothing moved: the cancellation ends here
+            context.order.state, context.order.last_error = OrderState.FAILED, reason
 
     def close_unproven(self, context: Context) -> None:
         """A proven balance is refunded, the card's removal unproven; else nothing moved."""
@@ -240,9 +232,6 @@ class LockScript(Script):
         self._move(context, "lost-move")
         return None
 
-    def fail(self, context: Context, reason: str) -> None:
-        hold(context, reason)
-
     def close_unproven(self, context: Context) -> None:
         self._move(context, "lost-move-unproven")
 
@@ -272,9 +261,6 @@ class RekeyScript(Script):
         context.order.state = OrderState.SETTLED
         return None
 
-    def fail(self, context: Context, reason: str) -> None:
-        hold(context, reason)
-
     def close_unproven(self, context: Context) -> None:
         context.order.state = OrderState.FAILED  # the band keeps its key set in the books
 
@@ -286,14 +272,10 @@ class RegisterScript(Script):
     def flow(self, context: Context, phase: int, rng: gp.Rng) -> Flow[int]:
         card = context.card
         if card.product == ECASH:
-            proof = ectopup.proven_balance(_pan(card.app_serial), BANK_PSN,
-                                           bcd.encode(f"{context.ordered_at:%y%m%d}"),
+            proof = ectopup.proven_balance(_pan(card.app_serial), BANK_PSN, _order_date(context),
                                            EcashKeysOf(context.keys), rng)
         else:
-            date, time = bcd.date_time(context.ordered_at)
-            proof = verified_balance(bytes.fromhex(card.aid), bytes.fromhex(card.app_serial),
-                                     LoadKeysOf(context.keys, card.product),
-                                     crypto.Terminal(context.terminal_id, date, time))
+            proof = _purse_balance(context)
         balance = yield from proof
         if balance is None:  # the SELECT's 6A82 carries no MAC: the next contact tries again
             raise Unproven("the band did not show the card")
@@ -308,9 +290,6 @@ class RegisterScript(Script):
         card.status, card.created_at = CardStatus.ACTIVE, context.now
         order.amount, order.state = outcome, OrderState.SETTLED
         return None
-
-    def fail(self, context: Context, reason: str) -> None:
-        hold(context, reason)
 
     def close_unproven(self, context: Context) -> None:
         context.card.status = CardStatus.CANCELLED  # never under the issuer
@@ -331,9 +310,6 @@ class UnlockScript(Script):
         context.card.status, context.order.state = CardStatus.ACTIVE, OrderState.SETTLED
         return None
 
-    def fail(self, context: Context, reason: str) -> None:
-        hold(context, reason)
-
     def close_unproven(self, context: Context) -> None:
         context.order.state = OrderState.FAILED  # the card stays locked in the books
 
@@ -346,7 +322,7 @@ class EcTopupProcedure(Procedure):
         if last is not None:
             return _dump(_load_ec(last).resume(challenge))
         return _dump(EcTopup(_pan(context.card.app_serial), BANK_PSN, context.order.amount, challenge,
-                             bcd.encode(f"{context.ordered_at:%y%m%d}")))
+                             _order_date(context)))
 
     def commands(self, context: Context, state: State) -> list[CommandAPDU]:
         return ectopup.commands(_load_ec(state))
@@ -365,6 +341,21 @@ class EcTopupProcedure(Procedure):
 
     def close_unproven(self, context: Context) -> None:
         close_topup(context)
+
+
+def _purse_balance(context: Context) -> Flow[int | None]:
+    """The order's purse's balance as its MAC1 proves it, at the issuer's terminal and the
+    order's time (:func:`issuer.issuance.verified_balance`)."""
+    card = context.card
+    date, time = bcd.date_time(context.ordered_at)
+    return verified_balance(bytes.fromhex(card.aid), bytes.fromhex(card.app_serial),
+                            LoadKeysOf(context.keys, card.product),
+                            crypto.Terminal(context.terminal_id, date, time))
+
+
+def _order_date(context: Context) -> bytes:
+    """The order's date as the bank card's transaction date (9A, YYMMDD in BCD)."""
+    return bcd.encode(f"{context.ordered_at:%y%m%d}")
 
 
 def _pan(app_serial: str) -> str:

@@ -28,7 +28,6 @@ from typing import Any
 from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.gp.domain import ISD_AID
 from issuer import gp
-from issuer.db import OrderState
 from issuer.issuance import Domain, factory_keys
 from issuer.keystore import TEST_KEY_SET
 from issuer.procedure import Context, OrderError, Procedure, State
@@ -65,8 +64,10 @@ class Script(Procedure):
         """Apply the outcome of ``phase`` to the order; the next phase, None when done."""
 
     def fail(self, context: Context, reason: str) -> None:
-        context.order.state = OrderState.FAILED
-        context.order.last_error = reason
+        """The card (or the relay) answered what the flow cannot take. Nothing vouches for
+        such an answer, so it ends no order: whatever the card did, the order stays as it is,
+        money and all, until a contact proves what happened (:func:`hold`)."""
+        hold(context, reason)
 
     def start(self, context: Context, last: State | None) -> State:
         return {"phase": 0, "seed": secrets.token_hex(16), "answers": []}

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from cli import main
+from tests.support.command import koala_in
 
 
 @pytest.fixture
@@ -21,19 +20,6 @@ def koala(tmp_path):
         if ok:
             assert result.exit_code == 0, result.output
         return result
-
-    return invoke
-
-
-def koala_in(home: Path) -> Callable[..., str]:
-    """The koala command in the world at ``home``, as a user runs it: errors in one line."""
-    runner = CliRunner()
-
-    def invoke(*args: str, ok: bool = True) -> str:
-        result = runner.invoke(main, ["--home", str(home), *args])
-        assert (result.exit_code == 0) == ok, result.output
-        assert "Traceback" not in result.output
-        return result.output
 
     return invoke
 

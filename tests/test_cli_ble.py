@@ -9,10 +9,8 @@ import subprocess
 import sys
 import time
 
-from click.testing import CliRunner
-
-from cli import main
 from commands.local_issuer import local_issuer
+from tests.support.command import koala_in
 from tests.support.processes import REPO, free_port
 from wallet.home import Home
 
@@ -31,14 +29,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 def test_a_band_advertising_in_its_own_process_is_found_paired_and_read(tmp_path):
-    runner = CliRunner()
-
-    def koala(*args: str, ok: bool = True) -> str:
-        result = runner.invoke(main, ["--home", str(tmp_path), *args])
-        assert (result.exit_code == 0) == ok, result.output
-        assert "Traceback" not in result.output
-        return result.output
-
+    koala = koala_in(tmp_path)
     koala("band", "create", "kim", "--cards", "transit,ecash", "--ecash-balance", "8")
     band_port, phone_port = free_port(), free_port()
     radio = subprocess.Popen([sys.executable, "-m", "bumble.apps.controllers",

@@ -332,7 +332,7 @@ def unlock(factory: bool) -> Callable[[Engine], Case]:
         else:
             assert relay(topups(engine), lost, band) is OrderState.SETTLED
         assert (purse_on(band) or 0) & 0x80, "locked on the band"
-        (order,) = cards.orders(engine).found(band_id, f"lie-found-{band_id}")
+        (order,) = cards.orders(engine).found(band_id, f"lie-found-{band_id}", "found")
         before = cards.books(engine, band_id, serial)
 
         def check(over: bool) -> None:
