@@ -6,19 +6,19 @@ Captures the relay round trips of one full issuance of a transit card and of
 one top-up of it, in process through the issuer's order service
 (``issuer.orders``) on SQLite with the demo keys: per round trip, the batch of
 C-APDUs the issuer sent and the R-APDUs the band gave (``common.relay.run_batch``).
-Then prices the trace with the BLE link model (``wallet.ble.model``) over a
+Then prices the trace with the BLE link model (``ble.model``) over a
 fast and a conservative link. No HTTP and no card time: only the bytes on
 the air between phone and band. Beside the model, the same orders are relayed
-once more over Bumble's virtual controllers (``wallet.ble.radio.VirtualBle``)
+once more over Bumble's virtual controllers (``phone.ble.radio.VirtualBle``)
 and the time spent between phone and band is measured: the cost of the
 stacks and the app layer, with no air time.
 
 ``--frame`` names the framing, a callable ``frame(message, payload) -> list[int]``
 giving the sizes of the GATT values a relay message becomes (default
 :func:`app_frame`, the relay's app layer, AES-CCM sealed and fragmented as
-:mod:`wallet.ble.relay` sends it; ``wallet.ble.model:raw_frame`` is plain
+:mod:`ble.relay` sends it; ``ble.model:raw_frame`` is plain
 fragmentation with no overhead). ``--messages`` says what a relay message
-is: a round trip's batch one way as :func:`wallet.ble.relay.encode_apdus`
+is: a round trip's batch one way as :func:`ble.relay.encode_apdus`
 encodes it (default: kind, count, a 2-byte length before each APDU), or each
 APDU on its own. All rows use them; the last row gives their overhead against
 the raw GATT payload (the same batches' bare APDU bytes, plainly fragmented)
@@ -35,6 +35,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ble.framing import fragment
+from ble.model import BleLink, Frame, gatt_values, raw_frame, session_time
+from ble.relay import ANSWERS, BATCH, encode_apdus
+from ble.secure import KEY_SIZE, TO_BAND, Session
 from issuer import ledger
 from issuer.accounts import funding_account
 from issuer.db import Band as BandRow
@@ -42,15 +46,11 @@ from issuer.db import make_engine, migrate, session_factory
 from issuer.keys import DemoKeys
 from issuer.orders import Orders
 from issuer.products import TRANSIT
+from phone.ble.radio import VirtualBle
 from phone.companion import BandLink, LocalBand
 from reader import places
 from reader.clock import system_clock
 from wallet.band import Band
-from wallet.ble.framing import fragment
-from wallet.ble.model import BleLink, Frame, gatt_values, raw_frame, session_time
-from wallet.ble.radio import VirtualBle
-from wallet.ble.relay import ANSWERS, BATCH, encode_apdus
-from wallet.ble.secure import KEY_SIZE, TO_BAND, Session
 
 AMOUNT = 5000  # fen
 
@@ -127,7 +127,7 @@ def capture(over_ble: bool = False) -> tuple[list[RoundTrip], list[RoundTrip], f
 
 def app_frame(message: bytes, payload: int) -> list[int]:
     """The relay's app layer: ``message`` sealed (AES-CCM: kind, counter, tag), then cut into
-    fragments under their 3-byte headers (:mod:`wallet.ble.secure`, :mod:`wallet.ble.framing`)."""
+    fragments under their 3-byte headers (:mod:`ble.secure`, :mod:`ble.framing`)."""
     sealed = Session(bytes(KEY_SIZE), TO_BAND).seal(message)
     return [len(value) for value in fragment(sealed, 1, payload)]
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from applets.brands import ECASH
 from applets.gp.cplc import cplc
+from ble.errors import BleError
 from commands.contact import contact
 from commands.factory import create_band
 from commands.world import (
@@ -27,7 +28,6 @@ from commands.world import (
 )
 from issuer.products import PRODUCTS, product
 from wallet.band import ACCESS, Band
-from wallet.ble.errors import BleError
 from wallet.home import IssuerLink
 from wallet.vpcd import DEFAULT_HOST as DEFAULT_VPCD_HOST
 from wallet.vpcd import DEFAULT_PORT as DEFAULT_VPCD_PORT
@@ -198,7 +198,7 @@ def serve_ble(world: World, name: str, worn: Band, transport: str, yes: bool) ->
     import asyncio  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
-    from wallet.ble.radio import advertise  # noqa: PLC0415 - Bumble is slow to import
+    from wallet.ble.service import advertise  # noqa: PLC0415 - Bumble is slow to import
 
     async def serve() -> None:
         stop = asyncio.Event()

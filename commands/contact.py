@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ble.errors import BleError
+from ble.secure import SecurityError
 from commands.world import World, money
 from phone.companion import BandLink, Companion, IssuerClient, LocalBand
-from wallet.ble.errors import BleError
-from wallet.ble.secure import SecurityError
 from wallet.errors import BandBusy
 from wallet.home import PhoneBond
 
 if TYPE_CHECKING:
-    from wallet.ble.radio import Phone
+    from phone.ble.radio import Phone
 
 transport_option = click.option(
     "--transport", metavar="SPEC",
@@ -75,7 +75,7 @@ def phone(world: World, band_name: str, transport: str | None, phone_id: bytes,
           confirm: Callable[[str], bool]) -> Iterator[Phone]:
     """The phone on a controller (the band advertising elsewhere), or on a virtual radio with
     the band taken from its image (and saved back)."""
-    from wallet.ble.radio import VirtualBle, phone_on_transport  # noqa: PLC0415 - slow import
+    from phone.ble.radio import VirtualBle, phone_on_transport  # noqa: PLC0415 - slow import
 
     try:
         if transport is not None:

@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 
 from applets.brands import ECASH
+from ble.errors import BleError
 from issuer.client import IssuerUnavailable, OperatorClient
 from issuer.products import PRODUCTS, UnknownProduct, product_for_aid
 from reader import clock
@@ -27,7 +28,7 @@ from wallet.band import UID_SIZE, Band
 from wallet.errors import WalletError
 from wallet.home import Home
 
-USER_ERRORS = (WalletError, IssuerUnavailable, ReaderError, MetroError, UnknownProduct)
+USER_ERRORS = (WalletError, BleError, IssuerUnavailable, ReaderError, MetroError, UnknownProduct)
 
 
 def money(fen: int) -> str:

@@ -59,7 +59,7 @@ class IssuerClient(ApiClient):
 
 
 class BandLink(Protocol):
-    """How the phone reaches its band: in the same process, or over BLE (``wallet.ble``)."""
+    """How the phone reaches its band: in the same process, or over BLE (``phone.ble``)."""
 
     def reset(self) -> None:
         """Start the secure element over, as a new tap would."""

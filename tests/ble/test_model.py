@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wallet.ble.model import (
+from ble.model import (
     BleLink,
     Phy,
     exchange_time,

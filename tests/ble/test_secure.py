@@ -10,11 +10,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ble import secure, toolbox
+from ble.framing import FramingError, Reassembler, Sender, fragment
+from ble.spec import payload_size
 from tests import vectors
 from tests.conftest import seeded
-from wallet.ble import secure, toolbox
-from wallet.ble.framing import FramingError, Reassembler, Sender, fragment
-from wallet.ble.spec import payload_size
 
 H = bytes.fromhex
 SMP = vectors.load("bt_smp")

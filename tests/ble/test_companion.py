@@ -7,15 +7,15 @@ from collections.abc import Callable
 
 import pytest
 
+from ble import secure
+from ble.errors import BleError, CharacteristicRefused
 from issuer.client import IssuerUnavailable
+from phone.ble.channel import BleBand
+from phone.ble.radio import VirtualBle
 from phone.companion import Companion, IssuerClient
 from tests.conftest import seeded
 from tests.support.http import registered
 from wallet.band import Band
-from wallet.ble import secure
-from wallet.ble.errors import BleError, CharacteristicRefused
-from wallet.ble.link import BleBand
-from wallet.ble.radio import VirtualBle
 
 PHONE_ID = bytes.fromhex("C0FFEE000001")
 

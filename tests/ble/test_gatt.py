@@ -16,15 +16,18 @@ import pytest
 from bumble import att, smp
 from bumble.pairing import PairingConfig, PairingDelegate
 
-from wallet.ble import spec
-from wallet.ble.errors import (
+from ble import spec
+from ble.errors import (
     BleError,
     CharacteristicRefused,
     EncryptionRequired,
     LinkPairingFailed,
     NotConnected,
 )
-from wallet.ble.gatt import ATT_MTU, BandPeripheral, CompanionCentral, virtual_radio
+from ble.link import ATT_MTU
+from ble.virtual import virtual_radio
+from phone.ble.central import CompanionCentral
+from wallet.ble.peripheral import BandPeripheral
 
 BAND_INFO = json.dumps({"id": "4B4F414C41", "firmware": "1.0", "battery": 87}).encode()
 CARDS = json.dumps([{"name": "Beijing T-Union", "balance": 2350, "active": True}]).encode()

@@ -5,9 +5,10 @@ callers (the command line, the companion's issuer client): it finds the
 band, pairs the link and the app layer, and gives a
 :class:`~phone.companion.BandLink`. The host comes from a Bumble transport
 (``usb:0`` for a dongle, ``hci-socket:0`` on Linux, ``tcp-client:HOST:PORT``
-for a controller elsewhere, e.g. Bumble's virtual controllers app), or from a
-virtual radio in this process (:class:`VirtualBle`, the band alongside).
-:func:`advertise` runs a band on a transport until it is stopped.
+for a controller elsewhere, e.g. Bumble's virtual controllers app,
+:func:`phone_on_transport`), or from a virtual radio in this process with the
+band alongside (:class:`VirtualBle`: the command line without a controller,
+and tests; the one place the phone's package holds a band).
 """
 
 from __future__ import annotations
@@ -15,31 +16,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bumble.host import Host
-from bumble.transport import open_transport
 
+from ble import secure
+from ble.errors import BleError
+from ble.link import BAND_ADDRESS, PHONE_ADDRESS, transport_host
+from ble.spec import payload_size
+from ble.virtual import VirtualRadio
+from phone.ble.central import BandAdvertisement, CompanionCentral
+from phone.ble.channel import BleBand, LoopThread, PhoneChannel, PhoneEnd, open_session, pair_app
 from wallet.band import Band
-from wallet.ble import secure
-from wallet.ble.errors import BleError
-from wallet.ble.gatt import BandAdvertisement, CompanionCentral, ConfirmNumber, VirtualRadio
-from wallet.ble.link import BandService, BleBand, LoopThread, PhoneChannel, open_session, pair_app
-from wallet.ble.relay import PhoneEnd
-from wallet.ble.spec import payload_size
-
-BAND_ADDRESS, PHONE_ADDRESS = "C0:00:00:00:00:11", "C0:00:00:00:00:22"
-
-
-async def transport_host(spec: str) -> tuple[Host, Callable[[], Awaitable[None]]]:
-    """A Bumble host on the controller behind ``spec``, and how to close it."""
-    try:
-        transport = await open_transport(spec)
-    except Exception as error:  # Bumble raises plain exceptions for a missing device
-        raise BleError(f"no Bluetooth controller at {spec!r}: {error}") from error
-    return Host(transport.source, transport.sink), transport.close
+from wallet.ble.service import BandService
 
 
 class Phone:
@@ -146,20 +137,3 @@ class VirtualBle(Phone):
 
 async def _host(radio: VirtualRadio) -> Host:
     return radio.host()  # a virtual host is made inside the event loop
-
-
-async def advertise(band: Band, spec: str, confirm_number: ConfirmNumber,
-                    show_code: Callable[[str], None], stop: asyncio.Event,
-                    on_change: Callable[[], None], keystore: Path | None = None) -> None:
-    """Serve the band on the controller behind ``spec`` until ``stop`` is set; ``on_change``
-    runs after every relay message that may have changed the band (to save its image)."""
-    host, close = await transport_host(spec)
-    service = BandService(band, host, address=BAND_ADDRESS, bonds=band.bonds, rng=os.urandom,
-                          confirm_number=confirm_number, show_code=show_code, keystore=keystore)
-    service.after_write = on_change
-    await service.peripheral.start()
-    try:
-        await stop.wait()
-    finally:
-        await service.peripheral.stop()
-        await close()

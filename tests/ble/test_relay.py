@@ -7,13 +7,15 @@ import random
 import pytest
 
 from applets.gp.domain import ISD_AID
+from ble import secure
+from ble.relay import EXPRESS, LOCK, UNLOCK, RelayError
+from ble.spec import payload_size
 from issuer import gp
 from issuer.products import TRANSIT
+from phone.ble.channel import PhoneEnd
 from reader import pboc
 from tests.conftest import make_band, seeded
-from wallet.ble import secure
-from wallet.ble.relay import EXPRESS, LOCK, UNLOCK, BandEnd, PhoneEnd, RelayError
-from wallet.ble.spec import payload_size
+from wallet.ble.service import BandEnd
 
 PHONE_ID, BAND_ID = bytes.fromhex("0A0B0C0D0E0F"), bytes.fromhex("B0B1B2B3B4B5")
 

@@ -3,7 +3,7 @@
 The link's LE Secure Connections encryption protects the air, but ends in the
 phone's Bluetooth stack, which the band does not trust. So the companion
 pairs with the band once more, end to end, in the same way (numeric
-comparison over P-256, with the specification's toolbox, :mod:`wallet.ble.toolbox`):
+comparison over P-256, with the specification's toolbox, :mod:`ble.toolbox`):
 
 ====  ===========  ==============================================  ====================
 step  direction    message                                         check
@@ -42,8 +42,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from applets.crypto.scp03 import aes_cmac
-from wallet.ble import toolbox
-from wallet.errors import WalletError
+from ble import toolbox
+from ble.errors import BleError
 
 Rng = Callable[[int], bytes]
 ID_SIZE, KEY_SIZE, NONCE_SIZE, SESSION_NONCE_SIZE = 6, 16, 16, 8
@@ -56,7 +56,7 @@ SESSION_LABEL = b"koala relay"
 TO_BAND, TO_PHONE = 0x01, 0x02
 
 
-class SecurityError(WalletError):
+class SecurityError(BleError):
     """Something on the app layer failed its check; the message says which."""
 
 

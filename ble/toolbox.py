@@ -1,6 +1,6 @@
 """The LE Secure Connections cryptographic toolbox (Bluetooth Core, Vol 3 Part H, 2.2.5-2.2.9).
 
-The app-layer pairing (:mod:`wallet.ble.secure`) repeats LE Secure
+The app-layer pairing (:mod:`ble.secure`) repeats LE Secure
 Connections' numeric comparison above GATT, with the specification's own
 functions, so its commitments, six-digit code and keys are checked against
 the specification's sample data. Every function is AES-CMAC (``cryptography``

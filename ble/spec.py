@@ -19,8 +19,8 @@ relay out           app-layer frame fragments: R-APDUs      notify           enc
 ==================  ======================================  ===============  ================
 
 Everything but the band info needs an encrypted link, so an unpaired phone
-sees nothing else. The relay characteristics carry the app layer (:mod:`wallet.ble.framing`,
-:mod:`wallet.ble.secure`): the link's own encryption (LE Secure Connections,
+sees nothing else. The relay characteristics carry the app layer (:mod:`ble.framing`,
+:mod:`ble.secure`): the link's own encryption (LE Secure Connections,
 numeric comparison, bonded) protects against the air, the app layer binds
 the companion to the band and protects every frame end to end, because a
 phone's Bluetooth stack is not the band's to trust.

@@ -1,6 +1,6 @@
 """What moving the relay's bytes over a BLE connection costs: a model for planning.
 
-The phone relays the issuer's APDUs to the band over GATT (:mod:`wallet.ble.spec`).
+The phone relays the issuer's APDUs to the band over GATT (:mod:`ble.spec`).
 Per relay round trip it writes the batch of C-APDUs to "relay in" with
 GATT writes *with response*, and the band answers on "relay out" with
 notifications. This module prices one such round trip in seconds from the
@@ -62,9 +62,9 @@ Not modelled: the band's processing of the APDUs (the card profile of
 every event while it relays), channel-map and PHY-update procedures, and
 controllers' buffer limits beyond ``packets_per_event``.
 
-The relay's own framing (the batch encoding of :mod:`wallet.ble.relay`, the
-AES-CCM seal of :mod:`wallet.ble.secure`, the fragment headers of
-:mod:`wallet.ble.framing`) is a parameter: a :data:`Frame` turns one relay message into the sizes of the
+The relay's own framing (the batch encoding of :mod:`ble.relay`, the
+AES-CCM seal of :mod:`ble.secure`, the fragment headers of
+:mod:`ble.framing`) is a parameter: a :data:`Frame` turns one relay message into the sizes of the
 GATT values it is sent as. :func:`raw_frame`, plain fragmentation with no
 overhead, is the baseline that framing overhead is measured against.
 """
@@ -77,7 +77,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache
 
-from wallet.ble.spec import payload_size
+from ble.spec import payload_size
 
 T_IFS_S = 150e-6
 """Inter-frame space between two packets of a connection event (Vol 6 Part B 4.1.1)."""
@@ -116,7 +116,7 @@ class Phy(IntEnum):
 
 Frame = Callable[[bytes, int], list[int]]
 """How a relay message is sent: ``frame(message, payload)`` gives the sizes of the GATT
-values (each at most ``payload`` bytes, see :func:`wallet.ble.spec.payload_size`) that
+values (each at most ``payload`` bytes, see :func:`ble.spec.payload_size`) that
 ``message`` becomes, in order."""
 
 

@@ -1,16 +1,16 @@
-"""Errors of the band's BLE link, on either side of it.
+"""Errors of the band's BLE link and the app layer above it, on either side of it.
 
-They live apart from :mod:`wallet.ble.gatt` so that code above the link
-(framing, the app-layer secure channel, the CLI) can catch them without
-importing a Bluetooth stack.
+They live apart from the Bumble code so that code above the link (framing,
+the app-layer secure channel, the CLI) can catch them without importing a
+Bluetooth stack. :class:`BleError` is the root of every error of this package,
+the app layer's (:class:`ble.secure.SecurityError`) and the relay's
+(:class:`ble.relay.RelayError`) included.
 """
 
 from __future__ import annotations
 
-from wallet.errors import WalletError
 
-
-class BleError(WalletError):
+class BleError(Exception):
     """The BLE link between band and companion failed; the message says what to do."""
 
 
@@ -21,7 +21,7 @@ class NotConnected(BleError):
 class LinkPairingFailed(BleError):
     """The link's own pairing (SMP, LE Secure Connections) did not complete; it stays unencrypted.
 
-    Not :class:`wallet.ble.secure.PairingFailed`, which is the app layer's
+    Not :class:`ble.secure.PairingFailed`, which is the app layer's
     pairing above the link.
 
     ``reason`` is the SMP failure's name (``CONFIRM_VALUE_FAILED`` when a person

@@ -1,6 +1,6 @@
 """Relay messages cut to fit one GATT write or notification, and put back together.
 
-A relay message (an encrypted app-layer frame, :mod:`wallet.ble.secure`) may
+A relay message (an encrypted app-layer frame, :mod:`ble.secure`) may
 be longer than the ATT payload (20 bytes at the minimum MTU of 23, 244 at
 247). Each fragment carries a 3-byte header, small because at the minimum
 MTU every byte of it is 5% of the link:
