@@ -20,11 +20,11 @@ from commands.card import card
 from commands.companion import companion_group
 from commands.demo import demo
 from commands.gp import gp_group
+from commands.home import Home
 from commands.issuer import issuer_group
 from commands.pcsc import pcsc
 from commands.tap import tap_group
 from commands.world import KoalaGroup, World
-from wallet.home import Home
 
 
 @click.group(cls=KoalaGroup)

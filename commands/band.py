@@ -15,6 +15,7 @@ from applets.gp.cplc import cplc
 from ble.errors import BleError
 from commands.contact import contact
 from commands.factory import create_band
+from commands.home import IssuerLink
 from commands.world import (
     World,
     Yuan,
@@ -28,7 +29,6 @@ from commands.world import (
 )
 from issuer.products import PRODUCTS, product
 from wallet.band import ACCESS, Band
-from wallet.home import IssuerLink
 from wallet.vpcd import DEFAULT_HOST as DEFAULT_VPCD_HOST
 from wallet.vpcd import DEFAULT_PORT as DEFAULT_VPCD_PORT
 from wallet.vpcd import VpcdBridge, VpcdCard

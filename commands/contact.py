@@ -13,10 +13,10 @@ import click
 
 from ble.errors import BleError
 from ble.secure import SecurityError
+from commands.home import PhoneBond
 from commands.world import World, money
 from phone.companion import BandLink, Companion, IssuerClient, LocalBand
 from wallet.errors import BandBusy
-from wallet.home import PhoneBond
 
 if TYPE_CHECKING:
     from phone.ble.radio import Phone

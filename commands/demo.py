@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from commands.home import Home
 from commands.local_issuer import local_issuer
 from commands.world import World, pass_world
-from wallet.home import Home
 
 
 @click.command()

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from applets.validity import Validity
+from commands.home import Home
 from issuer import ecash, site
 from issuer.emv_pki import DemoPki
 from issuer.products import Product
 from wallet.band import Band
-from wallet.home import Home
 
 CARD_VALIDITY_YEARS = 10
 ECASH_LIMIT = 100_000  # the EC balance limit (9F77), fen: PBOC caps e-cash at ¥1,000

@@ -1,6 +1,6 @@
 """The demo's issuer service, run in this process.
 
-It serves the issuer (``issuer.server``) on a world's home (``wallet.home``), packages that
+It serves the issuer (``issuer.server``) on a world's home (``commands.home``), packages that
 may not import each other, so it sits above both, here; the tests use it too.
 """
 
@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from wallet.home import Home
+from commands.home import Home
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 purchase key, and a POS purchase in the form the issuer's clearing takes.
 
 They join the readers (``reader``) to the issuer's products and clearing (``issuer``) and the
-world's saved sequence numbers (``wallet.home``), packages that may not import each other in
+world's saved sequence numbers (``commands.home``), packages that may not import each other in
 that direction, so they sit above them, here.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from commands.home import Home
 from issuer.products import PRODUCTS, Product
 from reader.load import LoadKeys
 from reader.pos import Purchase
 from reader.psam import Psam
-from wallet.home import Home
 
 
 def psam_for(home: Home, item: Product, terminal_id: bytes) -> Psam:

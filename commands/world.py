@@ -16,6 +16,7 @@ from rich.console import Console
 
 from applets.brands import ECASH
 from ble.errors import BleError
+from commands.home import Home
 from issuer.client import IssuerUnavailable, OperatorClient
 from issuer.products import PRODUCTS, UnknownProduct, product_for_aid
 from reader import clock
@@ -26,7 +27,6 @@ from reader.timing import AirInterface, BitRate
 from reader.transport import Transport, in_field
 from wallet.band import UID_SIZE, Band
 from wallet.errors import WalletError
-from wallet.home import Home
 
 USER_ERRORS = (WalletError, BleError, IssuerUnavailable, ReaderError, MetroError, UnknownProduct)
 

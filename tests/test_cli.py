@@ -132,9 +132,9 @@ def test_gp_with_the_wrong_key_is_one_line(koala):
 
 
 def test_registration_gives_the_card_manager_to_the_issuer(tmp_path):
+    from commands.home import Home  # noqa: PLC0415
     from commands.local_issuer import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
     from issuer.keystore import CARD_MANAGER_DEMO_MASTER  # noqa: PLC0415
-    from wallet.home import Home  # noqa: PLC0415
 
     koala = koala_in(tmp_path)
     with local_issuer(Home(tmp_path)):
@@ -195,8 +195,8 @@ def test_off_the_wrist_only_the_express_card_pays(koala):
 
 
 def test_the_phone_pairs_over_ble_and_relays_issuance_and_top_up(koala, tmp_path):
+    from commands.home import Home  # noqa: PLC0415
     from commands.local_issuer import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
-    from wallet.home import Home  # noqa: PLC0415
 
     koala("band", "create", "joy", "--cards", "")
     assert "not paired" in koala("companion", "cards", "--band", "joy", ok=False).output
@@ -238,8 +238,8 @@ def test_the_network_keeps_beijing_time_whatever_the_offset_given(koala):
 
 
 def test_bands_made_in_two_homes_register_at_one_issuer(tmp_path):
+    from commands.home import Home  # noqa: PLC0415
     from commands.local_issuer import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
-    from wallet.home import Home  # noqa: PLC0415
 
     runner = CliRunner()
     homes = [tmp_path / "first", tmp_path / "second"]
@@ -257,8 +257,8 @@ def test_bands_made_in_two_homes_register_at_one_issuer(tmp_path):
 
 
 def test_the_books_follow_a_card_through_cash_over_the_air_rides_and_registration(tmp_path):
+    from commands.home import Home  # noqa: PLC0415
     from commands.local_issuer import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
-    from wallet.home import Home  # noqa: PLC0415
 
     koala = koala_in(tmp_path)
 
@@ -284,8 +284,8 @@ def test_the_books_follow_a_card_through_cash_over_the_air_rides_and_registratio
 
 
 def test_the_operator_closes_an_unproven_order_only_after_the_window(tmp_path):
+    from commands.home import Home  # noqa: PLC0415
     from commands.local_issuer import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
-    from wallet.home import Home  # noqa: PLC0415
 
     koala = koala_in(tmp_path)
     with local_issuer(Home(tmp_path)):
@@ -307,8 +307,8 @@ def test_the_operator_closes_an_unproven_order_only_after_the_window(tmp_path):
 
 
 def test_a_found_band_gets_back_the_cards_whose_money_stayed_on_them(tmp_path):
+    from commands.home import Home  # noqa: PLC0415
     from commands.local_issuer import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
-    from wallet.home import Home  # noqa: PLC0415
 
     koala = koala_in(tmp_path)
 

@@ -9,10 +9,10 @@ import subprocess
 import sys
 import time
 
+from commands.home import Home
 from commands.local_issuer import local_issuer
 from tests.support.command import koala_in
 from tests.support.processes import REPO, free_port
-from wallet.home import Home
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:

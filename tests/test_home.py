@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from commands.home import Home
 from wallet.errors import WalletError
-from wallet.home import Home
 
 REPO = Path(__file__).resolve().parents[2]
 
