@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from bumble import smp
 from bumble.device import Connection, Device, DeviceConfiguration
@@ -144,8 +147,8 @@ def device_config(name: str, address: str) -> DeviceConfiguration:
 
 
 
-class OneLink:
-    """The one link a band or a companion has at a time."""
+class OneLink(ABC):
+    """The one link a band or a companion has at a time; ``async with`` starts and stops it."""
 
     _connection: Connection | None
     _unconnected = "there is no link"
@@ -168,6 +171,22 @@ class OneLink:
         if self._connection is None:
             raise NotConnected(self._unconnected)
         return self._connection
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Power on (the band also advertises)."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Drop the link, if any, and power off."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
 
 
 

@@ -12,8 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 from bumble import att, smp
 from bumble.core import UUID as BumbleUUID
@@ -105,18 +104,10 @@ class CompanionCentral(OneLink):
     async def start(self) -> None:
         await self.device.power_on()
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         """Disconnect (if connected) and power off."""
         await self.disconnect()
         await self.device.power_off()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
 
     async def find_band(self, timeout: float = 10.0) -> BandAdvertisement:
         """Scan until a device advertises the Koala band service; return the first one."""

@@ -20,23 +20,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ble import secure
+from ble import relay, secure
 from ble.errors import BleError
 from ble.framing import FramingError, Reassembler, Sender
-from ble.relay import (
-    ANSWERS,
-    BATCH,
-    EXPRESS,
-    LOCK,
-    REFUSED,
-    RESET,
-    RESET_DONE,
-    STATE,
-    UNLOCK,
-    RelayError,
-    decode_apdus,
-    encode_apdus,
-)
 from phone.ble.central import CompanionCentral
 
 T = TypeVar("T")
@@ -63,24 +49,24 @@ class PhoneEnd:
         return self.sender.fragments(message)
 
     def seal_batch(self, commands: Sequence[bytes]) -> list[bytes]:
-        return self.send(self._session().seal(encode_apdus(BATCH, commands)))
+        return self.send(self._session().seal(relay.encode_apdus(relay.BATCH, commands)))
 
     def seal_reset(self) -> list[bytes]:
-        return self.send(self._session().seal(bytes((RESET,))))
+        return self.send(self._session().seal(bytes((relay.RESET,))))
 
     def seal_control(self, kind: int, data: bytes = b"") -> list[bytes]:
         """Unlock, lock, or choose the express card (``data``: its AID)."""
-        if kind not in (UNLOCK, LOCK, EXPRESS):
-            raise RelayError(f"no control command {kind:02X}")
+        if kind not in (relay.UNLOCK, relay.LOCK, relay.EXPRESS):
+            raise relay.RelayError(f"no control command {kind:02X}")
         return self.send(self._session().seal(bytes((kind,)) + data))
 
     def open_state(self, message: bytes) -> tuple[bool, bool]:
-        """(locked, on wrist) after a control command; RelayError with the band's reason."""
+        """(locked, on wrist) after a control command; a RelayError with the band's reason."""
         answer = self._session().open(message)
-        if answer[:1] == bytes((REFUSED,)):
-            raise RelayError(f"the band refused: {answer[1:].decode(errors='replace')}")
-        if len(answer) != 3 or answer[0] != STATE:
-            raise RelayError("the band answered no state")
+        if answer[:1] == bytes((relay.REFUSED,)):
+            raise relay.RelayError(f"the band refused: {answer[1:].decode(errors='replace')}")
+        if len(answer) != 3 or answer[0] != relay.STATE:
+            raise relay.RelayError("the band answered no state")
         return bool(answer[1]), bool(answer[2])
 
     def on_notify(self, value: bytes) -> bytes | None:
@@ -91,15 +77,15 @@ class PhoneEnd:
             return None
 
     def open_answers(self, message: bytes) -> list[bytes]:
-        return decode_apdus(self._session().open(message), ANSWERS)
+        return relay.decode_apdus(self._session().open(message), relay.ANSWERS)
 
     def open_reset(self, message: bytes) -> None:
-        if self._session().open(message) != bytes((RESET_DONE,)):
-            raise RelayError("the band did not start its secure element over")
+        if self._session().open(message) != bytes((relay.RESET_DONE,)):
+            raise relay.RelayError("the band did not start its secure element over")
 
     def _session(self) -> secure.Session:
         if self.session is None:
-            raise RelayError("no session with the band: say hello first")
+            raise relay.RelayError("no session with the band: say hello first")
         return self.session
 
 

@@ -77,7 +77,7 @@ class Phone:
         self.loop.call(asyncio.sleep(0.05))
 
     def close(self) -> None:
-        self.loop.call(self.central.close())
+        self.loop.call(self.central.stop())
 
 
 def phone_on_transport(spec: str, phone_id: bytes, confirm: Callable[[str], bool],

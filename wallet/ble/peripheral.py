@@ -12,8 +12,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from bumble import att
 from bumble.core import UUID as BumbleUUID
@@ -214,14 +213,6 @@ class BandPeripheral(OneLink):
         if self._connection is not None:
             await self._connection.disconnect()
         await self.device.power_off()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
 
     async def notify_relay(self, data: bytes) -> None:
         """Send one relay-out notification (one app-layer fragment) to the companion.

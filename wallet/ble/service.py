@@ -21,25 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from applets.gp.cplc import cplc
-from ble import secure
+from ble import relay, secure
 from ble.errors import NotAuthorized
 from ble.framing import FramingError, Reassembler, Sender, is_resend_request
 from ble.link import ATT_MTU, BAND_ADDRESS, ConfirmNumber, transport_host
-from ble.relay import (
-    ANSWERS,
-    BATCH,
-    EXPRESS,
-    LOCK,
-    PAIRING,
-    REFUSED,
-    RESET,
-    RESET_DONE,
-    STATE,
-    UNLOCK,
-    RelayError,
-    decode_apdus,
-    encode_apdus,
-)
 from ble.spec import payload_size
 from common.relay import run_batch
 from wallet.band import Band
@@ -90,7 +75,7 @@ class BandEnd:
             return None
         kind = message[0]
         try:
-            if kind in PAIRING:
+            if kind in relay.PAIRING:
                 return self._pair(message)
             if kind == secure.HELLO:
                 ack, self.session = secure.band_accept(message, self.bonds, self.rng)
@@ -99,7 +84,7 @@ class BandEnd:
                 return None  # no session: nothing but pairing and hello is heard
             request = self.session.open(message)
             return self.session.seal(self._run(request))
-        except (secure.SecurityError, RelayError):
+        except (secure.SecurityError, relay.RelayError):
             return None  # refused: a phone that is not paired learns nothing
 
     def _pair(self, message: bytes) -> bytes:
@@ -118,25 +103,25 @@ class BandEnd:
 
     def _run(self, request: bytes) -> bytes:
         kind = request[:1]
-        if kind == bytes((RESET,)):
+        if kind == bytes((relay.RESET,)):
             self.band.power_on()
-            return bytes((RESET_DONE,))
-        if kind in (bytes((UNLOCK,)), bytes((LOCK,)), bytes((EXPRESS,))):
+            return bytes((relay.RESET_DONE,))
+        if kind in (bytes((relay.UNLOCK,)), bytes((relay.LOCK,)), bytes((relay.EXPRESS,))):
             return self._control(request)
-        commands = decode_apdus(request, BATCH)
-        return encode_apdus(ANSWERS, run_batch(self.band.transmit, commands))
+        commands = relay.decode_apdus(request, relay.BATCH)
+        return relay.encode_apdus(relay.ANSWERS, run_batch(self.band.transmit, commands))
 
     def _control(self, request: bytes) -> bytes:
         try:
-            if request[0] == UNLOCK:
+            if request[0] == relay.UNLOCK:
                 self.band.unlock()
-            elif request[0] == LOCK:
+            elif request[0] == relay.LOCK:
                 self.band.lock()
             else:
                 self.band.set_express(request[1:])
         except WalletError as refused:
-            return bytes((REFUSED,)) + str(refused).encode()
-        return bytes((STATE, self.band.locked, self.band.on_wrist))
+            return bytes((relay.REFUSED,)) + str(refused).encode()
+        return bytes((relay.STATE, self.band.locked, self.band.on_wrist))
 
 
 class BandService:
