@@ -54,6 +54,13 @@ def band_create(world: World, name: str, cards: str, holder: str, ecash_balance:
     if path.exists():
         raise click.ClickException(f"band {name!r} exists already ({path})")
     names = [card.strip() for card in cards.split(",") if card.strip()]
+    kinds = [*PRODUCTS, ECASH, ACCESS]
+    if unknown := [card for card in names if card not in kinds]:
+        raise click.BadParameter(f"no card kind {', '.join(map(repr, unknown))}; "
+                                 f"the factory makes {', '.join(kinds)}", param_hint="'--cards'")
+    if len(set(names)) != len(names):
+        raise click.BadParameter(f"{cards!r} names a card twice: a band holds one of each",
+                                 param_hint="'--cards'")
     products = [product(card) for card in names if card not in (ECASH, ACCESS)]
     new = create_band(world.home, name, products, holder, world.today(),
                       ecash_balance if ECASH in names else None, ACCESS in names)

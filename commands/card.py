@@ -14,6 +14,7 @@ from applets import bcd
 from applets.brands import ECASH
 from applets.pboc.layouts import JourneyStatus, LogRecord, TransitRecord, TxType
 from commands.contact import companion, issue_card, topup_card
+from commands.home import NotRegistered
 from commands.world import (
     World,
     Yuan,
@@ -80,7 +81,10 @@ def issuer_books(world: World, band_name: str) -> dict[str, dict[str, Any]]:
     """The issuer's view of the band's cards by serial; empty if the band is not registered."""
     try:
         link = world.home.issuer_link(band_name)
-    except WalletError:
+    except NotRegistered:
+        return {}
+    except WalletError as error:
+        click.echo(f"(no issuer's view: {error})", err=True)  # stdout may be JSON
         return {}
     client = IssuerClient(link.url, link.device_token, at=world.at)
     try:

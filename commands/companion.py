@@ -4,6 +4,7 @@ process or over BLE once paired."""
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 from rich.table import Table
@@ -67,6 +68,10 @@ def companion_scan(world: World, transport: str, timeout: float) -> None:
 def companion_pair(world: World, band_name: str, transport: str | None, yes: bool) -> None:
     """Pair this phone with the band over BLE: LE Secure Connections, then the app layer,
     each by comparing the six digits the band shows."""
+    if not yes and not sys.stdin.isatty():
+        raise click.UsageError("pairing needs its user to compare six digits: run it in a "
+                               "terminal, or pass --yes")
+
     def confirm(code: str) -> bool:
         world.console.print(f"the phone shows [bold]{code}[/]")
         return yes or click.confirm("does the band show the same six digits?", default=True)

@@ -4,6 +4,7 @@ groups."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ble.errors import BleError
-from ble.secure import SecurityError
 from commands.home import PhoneBond
 from commands.world import World, money
 from phone.companion import BandLink, Companion, IssuerClient, LocalBand
@@ -77,6 +77,7 @@ def phone(world: World, band_name: str, transport: str | None, phone_id: bytes,
     the band taken from its image (and saved back)."""
     from phone.ble.radio import VirtualBle, phone_on_transport  # noqa: PLC0415 - slow import
 
+    logging.getLogger("bumble").setLevel(logging.ERROR)  # its refusals reach us as BleError
     try:
         if transport is not None:
             keys = world.home.link_keys(band_name)[1] if band_name else None  # scan: no band
@@ -88,12 +89,14 @@ def phone(world: World, band_name: str, transport: str | None, phone_id: bytes,
             return
         with world.band(band_name) as worn:
             virtual = VirtualBle(worn, phone_id, confirm,
-                                 keystores=world.home.link_keys(band_name))
+                                 keystores=world.home.link_keys(band_name),
+                                 band_shows=lambda code: world.console.print(
+                                     f"the band shows [bold]{code}[/]"))
             try:
                 yield virtual
             finally:
                 virtual.close()
-    except (BleError, SecurityError) as error:
+    except BleError as error:
         raise click.ClickException(str(error)) from None
 
 

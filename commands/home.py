@@ -45,6 +45,21 @@ def check_name(name: str) -> str:
     return name
 
 
+class NotRegistered(WalletError):
+    """The band has no issuer link: it was never registered (or the link was removed)."""
+
+
+@contextlib.contextmanager
+def _damaged(path: Path, remedy: str) -> Iterator[None]:
+    """Reading a small JSON file the command keeps: anything wrong in it is one line, naming
+    the file and what to do, instead of a traceback."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise WalletError(f"{path} is damaged ({type(error).__name__}: {error}); {remedy}") \
+            from None
+
+
 @dataclass(frozen=True, slots=True)
 class IssuerLink:
     """Where a band is registered and the token its companion uses there."""
@@ -130,10 +145,11 @@ class Home:
     def issuer_link(self, name: str) -> IssuerLink:
         path = self._link_path(name)
         if not path.exists():
-            raise WalletError(f"band {name!r} is not registered with an issuer: "
-                              f"koala band register {name}")
-        raw = json.loads(path.read_text())
-        return IssuerLink(str(raw["url"]), int(raw["band_id"]), str(raw["device_token"]))
+            raise NotRegistered(f"band {name!r} is not registered with an issuer: "
+                                f"koala band register {name}")
+        with _damaged(path, f"register the band again: koala band register {name}"):
+            raw = json.loads(path.read_text())
+            return IssuerLink(str(raw["url"]), int(raw["band_id"]), str(raw["device_token"]))
 
     def save_issuer_link(self, name: str, link: IssuerLink) -> None:
         """Kept readable by the owner only: the device token speaks for the band."""
@@ -148,8 +164,9 @@ class Home:
         path = self._bond_path(name)
         if not path.exists():
             return None
-        raw = json.loads(path.read_text())
-        return PhoneBond(bytes.fromhex(raw["phone_id"]), bytes.fromhex(raw["key"]))
+        with _damaged(path, f"pair again: koala companion pair --band {name}"):
+            raw = json.loads(path.read_text())
+            return PhoneBond(bytes.fromhex(raw["phone_id"]), bytes.fromhex(raw["key"]))
 
     def save_phone_bond(self, name: str, bond: PhoneBond) -> None:
         """Kept readable by the owner only: the key speaks for the phone."""
@@ -175,10 +192,13 @@ class Home:
 
     def save_terminal(self, terminal_id: bytes, seq: int, records: list[Any]) -> None:
         """Persist the PSAM sequence and append new records (dataclasses) for clearing, each
-        named by its kind ("debit", "load")."""
-        atomic_write(self._terminal(terminal_id, ".json"), json.dumps({"seq": seq}).encode())
+        named by its kind ("debit", "load"). A tap that moved nothing writes nothing."""
+        if seq != self.terminal_seq(terminal_id):
+            atomic_write(self._terminal(terminal_id, ".json"), json.dumps({"seq": seq}).encode())
         if records:
-            with self._terminal(terminal_id, ".jsonl").open("a") as log:
+            journal = self._terminal(terminal_id, ".jsonl")
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            with journal.open("a") as log:
                 for record in records:
                     kind = type(record).__name__.lower()
                     log.write(json.dumps({"record": kind, **_jsonable(asdict(record))}) + "\n")

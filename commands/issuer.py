@@ -43,16 +43,35 @@ def serve(world: World, host: str, port: int, database: str | None, operator_tok
     """Migrate and load keys once, up front, then hand the workers their settings through the
     environment (each builds its own app from it) and serve."""
     import uvicorn  # noqa: PLC0415 - only the server needs it
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
 
     from issuer.server import build  # noqa: PLC0415
 
-    build(world.home.root, operator_token, database)
+    try:
+        build(world.home.root, operator_token, database)
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise click.ClickException(f"cannot open the issuer's database {_shown(database)}: "
+                                   f"{reason}") from None
     os.environ.update(KOALA_HOME=str(world.home.root), KOALA_OPERATOR_TOKEN=operator_token,
                       KOALA_ISSUER_DB=database or "", KOALA_ISSUER_CLIENT_TIME=str(int(client_time)))
     world.console.print(f"issuer on http://{host}:{port} with {workers} worker(s) "
                         f"(data in {world.home.root / 'issuer'})")
     uvicorn.run("issuer.server:from_environment", factory=True, host=host, port=port,
                 workers=workers, log_level="warning")
+
+
+def _shown(database: str | None) -> str:
+    """The database's URL as a message may show it: without its password."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    if database is None:
+        return "(SQLite under $KOALA_HOME)"
+    try:
+        return make_url(database).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(database)
 
 
 @issuer_group.command("clear")

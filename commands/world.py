@@ -35,6 +35,10 @@ def money(fen: int) -> str:
     return f"¥{fen / 100:,.2f}"
 
 
+#: The largest amount a card's 4-byte amount fields (PBOC purse, EMV 9F02) carry, in fen.
+MAX_FEN = 0xFFFFFFFF
+
+
 class Yuan(click.ParamType[int, Any]):
     """An amount in yuan with at most two decimals, returned in fen."""
 
@@ -45,12 +49,15 @@ class Yuan(click.ParamType[int, Any]):
             return value
         text = str(value).strip().lstrip("¥")
         try:
-            amount = Decimal(text)
+            fen = Decimal(text).scaleb(2)
         except InvalidOperation:
             self.fail(f"{value!r} is not an amount in yuan (e.g. 50 or 12.50)", param, ctx)
-        if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        if not fen.is_finite() or fen <= 0 or fen != fen.to_integral_value():
             self.fail(f"{value!r} must be positive with at most two decimals", param, ctx)
-        return int(amount * 100)
+        if fen > MAX_FEN:
+            self.fail(f"{value!r} is more than a card can count: at most {money(MAX_FEN)}",
+                      param, ctx)
+        return int(fen)
 
 
 class KoalaGroup(click.Group):

@@ -23,7 +23,15 @@ class ApiClient:
         headers = {"Authorization": f"Bearer {token}"}
         if at is not None:
             headers["Koala-Time"] = at.isoformat()
-        self._http = httpx.Client(base_url=base_url, timeout=10.0, transport=transport,
+        try:
+            url = httpx.URL(base_url)
+            url.port  # noqa: B018 - httpx checks the port only when asked
+        except (httpx.InvalidURL, ValueError) as error:
+            raise IssuerUnavailable(f"{base_url!r} is not an issuer's URL: {error}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise IssuerUnavailable(f"{base_url!r} is not an issuer's URL: it needs http:// or "
+                                    f"https:// and a host")
+        self._http = httpx.Client(base_url=url, timeout=10.0, transport=transport,
                                   headers=headers)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:

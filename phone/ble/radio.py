@@ -108,8 +108,10 @@ class VirtualBle(Phone):
 
     def __init__(self, band: Band, phone_id: bytes, confirm: Callable[[str], bool],
                  rng: secure.Rng = os.urandom, answer_timeout: float = 2.0,
-                 keystores: tuple[Path, Path] | None = None) -> None:
+                 keystores: tuple[Path, Path] | None = None,
+                 band_shows: Callable[[str], None] | None = None) -> None:
         self.shown: list[str] = []
+        self._band_shows = band_shows
         loop = LoopThread()
         self.radio = VirtualRadio()
         band_keys, phone_keys = keystores or (None, None)
@@ -119,14 +121,20 @@ class VirtualBle(Phone):
 
     async def _band(self, band: Band, rng: secure.Rng, keystore: Path | None) -> BandService:
         async def band_shows(number: int) -> bool:
-            self.shown.append(f"{number:06d}")
+            self._show(f"{number:06d}")
             return True
 
         service = BandService(band, self.radio.host(), address=BAND_ADDRESS, bonds=band.bonds,
-                              rng=rng, confirm_number=band_shows, show_code=self.shown.append,
+                              rng=rng, confirm_number=band_shows, show_code=self._show,
                               advertising_interval_ms=20, keystore=keystore)
         await service.peripheral.start()
         return service
+
+    def _show(self, code: str) -> None:
+        """The band's display: kept in ``shown``, and shown to whoever watches it."""
+        self.shown.append(code)
+        if self._band_shows is not None:
+            self._band_shows(code)
 
     def close(self) -> None:
         super().close()

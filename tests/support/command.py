@@ -19,6 +19,9 @@ def koala_in(home: Path) -> Callable[..., str]:
         result = runner.invoke(main, ["--home", str(home), *args])
         assert (result.exit_code == 0) == ok, result.output
         assert "Traceback" not in result.output
+        # click's runner keeps an escaped exception instead of printing its traceback
+        assert result.exception is None or isinstance(result.exception, SystemExit), \
+            repr(result.exception)
         return result.output
 
     return invoke
