@@ -8,7 +8,7 @@ import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import click
@@ -23,6 +23,7 @@ from commands.world import (
     at_option,
     card_option,
     json_option,
+    lock_state,
     money,
     pass_world,
     rate_option,
@@ -221,7 +222,20 @@ def tapped(world: World, tapping: Tapping, flow: Flow[T], deadline_s: float = DE
         finally:
             if keep is not None:
                 keep()
-        yield outcome
+        yield _with_lock_state(world, tapping, outcome)
+
+
+def _with_lock_state(world: World, tapping: Tapping, outcome: TapOutcome[T]) -> TapOutcome[T]:
+    """A refusal from a locked band says so: a reader sees a switched-off card as no card
+    (GP contactless activation), but the band's own command knows better."""
+    if outcome.refusal is None or tapping.band_name is None:
+        return outcome
+    worn = world.home.load_band(tapping.band_name)
+    if not worn.locked:
+        return outcome
+    return replace(outcome, refusal=f"{outcome.refusal}; {lock_state(worn)} "
+                                    f"(koala band wrist {worn.name} on, then koala companion "
+                                    f"unlock --band {worn.name})")
 
 
 def tap_card(world: World, tapping: Tapping, flow: Flow[T], deadline_s: float = DEADLINE_TRANSIT_S,

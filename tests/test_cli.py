@@ -162,7 +162,8 @@ def test_off_the_wrist_only_the_express_card_pays(koala):
     koala("band", "create", "ivy", "--cards", "transit,canteen,ecash")
     koala("tap", "load", "--band", "ivy", "--card", "canteen", "--amount", "10")
     assert "locked" in koala("band", "wrist", "ivy", "off").output
-    assert "refused" in koala("tap", "canteen", "--band", "ivy", "--amount", "5", ok=False).output
+    refused = koala("tap", "canteen", "--band", "ivy", "--amount", "5", ok=False).output
+    assert "refused" in refused and "ivy is off the wrist and locked" in " ".join(refused.split())
     assert "only canteen answers" in koala("card", "default", "--band", "ivy", "--card",
                                            "canteen").output
     assert "paid ¥5.00" in koala("tap", "canteen", "--band", "ivy", "--amount", "5").output
@@ -180,6 +181,7 @@ def test_the_phone_pairs_over_ble_and_relays_issuance_and_top_up(koala, tmp_path
     assert "not paired" in koala("companion", "cards", "--band", "joy", ok=False).output
     paired = koala("companion", "pair", "--band", "joy", "--yes").output
     assert paired.count("the phone shows") == 2 and "paired with joy" in paired
+    assert paired.count("the band shows") == 2  # in process, both displays are on screen
     with local_issuer(Home(tmp_path)):
         koala("band", "register", "joy")
         koala("band", "fund", "joy", "--amount", "20")
