@@ -9,6 +9,7 @@ import sys
 import click
 from rich.table import Table
 
+from ble.relay import UNLOCK
 from commands.contact import (
     companion,
     issue_card,
@@ -24,7 +25,6 @@ from commands.world import (
     Yuan,
     at_option,
     json_option,
-    lock_state,
     money,
     money_card_option,
     pass_world,
@@ -127,10 +127,14 @@ def companion_issue(world: World, band_name: str, product_name: str,
 
 
 @companion_group.command("unlock")
-@click.option("--band", "band_name", required=True, help="The band (in process).")
+@click.option("--band", "band_name", required=True, help="The band.")
+@transport_option
 @pass_world
-def companion_unlock(world: World, band_name: str) -> None:
-    """Unlock the band's cards, as the phone does once its user has confirmed it."""
-    with world.band(band_name) as worn:
-        worn.unlock()
-    world.console.print(lock_state(worn))
+def companion_unlock(world: World, band_name: str, transport: str | None) -> None:
+    """Unlock the band's cards over BLE, as the paired phone does once its user confirmed it
+    (a sealed control command: the band takes it from no other phone)."""
+    bond = paired_bond(world, band_name)
+    with phone(world, band_name, transport, bond.phone_id, no_new_pairing) as paired:
+        locked, on_wrist = paired.connect(bond.key)[0].control(UNLOCK)
+    where = "on the wrist" if on_wrist else "off the wrist"
+    world.console.print(f"{band_name} is {where} and {'locked' if locked else 'unlocked'}")

@@ -53,6 +53,7 @@ def demo_day(today: date) -> list[tuple[str, ...]]:
         ("card", "topup", "--band", "demo", "--card", "ecash", "--amount", "20",
          "--at", at(7, 7)),
         ("card", "list", "--band", "demo"),
+        ("companion", "pair", "--band", "demo", "--yes"),
         ("tap", "door", "--band", "demo", "--door", "front", "--at", at(7, 48)),
         ("tap", "gate", "--band", "demo", "--station", "Xizhimen", "--direction", "in",
          "--at", at(8, 2)),

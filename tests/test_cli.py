@@ -167,6 +167,8 @@ def test_off_the_wrist_only_the_express_card_pays(koala):
     assert "only canteen answers" in koala("card", "default", "--band", "ivy", "--card",
                                            "canteen").output
     assert "paid ¥5.00" in koala("tap", "canteen", "--band", "ivy", "--amount", "5").output
+    assert "not paired" in koala("companion", "unlock", "--band", "ivy", ok=False).output
+    koala("companion", "pair", "--band", "ivy", "--yes")
     assert "put the band on" in koala("companion", "unlock", "--band", "ivy", ok=False).output
     koala("band", "wrist", "ivy", "on")
     assert "unlocked" in koala("companion", "unlock", "--band", "ivy").output

@@ -172,6 +172,12 @@ class BleBand:
     def run(self, commands: list[bytes]) -> list[bytes]:
         return self._loop.call(self._run(commands))
 
+    def control(self, kind: int, data: bytes = b"") -> tuple[bool, bool]:
+        """Unlock, lock or choose the express card (``relay.UNLOCK``, ``LOCK``, ``EXPRESS``
+        with its AID), as the phone's user confirmed; the band's (locked, on wrist) after it,
+        or a RelayError with the band's reason."""
+        return self._loop.call(self._control(kind, data))
+
     async def _reset(self) -> None:
         end = self._channel.end
         end.open_reset(await self._channel.exchange(end.seal_reset()))
@@ -179,3 +185,7 @@ class BleBand:
     async def _run(self, commands: list[bytes]) -> list[bytes]:
         end = self._channel.end
         return end.open_answers(await self._channel.exchange(end.seal_batch(commands)))
+
+    async def _control(self, kind: int, data: bytes) -> tuple[bool, bool]:
+        end = self._channel.end
+        return end.open_state(await self._channel.exchange(end.seal_control(kind, data)))
