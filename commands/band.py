@@ -23,10 +23,10 @@ from commands.world import (
     issuer_options,
     json_option,
     lock_state,
-    money,
     operator_desk,
     pass_world,
 )
+from common.money import yuan
 from issuer.products import PRODUCTS, product
 from wallet.band import ACCESS, Band
 from wallet.vpcd import DEFAULT_HOST as DEFAULT_VPCD_HOST
@@ -79,7 +79,7 @@ def band_list(world: World, as_json: bool) -> None:
         return
     table = Table("band", "cards", title=f"bands in {world.home.root}")
     for name, cards in balances.items():
-        table.add_row(name, ", ".join(f"{k} {money(v)}" for k, v in cards.items()))
+        table.add_row(name, ", ".join(f"{k} {yuan(v)}" for k, v in cards.items()))
     world.console.print(table if balances else "no bands yet: koala band create NAME")
 
 
@@ -122,7 +122,7 @@ def band_fund(world: World, name: str, amount: int, issuer_url: str, operator_to
     link = world.home.issuer_link(name)
     with operator_desk(world, issuer_url, operator_token) as desk:
         balance = desk.fund(link.band_id, amount, uuid.uuid4().hex)
-    world.console.print(f"funding account of {name}: {money(balance)}")
+    world.console.print(f"funding account of {name}: {yuan(balance)}")
 
 
 @band.command("lost")
@@ -141,7 +141,7 @@ def band_lost(world: World, name: str, new_name: str, issuer_url: str, operator_
     for order in locks:
         done = order["state"] == "settled"
         world.console.print(f"order {order['order_id']}, card {order['app_serial']}: locked, "
-                            f"{money(order['amount'])} "
+                            f"{yuan(order['amount'])} "
                             f"{'moved' if done else 'moves once the band proves the lock'} "
                             f"to {new_name}")
     world.console.print(f"{len(locks)} card(s) of {name} locked; the band's token now only syncs")

@@ -23,11 +23,11 @@ from commands.world import (
     issuer_options,
     json_option,
     lock_state,
-    money,
     money_card_option,
     operator_desk,
     pass_world,
 )
+from common.money import yuan
 from issuer import site
 from issuer.client import IssuerUnavailable
 from issuer.products import PRODUCTS, Product, product
@@ -69,9 +69,9 @@ def card_list(world: World, band_name: str, as_json: bool) -> None:
     for c in cards:
         book = books.get(c.serial.hex().upper())
         table.add_row(f"{c.name} ({c.label})", c.aid.hex().upper(), c.number,
-                      "—" if c.balance is None else money(c.balance), c.valid_until,
+                      "—" if c.balance is None else yuan(c.balance), c.valid_until,
                       "yes" if c.active else "locked",
-                      f"{money(book['balance'])} {book['status']}" if book else "—")
+                      f"{yuan(book['balance'])} {book['status']}" if book else "—")
     world.console.print(table)
     if worn.locked:
         world.console.print(lock_state(worn))
@@ -144,7 +144,7 @@ def card_cancel(world: World, band_name: str, card_name: str, issuer_url: str,
     if final["state"] != "settled":
         raise click.ClickException(f"cancellation {final['state']}: {final['last_error']}")
     world.console.print(f"cancelled {card_name} card {final['app_serial']}: "
-                        f"{money(final['amount'])} refunded")
+                        f"{yuan(final['amount'])} refunded")
 
 
 def cancel(world: World, band_name: str, card_name: str, issuer_url: str,
@@ -182,12 +182,12 @@ def card_history(world: World, band_name: str, card_name: str, as_json: bool) ->
                     "log": [history_row(r, world.network) for r in purse.log]})
         return
     table = Table(WHEN, "what", "where", "amount", "counter",
-                  title=f"{item.label} {serial} · balance {money(purse.balance)}")
+                  title=f"{item.label} {serial} · balance {yuan(purse.balance)}")
     for record in purse.log:
         row = history_row(record, world.network)
         sign = "+" if row["type"] == "load" else "-" if record.amount else ""
         table.add_row(row["when"], row["type"], row["where"],
-                      f"{sign}{money(record.amount)}", str(record.counter))
+                      f"{sign}{yuan(record.amount)}", str(record.counter))
     world.console.print(table)
     if purse.journey is not None:
         world.console.print(journey_state(purse.journey, world.network))
@@ -222,9 +222,9 @@ def ecash_history(world: World, band_name: str, as_json: bool) -> None:
              "amount": line.amount, "atc": line.atc} for line in lines]})
         return
     table = Table(WHEN, "where", "amount", "ATC",
-                  title=f"UnionPay e-cash · balance {money(balance)}")
+                  title=f"UnionPay e-cash · balance {yuan(balance)}")
     for line in lines:
-        table.add_row(f"{line.when:%Y-%m-%d %H:%M:%S}", line.merchant, f"-{money(line.amount)}",
+        table.add_row(f"{line.when:%Y-%m-%d %H:%M:%S}", line.merchant, f"-{yuan(line.amount)}",
                       str(line.atc))
     world.console.print(table)
 
@@ -265,5 +265,5 @@ def journey_state(record: TransitRecord, network: MetroNetwork) -> str:
         return f"in the metro: entered {name(record.entry_station)} at {entered:%Y-%m-%d %H:%M}"
     if record.status == JourneyStatus.EXITED:
         return (f"last ride: {name(record.entry_station)} → {name(record.exit_station)}, "
-                f"{money(record.fare)}")
+                f"{yuan(record.fare)}")
     return "no metro ride yet"

@@ -25,10 +25,10 @@ from commands.world import (
     Yuan,
     at_option,
     json_option,
-    money,
     money_card_option,
     pass_world,
 )
+from common.money import yuan
 from issuer.products import PRODUCTS
 
 
@@ -96,7 +96,7 @@ def companion_cards(world: World, band_name: str, transport: str | None, as_json
         return
     table = Table("card", "balance", "answers readers", title=f"{band_name} over BLE")
     for c in cards:
-        table.add_row(c["card"], "—" if c["balance"] is None else money(c["balance"]),
+        table.add_row(c["card"], "—" if c["balance"] is None else yuan(c["balance"]),
                       "yes" if c["answers"] else "locked")
     world.console.print(table)
 

@@ -14,7 +14,8 @@ import click
 
 from ble.errors import BleError
 from commands.home import PhoneBond
-from commands.world import World, money
+from commands.world import World
+from common.money import yuan
 from phone.companion import BandLink, Companion, IssuerClient, LocalBand
 from wallet.errors import BandBusy
 
@@ -145,7 +146,7 @@ def topup_card(world: World, band_name: str, card_name: str, amount: int,
         balance = next(c["balance"] for c in cards() if c["card"] == card_name)
     if result["state"] != "settled":
         raise click.ClickException(unresolved("top-up", band_name, result["state"]))
-    world.console.print(f"topped up {money(amount)}: {card_name} balance {money(balance)}")
+    world.console.print(f"topped up {yuan(amount)}: {card_name} balance {yuan(balance)}")
 
 
 def unresolved(what: str, band_name: str, state: str) -> str:

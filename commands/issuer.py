@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from commands.world import World, at_option, issuer_options, money, operator_desk, pass_world
+from commands.world import World, at_option, issuer_options, operator_desk, pass_world
+from common.money import yuan
 from issuer.clearing import LoadRecord, PurchaseRecord
 from issuer.client import OperatorClient
 
@@ -143,4 +144,4 @@ def issuer_resolve(world: World, order_id: int, issuer_url: str, operator_token:
     with operator_desk(world, issuer_url, operator_token) as desk:
         order = desk.resolve(order_id)
     world.console.print(f"order {order_id} ({order['kind']}): {order['state']}, "
-                        f"{money(order['amount'])} — {order['last_error']}")
+                        f"{yuan(order['amount'])} — {order['last_error']}")

@@ -24,10 +24,10 @@ from commands.world import (
     card_option,
     json_option,
     lock_state,
-    money,
     pass_world,
     rate_option,
 )
+from common.money import yuan
 from issuer import ecash, site
 from issuer.products import CANTEEN, TRANSIT, product
 from reader import places
@@ -155,10 +155,10 @@ def tap_pos(world: World, tapping: Tapping, amount: int, merchant: str, offline:
 
 def describe_receipt(receipt: Receipt) -> tuple[str, dict[str, Any]]:
     how = "offline (fDDA)" if receipt.offline else "online (issuer approved)"
-    text = f"{receipt.merchant}: paid {money(receipt.amount)} with {receipt.label} " \
+    text = f"{receipt.merchant}: paid {yuan(receipt.amount)} with {receipt.label} " \
            f"{receipt.masked_pan}, {how}"
     if receipt.balance is not None:
-        text += f", e-cash balance {money(receipt.balance)}"
+        text += f", e-cash balance {yuan(receipt.balance)}"
     purchase = receipt.purchase
     return text, {"merchant": receipt.merchant, "amount": receipt.amount,
                   "pan": receipt.masked_pan, "offline": receipt.offline,
@@ -203,7 +203,7 @@ def tap_load(world: World, tapping: Tapping, card_name: str, amount: int, as_jso
 
 
 def describe_load(load: Load) -> tuple[str, dict[str, Any]]:
-    text = f"loaded {money(load.amount)}, balance {money(load.balance_after)}"
+    text = f"loaded {yuan(load.amount)}, balance {yuan(load.balance_after)}"
     if load.recovered:
         text += " — completed the interrupted top-up, not loaded again"
     return text, {"amount": load.amount, "balance": load.balance_after, "tac": load.tac.hex(),
@@ -255,7 +255,7 @@ def run_tap(world: World, tapping: Tapping, terminal: PurseTerminal, flow: Flow[
 
 
 def describe_tap(result: TapResult) -> tuple[str, dict[str, Any]]:
-    text = f"{result.place}: paid {money(result.fare)}, balance {money(result.balance)}"
+    text = f"{result.place}: paid {yuan(result.fare)}, balance {yuan(result.balance)}"
     if result.journey:
         text += f" ({result.journey})"
     if result.recovered:

@@ -17,6 +17,7 @@ from rich.console import Console
 from applets.brands import ECASH
 from ble.errors import BleError
 from commands.home import Home
+from common.money import yuan
 from issuer.client import IssuerUnavailable, OperatorClient
 from issuer.products import PRODUCTS, UnknownProduct, product_for_aid
 from reader import clock
@@ -31,8 +32,6 @@ from wallet.errors import WalletError
 USER_ERRORS = (WalletError, BleError, IssuerUnavailable, ReaderError, MetroError, UnknownProduct)
 
 
-def money(fen: int) -> str:
-    return f"¥{fen / 100:,.2f}"
 
 
 #: The largest amount a card's 4-byte amount fields (PBOC purse, EMV 9F02) carry, in fen.
@@ -55,7 +54,7 @@ class Yuan(click.ParamType[int, Any]):
         if not fen.is_finite() or fen <= 0 or fen != fen.to_integral_value():
             self.fail(f"{value!r} must be positive with at most two decimals", param, ctx)
         if fen > MAX_FEN:
-            self.fail(f"{value!r} is more than a card can count: at most {money(MAX_FEN)}",
+            self.fail(f"{value!r} is more than a card can count: at most {yuan(MAX_FEN)}",
                       param, ctx)
         return int(fen)
 
