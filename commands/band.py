@@ -36,7 +36,8 @@ from wallet.vpcd import VpcdBridge, VpcdCard
 
 @click.group()
 def band() -> None:
-    """Create and list bands."""
+    """The bands: make, list, register, fund, report lost or found, wear, serve over BLE,
+    attach to PC/SC, emulate over NFC."""
 
 
 @band.command("create")

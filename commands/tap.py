@@ -93,7 +93,8 @@ def tap_group() -> None:
 @click.option("--station", required=True, help="Station name, Chinese name or code.")
 @click.option("--direction", type=click.Choice(["in", "out"]), required=True,
               help="Entry or exit gate.")
-@click.option("--gate", "gate_number", type=click.IntRange(1, 999), default=1, show_default=True)
+@click.option("--gate", "gate_number", type=click.IntRange(1, 999), default=1, show_default=True,
+              help="The gate's number at the station (part of its terminal id).")
 @json_option
 @pass_world
 def tap_gate(world: World, tapping: Tapping, station: str, direction: str, gate_number: int,
@@ -125,7 +126,8 @@ def tap_bus(world: World, tapping: Tapping, route: str, fare: int, as_json: bool
 @tap_group.command("canteen")
 @tap_options
 @click.option("--amount", type=Yuan(), required=True, help="The meal's price in yuan.")
-@click.option("--till", type=click.IntRange(1, 255), default=1, show_default=True)
+@click.option("--till", type=click.IntRange(1, 255), default=1, show_default=True,
+              help="The canteen till's number (part of its terminal id).")
 @json_option
 @pass_world
 def tap_canteen(world: World, tapping: Tapping, amount: int, till: int, as_json: bool) -> None:

@@ -76,6 +76,8 @@ def refused(home: Path, *args: str, error: bool = True) -> Result:
     (("issuer", "serve", "--database", "postgresql+psycopg://u:secret@127.0.0.1:1/x",
       "--operator-token", "t"), "postgresql+psycopg://u:***@127.0.0.1:1/x"),
     (("companion", "pair", "--band", "dave"), "run it in a terminal, or pass --yes"),
+    (("companion", "unlock", "--band", "dave"), "not paired with dave"),
+    (("card", "history", "--band", "dave", "--card", "access"), "has no access card"),
 ])
 def test_bad_input_gets_one_line_and_changes_nothing(world, args, message):
     assert message in refused(world, *args).output

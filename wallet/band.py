@@ -201,9 +201,11 @@ class Band:
         return found
 
     def access_log(self) -> list[AccessLogEntry]:
-        """The doors the access card opened, newest first (empty without an access card)."""
-        return next((applet.entry_log() for applet in self.se.applets
-                     if isinstance(applet, AccessCard)), [])
+        """The doors the access card opened, newest first; UnknownCard without one."""
+        for applet in self.se.applets:
+            if isinstance(applet, AccessCard):
+                return applet.entry_log()
+        raise UnknownCard(f"band {self.name!r} has no access card")
 
     def card_list(self) -> list[dict[str, object]]:
         """The cards as the band tells its paired phone (GATT card list): name, the serial the
