@@ -4,16 +4,13 @@ and cancel them over the air, and read their history as any reader app would."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import click
 from rich.table import Table
 
-from applets import bcd
-from applets.brands import ECASH
-from applets.pboc.layouts import JourneyStatus, LogRecord, TransitRecord, TxType
 from commands.contact import companion, issue_card, topup_card
+from commands.history import card_history, card_journeys
 from commands.home import NotRegistered
 from commands.world import (
     World,
@@ -28,16 +25,10 @@ from commands.world import (
     pass_world,
 )
 from common.money import yuan
-from issuer import site
 from issuer.client import IssuerUnavailable
-from issuer.products import PRODUCTS, Product, product
+from issuer.products import PRODUCTS, product
 from phone.companion import IssuerClient
-from reader import clock, pboc, places
-from reader.flow import run
-from reader.metro import MetroError, MetroNetwork
-from reader.pos import read_log as pos_log
-from reader.transport import in_field
-from wallet.band import ACCESS
+from reader import clock
 from wallet.errors import WalletError
 
 #: Cards record their terminals' wall time, which carries no zone: the column says which.
@@ -46,7 +37,12 @@ WHEN = f"when ({clock.label()})"
 
 @click.group()
 def card() -> None:
-    """Cards on a band: list, top up, history."""
+    """Cards on a band: list, issue, top up, cancel, choose the express one; read their history
+    and rides."""
+
+
+card.add_command(card_history)
+card.add_command(card_journeys)
 
 
 @card.command("list")
@@ -157,113 +153,3 @@ def cancel(world: World, band_name: str, card_name: str, issuer_url: str,
         order = desk.cancel(link.band_id, serial, uuid.uuid4().hex)
     with companion(world, band_name) as (phone, _):
         return phone.issuer.order(link.band_id, int(order["order_id"]))
-
-
-@card.command("history")
-@click.option("--band", "band_name", required=True, help="The band.")
-@click.option("--card", "card_name", default="transit", show_default=True,
-              type=click.Choice(sorted([*PRODUCTS, ECASH, ACCESS])), help="Which card.")
-@json_option
-@pass_world
-def card_history(world: World, band_name: str, card_name: str, as_json: bool) -> None:
-    """The card's journeys, purchases and loads (or doors opened), read from the card as any
-    reader app would (the doors from the band's own memory: no reader reads them)."""
-    if card_name == ECASH:
-        ecash_history(world, band_name, as_json)
-        return
-    if card_name == ACCESS:
-        door_history(world, band_name, as_json)
-        return
-    item = product(card_name)
-    purse = read_purse(world, band_name, item)
-    serial = purse.serial.hex().upper()
-    if as_json:
-        world.emit({"serial": serial, "balance": purse.balance,
-                    "log": [history_row(r, world.network) for r in purse.log]})
-        return
-    table = Table(WHEN, "what", "where", "amount", "counter",
-                  title=f"{item.label} {serial} · balance {yuan(purse.balance)}")
-    for record in purse.log:
-        row = history_row(record, world.network)
-        sign = "+" if row["type"] == "load" else "-" if record.amount else ""
-        table.add_row(row["when"], row["type"], row["where"],
-                      f"{sign}{yuan(record.amount)}", str(record.counter))
-    world.console.print(table)
-    if purse.journey is not None:
-        world.console.print(journey_state(purse.journey, world.network))
-
-
-@dataclass(frozen=True)
-class Purse:
-    """What a reader app reads from a stored-value card."""
-
-    serial: bytes
-    balance: int
-    log: list[LogRecord]
-    journey: TransitRecord | None
-
-
-def read_purse(world: World, band_name: str, item: Product) -> Purse:
-    """Read the card as any reader app would: its serial, balance, log and metro journey."""
-    with world.band(band_name) as worn, in_field(worn) as link:
-        issuer = run(pboc.select_purse(item.aid), link)
-        balance = run(pboc.read_balance(), link)
-        log = run(pboc.read_log(), link)
-        journey = run(pboc.read_transit_record(0x01), link) if item.has_transit_record else None
-    return Purse(issuer.app_serial, balance, log, journey)
-
-
-def ecash_history(world: World, band_name: str, as_json: bool) -> None:
-    with world.band(band_name) as worn, in_field(worn) as link:
-        balance, lines = run(pos_log(), link)
-    if as_json:
-        world.emit({"balance": balance, "log": [
-            {"when": f"{line.when:%Y-%m-%d %H:%M:%S}", "merchant": line.merchant,
-             "amount": line.amount, "atc": line.atc} for line in lines]})
-        return
-    table = Table(WHEN, "where", "amount", "ATC",
-                  title=f"UnionPay e-cash · balance {yuan(balance)}")
-    for line in lines:
-        table.add_row(f"{line.when:%Y-%m-%d %H:%M:%S}", line.merchant, f"-{yuan(line.amount)}",
-                      str(line.atc))
-    world.console.print(table)
-
-
-def door_history(world: World, band_name: str, as_json: bool) -> None:
-    worn = world.home.load_band(band_name)
-    names = {number: name for name, number in site.DOORS.items()}
-    entries = [(bcd.to_datetime(e.date, e.time), names.get(e.door_id, f"door {e.door_id:08X}"))
-               for e in worn.access_log()]
-    if as_json:
-        world.emit([{"when": f"{when:%Y-%m-%d %H:%M:%S}", "door": door} for when, door in entries])
-        return
-    table = Table(WHEN, "door", title=f"doors opened by {band_name}")
-    for when, door in entries:
-        table.add_row(f"{when:%Y-%m-%d %H:%M:%S}", door)
-    world.console.print(table)
-
-
-def history_row(record: LogRecord, network: MetroNetwork) -> dict[str, Any]:
-    kinds = {TxType.EP_LOAD: "load", TxType.EP_PURCHASE: "purchase",
-             TxType.CAPP_PURCHASE: "metro"}
-    return {"when": f"{bcd.to_datetime(record.date, record.time):%Y-%m-%d %H:%M:%S}",
-            "type": kinds.get(TxType(record.tx_type), f"type {record.tx_type:02X}")
-            if record.tx_type in set(TxType) else f"type {record.tx_type:02X}",
-            "where": places.describe(record.terminal_id, network),
-            "amount": record.amount, "counter": record.counter}
-
-
-def journey_state(record: TransitRecord, network: MetroNetwork) -> str:
-    def name(code: int) -> str:
-        try:
-            return network.station(code).name
-        except MetroError:
-            return f"station {code:04X}"
-
-    if record.status == JourneyStatus.ENTERED:
-        entered = bcd.to_datetime(record.entry_date, record.entry_time)
-        return f"in the metro: entered {name(record.entry_station)} at {entered:%Y-%m-%d %H:%M}"
-    if record.status == JourneyStatus.EXITED:
-        return (f"last ride: {name(record.entry_station)} → {name(record.exit_station)}, "
-                f"{yuan(record.fare)}")
-    return "no metro ride yet"

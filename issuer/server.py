@@ -22,7 +22,7 @@ from issuer.orders import Orders
 from reader import places
 from reader.clock import Clock, system_clock
 
-OTA_TERMINAL = places.load_id(0x0A)
+OTA_TERMINAL = places.OTA_LOAD
 
 
 def from_environment() -> FastAPI:

@@ -99,6 +99,9 @@ class MetroGate(PurseTerminal):
         if record.status != JourneyStatus.ENTERED:
             raise TransactionRefused("no entry recorded on this card: see station staff")
         entered = self._entered_at(record)
+        if now < entered:
+            raise TransactionRefused(f"this gate's clock ({now:%Y-%m-%d %H:%M}) is before the "
+                                     f"card's entry at {entered:%Y-%m-%d %H:%M}: see station staff")
         if now - entered > self.config.max_journey:
             raise TransactionRefused(f"entry at {entered:%Y-%m-%d %H:%M} has expired "
                                      f"(journeys are limited to {self.config.max_journey}): "

@@ -38,15 +38,29 @@ def load_id(number: int = 1) -> bytes:
     return bytes((LOAD, 0, 0, 0, 0, number))
 
 
+#: The issuer's over-the-air load terminal: top-ups through the phone.
+OTA_LOAD = load_id(0x0A)
+
+
+def station_code(terminal_id: bytes) -> int:
+    """The station of a metro gate's terminal id."""
+    return int.from_bytes(terminal_id[2:4])
+
+
+def station_name(terminal_id: bytes, network: MetroNetwork) -> str:
+    """The station of a metro gate's terminal id by name, or by code if not on ``network``."""
+    code = station_code(terminal_id)
+    try:
+        return network.station(code).name
+    except MetroError:
+        return f"station {code:04X}"
+
+
 def describe(terminal_id: bytes, network: MetroNetwork) -> str:
     """A place name for a terminal id, or its hex if it is not one of ours."""
     kind = terminal_id[0]
     if kind == METRO:
-        code = int.from_bytes(terminal_id[2:4])
-        try:
-            return f"metro {network.station(code).name}"
-        except MetroError:
-            return f"metro station {code:04X}"
+        return f"metro {station_name(terminal_id, network)}"
     if kind == BUS:
         try:
             return f"bus {int(bcd.decode(terminal_id[2:5]))}"
@@ -54,6 +68,8 @@ def describe(terminal_id: bytes, network: MetroNetwork) -> str:
             pass
     if kind == TILL:
         return f"canteen till {terminal_id[-1]}"
+    if terminal_id == OTA_LOAD:
+        return "over the air (issuer)"
     if kind == LOAD:
-        return f"top-up terminal {terminal_id[-1]}"
+        return f"load machine {terminal_id[-1]}"
     return f"terminal {terminal_id.hex().upper()}"

@@ -41,7 +41,10 @@ def test_a_day_from_the_command_line(koala, tmp_path):
     transit = next(c for c in cards if c["card"] == "transit")
     assert transit["balance"] == 5000 - document["fare"] - 200
     history = json.loads(koala("card", "history", "--band", "alice", "--json").output)
-    assert [row["type"] for row in history["log"]] == ["purchase", "metro", "metro", "load"]
+    assert [row["type"] for row in history["log"]] == ["bus", "exit", "entry", "load"]
+    assert history["log"][0]["when"] == "2026-11-23T09:00:00+08:00"
+    assert [row["balance_after_fen"] for row in history["log"]] == [
+        transit["balance"], transit["balance"] + 200, 5000, 5000]
     assert history["log"][1]["where"] == "metro Guomao"
     # the gates' PSAM sequence numbers and records survive the process
     records = [json.loads(line) for p in (tmp_path / "terminals").glob("*.jsonl")
@@ -74,9 +77,13 @@ def test_the_demo_runs_a_whole_day(koala, tmp_path):
     history = CliRunner().invoke(main, ["--home", str(tmp_path / "demo"), "card", "history",
                                         "--band", "demo", "--json"])
     log = json.loads(history.output)["log"]
-    assert [(row["type"], row["when"][11:]) for row in log] == [
-        ("metro", "18:58:00"), ("metro", "18:06:00"), ("purchase", "13:05:00"),
-        ("metro", "08:37:00"), ("metro", "08:02:00"), ("load", "07:05:00")]
+    assert [(row["type"], row["when"][11:19]) for row in log] == [
+        ("exit", "18:58:00"), ("entry", "18:06:00"), ("bus", "13:05:00"),
+        ("exit", "08:37:00"), ("entry", "08:02:00"), ("top-up", "07:05:00")]
+    journeys = json.loads(CliRunner().invoke(main, ["--home", str(tmp_path / "demo"), "card",
+                                                    "journeys", "--band", "demo", "--json"]).output)
+    assert [(j["from"], j["to"], j["minutes"]) for j in journeys] == [
+        ("Guomao", "Bagou", 52), ("Xizhimen", "Guomao", 35)]
     assert len({row["when"][:10] for row in log}) == 1
 
 
@@ -150,12 +157,12 @@ def test_every_card_has_a_history(koala):
                                 "--at", "2026-11-23T19:05", ok=False).output
     ecash = json.loads(koala("card", "history", "--band", "hal", "--card", "ecash",
                              "--json").output)
-    assert ecash["balance"] == 1700
-    assert ecash["log"] == [{"when": "2026-11-23 10:00:00", "merchant": "Tea House",
-                             "amount": 300, "atc": 1}]
+    assert ecash["balance_fen"] == 1700
+    assert ecash["log"] == [{"when": "2026-11-23T10:00:00+08:00", "merchant": "Tea House",
+                             "amount_fen": -300, "atc": 1}]
     doors = json.loads(koala("card", "history", "--band", "hal", "--card", "access",
                              "--json").output)
-    assert doors == [{"when": "2026-11-23 19:00:00", "door": "front"}]
+    assert doors == [{"when": "2026-11-23T19:00:00+08:00", "door": "front"}]
 
 
 def test_off_the_wrist_only_the_express_card_pays(koala):
@@ -215,7 +222,7 @@ def test_the_network_keeps_beijing_time_whatever_the_offset_given(koala):
     koala("tap", "load", "--band", "tz", "--amount", "10", "--at", "2026-11-23T07:30")
     koala("tap", "bus", "--band", "tz", "--route", "1", "--at", "2026-11-22T16:45-08:00")
     history = json.loads(koala("card", "history", "--band", "tz", "--json").output)
-    assert history["log"][0]["when"] == "2026-11-23 08:45:00"
+    assert history["log"][0]["when"] == "2026-11-23T08:45:00+08:00"
     assert "(Asia/Shanghai)" in koala("card", "history", "--band", "tz").output
 
 

@@ -79,6 +79,13 @@ def test_exit_without_entry_is_refused_and_free(rider, clock):
     assert "no entry" in reason
 
 
+def test_an_exit_stamped_before_its_entry_is_refused_and_free(rider, clock):
+    tap(rider, gate(clock, "Xidan", Direction.ENTRY))
+    clock.now -= timedelta(minutes=30)  # a gate whose clock is behind, or a replayed --at
+    reason = nothing_changes(rider, lambda: tap(rider, gate(clock, "Guomao", Direction.EXIT)))
+    assert "before the card's entry" in reason
+
+
 def test_second_entry_is_refused_while_the_first_is_fresh(rider, clock):
     tap(rider, gate(clock, "Xidan", Direction.ENTRY))
     clock.now += timedelta(minutes=5)
