@@ -22,6 +22,7 @@ from commands.demo import demo
 from commands.gp import gp_group
 from commands.home import Home
 from commands.issuer import issuer_group
+from commands.network import network_group
 from commands.pcsc import pcsc
 from commands.tap import tap_group
 from commands.world import KoalaGroup, World
@@ -38,7 +39,8 @@ def main(ctx: click.Context, home: Path | None) -> None:
         ctx.obj = World(Home(home), Console(highlight=False))
 
 
-for group in (band, card, companion_group, demo, gp_group, issuer_group, pcsc, tap_group):
+for group in (band, card, companion_group, demo, gp_group, issuer_group, network_group, pcsc,
+              tap_group):
     main.add_command(group)
 
 

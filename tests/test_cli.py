@@ -332,3 +332,20 @@ def test_a_found_band_gets_back_the_cards_whose_money_stayed_on_them(tmp_path):
     assert after["transit"][2] == "locked", "its money is neo's now: it stays locked"
     refused = koala("tap", "bus", "--band", "lou", "--route", "1", ok=False)
     assert "not a card this terminal accepts" in refused
+
+
+def test_the_network_lists_its_stations_lines_and_fares(koala):
+    stations = json.loads(koala("network", "stations", "--line", "2", "--json").output)
+    assert stations[0] == {"code": "0201", "name": "Xizhimen", "name_zh": "西直门", "lines": ["2", "4"]}
+    lines = json.loads(koala("network", "lines", "--json").output)
+    assert lines["2"][0] == "Xizhimen" and set(lines) == {"1", "2", "4", "10"}
+    fare = json.loads(koala("network", "fare", "Xizhimen", "Guomao", "--json").output)
+    assert (fare["fare_fen"], round(fare["km"], 2)) == (500, 12.27)
+    # the same fare a gate charges for the ride
+    koala("band", "create", "kim")
+    koala("tap", "load", "--band", "kim", "--amount", "20")
+    koala("tap", "gate", "--band", "kim", "--station", "Xizhimen", "--direction", "in")
+    ride = json.loads(koala("tap", "gate", "--band", "kim", "--station", "Guomao", "--direction",
+                            "out", "--json").output)
+    assert ride["fare"] == fare["fare_fen"]
+    assert "unknown station" in koala("network", "fare", "Xizhimen", "Nowhere", ok=False).output
