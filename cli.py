@@ -5,7 +5,8 @@ the directory given with ``--home``. Every command that records a date takes
 ``--at`` (default: now); times without an offset are Beijing time, the zone of
 the demo network's terminals and issuer, whatever the machine's ``TZ``.
 
-The groups live in ``commands/``, one module each; this is the root that gathers them.
+The groups live in ``commands/``, one module each, imported when they run; this is the root
+that names them.
 """
 
 from __future__ import annotations
@@ -13,22 +14,33 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from commands.band import band
-from commands.card import card
-from commands.companion import companion_group
-from commands.demo import demo
-from commands.gp import gp_group
-from commands.home import Home
-from commands.issuer import issuer_group
-from commands.network import network_group
-from commands.pcsc import pcsc
-from commands.tap import tap_group
-from commands.world import KoalaGroup, World
+from commands.lazy import LazyGroup
+
+GROUPS = {
+    "band": ("commands.band:band", "The bands: make, list, register, fund, report lost or found,"
+                                   " wear, serve over BLE, attach to PC/SC, emulate over NFC."),
+    "card": ("commands.card:card", "Cards on a band: list, issue, top up, cancel, choose the "
+                                   "express one; read their history and rides."),
+    "companion": ("commands.companion:companion_group",
+                  "The phone: relays the issuer's APDUs to a band."),
+    "demo": ("commands.demo:demo", "A whole day: a new band gets its cards and money over the "
+                                   "air; out of the front door, the metro, breakfast at the "
+                                   "canteen, lunch by QuickPass, a bus, home by metro with the "
+                                   "band in a pocket (express transit) and through the door; "
+                                   "the issuer clears and cancels."),
+    "gp": ("commands.gp:gp_group",
+           "Manage the band's cards with GlobalPlatform, as a TSM does (secure channel)."),
+    "issuer": ("commands.issuer:issuer_group", "The over-the-air issuer service (TSM)."),
+    "network": ("commands.network:network_group",
+                "The metro network the gates know: stations, lines, fares."),
+    "pcsc": ("commands.pcsc:pcsc", "PC/SC readers seen through pcscd."),
+    "tap": ("commands.tap:tap_group",
+            "Tap a band at a metro gate, on a bus, at a shop's POS or a load machine."),
+}
 
 
-@click.group(cls=KoalaGroup)
+@click.group(cls=LazyGroup, lazy=GROUPS)
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="World directory (default $KOALA_HOME or ~/.koala).")
 @click.version_option(package_name="koala-band")
@@ -36,12 +48,12 @@ from commands.world import KoalaGroup, World
 def main(ctx: click.Context, home: Path | None) -> None:
     """Koala band: a simulated NFC transit and e-cash wristband, its readers and issuer."""
     if ctx.obj is None:  # the demo brings its own world
+        from rich.console import Console  # noqa: PLC0415 - only a command that runs needs them
+
+        from commands.home import Home  # noqa: PLC0415
+        from commands.world import World  # noqa: PLC0415
+
         ctx.obj = World(Home(home), Console(highlight=False))
-
-
-for group in (band, card, companion_group, demo, gp_group, issuer_group, network_group, pcsc,
-              tap_group):
-    main.add_command(group)
 
 
 if __name__ == "__main__":

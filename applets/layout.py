@@ -8,6 +8,7 @@ through one declaration, and typed code never handles construct containers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Generic, TypeVar
 
 import construct
@@ -28,8 +29,13 @@ class Layout(Generic[T]):
         self._names = names
         self._cls = cls
         self._struct = struct
-        self._compiled = struct.compile()
         self.size: int = struct.sizeof()
+
+    @functools.cached_property
+    def _compiled(self) -> construct.Compiled:
+        """Compiled on first use: compiling writes and runs Python, which costs every process
+        that imports a layout (all the card's, for a tap) a few milliseconds each."""
+        return self._struct.compile()
 
     def parse(self, data: bytes) -> T:
         if len(data) != self.size:

@@ -59,16 +59,6 @@ class Yuan(click.ParamType[int, Any]):
         return int(fen)
 
 
-class KoalaGroup(click.Group):
-    """Turns the errors a user can act on into one-line messages, never tracebacks."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except USER_ERRORS as error:
-            raise click.ClickException(str(error)) from error
-
-
 @dataclass
 class World:
     home: Home

@@ -349,3 +349,18 @@ def test_the_network_lists_its_stations_lines_and_fares(koala):
                             "out", "--json").output)
     assert ride["fare"] == fare["fare_fen"]
     assert "unknown station" in koala("network", "fare", "Xizhimen", "Nowhere", ok=False).output
+
+
+def test_the_root_names_each_group_by_its_own_help():
+    """cli.py lists the groups without importing them; what it says of each is the group's own
+    first paragraph."""
+    import importlib  # noqa: PLC0415
+    import inspect  # noqa: PLC0415
+
+    from cli import GROUPS  # noqa: PLC0415
+
+    for name, (where, short_help) in GROUPS.items():
+        module, _, attribute = where.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert command.name == name
+        assert " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split()) == short_help
