@@ -75,6 +75,35 @@ def _shown(database: str | None) -> str:
         return repr(database)
 
 
+@issuer_group.command("status")
+@click.option("--issuer", "issuer_url", envvar="KOALA_ISSUER", default="http://127.0.0.1:8700",
+              show_default=True, help="The issuer's URL (or $KOALA_ISSUER).")
+@click.option("--wait", type=click.FloatRange(0, 600), default=0, show_default=True,
+              help="Seconds to wait for the issuer to answer (after starting it with &).")
+@pass_world
+def issuer_status(world: World, issuer_url: str, wait: float) -> None:
+    """Whether the issuer answers, and the card products it issues."""
+    import time  # noqa: PLC0415
+
+    from issuer.client import ApiClient, IssuerUnavailable  # noqa: PLC0415
+
+    client = ApiClient(issuer_url, token="")
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                products = client.call("GET", "/v1/products")
+                break
+            except IssuerUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        client.close()
+    names = ", ".join(p["name"] for p in products)
+    world.console.print(f"the issuer at {issuer_url} answers; it issues {names}")
+
+
 @issuer_group.command("clear")
 @at_option
 @issuer_options

@@ -20,7 +20,7 @@ class IssuerUnavailable(Exception):
 class ApiClient:
     def __init__(self, base_url: str, token: str, transport: httpx.BaseTransport | None = None,
                  at: datetime | None = None) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         if at is not None:
             headers["Koala-Time"] = at.isoformat()
         try:
