@@ -9,8 +9,8 @@ characteristic      value                                   properties       sec
 band info           JSON: id (CPLC-derived), firmware,      read             none (what an
                     battery %, on wrist                                      unpaired phone
                                                                              may see)
-card list           JSON: cards with name, balance,          read, notify     encrypted link,
-                    whether they answer readers                              paired companion
+card list           JSON: cards with name, serial,          read, notify     encrypted link,
+                    balance_fen, answers_readers                             paired companion
 control point       app-layer frame: lock, unlock,          write            encrypted link,
                     default card                                             paired companion
 relay in            app-layer frame fragments: C-APDUs      write            encrypted link

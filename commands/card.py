@@ -17,6 +17,7 @@ from commands.world import (
     Yuan,
     at_option,
     card_option,
+    identifier,
     issuer_options,
     json_option,
     lock_state,
@@ -55,16 +56,16 @@ def card_list(world: World, band_name: str, as_json: bool) -> None:
     cards = worn.summaries()
     books = issuer_books(world, band_name)
     if as_json:
-        world.emit([{"card": c.name, "aid": c.aid.hex().upper(), "number": c.number,
-                     "balance": c.balance, "expiry": c.valid_until,
-                     "active": c.active, "issuer": books.get(c.serial.hex().upper())}
+        world.emit([{"card": c.name, "label": c.label, "aid": c.aid.hex().upper(),
+                     "number": c.number, "balance_fen": c.balance, "valid_until": c.valid_until,
+                     "answers_readers": c.active, "issuer": books.get(c.serial.hex().upper())}
                     for c in cards])
         return
-    table = Table("card", "AID", "number", "balance", "valid until", "answers readers",
-                  "issuer's books", title=f"band {band_name}")
+    table = Table("card", identifier("AID"), identifier("number"), "balance", "valid until",
+                  "answers", "issuer's books", title=f"band {band_name}")
     for c in cards:
         book = books.get(c.serial.hex().upper())
-        table.add_row(f"{c.name} ({c.label})", c.aid.hex().upper(), c.number,
+        table.add_row(c.name, c.aid.hex().upper(), c.number,
                       "—" if c.balance is None else yuan(c.balance), c.valid_until,
                       "yes" if c.active else "locked",
                       f"{yuan(book['balance'])} {book['status']}" if book else "—")

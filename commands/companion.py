@@ -96,8 +96,8 @@ def companion_cards(world: World, band_name: str, transport: str | None, as_json
         return
     table = Table("card", "balance", "answers readers", title=f"{band_name} over BLE")
     for c in cards:
-        table.add_row(c["card"], "—" if c["balance"] is None else yuan(c["balance"]),
-                      "yes" if c["answers"] else "locked")
+        table.add_row(c["card"], "—" if c["balance_fen"] is None else yuan(c["balance_fen"]),
+                      "yes" if c["answers_readers"] else "locked")
     world.console.print(table)
 
 

@@ -143,7 +143,7 @@ def topup_card(world: World, band_name: str, card_name: str, amount: int,
         if card_name not in listed:
             raise click.ClickException(f"band {band_name!r} has no {card_name} card")
         result = phone.topup(bytes.fromhex(listed[card_name]["serial"]), amount, idempotency_key)
-        balance = next(c["balance"] for c in cards() if c["card"] == card_name)
+        balance = next(c["balance_fen"] for c in cards() if c["card"] == card_name)
     if result["state"] != "settled":
         raise click.ClickException(unresolved("top-up", band_name, result["state"]))
     world.console.print(f"topped up {yuan(amount)}: {card_name} balance {yuan(balance)}")

@@ -15,7 +15,7 @@ from applets.gp.channel import Level
 from applets.gp.domain import ISD_AID
 from applets.gp.keys import TEST_KEY, KeySet
 from applets.sw import SW
-from commands.world import Source, World, json_option, pass_world
+from commands.world import Source, World, identifier, json_option, pass_world
 from issuer import gp
 from reader.flow import Flow, expect, run
 
@@ -111,7 +111,8 @@ def gp_list(world: World, /, as_json: bool, **options: Any) -> None:
                      "privileges": r.privileges.hex().upper(), "domain": r.domain.hex().upper()}
                     for r in rows])
         return
-    table = Table("AID", "life cycle", "privileges", "domain", title="GlobalPlatform registry")
+    table = Table(identifier("AID"), "life cycle", identifier("privileges"), identifier("domain"),
+                  title="GlobalPlatform registry")
     for r in rows:
         table.add_row(r.aid.hex().upper(), lifecycle_name(r.lifecycle), r.privileges.hex().upper(),
                       r.domain.hex().upper() or "(card manager)")

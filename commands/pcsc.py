@@ -7,7 +7,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from commands.world import World, json_option, pass_world
+from commands.world import World, identifier, json_option, pass_world
 
 
 @click.group()
@@ -24,7 +24,7 @@ def pcsc_readers(world: World, as_json: bool) -> None:
     if as_json:
         world.emit(rows)
         return
-    table = Table("#", "reader", "card ATR", title="PC/SC readers")
+    table = Table("#", "reader", identifier("card ATR"), title="PC/SC readers")
     for row in rows:
         table.add_row(str(row["index"]), str(row["reader"]), str(row["atr"] or "no card"))
     world.console.print(table)

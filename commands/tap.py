@@ -22,6 +22,7 @@ from commands.world import (
     Yuan,
     at_option,
     card_option,
+    identifier,
     json_option,
     lock_state,
     pass_world,
@@ -162,9 +163,9 @@ def describe_receipt(receipt: Receipt) -> tuple[str, dict[str, Any]]:
     if receipt.balance is not None:
         text += f", e-cash balance {yuan(receipt.balance)}"
     purchase = receipt.purchase
-    return text, {"merchant": receipt.merchant, "amount": receipt.amount,
+    return text, {"merchant": receipt.merchant, "amount_fen": receipt.amount,
                   "pan": receipt.masked_pan, "offline": receipt.offline,
-                  "balance": receipt.balance, "atc": purchase.atc,
+                  "balance_fen": receipt.balance, "atc": purchase.atc,
                   "cryptogram": purchase.cryptogram.hex().upper()}
 
 
@@ -208,7 +209,8 @@ def describe_load(load: Load) -> tuple[str, dict[str, Any]]:
     text = f"loaded {yuan(load.amount)}, balance {yuan(load.balance_after)}"
     if load.recovered:
         text += " — completed the interrupted top-up, not loaded again"
-    return text, {"amount": load.amount, "balance": load.balance_after, "tac": load.tac.hex(),
+    return text, {"amount_fen": load.amount, "balance_fen": load.balance_after,
+                  "tac": load.tac.hex().upper(),
                   "recovered": load.recovered}
 
 
@@ -228,9 +230,11 @@ def tapped(world: World, tapping: Tapping, flow: Flow[T], deadline_s: float = DE
 
 
 def _with_lock_state(world: World, tapping: Tapping, outcome: TapOutcome[T]) -> TapOutcome[T]:
-    """A refusal from a locked band says so: a reader sees a switched-off card as no card
-    (GP contactless activation), but the band's own command knows better."""
-    if outcome.refusal is None or tapping.band_name is None:
+    """A refusal from a locked band says so when no card answered the terminal's SELECT
+    (6A82): a reader sees a switched-off card as no card (GP contactless activation), but the
+    band's own command knows better."""
+    not_found = any(exchange.response[-2:] == bytes.fromhex("6A82") for exchange in outcome.trace)
+    if outcome.refusal is None or tapping.band_name is None or not not_found:
         return outcome
     worn = world.home.load_band(tapping.band_name)
     if not worn.locked:
@@ -262,7 +266,7 @@ def describe_tap(result: TapResult) -> tuple[str, dict[str, Any]]:
         text += f" ({result.journey})"
     if result.recovered:
         text += " — completed the interrupted tap, not charged again"
-    return text, {"place": result.place, "fare": result.fare, "balance": result.balance,
+    return text, {"place": result.place, "fare_fen": result.fare, "balance_fen": result.balance,
                   "journey": result.journey, "recovered": result.recovered}
 
 
@@ -303,7 +307,8 @@ def timing_line(outcome: TapOutcome[Any]) -> str:
 
 
 def trace_table(outcome: TapOutcome[Any]) -> Table:
-    table = Table("#", "command", "response", "host µs", "air ms", "card ms", title="APDU trace")
+    table = Table("#", identifier("command"), identifier("response"), "host µs", "air ms",
+                  "card ms", title="APDU trace")
     for i, (exchange, timed) in enumerate(zip(outcome.trace, outcome.timing.exchanges,
                                               strict=False), start=1):
         table.add_row(str(i), exchange.command.hex().upper(), exchange.response.hex().upper(),

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.table import Column
 
 from applets.brands import ECASH
 from ble.errors import BleError
@@ -197,6 +198,12 @@ def operator_desk(world: World, url: str, token: str) -> Iterator[OperatorClient
         yield client
     finally:
         client.close()
+
+
+def identifier(header: str) -> Column:
+    """A table column for an identifier (AID, card number, PAN, APDU): folded onto more lines
+    when the terminal is narrow, never cut, so that what is shown can be copied whole."""
+    return Column(header, overflow="fold", min_width=min(len(header), 8))
 
 
 def lock_state(worn: Band) -> str:

@@ -33,24 +33,24 @@ def test_a_day_from_the_command_line(koala, tmp_path):
     out = koala("tap", "gate", "--band", "alice", "--station", "Guomao", "--direction", "out",
                 "--at", "2026-11-23T08:40", "--json")
     document = json.loads(out.output)
-    assert document["accepted"] and document["fare"] in range(300, 700)
+    assert document["accepted"] and document["fare_fen"] in range(300, 700)
     assert document["timing"]["modelled_ms"] < document["timing"]["deadline_ms"]
     bus = koala("tap", "bus", "--band", "alice", "--route", "332", "--at", "2026-11-23T09:00")
     assert "bus 332" in bus.output
     cards = json.loads(koala("card", "list", "--band", "alice", "--json").output)
     transit = next(c for c in cards if c["card"] == "transit")
-    assert transit["balance"] == 5000 - document["fare"] - 200
+    assert transit["balance_fen"] == 5000 - document["fare_fen"] - 200
     history = json.loads(koala("card", "history", "--band", "alice", "--json").output)
     assert [row["type"] for row in history["log"]] == ["bus", "exit", "entry", "load"]
     assert history["log"][0]["when"] == "2026-11-23T09:00:00+08:00"
     assert [row["balance_after_fen"] for row in history["log"]] == [
-        transit["balance"], transit["balance"] + 200, 5000, 5000]
+        transit["balance_fen"], transit["balance_fen"] + 200, 5000, 5000]
     assert history["log"][1]["where"] == "metro Guomao"
     # the gates' PSAM sequence numbers and records survive the process
     records = [json.loads(line) for p in (tmp_path / "terminals").glob("*.jsonl")
                for line in p.read_text().splitlines()]
     purchases = [r for r in records if r["record"] == "debit"]
-    assert sum(r["amount"] for r in purchases) == document["fare"] + 200
+    assert sum(r["amount"] for r in purchases) == document["fare_fen"] + 200
     assert [r["amount"] for r in records if r["record"] == "load"] == [5000]
 
 
@@ -137,7 +137,7 @@ def test_registration_gives_the_card_manager_to_the_issuer(tmp_path):
 def test_paying_at_a_pos_offline_then_online(koala):
     koala("band", "create", "amy", "--cards", "transit,ecash", "--ecash-balance", "20")
     paid = json.loads(koala("tap", "pos", "--band", "amy", "--amount", "12.50", "--json").output)
-    assert paid["accepted"] and paid["offline"] and paid["balance"] == 750
+    assert paid["accepted"] and paid["offline"] and paid["balance_fen"] == 750
     assert paid["timing"]["deadline_ms"] == 500 and paid["timing"]["modelled_ms"] < 250
     refused = koala("tap", "pos", "--band", "amy", "--amount", "30", "--offline", ok=False)
     assert refused.exit_code == 1 and "online authorisation" in refused.output
@@ -200,7 +200,7 @@ def test_the_phone_pairs_over_ble_and_relays_issuance_and_top_up(koala, tmp_path
                                         "5").output
     cards = koala("companion", "cards", "--band", "joy", "--json").output
     assert "shows" not in cards, "the link is encrypted with the bond: no digits to compare"
-    assert [(c["card"], c["balance"], c["answers"]) for c in json.loads(cards)] == [
+    assert [(c["card"], c["balance_fen"], c["answers_readers"]) for c in json.loads(cards)] == [
         ("transit", 500, True)]
     (tmp_path / "bands" / "joy.ble-keys.json").unlink()  # the band forgets the phone's bond
     assert "pairing" in koala("companion", "cards", "--band", "joy", ok=False).output
@@ -208,7 +208,7 @@ def test_the_phone_pairs_over_ble_and_relays_issuance_and_top_up(koala, tmp_path
 
 def test_a_band_made_on_a_leap_day_runs_until_28_february(koala):
     koala("band", "create", "leap", "--cards", "transit,ecash,access", "--at", "2028-02-29T10:00")
-    cards = {c["card"]: c["expiry"] for c in json.loads(koala("card", "list", "--band", "leap",
+    cards = {c["card"]: c["valid_until"] for c in json.loads(koala("card", "list", "--band", "leap",
                                                                "--json").output)}
     assert cards == {"transit": "20380228", "ecash": "20330228", "access": "20300228"}
     assert "open" in koala("tap", "door", "--band", "leap", "--door", "front",
@@ -269,7 +269,7 @@ def test_the_books_follow_a_card_through_cash_over_the_air_rides_and_registratio
         again = koala("issuer", "clear", *at("21:05"))
         assert "0 booked" in again and "cleared 2 cash loads: 0 booked, 1 already booked" in again
         (card,) = json.loads(koala("card", "list", "--band", "mix", "--json"))
-    assert card["balance"] == card["issuer"]["balance"] == 5000 - 200 + 2000 + 1000 - 200
+    assert card["balance_fen"] == card["issuer"]["balance"] == 5000 - 200 + 2000 + 1000 - 200
 
 
 def test_the_operator_closes_an_unproven_order_only_after_the_window(tmp_path):
@@ -302,12 +302,12 @@ def test_a_found_band_gets_back_the_cards_whose_money_stayed_on_them(tmp_path):
     koala = koala_in(tmp_path)
 
     def cards(name: str) -> dict[str, tuple[int, int | None, str | None]]:
-        return {c["card"]: (c["balance"], c["issuer"] and c["issuer"]["balance"],
+        return {c["card"]: (c["balance_fen"], c["issuer"] and c["issuer"]["balance"],
                             c["issuer"] and c["issuer"]["status"])
                 for c in json.loads(koala("card", "list", "--band", name, "--json"))}
 
     def answers(name: str) -> dict[str, bool]:
-        return {c["card"]: c["active"]
+        return {c["card"]: c["answers_readers"]
                 for c in json.loads(koala("card", "list", "--band", name, "--json"))}
 
     with local_issuer(Home(tmp_path)):
@@ -347,7 +347,7 @@ def test_the_network_lists_its_stations_lines_and_fares(koala):
     koala("tap", "gate", "--band", "kim", "--station", "Xizhimen", "--direction", "in")
     ride = json.loads(koala("tap", "gate", "--band", "kim", "--station", "Guomao", "--direction",
                             "out", "--json").output)
-    assert ride["fare"] == fare["fare_fen"]
+    assert ride["fare_fen"] == fare["fare_fen"]
     assert "unknown station" in koala("network", "fare", "Xizhimen", "Nowhere", ok=False).output
 
 

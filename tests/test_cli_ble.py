@@ -48,7 +48,7 @@ def test_a_band_advertising_in_its_own_process_is_found_paired_and_read(tmp_path
                                           phone, "--yes")
         cards = json.loads(koala("companion", "cards", "--band", "kim", "--transport", phone,
                                  "--json"))
-        assert {c["card"]: c["balance"] for c in cards} == {"transit": 0, "ecash": 800}
+        assert {c["card"]: c["balance_fen"] for c in cards} == {"transit": 0, "ecash": 800}
         with local_issuer(Home(tmp_path)):
             koala("band", "register", "kim")
             koala("band", "fund", "kim", "--amount", "30")

@@ -51,8 +51,8 @@ def test_cards_issued_topped_up_ridden_cleared_cancelled_and_a_band_lost(tmp_pat
         assert "¥25.00 refunded" in koala("card", "cancel", "--band", "ota", "--card", "canteen")
         cards = {c["card"]: c for c in json.loads(koala("card", "list", "--band", "ota", "--json"))}
         assert set(cards) == {"transit", "ecash"}
-        assert cards["transit"]["balance"] == cards["transit"]["issuer"]["balance"] == 4000 - 700
-        assert cards["ecash"]["balance"] == cards["ecash"]["issuer"]["balance"] == 2000, \
+        assert cards["transit"]["balance_fen"] == cards["transit"]["issuer"]["balance"] == 4000 - 700
+        assert cards["ecash"]["balance_fen"] == cards["ecash"]["issuer"]["balance"] == 2000, \
             "the bank's opening load, the OTA top-up and the cleared purchase: card and books agree"
         assert "locked" in koala("band", "lost", "ota", "--to", "spare")
         assert "relayed waiting order" in koala("companion", "sync", "--band", "ota")

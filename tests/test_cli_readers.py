@@ -52,12 +52,12 @@ def test_attach_a_band_and_ride_through_pcscd(pcscd, tmp_path):
               "--direction", "in", "--at", "2026-11-23T08:00")
         out = json.loads(koala(tmp_path, "tap", "gate", "--reader", "0", "--station", "Guomao",
                                "--direction", "out", "--at", "2026-11-23T08:30", "--json"))
-        assert out["accepted"] and out["fare"] == 500
+        assert out["accepted"] and out["fare_fen"] == 500
         assert out["timing"]["host_ms"] < 100
     assert attach.returncode == 0
     time.sleep(2 * PCSCD_POLL_S)
     cards = json.loads(koala(tmp_path, "card", "list", "--band", "alice", "--json"))
-    assert next(c for c in cards if c["card"] == "transit")["balance"] == 1500, \
+    assert next(c for c in cards if c["card"] == "transit")["balance_fen"] == 1500, \
         "the attached band saved every change to its image"
 
 
@@ -68,9 +68,9 @@ def test_emulate_a_band_and_tap_over_nfc(tmp_path):
     with background(tmp_path, "band", "emulate", "bob", "--nfc", path):
         time.sleep(1.0)  # the emulator binds its port
         out = json.loads(koala(tmp_path, "tap", "bus", "--nfc", path, "--route", "7", "--json"))
-        assert out["accepted"] and out["balance"] == 300
+        assert out["accepted"] and out["balance_fen"] == 300
     cards = json.loads(koala(tmp_path, "card", "list", "--band", "bob", "--json"))
-    assert next(c for c in cards if c["card"] == "transit")["balance"] == 300
+    assert next(c for c in cards if c["card"] == "transit")["balance_fen"] == 300
 
 
 def test_a_tap_needs_exactly_one_card_source(tmp_path):

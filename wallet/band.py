@@ -88,7 +88,7 @@ class CardSummary:
     label: str
     aid: bytes
     serial: bytes  # what the issuer knows it by: application serial, PAN padded with F, card id
-    number: str  # what the holder is shown: the serial, or the PAN masked
+    number: str  # what the holder is shown: the serial, or the PAN
     balance: int | None  # fen; None for a card that holds no money
     valid_until: str  # YYYYMMDD
     active: bool  # answers readers now (not locked by the band or its issuer)
@@ -192,7 +192,7 @@ class Band:
             elif isinstance(applet, EcashCard):
                 pan, expiry = applet.pan_and_expiry()
                 found.append(CardSummary(ECASH, ECASH_LABEL, applet.aid,
-                                         pan_for_certificate(pan), f"{pan[:6]}…{pan[-4:]}",
+                                         pan_for_certificate(pan), pan,
                                          applet.balance(), f"20{expiry.hex()}", active))
             elif isinstance(applet, AccessCard):
                 until = max((p.valid_until.hex() for p in applet.permissions()), default="")
@@ -210,8 +210,8 @@ class Band:
     def card_list(self) -> list[dict[str, object]]:
         """The cards as the band tells its paired phone (GATT card list): name, the serial the
         issuer knows it by, balance, whether it answers readers."""
-        return [{"card": c.name, "serial": c.serial.hex().upper(), "balance": c.balance,
-                 "answers": c.active} for c in self.summaries()]
+        return [{"card": c.name, "serial": c.serial.hex().upper(), "balance_fen": c.balance,
+                 "answers_readers": c.active} for c in self.summaries()]
 
     def balances(self) -> dict[str, int]:
         """Every card's balance in fen by name: the purses by product, the bank card as ecash."""
