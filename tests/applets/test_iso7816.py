@@ -56,9 +56,10 @@ def test_builders_give_the_published_bytes(command, raw, source):
 
 
 def test_an_instruction_byte_shared_by_two_standards_is_one_value():
-    assert Ins.STORE_DATA is Ins.APPEND_RECORD
-    assert Ins.INITIALIZE is Ins.INITIALIZE_UPDATE
-    assert Ins.UPDATE_CAPP_DATA_CACHE is Ins.UPDATE_RECORD
+    # by name, since a type checker takes two names for two members
+    assert Ins["STORE_DATA"] is Ins.APPEND_RECORD
+    assert Ins["INITIALIZE"] is Ins.INITIALIZE_UPDATE
+    assert Ins["UPDATE_CAPP_DATA_CACHE"] is Ins.UPDATE_RECORD
     assert Ins(0xA4) is Ins.SELECT
 
 

@@ -28,7 +28,7 @@ from reader import pboc
 AID = bytes.fromhex("A000000632010105")
 
 
-def hexed(command) -> str:
+def hexed(command: CommandAPDU) -> str:
     return command.encode().hex().upper()
 
 
