@@ -88,6 +88,7 @@ from applets.crypto import access as crypto
 from applets.crypto.scp03 import Prf
 from applets.errors import CardError
 from applets.files import Access, EFKind, EFSpec, FileSystem
+from applets.iso7816 import CLA_ISO, CLA_PROPRIETARY, Ins, fci
 from applets.layout import Layout, LayoutError
 from applets.runtime import PERSONALIZED, Applet, AppletContext
 from applets.sw import SW
@@ -95,7 +96,8 @@ from applets.sw import SW
 T = TypeVar("T")
 ACCESS_AID = bytes.fromhex("F04B4F414C410201")
 VERSION = 0x01
-INS_CHALLENGE, INS_PROOF = 0x88, 0x82
+#: The two passes take the ISO instructions of the card's and the door's authentication.
+INS_CHALLENGE, INS_PROOF = Ins.INTERNAL_AUTHENTICATE, Ins.EXTERNAL_AUTHENTICATE
 MAX_PERMISSIONS = 16
 MAX_TRIES = 15  # what 63Cx can count
 DEFAULT_TRIES = 3
@@ -426,8 +428,7 @@ class AccessCard(Applet):
 
     def select(self, apdu: CommandAPDU) -> bytes:
         self.deselect()
-        proprietary = tlv.encode(0x9F08, bytes((VERSION,)))
-        return tlv.constructed(0x6F, tlv.encode(0x84, self.aid), tlv.encode(0xA5, proprietary))
+        return fci(self.aid, tlv.encode(0x9F08, bytes((VERSION,))))
 
     def deselect(self) -> None:
         self._session = None
@@ -435,9 +436,9 @@ class AccessCard(Applet):
     def process(self, apdu: CommandAPDU) -> bytes:
         # A session ends with the next command unless that command is the proof.
         session, self._session = self._session, None
-        if apdu.cla == 0x00:
+        if apdu.cla == CLA_ISO:
             raise CardError(SW.INS_NOT_SUPPORTED, "the access card has no readable files")
-        if apdu.cla != 0x80:
+        if apdu.cla != CLA_PROPRIETARY:
             raise CardError(SW.CLA_NOT_SUPPORTED)
         if apdu.ins == INS_CHALLENGE:
             return self._challenge(apdu)

@@ -18,6 +18,7 @@ from enum import Enum
 
 from applets.apdu import CommandAPDU
 from applets.errors import CardError
+from applets.iso7816 import BinaryReference, Ins, RecordReference
 from applets.store import Store
 from applets.sw import SW
 
@@ -51,10 +52,6 @@ class EFSpec:
     @property
     def is_record(self) -> bool:
         return self.kind is not EFKind.TRANSPARENT
-
-
-_MODE_RECORD_ID = 0b000
-_MODE_RECORD_NUMBER = 0b100
 
 
 class FileSystem:
@@ -156,23 +153,23 @@ class FileSystem:
     def handle(self, apdu: CommandAPDU) -> bytes:
         """READ BINARY, READ RECORD, UPDATE BINARY, UPDATE RECORD, APPEND RECORD."""
         ins = apdu.ins
-        if ins == 0xB0:
+        if ins == Ins.READ_BINARY:
             return self._read_binary(apdu)
-        if ins == 0xD6:
+        if ins == Ins.UPDATE_BINARY:
             self._update_binary(apdu)
             return b""
-        if ins in (0xB2, 0xDC, 0xE2):
+        if ins in (Ins.READ_RECORD, Ins.UPDATE_RECORD, Ins.APPEND_RECORD):
             return self._record_command(apdu)
         raise CardError(SW.INS_NOT_SUPPORTED)
 
     def _binary_target(self, apdu: CommandAPDU) -> tuple[EFSpec, int]:
-        if apdu.p1 & 0x80:
-            if apdu.p1 & 0x60:
-                raise CardError(SW.INCORRECT_P1_P2, "P1 b7-b6 must be 0 with an SFI")
-            spec, offset = self.by_sfi(apdu.p1 & 0x1F), apdu.p2
+        reference = BinaryReference.parse(apdu)
+        offset = reference.offset
+        if reference.sfi is not None:
+            spec = self.by_sfi(reference.sfi)
             self.current = spec
         else:
-            spec, offset = self.by_sfi(0), (apdu.p1 << 8) | apdu.p2
+            spec = self.by_sfi(0)
         if spec.is_record:
             raise CardError(SW.COMMAND_INCOMPATIBLE_WITH_FILE, f"EF {spec.fid:04X} is a record file")
         if offset > spec.size:
@@ -195,25 +192,25 @@ class FileSystem:
         self.write_binary(spec, offset, apdu.data)
 
     def _record_command(self, apdu: CommandAPDU) -> bytes:
-        spec = self.by_sfi(apdu.p2 >> 3)
+        reference = RecordReference.parse(apdu)
+        spec = self.by_sfi(reference.sfi)
         if not spec.is_record:
             raise CardError(SW.COMMAND_INCOMPATIBLE_WITH_FILE, f"EF {spec.fid:04X} is transparent")
         self.current = spec
-        mode = apdu.p2 & 0x07
-        if apdu.ins == 0xE2:
-            if apdu.p1 != 0 or mode != 0:
+        if apdu.ins == Ins.APPEND_RECORD:
+            if apdu.p1 != 0 or reference.mode != 0:
                 raise CardError(SW.INCORRECT_P1_P2, "APPEND RECORD takes P1=00, P2 b3-b1=000")
             _check(spec.update, spec)
             self.append_record(spec, apdu.data)
             return b""
-        if mode == _MODE_RECORD_NUMBER and apdu.p1 != 0:
-            number = apdu.p1
-        elif mode == _MODE_RECORD_ID:
-            number = self.find_record(spec, apdu.p1)
+        if reference.number is not None:
+            number = reference.number
+        elif reference.identifier is not None:
+            number = self.find_record(spec, reference.identifier)
         else:
             raise CardError(SW.INCORRECT_P1_P2, f"record addressing P1={apdu.p1:02X} "
-                                                f"mode={mode:03b} is not supported")
-        if apdu.ins == 0xB2:
+                                                f"mode={reference.mode:03b} is not supported")
+        if apdu.ins == Ins.READ_RECORD:
             if apdu.data:
                 raise CardError(SW.WRONG_LENGTH, "READ RECORD takes no data")
             _check(spec.read, spec)

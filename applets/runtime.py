@@ -20,8 +20,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from applets.apdu import CommandAPDU, MalformedAPDU, ResponseAPDU
+from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.errors import CardError, PowerLoss
+from applets.iso7816 import Answer, Ins, Occurrence, Select, SelectBy
 from applets.store import Store
 from applets.sw import SW, wrong_le
 
@@ -279,30 +280,27 @@ class SecureElement:
             raise CardError(SW.INS_NOT_SUPPORTED, f"INS {apdu.ins:02X} is invalid")
         if apdu.cla & 0x80 == 0 and apdu.channel != 0:
             raise CardError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED)
-        if apdu.ins == 0xA4 and apdu.cla & 0x80 == 0 and apdu.p1 == 0x04:
+        if apdu.ins == Ins.SELECT and apdu.cla & 0x80 == 0 and apdu.p1 == SelectBy.DF_NAME:
             return self._select_by_name(apdu)
         if self.selected is None:
-            if apdu.ins == 0xA4:
+            if apdu.ins == Ins.SELECT:
                 raise CardError(SW.FILE_NOT_FOUND, "no application is selected")
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no application is selected")
         return self.selected.process(apdu)
 
     def _select_by_name(self, apdu: CommandAPDU) -> bytes:
-        if apdu.p2 & 0xF0 or apdu.p2 & 0x03 not in (0x00, 0x02):
-            raise CardError(SW.INCORRECT_P1_P2, "SELECT P2 supports first and next occurrence")
-        if not 1 <= len(apdu.data) <= 16:
-            raise MalformedAPDU("a DF name has 1 to 16 bytes", 5)
+        select = Select.parse(apdu, occurrences=(Occurrence.FIRST, Occurrence.NEXT))
         selectable = self.selectable()
         matches = [app for app in self._applets.values()
-                   if app.aid.startswith(apdu.data) and app.aid in selectable]
-        if apdu.p2 & 0x02 and self.selected in matches:
+                   if app.aid.startswith(select.name) and app.aid in selectable]
+        if select.occurrence is Occurrence.NEXT and self.selected in matches:
             matches = matches[matches.index(self.selected) + 1 :]
         if not matches:
-            raise CardError(SW.FILE_NOT_FOUND, f"no application {apdu.data.hex().upper()}")
+            raise CardError(SW.FILE_NOT_FOUND, f"no application {select.name.hex().upper()}")
         target = matches[0]
         if self.selected is not None:
             self.selected.deselect()
             self.selected = None
         fci = target.select(apdu)
         self.selected = target
-        return b"" if apdu.p2 & 0x0C == 0x0C else fci
+        return b"" if select.answer is Answer.NONE else fci

@@ -45,6 +45,7 @@ from applets.emv.records import (
     amount,
     fen,
 )
+from applets.iso7816 import external_authenticate, put_data, select
 from applets.layout import LayoutError
 from applets.sw import SW
 from issuer.ecash import APPROVED
@@ -112,11 +113,18 @@ def _gpo(values: dict[int, bytes]) -> CommandAPDU:
     return get_processing_options(dol.build(PDOL, values))
 
 
-SELECT = CommandAPDU(0x00, 0xA4, 0x04, 0x00, ECASH_AID, ne=256)
+SELECT = select(ECASH_AID)
+EC_BALANCE = 0x9F79
+SCRIPT_MAC_SIZE = 4
+
+
+def _put_balance(target: int, mac: bytes) -> CommandAPDU:
+    """The issuer script: PUT DATA of the EC balance, its MAC after the value."""
+    return put_data(EC_BALANCE, amount(target) + mac)
 
 
 def _put_data(state: EcTopup) -> CommandAPDU:
-    return CommandAPDU(0x04, 0xDA, 0x9F, 0x79, amount(state.target) + state.mac)
+    return _put_balance(state.target, state.mac)
 
 
 def commands(state: EcTopup) -> list[CommandAPDU]:
@@ -127,7 +135,7 @@ def commands(state: EcTopup) -> list[CommandAPDU]:
     if state.step is Step.ARQC:
         return [gpo]
     if state.step is Step.AUTHENTICATE:
-        return [CommandAPDU(0x00, 0x82, 0x00, 0x00, state.arpc + APPROVED), _put_data(state)]
+        return [external_authenticate(state.arpc + APPROVED), _put_data(state)]
     if state.step is Step.PUT:
         return [_put_data(state)]
     return []
@@ -224,7 +232,8 @@ def _after_arqc(state: EcTopup, response: ResponseAPDU,
     target = proof.balance + state.amount
     arpc = crypto.arpc(key, arqc, APPROVED)
     mac_key = crypto.session_key(keys.mac_key(state.pan, state.psn), counter)
-    header = bytes.fromhex("04DA9F790A")
+    # The script MAC covers the command's CLA INS P1 P2 and Lc, the MAC's own 4 bytes counted.
+    header = _put_balance(target, bytes(SCRIPT_MAC_SIZE)).encode()[:5]
     mac = crypto.script_mac(mac_key, header + atc + arqc + amount(target))
     effect = None if state.debited else Debit(state.amount)
     return replace(state, step=Step.AUTHENTICATE, debited=True, script_atc=counter, arqc=arqc,

@@ -20,6 +20,7 @@ from applets.crypto import gpkeys, scp02, scp03
 from applets.gp import dgi as dgi_codec
 from applets.gp.channel import ICV_ENCRYPTION, MAC_SIZE, SCP02_I, SM_BIT, Level
 from applets.gp.keys import KeySet
+from applets.iso7816 import CLA_PROPRIETARY, Ins, external_authenticate
 from applets.sw import SW
 from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import Flow, expect
@@ -27,6 +28,7 @@ from reader.flow import Flow, expect
 Rng = Callable[[int], bytes]
 #: A band's key set from its key diversification data (INITIALIZE UPDATE, 10 bytes).
 Diversifier = Callable[[bytes], KeySet]
+_SECURED = CLA_PROPRIETARY | SM_BIT  # 84: a command under the secure channel
 SCHEMES = ("emv", "visa2", "kdf3")
 
 
@@ -147,10 +149,6 @@ class Scp02Host(HostChannel):
         return scp02.encrypt_key(self._s_dek, key)
 
 
-def select(aid: bytes) -> CommandAPDU:
-    return CommandAPDU(0x00, 0xA4, 0x04, 0x00, aid, ne=256)
-
-
 def open_channel(keys: KeySet, level: Level, rng: Rng, kvn: int = 0,
                  diversify: Diversifier | None = None, scp02_i: int = SCP02_I) -> Flow[HostChannel]:
     """INITIALIZE UPDATE, check the card cryptogram, EXTERNAL AUTHENTICATE at ``level``.
@@ -161,7 +159,8 @@ def open_channel(keys: KeySet, level: Level, rng: Rng, kvn: int = 0,
     recognition data (GET DATA 66) announces, 55 by default.
     """
     host_challenge = rng(8)
-    response = yield CommandAPDU(0x80, 0x50, kvn, 0x00, host_challenge, ne=256)
+    response = yield CommandAPDU(CLA_PROPRIETARY, Ins.INITIALIZE_UPDATE, kvn, 0x00, host_challenge,
+                                 ne=256)
     if response.sw == SW.AUTHENTICATION_METHOD_BLOCKED:
         raise TransactionRefused("the domain's keys are blocked after failed authentications")
     data = expect(response, "INITIALIZE UPDATE")
@@ -173,6 +172,8 @@ def open_channel(keys: KeySet, level: Level, rng: Rng, kvn: int = 0,
     if scp != keys.scp:
         raise TransactionRefused(f"the domain speaks SCP0{scp}, these keys are for SCP0{keys.scp}")
     channel: HostChannel
+    # EXTERNAL AUTHENTICATE is C-MACed already: its header and Lc (host cryptogram 8, MAC 8).
+    header = bytes((_SECURED, Ins.EXTERNAL_AUTHENTICATE, level, 0x00, 16))
     if scp == 3:
         card_challenge, cryptogram = data[13:21], data[21:29]
         session = scp03.session_keys(keys.enc, keys.mac, host_challenge, card_challenge)
@@ -180,7 +181,6 @@ def open_channel(keys: KeySet, level: Level, rng: Rng, kvn: int = 0,
                                                                      card_challenge)):
             raise AuthenticationFailed("wrong card cryptogram: not these keys")
         body = scp03.host_cryptogram(session.s_mac, host_challenge, card_challenge)
-        header = bytes((0x84, 0x82, level, 0x00, 16))
         mac, chaining = scp03.c_mac(session.s_mac, bytes(16), header + body)
         channel = Scp03Host(keys, level, session, chaining)
     else:
@@ -191,11 +191,10 @@ def open_channel(keys: KeySet, level: Level, rng: Rng, kvn: int = 0,
             raise AuthenticationFailed("wrong card cryptogram: not these keys")
         body = scp02.host_cryptogram(s_enc, counter, card_challenge, host_challenge)
         s_mac = scp02.session_key(keys.mac, scp02.C_MAC, counter)
-        header = bytes((0x84, 0x82, level, 0x00, 16))
         mac = scp02.c_mac(s_mac, bytes(8), header + body)
         channel = Scp02Host(keys, level, counter, mac, scp02_i)
     channel.div_data = data[:10]
-    answer = yield CommandAPDU(0x84, 0x82, level, 0x00, body + mac)
+    answer = yield external_authenticate(body + mac, cla=_SECURED, p1=level)
     if answer.sw == SW.VERIFY_FAILED:
         raise AuthenticationFailed("the card refused our host cryptogram")
     expect(answer, "EXTERNAL AUTHENTICATE")
@@ -212,37 +211,36 @@ def _lv(*items: bytes) -> bytes:
 def install(load_file: bytes, module: bytes, aid: bytes, privileges: bytes = b"\x00",
             parameters: bytes = b"\xc9\x00", make_selectable: bool = True) -> CommandAPDU:
     p1 = 0x0C if make_selectable else 0x04
-    return CommandAPDU(0x80, 0xE6, p1, 0x00,
+    return CommandAPDU(CLA_PROPRIETARY, Ins.INSTALL, p1, 0x00,
                        _lv(load_file, module, aid, privileges, parameters, b""), ne=256)
 
 
 def install_for_personalization(aid: bytes) -> CommandAPDU:
-    return CommandAPDU(0x80, 0xE6, 0x20, 0x00, b"\x00\x00" + _lv(aid) + b"\x00\x00\x00", ne=256)
+    return CommandAPDU(CLA_PROPRIETARY, Ins.INSTALL, 0x20, 0x00,
+                       b"\x00\x00" + _lv(aid) + b"\x00\x00\x00", ne=256)
 
 
 def store_data(dgis: bytes, block: int, last: bool, encrypted: bool) -> CommandAPDU:
     p1 = 0x08 | (0x80 if last else 0) | (0x60 if encrypted else 0)
-    return CommandAPDU(0x80, 0xE2, p1, block & 0xFF, dgis)
+    return CommandAPDU(CLA_PROPRIETARY, Ins.STORE_DATA, p1, block & 0xFF, dgis)
 
 
 def delete(aid: bytes, related: bool = False) -> CommandAPDU:
-    return CommandAPDU(0x80, 0xE4, 0x00, 0x80 if related else 0x00, tlv.encode(0x4F, aid), ne=256)
+    return CommandAPDU(CLA_PROPRIETARY, Ins.DELETE, 0x00, 0x80 if related else 0x00,
+                       tlv.encode(0x4F, aid), ne=256)
 
 
 def set_status(aid: bytes, lock: bool, with_applications: bool = False) -> CommandAPDU:
-    return CommandAPDU(0x80, 0xF0, 0x60 if with_applications else 0x40, 0x80 if lock else 0x00, aid)
+    return CommandAPDU(CLA_PROPRIETARY, Ins.SET_STATUS, 0x60 if with_applications else 0x40,
+                       0x80 if lock else 0x00, aid)
 
 
 def set_card_state(state: int) -> CommandAPDU:
-    return CommandAPDU(0x80, 0xF0, 0x80, state)
+    return CommandAPDU(CLA_PROPRIETARY, Ins.SET_STATUS, 0x80, state)
 
 
 def get_status(scope: int) -> CommandAPDU:
-    return CommandAPDU(0x80, 0xF2, scope, 0x02, tlv.encode(0x4F, b""), ne=256)
-
-
-def get_data(tag: int) -> CommandAPDU:
-    return CommandAPDU(0x80, 0xCA, tag >> 8, tag & 0xFF, ne=256)
+    return CommandAPDU(CLA_PROPRIETARY, Ins.GET_STATUS, scope, 0x02, tlv.encode(0x4F, b""), ne=256)
 
 
 def put_key(channel: HostChannel, new: KeySet, replace: int = 0) -> CommandAPDU:
@@ -253,7 +251,7 @@ def put_key(channel: HostChannel, new: KeySet, replace: int = 0) -> CommandAPDU:
         if new.scp == 3:
             block = bytes((len(key),)) + block
         body += bytes((new.key_type, len(block))) + block + b"\x03" + channel.kcv(key)
-    return CommandAPDU(0x80, 0xD8, replace, 0x81, body, ne=256)
+    return CommandAPDU(CLA_PROPRIETARY, Ins.PUT_KEY, replace, 0x81, body, ne=256)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,14 +31,15 @@ from applets.apdu import CommandAPDU
 from applets.gp.channel import Level
 from applets.gp.keys import INITIAL_KVN, KeySet
 from applets.gp.loadfiles import PBOC_PURSE, SECURITY_DOMAIN, load_file_of
+from applets.iso7816 import get_data, select
 from applets.pboc import crypto
+from applets.pboc.commands import P1_LOAD, initialize
 from applets.pboc.layouts import INIT_LOAD_RESPONSE, InitCommand
 from applets.pboc.perso import KEY_INDEX, PursePersonalisation, to_dgis
 from applets.runtime import PERSONALIZED
 from applets.sw import SW
 from issuer import gp
 from issuer.topup import CardLoadKeys, issuer_file
-from reader import pboc
 from reader.errors import TransactionRefused
 from reader.flow import Flow, expect, parse
 
@@ -71,7 +72,7 @@ def _module(class_name: str) -> tuple[bytes, bytes]:
 
 def open_domain(aid: bytes, keys: gp.Diversifier, rng: gp.Rng) -> Flow[gp.HostChannel | None]:
     """SELECT and authenticate; None if the band has no such domain or refuses these keys."""
-    response = yield gp.select(aid)
+    response = yield select(aid)
     if response.sw == SW.FILE_NOT_FOUND:
         return None
     expect(response, "SELECT domain")
@@ -139,13 +140,13 @@ def verified_balance(aid: bytes, app_serial: bytes, keys: CardLoadKeys,
                      terminal: crypto.Terminal) -> Flow[int | None]:
     """The purse's balance as the card vouches for it (MAC1 of INITIALIZE FOR LOAD, 1 fen);
     None if the band has no such purse. Nothing is loaded: no CREDIT follows."""
-    response = yield pboc.select(aid)
+    response = yield select(aid)
     if response.sw == SW.FILE_NOT_FOUND:
         return None
     issuer = issuer_file(expect(response, "SELECT purse"))
     if issuer.app_serial != app_serial:
         raise TransactionRefused("this band holds another card than the one named")
-    response = yield pboc.initialize(pboc.P1_LOAD, InitCommand(KEY_INDEX, 1, terminal.terminal_id))
+    response = yield initialize(P1_LOAD, InitCommand(KEY_INDEX, 1, terminal.terminal_id))
     if response.sw == SW.WRONG_DATA:
         raise TransactionRefused("the card is full to its limit: spend a little, then cancel")
     init = parse(INIT_LOAD_RESPONSE, expect(response, "INITIALIZE FOR LOAD"), "INITIALIZE answer")
@@ -218,7 +219,7 @@ def _this_band(channel: gp.HostChannel, cplc: bytes) -> Flow[None]:
 def _cplc(channel: gp.HostChannel) -> Flow[bytes | None]:
     """The CPLC of the domain behind ``channel``, under R-MAC; None if it has none (only the
     card manager has one)."""
-    response = channel.unwrap((yield channel.wrap(gp.get_data(0x9F7F))))
+    response = channel.unwrap((yield channel.wrap(get_data(0x9F7F))))
     if response.sw != SW.OK:
         return None
     try:

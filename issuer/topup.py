@@ -40,20 +40,21 @@ from typing import Protocol
 
 from applets import bcd, tlv
 from applets.apdu import CommandAPDU, ResponseAPDU
+from applets.iso7816 import select
 from applets.layout import LayoutError
 from applets.pboc import crypto
+from applets.pboc.commands import P1_LOAD, credit_for_load, get_transaction_prove, initialize
 from applets.pboc.layouts import (
     INIT_LOAD_RESPONSE,
-    ISSUER_FILE,
     PROVE_RESPONSE,
     CreditCommand,
     InitCommand,
     IssuerFile,
     TxType,
+    fci_issuer_file,
 )
 from applets.pboc.perso import KEY_INDEX
 from applets.sw import SW
-from reader import pboc
 
 
 class Step(StrEnum):
@@ -132,15 +133,15 @@ class Topup:
 def command(state: Topup) -> CommandAPDU | None:
     """The next APDU to relay, None when the top-up is over."""
     if state.step is Step.SELECT:
-        return pboc.select(state.aid)
+        return select(state.aid)
     if state.step is Step.PROVE:
         if state.counter is None:
             raise ValueError("a proof needs the counter of the outstanding credit")
-        return pboc.get_transaction_prove(TxType.EP_LOAD, state.counter)
+        return get_transaction_prove(TxType.EP_LOAD, state.counter)
     if state.step is Step.INITIALIZE:
-        return pboc.initialize(pboc.P1_LOAD, InitCommand(KEY_INDEX, state.amount, state.terminal_id))
+        return initialize(P1_LOAD, InitCommand(KEY_INDEX, state.amount, state.terminal_id))
     if state.step is Step.CREDIT:
-        return pboc.credit_for_load(CreditCommand(state.date, state.time, state.mac2))
+        return credit_for_load(CreditCommand(state.date, state.time, state.mac2))
     return None
 
 
@@ -243,8 +244,11 @@ def _unproven(state: Topup, reason: str) -> tuple[Topup, Effect]:
 
 
 def issuer_file(fci: bytes) -> IssuerFile:
-    """The issuer file (tag 9F0C) of a purse's FCI."""
+    """The issuer file (tag 9F0C) of a purse's FCI; :class:`TopupError` if it has none."""
     try:
-        return ISSUER_FILE.parse(tlv.find(fci, 0x9F0C) or b"")
+        issuer = fci_issuer_file(fci)
     except (tlv.TLVError, LayoutError) as error:
         raise TopupError(f"the purse's FCI is malformed: {error}") from error
+    if issuer is None:
+        raise TopupError("the purse's FCI is malformed: it carries no issuer file (9F0C)")
+    return issuer

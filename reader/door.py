@@ -42,6 +42,8 @@ from applets.access import (
 from applets.apdu import CommandAPDU
 from applets.crypto import access as crypto
 from applets.crypto.scp03 import Prf
+from applets.iso7816 import CLA_PROPRIETARY, DF_NAME
+from applets.iso7816 import select as select_by_name
 from applets.runtime import Rng
 from applets.sw import SW
 from reader.clock import Clock, local
@@ -69,16 +71,16 @@ DOOR_REJECTED = "the card did not accept this door's proof: tap again"
 
 
 def select(aid: bytes = ACCESS_AID) -> CommandAPDU:
-    return CommandAPDU(0x00, 0xA4, 0x04, 0x00, aid, ne=256)
+    return select_by_name(aid)
 
 
 def challenge(command: AuthCommand) -> CommandAPDU:
-    return CommandAPDU(0x80, INS_CHALLENGE, 0x00, 0x00, AUTH_COMMAND.build(command),
+    return CommandAPDU(CLA_PROPRIETARY, INS_CHALLENGE, 0x00, 0x00, AUTH_COMMAND.build(command),
                        ne=AUTH_RESPONSE.size)
 
 
 def proof(command: ProofCommand) -> CommandAPDU:
-    return CommandAPDU(0x80, INS_PROOF, 0x00, 0x00, PROOF_COMMAND.build(command),
+    return CommandAPDU(CLA_PROPRIETARY, INS_PROOF, 0x00, 0x00, PROOF_COMMAND.build(command),
                        ne=GRANT_RESPONSE.size)
 
 
@@ -113,7 +115,7 @@ class DoorReader:
         date, time = bcd.date_time(local(self.clock()))
         fci = yield from exchange(select(self.aid), "SELECT", SELECT_REFUSALS)
         try:
-            named = tlv.find(fci, 0x84)
+            named = tlv.find(fci, DF_NAME)
         except tlv.TLVError as exc:
             raise CardProtocolError("SELECT", SW.OK, f"FCI is not BER-TLV: {exc}") from exc
         if named != self.aid:

@@ -1,38 +1,57 @@
 """Terminal side of the PBOC 2.0 e-purse: command builders and card-reading flows.
 
-Builders return :class:`CommandAPDU`; flows yield them and parse the answers
-with the same layouts the card builds them with (``applets.pboc.layouts``).
+The builders are the card's own (``applets.iso7816`` for the interindustry
+commands, ``applets.pboc.commands`` for the purse's), gathered here so that
+a terminal imports one module; flows yield them and parse the answers with
+the same layouts the card builds them with (``applets.pboc.layouts``).
 """
 
 from __future__ import annotations
 
 from applets import tlv
-from applets.apdu import CommandAPDU
+from applets.iso7816 import read_binary, read_record, read_record_by_id, select
+from applets.layout import LayoutError
+from applets.pboc.commands import (
+    P1_CAPP_PURCHASE,
+    P1_LOAD,
+    P1_PURCHASE,
+    credit_for_load,
+    debit_for_purchase,
+    get_balance,
+    get_transaction_prove,
+    initialize,
+    update_capp_data_cache,
+)
 from applets.pboc.layouts import (
-    CREDIT_COMMAND,
-    DEBIT_COMMAND,
-    INIT_COMMAND,
     ISSUER_FILE,
     LOG_RECORD,
+    LOG_RECORDS,
     PROVE_RESPONSE,
+    SFI_HOLDER,
+    SFI_ISSUER,
+    SFI_LOG,
+    SFI_TRANSIT,
     TRANSIT_RECORD,
-    CreditCommand,
-    DebitCommand,
-    InitCommand,
     IssuerFile,
     LogRecord,
     ProveResponse,
     TransitRecord,
     TxType,
+    fci_issuer_file,
 )
 from applets.sw import SW
 from reader.errors import CardProtocolError
 from reader.flow import Flow, Refusals, check, exchange, parse
 
+__all__ = [
+    "LOG_RECORDS", "P1_CAPP_PURCHASE", "P1_LOAD", "P1_PURCHASE", "REFUSALS", "SFI_HOLDER",
+    "SFI_ISSUER", "SFI_LOG", "SFI_TRANSIT", "T_UNION_AID", "credit_for_load", "debit_for_purchase",
+    "get_balance", "get_transaction_prove", "initialize", "read_balance", "read_binary", "read_log",
+    "read_record", "read_record_by_id", "read_transit_record", "select", "select_purse",
+    "transaction_prove", "update_capp_data_cache",
+]
+
 T_UNION_AID = bytes.fromhex("A000000632010105")
-SFI_ISSUER, SFI_HOLDER, SFI_TRANSIT, SFI_LOG = 0x15, 0x16, 0x17, 0x18
-LOG_RECORDS = 10
-P1_LOAD, P1_PURCHASE, P1_CAPP_PURCHASE = 0x00, 0x01, 0x03
 
 #: What riders are told when the card refuses; anything else is a card fault.
 REFUSALS: Refusals = {
@@ -44,47 +63,6 @@ REFUSALS: Refusals = {
 }
 
 
-def select(aid: bytes) -> CommandAPDU:
-    return CommandAPDU(0x00, 0xA4, 0x04, 0x00, aid, ne=256)
-
-
-def get_balance() -> CommandAPDU:
-    return CommandAPDU(0x80, 0x5C, 0x00, 0x02, ne=4)
-
-
-def read_binary(sfi: int, offset: int = 0) -> CommandAPDU:
-    return CommandAPDU(0x00, 0xB0, 0x80 | sfi, offset, ne=256)
-
-
-def read_record(sfi: int, number: int) -> CommandAPDU:
-    return CommandAPDU(0x00, 0xB2, number, (sfi << 3) | 0b100, ne=256)
-
-
-def read_record_by_id(sfi: int, identifier: int) -> CommandAPDU:
-    return CommandAPDU(0x00, 0xB2, identifier, sfi << 3, ne=256)
-
-
-def initialize(p1: int, command: InitCommand) -> CommandAPDU:
-    ne = 16 if p1 == P1_LOAD else 15
-    return CommandAPDU(0x80, 0x50, p1, 0x02, INIT_COMMAND.build(command), ne=ne)
-
-
-def credit_for_load(command: CreditCommand) -> CommandAPDU:
-    return CommandAPDU(0x80, 0x52, 0x00, 0x00, CREDIT_COMMAND.build(command), ne=4)
-
-
-def debit_for_purchase(command: DebitCommand) -> CommandAPDU:
-    return CommandAPDU(0x80, 0x54, 0x01, 0x00, DEBIT_COMMAND.build(command), ne=8)
-
-
-def update_capp_data_cache(record: bytes) -> CommandAPDU:
-    return CommandAPDU(0x80, 0xDC, record[0], SFI_TRANSIT << 3, record)
-
-
-def get_transaction_prove(tx_type: TxType, counter: int) -> CommandAPDU:
-    return CommandAPDU(0x80, 0x5A, 0x00, tx_type, counter.to_bytes(2), ne=8)
-
-
 # -- flows ---------------------------------------------------------------------------
 
 
@@ -92,12 +70,15 @@ def select_purse(aid: bytes = T_UNION_AID) -> Flow[IssuerFile]:
     """SELECT the purse and read its issuer file from the FCI (tag 9F0C)."""
     fci = yield from exchange(select(aid), "SELECT", REFUSALS)
     try:
-        issuer = tlv.find(fci, 0x9F0C)
+        issuer = fci_issuer_file(fci)
     except tlv.TLVError as exc:
         raise CardProtocolError("SELECT", SW.OK, f"FCI is not BER-TLV: {exc}") from exc
+    except LayoutError as exc:
+        raise CardProtocolError("issuer file", SW.OK, str(exc)) from exc
     if issuer is None:
-        issuer = yield from exchange(read_binary(SFI_ISSUER), "READ BINARY 15")
-    return parse(ISSUER_FILE, issuer, "issuer file")
+        data = yield from exchange(read_binary(SFI_ISSUER), "READ BINARY 15")
+        issuer = parse(ISSUER_FILE, data, "issuer file")
+    return issuer
 
 
 def read_balance() -> Flow[int]:

@@ -39,6 +39,14 @@ from applets.emv.records import (
     amount,
     fen,
 )
+from applets.iso7816 import (
+    CLA_PROPRIETARY,
+    Ins,
+    external_authenticate,
+    get_data,
+    read_record,
+    select,
+)
 from applets.sw import SW
 from reader.clock import Clock, local
 from reader.emv_ca import CA_KEYS
@@ -110,7 +118,7 @@ class Pos:
         if fen_amount <= 0:
             raise ValueError("a purchase amount is a positive number of fen")
         aid, label = yield from self._choose_application()
-        fci = yield from exchange(_select(aid), "SELECT", REFUSALS)
+        fci = yield from exchange(select(aid), "SELECT", REFUSALS)
         pdol = _find(fci, 0x9F38, "SELECT")
         now = local(self.clock())
         values = {0x9F66: self.ttq, 0x9F02: amount(fen_amount), 0x9F03: bytes(6),
@@ -137,14 +145,13 @@ class Pos:
         if contact_stays and issuer_answer is not None:
             # Issuer authentication: only a card still in the field hears the ARPC (a qPBOC card
             # has left by the time the issuer answers).
-            command = CommandAPDU(0x00, 0x82, 0x00, 0x00, issuer_answer)
-            response = yield command
+            response = yield external_authenticate(issuer_answer)
             if response.sw != SW.OK:
                 raise TransactionRefused("the card did not accept the issuer's answer")
         return receipt
 
     def _choose_application(self) -> Flow[tuple[bytes, str]]:
-        fci = yield from exchange(_select(PPSE_AID), "SELECT PPSE", REFUSALS)
+        fci = yield from exchange(select(PPSE_AID), "SELECT PPSE", REFUSALS)
         directory = _find(fci, 0xBF0C, "SELECT PPSE")
         best: tuple[int, bytes, str] | None = None
         try:
@@ -169,7 +176,7 @@ class Pos:
             data = dol.build(cdol1, values)
         except dol.DolError as error:
             raise CardProtocolError("READ RECORD", SW.OK, f"CDOL1: {error}") from error
-        command = CommandAPDU(0x80, 0xAE, CID_ARQC, 0x00, data, ne=256)
+        command = CommandAPDU(CLA_PROPRIETARY, Ins.GENERATE_AC, CID_ARQC, 0x00, data, ne=256)
         answer = yield from exchange(command, "GENERATE AC")
         return _fields(_tlvs(answer, "GENERATE AC").value)
 
@@ -242,13 +249,13 @@ class LogLine:
 def read_log() -> Flow[tuple[int, list[LogLine]]]:
     """The e-cash balance and transaction log, read as any reader app reads a PBOC card: GET
     DATA of the balance and the log format, then READ RECORD of the log file until it ends."""
-    yield from exchange(_select(ECASH_AID), "SELECT", REFUSALS)
-    balance = yield from exchange(CommandAPDU(0x80, 0xCA, 0x9F, 0x79, ne=256), "GET DATA 9F79")
-    fmt = yield from exchange(CommandAPDU(0x80, 0xCA, 0x9F, 0x4F, ne=256), "GET DATA 9F4F")
+    yield from exchange(select(ECASH_AID), "SELECT", REFUSALS)
+    balance = yield from exchange(get_data(0x9F79), "GET DATA 9F79")
+    fmt = yield from exchange(get_data(0x9F4F), "GET DATA 9F4F")
     log_format = _find(fmt, 0x9F4F, "GET DATA 9F4F")
     lines = []
     for number in range(1, LOG_RECORDS + 1):
-        response = yield CommandAPDU(0x00, 0xB2, number, LOG_SFI << 3 | 4, ne=256)
+        response = yield read_record(LOG_SFI, number)
         if response.sw == SW.RECORD_NOT_FOUND:
             break
         record = expect(response, "READ RECORD (log)")
@@ -278,8 +285,7 @@ def _read_records(afl: bytes) -> Flow[_CardData]:
     static = b""
     for entry in entries:
         for number in range(entry.first, entry.last + 1):
-            command = CommandAPDU(0x00, 0xB2, number, entry.sfi << 3 | 4, ne=256)
-            record = yield from exchange(command, "READ RECORD")
+            record = yield from exchange(read_record(entry.sfi, number), "READ RECORD")
             template = _tlvs(record, "READ RECORD")
             if template.tag != 0x70:
                 raise CardProtocolError("READ RECORD", SW.OK, "not a 70 record template")
@@ -291,11 +297,8 @@ def _read_records(afl: bytes) -> Flow[_CardData]:
 
 def get_processing_options(pdol_data: bytes) -> CommandAPDU:
     """GET PROCESSING OPTIONS with the terminal's data for the card's PDOL."""
-    return CommandAPDU(0x80, 0xA8, 0x00, 0x00, tlv.encode(0x83, pdol_data), ne=256)
-
-
-def _select(aid: bytes) -> CommandAPDU:
-    return CommandAPDU(0x00, 0xA4, 0x04, 0x00, aid, ne=256)
+    return CommandAPDU(CLA_PROPRIETARY, Ins.GET_PROCESSING_OPTIONS, 0x00, 0x00,
+                       tlv.encode(0x83, pdol_data), ne=256)
 
 
 def _tlvs(data: bytes, step: str) -> tlv.TLV:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
 
+from applets.iso7816 import CLA_PROPRIETARY, Ins
 from reader.trace import Exchange
 
 FC_HZ = 13.56e6
@@ -255,25 +256,27 @@ class CardProfile:
 # RSA-1024 private-key operation ~50 ms on the crypto coprocessor.
 DEFAULT_PROFILE = CardProfile(
     by_ins={
-        0xA4: 0.002,  # SELECT: look up the AID or FID, build the FCI; no crypto
-        0xB0: 0.002,  # READ BINARY: one EEPROM read
-        0xB2: 0.002,  # READ RECORD: one EEPROM read
-        0x5C: 0.0015,  # GET BALANCE: a 4-byte read
-        0x50: 0.008,  # INITIALIZE FOR LOAD/PURCHASE: random, 3DES session key, MAC1
-        0x52: 0.030,  # CREDIT FOR LOAD: journalled EEPROM writes (balance, counter, log), 3 MACs
-        0x54: 0.030,  # DEBIT FOR (CAPP) PURCHASE: as CREDIT, plus the staged CAPP record
-        0x5A: 0.004,  # GET TRANSACTION PROVE: recompute MAC/TAC of the last transaction
-        0xD6: 0.008,  # UPDATE BINARY: one journalled EEPROM page write
-        0xDC: 0.008,  # UPDATE RECORD: one journalled EEPROM page write
-        0xA8: 0.040,  # GET PROCESSING OPTIONS (qPBOC): fDDA signing
-        0xAE: 0.040,  # GENERATE AC: cryptogram MAC plus ATC and log writes, no RSA (no CDA)
-        0x88: 0.060,  # INTERNAL AUTHENTICATE: RSA-1024 signature for (f)DDA
+        Ins.SELECT: 0.002,  # look up the AID or FID, build the FCI; no crypto
+        Ins.READ_BINARY: 0.002,  # one EEPROM read
+        Ins.READ_RECORD: 0.002,  # one EEPROM read
+        Ins.GET_BALANCE: 0.0015,  # a 4-byte read
+        Ins.INITIALIZE: 0.008,  # FOR LOAD/PURCHASE: random, 3DES session key, MAC1
+        Ins.CREDIT_FOR_LOAD: 0.030,  # journalled EEPROM writes (balance, counter, log), 3 MACs
+        Ins.DEBIT_FOR_PURCHASE: 0.030,  # as CREDIT, plus the staged CAPP record
+        Ins.GET_TRANSACTION_PROVE: 0.004,  # recompute MAC/TAC of the last transaction
+        Ins.UPDATE_BINARY: 0.008,  # one journalled EEPROM page write
+        Ins.UPDATE_RECORD: 0.008,  # one journalled EEPROM page write
+        Ins.GET_PROCESSING_OPTIONS: 0.040,  # qPBOC: fDDA signing
+        Ins.GENERATE_AC: 0.040,  # cryptogram MAC plus ATC and log writes, no RSA (no CDA)
+        Ins.INTERNAL_AUTHENTICATE: 0.060,  # RSA-1024 signature for (f)DDA
     },
     # UPDATE CAPP DATA CACHE only stages the record in RAM; DEBIT commits it.
-    by_cla_ins={(0x80, 0xDC): 0.003,
+    by_cla_ins={(CLA_PROPRIETARY, Ins.UPDATE_CAPP_DATA_CACHE): 0.003,
                 # Access card (applets.access): AES in hardware, ~0.05 ms a block.
-                (0x80, 0x88): 0.004,  # door challenge: random, session key, cryptogram
-                (0x80, 0x82): 0.020},  # door proof: check, MAC, journalled entry-log write
+                # door challenge: random, session key, cryptogram
+                (CLA_PROPRIETARY, Ins.INTERNAL_AUTHENTICATE): 0.004,
+                # door proof: check, MAC, journalled entry-log write
+                (CLA_PROPRIETARY, Ins.EXTERNAL_AUTHENTICATE): 0.020},
 )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import reduce
 from operator import xor
 
+from applets.iso7816 import Ins
+
 #: Historical bytes: a proprietary category (first byte not 00/10/80) naming the band.
 HISTORICAL = b"KOALA"
 SENS_RES = bytes.fromhex("4400")  # ATQA: double-size (7-byte) UID, bit frame anticollision
@@ -50,4 +52,4 @@ def atr(historical: bytes = HISTORICAL) -> bytes:
 
 def is_get_uid(apdu: bytes) -> bool:
     """PC/SC Part 3 GET DATA pseudo-APDU ``FF CA 00 00 Le``: the reader's own command."""
-    return apdu[:4] == b"\xff\xca\x00\x00" and len(apdu) in (4, 5)
+    return apdu[:4] == bytes((0xFF, Ins.GET_DATA, 0x00, 0x00)) and len(apdu) in (4, 5)

@@ -36,6 +36,7 @@ tear or a reselection ends them.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -67,6 +68,7 @@ from applets.emv.records import (
     records,
 )
 from applets.errors import CardError
+from applets.iso7816 import CLA_ISO, CLA_ISO_SM, CLA_PROPRIETARY, Ins, RecordReference, data_tag, fci
 from applets.layout import Layout, LayoutError
 from applets.runtime import Applet, AppletContext
 from applets.sw import SW
@@ -221,19 +223,21 @@ class EcashCard(Applet):
     def select(self, apdu: CommandAPDU) -> bytes:
         self._session = _Session()
         label = self._need("label")
-        proprietary = tlv.constructed(
-            0xA5, tlv.encode(0x50, label), tlv.encode(0x87, self._need("priority")),
-            tlv.encode(0x9F38, PDOL), tlv.encode(0x5F2D, b"zhen"),
-            tlv.constructed(0xBF0C, tlv.encode(0x9F4D, bytes((LOG_SFI, LOG_RECORDS)))))
-        return tlv.constructed(0x6F, tlv.encode(0x84, self.aid), proprietary)
+        return fci(self.aid, tlv.encode(0x50, label), tlv.encode(0x87, self._need("priority")),
+                   tlv.encode(0x9F38, PDOL), tlv.encode(0x5F2D, b"zhen"),
+                   tlv.constructed(0xBF0C, tlv.encode(0x9F4D, bytes((LOG_SFI, LOG_RECORDS)))))
 
     def deselect(self) -> None:
         self._session = _Session()
 
     def process(self, apdu: CommandAPDU) -> bytes:
-        handlers = {(0x80, 0xA8): self._get_processing_options, (0x00, 0xB2): self._read_record,
-                    (0x80, 0xAE): self._generate_ac, (0x00, 0x82): self._external_authenticate,
-                    (0x80, 0xCA): self._get_data, (0x04, 0xDA): self._put_data}
+        handlers: dict[tuple[int, int], Callable[[CommandAPDU], bytes]] = {
+            (CLA_PROPRIETARY, Ins.GET_PROCESSING_OPTIONS): self._get_processing_options,
+            (CLA_ISO, Ins.READ_RECORD): self._read_record,
+            (CLA_PROPRIETARY, Ins.GENERATE_AC): self._generate_ac,
+            (CLA_ISO, Ins.EXTERNAL_AUTHENTICATE): self._external_authenticate,
+            (CLA_PROPRIETARY, Ins.GET_DATA): self._get_data,
+            (CLA_ISO_SM, Ins.PUT_DATA): self._put_data}
         handler = handlers.get((apdu.cla, apdu.ins))
         if handler is None:
             known = {ins for _, ins in handlers}
@@ -335,23 +339,24 @@ class EcashCard(Applet):
     # -- reading ---------------------------------------------------------------------------
 
     def _read_record(self, apdu: CommandAPDU) -> bytes:
-        if apdu.p2 & 0x07 != 0x04 or apdu.p1 == 0:
+        reference = RecordReference.parse(apdu)
+        number, sfi = reference.number, reference.sfi
+        if number is None:
             raise CardError(SW.INCORRECT_P1_P2, "READ RECORD by number and SFI only")
-        sfi = apdu.p2 >> 3
         if sfi == LOG_SFI:
             log = self._need("log")
-            start = (apdu.p1 - 1) * LOG_ENTRY.size
+            start = (number - 1) * LOG_ENTRY.size
             if start >= len(log):
                 raise CardError(SW.RECORD_NOT_FOUND)
             return log[start:start + LOG_ENTRY.size]
-        record = self._get(f"record/{sfi:02X}{apdu.p1:02X}")
+        record = self._get(f"record/{sfi:02X}{number:02X}")
         if record is None:
             known = self.context.store.keys(self._cell(f"record/{sfi:02X}"))
             raise CardError(SW.RECORD_NOT_FOUND if known else SW.FILE_NOT_FOUND)
         return record
 
     def _get_data(self, apdu: CommandAPDU) -> bytes:
-        tag = apdu.p1 << 8 | apdu.p2
+        tag = data_tag(apdu)
         purse, limits = self._purse(), self._limits()
         values = {0x9F79: amount(purse.balance), 0x9F77: amount(limits.balance_limit),
                   0x9F78: amount(limits.single_limit), 0x9F6D: amount(limits.reset_threshold),
@@ -381,7 +386,7 @@ class EcashCard(Applet):
         return b""
 
     def _put_data(self, apdu: CommandAPDU) -> bytes:
-        tag = apdu.p1 << 8 | apdu.p2
+        tag = data_tag(apdu)
         if tag not in PUTTABLE:
             raise CardError(SW.REFERENCED_DATA_NOT_FOUND, f"data object {tag:04X} is not writable")
         if self._session.step is not _Step.AUTHENTICATED:

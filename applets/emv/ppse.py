@@ -15,6 +15,7 @@ from applets.apdu import CommandAPDU
 from applets.emv.ecash import EcashCard
 from applets.emv.records import PPSE_AID
 from applets.errors import CardError
+from applets.iso7816 import fci
 from applets.runtime import Applet
 from applets.sw import SW
 
@@ -34,8 +35,7 @@ class Ppse(Applet):
                 0x61, tlv.encode(0x4F, applet.aid), tlv.encode(0x50, label.encode()),
                 tlv.encode(0x87, bytes((priority,))))))
         directory = b"".join(entry for _, entry in sorted(entries, key=lambda item: item[0]))
-        return tlv.constructed(0x6F, tlv.encode(0x84, PPSE_AID),
-                               tlv.constructed(0xA5, tlv.constructed(0xBF0C, directory)))
+        return fci(PPSE_AID, tlv.constructed(0xBF0C, directory))
 
     def process(self, apdu: CommandAPDU) -> bytes:
         raise CardError(SW.INS_NOT_SUPPORTED, "the PPSE only answers SELECT")

@@ -41,6 +41,7 @@ from applets.gp.channel import (
     SecureChannel,
 )
 from applets.gp.keys import INITIAL_KVN, MAX_AUTH_FAILURES, KeySet, KeyStore
+from applets.iso7816 import Ins, data_tag, fci
 from applets.runtime import (
     CARD_LOCK,
     CARD_LOCKED,
@@ -114,8 +115,7 @@ class SecurityDomain(Applet):
 
     def select(self, apdu: CommandAPDU) -> bytes:
         self.deselect()
-        proprietary = tlv.encode(0x73, self._card_data()) + tlv.encode(0x9F65, b"\xff")
-        return tlv.constructed(0x6F, tlv.encode(0x84, self.aid), tlv.encode(0xA5, proprietary))
+        return fci(self.aid, tlv.encode(0x73, self._card_data()), tlv.encode(0x9F65, b"\xff"))
 
     def deselect(self) -> None:
         self._channel = None
@@ -123,7 +123,7 @@ class SecurityDomain(Applet):
 
     def process(self, apdu: CommandAPDU) -> bytes:
         channel = self._channel
-        secured = bool(apdu.cla & SM_BIT) and apdu.ins != 0x82
+        secured = bool(apdu.cla & SM_BIT) and apdu.ins != Ins.EXTERNAL_AUTHENTICATE
         if secured:
             if channel is None or not channel.authenticated:
                 raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED, "no secure channel is open")
@@ -191,7 +191,7 @@ class SecurityDomain(Applet):
         ))
 
     def _get_data(self, apdu: CommandAPDU) -> bytes:
-        tag = (apdu.p1 << 8) | apdu.p2
+        tag = data_tag(apdu)
         if tag == 0x9F7F:
             cplc = self._get("cplc")
             if cplc is None:
@@ -414,14 +414,14 @@ class SecurityDomain(Applet):
 
 _Handler = tuple[bool, Callable[[SecurityDomain, CommandAPDU], bytes]]
 _HANDLERS: dict[int, _Handler] = {
-    0x50: (False, SecurityDomain._initialize_update),
-    0x82: (False, SecurityDomain._external_authenticate),
-    0xCA: (False, SecurityDomain._get_data),
-    0xCB: (False, SecurityDomain._get_data),
-    0xE6: (True, SecurityDomain._install),
-    0xE4: (True, SecurityDomain._delete),
-    0xF2: (True, SecurityDomain._get_status),
-    0xF0: (True, SecurityDomain._set_status),
-    0xD8: (True, SecurityDomain._put_key),
-    0xE2: (True, SecurityDomain._store_data),
+    Ins.INITIALIZE_UPDATE: (False, SecurityDomain._initialize_update),
+    Ins.EXTERNAL_AUTHENTICATE: (False, SecurityDomain._external_authenticate),
+    Ins.GET_DATA: (False, SecurityDomain._get_data),
+    Ins.GET_DATA_ODD: (False, SecurityDomain._get_data),
+    Ins.INSTALL: (True, SecurityDomain._install),
+    Ins.DELETE: (True, SecurityDomain._delete),
+    Ins.GET_STATUS: (True, SecurityDomain._get_status),
+    Ins.SET_STATUS: (True, SecurityDomain._set_status),
+    Ins.PUT_KEY: (True, SecurityDomain._put_key),
+    Ins.STORE_DATA: (True, SecurityDomain._store_data),
 }

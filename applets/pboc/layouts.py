@@ -1,4 +1,4 @@
-"""JR/T 0025 (PBOC 2.0) e-purse files and command data, declared once.
+"""JR/T 0025 (PBOC 2.0) e-purse files, FCI and command data, declared once.
 
 Card and reader both use these: the card to build, the reader to parse.
 Amounts and balances are fen (0.01 CNY), unsigned, big-endian; dates and
@@ -12,7 +12,12 @@ from enum import IntEnum
 
 from construct import Bytes, Int8ub, Int16ub, Int24ub, Int32ub, Padding, Struct
 
+from applets import iso7816, tlv
 from applets.layout import Layout
+
+#: Short file identifiers of the purse's EFs, and the records its cyclic log keeps.
+SFI_ISSUER, SFI_HOLDER, SFI_TRANSIT, SFI_LOG = 0x15, 0x16, 0x17, 0x18
+LOG_RECORDS = 10
 
 
 class TxType(IntEnum):
@@ -49,6 +54,24 @@ ISSUER_FILE = Layout(Struct(
     "app_serial" / Bytes(10), "start_date" / Bytes(4), "expiry_date" / Bytes(4),
     "fci_custom" / Bytes(2),
 ), IssuerFile)
+
+FCI_VERSION, FCI_ISSUER_FILE = 0x9F08, 0x9F0C
+
+
+def purse_fci(aid: bytes, issuer_file: bytes) -> bytes:
+    """The FCI a purse answers SELECT with: its AID, application version 02 and the issuer
+    file, so that a terminal needs no READ BINARY of EF 0x15."""
+    return iso7816.fci(aid, tlv.encode(FCI_VERSION, b"\x02"), tlv.encode(FCI_ISSUER_FILE, issuer_file))
+
+
+def fci_issuer_file(fci: bytes) -> IssuerFile | None:
+    """The issuer file in a purse's FCI (tag 9F0C), None if the FCI carries none.
+
+    :class:`~applets.tlv.TLVError` if the FCI is not BER-TLV, :class:`~applets.layout.LayoutError`
+    if the issuer file is not one.
+    """
+    found = tlv.find(fci, FCI_ISSUER_FILE)
+    return None if found is None else ISSUER_FILE.parse(found)
 
 
 @dataclass(frozen=True, slots=True)

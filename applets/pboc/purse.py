@@ -28,6 +28,7 @@ refusal; at zero the key usage is blocked (6983) until the issuer unblocks it.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -37,8 +38,20 @@ from applets import tlv
 from applets.apdu import CommandAPDU
 from applets.errors import CardError
 from applets.files import EFKind, EFSpec, FileSystem
+from applets.iso7816 import CLA_ISO, CLA_PROPRIETARY, Answer, Ins, SelectBy
 from applets.layout import Layout, LayoutError
 from applets.pboc import crypto
+from applets.pboc.commands import (
+    BALANCE_P1P2,
+    CAPP_CACHE_P2,
+    CREDIT_P1P2,
+    DEBIT_P1P2,
+    P1_CAPP_PURCHASE,
+    P1_LOAD,
+    P1_PURCHASE,
+    P2_EP,
+    PROVE_P1,
+)
 from applets.pboc.layouts import (
     CREDIT_COMMAND,
     DEBIT_COMMAND,
@@ -49,13 +62,20 @@ from applets.pboc.layouts import (
     INIT_PURCHASE_RESPONSE,
     ISSUER_FILE,
     LOG_RECORD,
+    LOG_RECORDS,
     PROVE_RESPONSE,
+    SFI_HOLDER,
+    SFI_ISSUER,
+    SFI_LOG,
+    SFI_TRANSIT,
+    TRANSIT_RECORD,
     DebitResponse,
     InitLoadResponse,
     InitPurchaseResponse,
     LogRecord,
     ProveResponse,
     TxType,
+    purse_fci,
 )
 from applets.pboc.perso import CardKey, PursePersonalisation, from_dgis
 from applets.runtime import PERSONALIZED, Applet, AppletContext
@@ -63,16 +83,15 @@ from applets.sw import SW
 
 T = TypeVar("T")
 ALGORITHM_3DES = 0x00
-P1_LOAD, P1_PURCHASE, P1_CAPP_PURCHASE = 0x00, 0x01, 0x03
-P2_EP = 0x02
 COUNTER_MAX = 0xFFFF
 _TX_TYPES = frozenset(int(t) for t in TxType)
 
-EF_ISSUER = EFSpec(0x0015, 0x15, EFKind.TRANSPARENT, size=ISSUER_FILE.size)
-EF_HOLDER = EFSpec(0x0016, 0x16, EFKind.TRANSPARENT, size=HOLDER_FILE.size)
-TRANSIT_SFI = 0x17
-EF_TRANSIT = EFSpec(0x0017, TRANSIT_SFI, EFKind.LINEAR_FIXED, record_length=48, records=1)
-EF_LOG = EFSpec(0x0018, 0x18, EFKind.CYCLIC, record_length=LOG_RECORD.size, records=10)
+EF_ISSUER = EFSpec(0x0015, SFI_ISSUER, EFKind.TRANSPARENT, size=ISSUER_FILE.size)
+EF_HOLDER = EFSpec(0x0016, SFI_HOLDER, EFKind.TRANSPARENT, size=HOLDER_FILE.size)
+EF_TRANSIT = EFSpec(0x0017, SFI_TRANSIT, EFKind.LINEAR_FIXED,
+                    record_length=TRANSIT_RECORD.size, records=1)
+EF_LOG = EFSpec(0x0018, SFI_LOG, EFKind.CYCLIC, record_length=LOG_RECORD.size,
+                records=LOG_RECORDS)
 FILES = (EF_ISSUER, EF_HOLDER, EF_TRANSIT, EF_LOG)
 
 
@@ -203,20 +222,18 @@ class PbocPurse(Applet):
 
     def select(self, apdu: CommandAPDU) -> bytes:
         self.deselect()
-        issuer = self.files.binary(EF_ISSUER)
-        proprietary = tlv.encode(0x9F08, b"\x02") + tlv.encode(0x9F0C, issuer)
-        return tlv.constructed(0x6F, tlv.encode(0x84, self.aid), tlv.encode(0xA5, proprietary))
+        return purse_fci(self.aid, self.files.binary(EF_ISSUER))
 
     def deselect(self) -> None:
         self._session = None
         self.files.current = None
 
     def process(self, apdu: CommandAPDU) -> bytes:
-        if apdu.cla == 0x00:
-            if apdu.ins == 0xA4:
+        if apdu.cla == CLA_ISO:
+            if apdu.ins == Ins.SELECT:
                 return self._select_file(apdu)
             return self.files.handle(apdu)
-        if apdu.cla != 0x80:
+        if apdu.cla != CLA_PROPRIETARY:
             raise CardError(SW.CLA_NOT_SUPPORTED)
         handler = _HANDLERS.get(apdu.ins)
         if handler is None:
@@ -226,12 +243,13 @@ class PbocPurse(Applet):
         return handler(self, apdu, session)
 
     def _select_file(self, apdu: CommandAPDU) -> bytes:
-        if apdu.p1 not in (0x00, 0x02) or apdu.p2 not in (0x00, 0x0C):
+        if (apdu.p1 not in (SelectBy.FILE_ID, SelectBy.EF_UNDER_CURRENT_DF)
+                or apdu.p2 not in (Answer.FCI, Answer.NONE)):
             raise CardError(SW.INCORRECT_P1_P2, "SELECT of an EF takes P1 00/02, P2 00/0C")
         if len(apdu.data) != 2:
             raise CardError(SW.WRONG_LENGTH, "an EF is selected by its 2-byte FID")
         spec = self.files.select(int.from_bytes(apdu.data))
-        if apdu.p2 == 0x0C:
+        if apdu.p2 == Answer.NONE:
             return b""
         size = spec.size or spec.record_length * spec.records
         return tlv.constructed(0x62, tlv.encode(0x80, size.to_bytes(2)),
@@ -240,7 +258,7 @@ class PbocPurse(Applet):
     # -- GET BALANCE ---------------------------------------------------------------
 
     def _get_balance(self, apdu: CommandAPDU, _session: object) -> bytes:
-        _p1p2(apdu, 0x00, P2_EP)
+        _p1p2(apdu, *BALANCE_P1P2)
         if apdu.data:
             raise CardError(SW.WRONG_LENGTH, "GET BALANCE takes no data")
         return self._purse().balance.to_bytes(4)
@@ -314,7 +332,7 @@ class PbocPurse(Applet):
     # -- CREDIT FOR LOAD -------------------------------------------------------------
 
     def _credit_for_load(self, apdu: CommandAPDU, session: object) -> bytes:
-        _p1p2(apdu, 0x00, 0x00)
+        _p1p2(apdu, *CREDIT_P1P2)
         if not isinstance(session, _LoadSession):
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE FOR LOAD before")
         command = _command_data(apdu, CREDIT_COMMAND, "CREDIT FOR LOAD")
@@ -337,7 +355,7 @@ class PbocPurse(Applet):
     def _update_capp_data_cache(self, apdu: CommandAPDU, session: object) -> bytes:
         if not isinstance(session, _PurchaseSession) or session.tx_type != TxType.CAPP_PURCHASE:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE FOR CAPP PURCHASE before")
-        if apdu.p2 != TRANSIT_SFI << 3:
+        if apdu.p2 != CAPP_CACHE_P2:
             raise CardError(SW.INCORRECT_P1_P2, "UPDATE CAPP DATA CACHE addresses EF 0x17 by id")
         if len(apdu.data) != EF_TRANSIT.record_length or apdu.data[0] != apdu.p1:
             raise CardError(SW.WRONG_LENGTH, "the cached record must be a whole record "
@@ -347,7 +365,7 @@ class PbocPurse(Applet):
         return b""
 
     def _debit_for_purchase(self, apdu: CommandAPDU, session: object) -> bytes:
-        _p1p2(apdu, 0x01, 0x00)
+        _p1p2(apdu, *DEBIT_P1P2)
         if not isinstance(session, _PurchaseSession):
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE FOR PURCHASE before")
         command = _command_data(apdu, DEBIT_COMMAND, "DEBIT")
@@ -374,7 +392,7 @@ class PbocPurse(Applet):
     # -- recovery of an interrupted transaction -----------------------------------------
 
     def _get_transaction_prove(self, apdu: CommandAPDU, _session: object) -> bytes:
-        if apdu.p1 != 0x00 or apdu.p2 not in _TX_TYPES:
+        if apdu.p1 != PROVE_P1 or apdu.p2 not in _TX_TYPES:
             raise CardError(SW.INCORRECT_P1_P2, "P2 is the transaction type")
         if len(apdu.data) != 2:
             raise CardError(SW.WRONG_LENGTH, "GET TRANSACTION PROVE data is the 2-byte counter")
@@ -402,11 +420,11 @@ def _p1p2(apdu: CommandAPDU, p1: int, p2: int) -> None:
         raise CardError(SW.INCORRECT_P1_P2, f"expected P1 P2 {p1:02X} {p2:02X}")
 
 
-_HANDLERS = {
-    0x50: PbocPurse._initialize,
-    0x52: PbocPurse._credit_for_load,
-    0x54: PbocPurse._debit_for_purchase,
-    0x5A: PbocPurse._get_transaction_prove,
-    0x5C: PbocPurse._get_balance,
-    0xDC: PbocPurse._update_capp_data_cache,
+_HANDLERS: dict[int, Callable[[PbocPurse, CommandAPDU, object], bytes]] = {
+    Ins.INITIALIZE: PbocPurse._initialize,
+    Ins.CREDIT_FOR_LOAD: PbocPurse._credit_for_load,
+    Ins.DEBIT_FOR_PURCHASE: PbocPurse._debit_for_purchase,
+    Ins.GET_TRANSACTION_PROVE: PbocPurse._get_transaction_prove,
+    Ins.GET_BALANCE: PbocPurse._get_balance,
+    Ins.UPDATE_CAPP_DATA_CACHE: PbocPurse._update_capp_data_cache,
 }

@@ -1,0 +1,302 @@
+"""ISO/IEC 7816-4 instructions and the interindustry commands, built and parsed once.
+
+:mod:`applets.apdu` encodes and decodes the bytes of any APDU; this module
+says what the header of each command the band speaks means. Terminals and
+the issuer build their commands with the functions here, the card reads the
+same fields back with the parsers here, so an addressing rule (an SFI in
+P2 b8-b4, a DF name of 1 to 16 bytes, P2 b4-b3 of SELECT) is written once.
+
+Builders raise :class:`ValueError` for fields that do not fit their bits
+(our mistake), and leave the rest for the card to refuse: a terminal may
+send what a card's directory names. Parsers run on the card and raise
+:class:`CardError` with the status word the terminal should get (its
+mistake), never anything else.
+A parser that cannot fail (every P1 P2 decodes) leaves to the card what it
+supports, so each card refuses in the order it always has.
+
+An instruction byte means different commands in different classes (CLA 00
+is interindustry, 80 proprietary: GlobalPlatform, PBOC, EMV); :class:`Ins`
+lists each meaning once, and a later name with the same byte is an alias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from enum import IntEnum
+
+from applets import tlv
+from applets.apdu import CommandAPDU, MalformedAPDU
+from applets.errors import CardError
+from applets.sw import SW
+
+#: CLA: interindustry, no secure messaging, basic channel (ISO/IEC 7816-4 5.4.1).
+CLA_ISO = 0x00
+#: CLA: interindustry with secure messaging in a proprietary format (b3), as EMV and PBOC
+#: issuer scripts send PUT DATA.
+CLA_ISO_SM = 0x04
+#: CLA: proprietary class (b8), where GlobalPlatform, PBOC and EMV put their own commands.
+CLA_PROPRIETARY = 0x80
+
+
+class Ins(IntEnum):
+    """The instruction bytes the band and its terminals use, by the standard that names them."""
+
+    # ISO/IEC 7816-4 clause 11, interindustry
+    SELECT = 0xA4
+    READ_BINARY = 0xB0
+    UPDATE_BINARY = 0xD6
+    READ_RECORD = 0xB2
+    UPDATE_RECORD = 0xDC
+    APPEND_RECORD = 0xE2
+    GET_DATA = 0xCA
+    GET_DATA_ODD = 0xCB  # GET DATA with a BER-TLV data field (odd INS)
+    PUT_DATA = 0xDA
+    GET_RESPONSE = 0xC0
+    INTERNAL_AUTHENTICATE = 0x88
+    EXTERNAL_AUTHENTICATE = 0x82
+    # GlobalPlatform Card Specification 2.3, chapter 11 (CLA 80 / 84)
+    INITIALIZE_UPDATE = 0x50
+    INSTALL = 0xE6
+    DELETE = 0xE4
+    GET_STATUS = 0xF2
+    SET_STATUS = 0xF0
+    PUT_KEY = 0xD8
+    STORE_DATA = 0xE2  # alias of APPEND_RECORD
+    # JR/T 0025 (PBOC 2.0) electronic purse, CLA 80
+    INITIALIZE = 0x50  # INITIALIZE FOR LOAD / PURCHASE / CAPP PURCHASE (P1); alias
+    CREDIT_FOR_LOAD = 0x52
+    DEBIT_FOR_PURCHASE = 0x54  # DEBIT FOR (CAPP) PURCHASE
+    GET_TRANSACTION_PROVE = 0x5A
+    GET_BALANCE = 0x5C
+    UPDATE_CAPP_DATA_CACHE = 0xDC  # alias of UPDATE_RECORD
+    # EMV 4.3 Book 3 clause 6.5 (PBOC 3.0 e-cash), CLA 80
+    GET_PROCESSING_OPTIONS = 0xA8
+    GENERATE_AC = 0xAE
+
+
+# -- SELECT (ISO/IEC 7816-4 11.2.2) -----------------------------------------------------
+
+
+class SelectBy(IntEnum):
+    """SELECT P1: what the data field names."""
+
+    FILE_ID = 0x00  # MF, DF or EF by file identifier
+    EF_UNDER_CURRENT_DF = 0x02
+    DF_NAME = 0x04  # an application by its AID (or the start of it)
+
+
+class Occurrence(IntEnum):
+    """SELECT P2 b2-b1: which of the files that match."""
+
+    FIRST = 0x00
+    LAST = 0x01
+    NEXT = 0x02
+    PREVIOUS = 0x03
+
+
+class Answer(IntEnum):
+    """SELECT P2 b4-b3: what the card returns."""
+
+    FCI = 0x00
+    FCP = 0x04
+    FMD = 0x08
+    NONE = 0x0C
+
+
+DF_NAME_MAX = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Select:
+    """SELECT by DF name: an application by its AID, or the first one whose AID starts so.
+
+    A DF name has 1 to 16 bytes; :meth:`parse` holds the card to that, the terminal's
+    :meth:`command` sends what it is given.
+    """
+
+    name: bytes
+    occurrence: Occurrence = Occurrence.FIRST
+    answer: Answer = Answer.FCI
+
+    def command(self) -> CommandAPDU:
+        ne = None if self.answer is Answer.NONE else 256
+        return CommandAPDU(CLA_ISO, Ins.SELECT, SelectBy.DF_NAME, self.occurrence | self.answer,
+                           self.name, ne=ne)
+
+    @classmethod
+    def parse(cls, apdu: CommandAPDU,
+              occurrences: Collection[Occurrence] = tuple(Occurrence)) -> Select:
+        """The SELECT by DF name in ``apdu``: 6A86 for a P1 P2 it is not (or an occurrence
+        not in ``occurrences``, what this card supports), 6700 for a name of the wrong size."""
+        if apdu.p1 != SelectBy.DF_NAME:
+            raise CardError(SW.INCORRECT_P1_P2, f"SELECT P1={apdu.p1:02X} is not by DF name")
+        occurrence = Occurrence(apdu.p2 & 0x03)
+        if apdu.p2 & 0xF0 or occurrence not in occurrences:
+            names = [o.name.lower() for o in Occurrence if o in occurrences]
+            listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+            raise CardError(SW.INCORRECT_P1_P2, f"SELECT P2 supports {listed} occurrence")
+        if not 1 <= len(apdu.data) <= DF_NAME_MAX:
+            raise MalformedAPDU(f"a DF name has 1 to {DF_NAME_MAX} bytes", 5)
+        return cls(apdu.data, occurrence, Answer(apdu.p2 & 0x0C))
+
+
+def select(name: bytes, occurrence: Occurrence = Occurrence.FIRST,
+           answer: Answer = Answer.FCI) -> CommandAPDU:
+    """SELECT by DF name (P1 04), e.g. ``select(AID)`` = ``00 A4 04 00 Lc AID 00``."""
+    return Select(name, occurrence, answer).command()
+
+
+# -- the FCI a SELECT answers (ISO/IEC 7816-4 7.4.1, EMV Book 1 11.3.4) --------------------
+
+FCI_TEMPLATE, DF_NAME, FCI_PROPRIETARY = 0x6F, 0x84, 0xA5
+
+
+def fci(df_name: bytes, *proprietary: bytes) -> bytes:
+    """The FCI template of an application: ``6F (84 DF name, A5 proprietary data objects)``,
+    the data objects already encoded."""
+    return tlv.constructed(FCI_TEMPLATE, tlv.encode(DF_NAME, df_name),
+                           tlv.constructed(FCI_PROPRIETARY, *proprietary))
+
+
+# -- READ / UPDATE BINARY (ISO/IEC 7816-4 11.3.3, 11.3.5) ---------------------------------
+
+SFI_MAX = 30  # 11111 is RFU
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryReference:
+    """Where a binary command points: ``offset`` in the EF with short identifier ``sfi``
+    (P1 = 100 sfi, P2 = offset), or in the current EF when ``sfi`` is None (a 15-bit
+    offset in P1 P2)."""
+
+    sfi: int | None
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sfi is None:
+            if not 0 <= self.offset <= 0x7FFF:
+                raise ValueError(f"an offset in the current EF is 15 bits, got {self.offset}")
+        elif not 0 <= self.sfi <= 0x1F or not 0 <= self.offset <= 0xFF:
+            raise ValueError(f"SFI {self.sfi} with offset {self.offset} does not fit P1 P2")
+
+    def p1p2(self) -> tuple[int, int]:
+        if self.sfi is None:
+            return self.offset >> 8, self.offset & 0xFF
+        return 0x80 | self.sfi, self.offset
+
+    @classmethod
+    def parse(cls, apdu: CommandAPDU) -> BinaryReference:
+        """P1 P2 of ``apdu``; 6A86 when P1 names an SFI with b7-b6 set."""
+        if apdu.p1 & 0x80:
+            if apdu.p1 & 0x60:
+                raise CardError(SW.INCORRECT_P1_P2, "P1 b7-b6 must be 0 with an SFI")
+            return cls(apdu.p1 & 0x1F, apdu.p2)
+        return cls(None, (apdu.p1 << 8) | apdu.p2)
+
+
+def read_binary(sfi: int | None, offset: int = 0, ne: int = 256) -> CommandAPDU:
+    """READ BINARY of the EF ``sfi`` (None: the current EF) from ``offset``."""
+    if sfi is not None and not 1 <= sfi <= SFI_MAX:
+        raise ValueError(f"an SFI is 1 to {SFI_MAX}, got {sfi}")
+    p1, p2 = BinaryReference(sfi, offset).p1p2()
+    return CommandAPDU(CLA_ISO, Ins.READ_BINARY, p1, p2, ne=ne)
+
+
+# -- records (ISO/IEC 7816-4 7.3.3, 11.4) ------------------------------------------------
+
+#: P2 b3-b1: P1 is a record number (read that one record) / a record identifier, first occurrence.
+BY_NUMBER, BY_IDENTIFIER = 0b100, 0b000
+RECORD_NUMBER_MAX = 0xFF  # P1 00 is the current record
+
+
+@dataclass(frozen=True, slots=True)
+class RecordReference:
+    """P1 P2 of a record command: the EF by SFI in P2 b8-b4 (0: the current EF), and in P1
+    a record number or identifier as P2 b3-b1 (``mode``) says. Every P1 P2 decodes: which
+    modes a file supports is the card's to say."""
+
+    sfi: int
+    p1: int
+    mode: int
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.sfi <= 0x1F and 0 <= self.p1 <= 0xFF and 0 <= self.mode <= 0b111):
+            raise ValueError(f"SFI {self.sfi}, P1 {self.p1}, mode {self.mode} do not fit P1 P2")
+
+    @property
+    def p2(self) -> int:
+        return self.sfi << 3 | self.mode
+
+    @property
+    def number(self) -> int | None:
+        """The record number, when P1 is one (P1 00 would be the current record)."""
+        return self.p1 if self.mode == BY_NUMBER and self.p1 != 0 else None
+
+    @property
+    def identifier(self) -> int | None:
+        """The record identifier (a record's first byte), first occurrence."""
+        return self.p1 if self.mode == BY_IDENTIFIER else None
+
+    @classmethod
+    def parse(cls, apdu: CommandAPDU) -> RecordReference:
+        return cls(apdu.p2 >> 3, apdu.p1, apdu.p2 & 0b111)
+
+
+def _record_sfi(sfi: int) -> int:
+    if not 0 <= sfi <= SFI_MAX:
+        raise ValueError(f"an SFI is 1 to {SFI_MAX} (0: the current EF), got {sfi}")
+    return sfi
+
+
+def read_record(sfi: int, number: int, ne: int = 256) -> CommandAPDU:
+    """READ RECORD ``number`` (1 is the first, or a cyclic file's newest) of EF ``sfi``
+    (0: the current EF)."""
+    if not 1 <= number <= RECORD_NUMBER_MAX:
+        raise ValueError(f"a record number is 1 to {RECORD_NUMBER_MAX}, got {number}")
+    ref = RecordReference(_record_sfi(sfi), number, BY_NUMBER)
+    return CommandAPDU(CLA_ISO, Ins.READ_RECORD, ref.p1, ref.p2, ne=ne)
+
+
+def read_record_by_id(sfi: int, identifier: int, ne: int = 256) -> CommandAPDU:
+    """READ RECORD of the first record of EF ``sfi`` whose first byte is ``identifier``."""
+    ref = RecordReference(_record_sfi(sfi), identifier, BY_IDENTIFIER)
+    return CommandAPDU(CLA_ISO, Ins.READ_RECORD, ref.p1, ref.p2, ne=ne)
+
+
+# -- data objects (ISO/IEC 7816-4 11.5.2, 11.5.6) ------------------------------------------
+
+
+def data_tag(apdu: CommandAPDU) -> int:
+    """The tag GET DATA or PUT DATA names in P1 P2 (00xx for a one-byte tag)."""
+    return apdu.p1 << 8 | apdu.p2
+
+
+def _tag_p1p2(tag: int) -> tuple[int, int]:
+    if not 0 <= tag <= 0xFFFF:
+        raise ValueError(f"a GET / PUT DATA tag fits P1 P2, got {tag:X}")
+    return tag >> 8, tag & 0xFF
+
+
+def get_data(tag: int, cla: int = CLA_PROPRIETARY, ne: int = 256) -> CommandAPDU:
+    """GET DATA of ``tag``; class 80 as GlobalPlatform, EMV and PBOC cards take it."""
+    return CommandAPDU(cla, Ins.GET_DATA, *_tag_p1p2(tag), ne=ne)
+
+
+def put_data(tag: int, data: bytes, cla: int = CLA_ISO_SM) -> CommandAPDU:
+    """PUT DATA of ``tag``; class 04 as an issuer script sends it, its MAC in ``data``."""
+    return CommandAPDU(cla, Ins.PUT_DATA, *_tag_p1p2(tag), data)
+
+
+# -- authentication and the rest -------------------------------------------------------------
+
+
+def external_authenticate(data: bytes, cla: int = CLA_ISO, p1: int = 0x00) -> CommandAPDU:
+    """EXTERNAL AUTHENTICATE with the host's (issuer's) cryptogram; GlobalPlatform puts
+    the security level in P1."""
+    return CommandAPDU(cla, Ins.EXTERNAL_AUTHENTICATE, p1, 0x00, data)
+
+
+def get_response(ne: int = 256) -> CommandAPDU:
+    """GET RESPONSE: the next ``ne`` bytes a card announced with 61xx."""
+    return CommandAPDU(CLA_ISO, Ins.GET_RESPONSE, 0x00, 0x00, ne=ne)
