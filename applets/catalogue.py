@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from applets.access import AccessCard
+from applets.access.card import AccessCard
 from applets.emv.ecash import EcashCard
 from applets.emv.ppse import Ppse
 from applets.gp.domain import SecurityDomain

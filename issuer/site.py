@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from applets.access import AccessPersonalisation, Permission
+from applets.access.perso import AccessPersonalisation
+from applets.access.wire import Permission
 from applets.validity import Validity
 
 SITE_MASTER = bytes.fromhex("6B6F616C612D73697465206D61737465")

@@ -3,9 +3,9 @@
 The door holds its site's master key (a real door keeps it in a SAM) and
 derives each card's key from the card id the card presents
 (:func:`applets.crypto.access.card_key`). It talks to the access card only:
-it selects :data:`~applets.access.ACCESS_AID` and nothing else, so a payment
+it selects :data:`~applets.access.wire.ACCESS_AID` and nothing else, so a payment
 card on the same band never sees a door. The commands are those of
-``applets/access.py``:
+``applets/access/``:
 
 1. SELECT the access card; its FCI must name it.
 2. AUTHENTICATE (challenge) with the door id and a fresh RndD. The card's
@@ -26,7 +26,7 @@ import hmac
 from dataclasses import dataclass
 
 from applets import bcd, tlv
-from applets.access import (
+from applets.access.wire import (
     ACCESS_AID,
     AUTH_COMMAND,
     AUTH_RESPONSE,

@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from applets.access import ACCESS_AID, AccessCard, AccessPersonalisation
-from applets.access import LogEntry as AccessLogEntry
+from applets.access.card import AccessCard
+from applets.access.perso import AccessPersonalisation
+from applets.access.wire import ACCESS_AID
+from applets.access.wire import LogEntry as AccessLogEntry
 from applets.brands import ECASH, ECASH_LABEL, TRANSIT, Brand, brand_for_aid
 from applets.catalogue import CATALOGUE, PBOC_PURSE, SECURITY_DOMAIN
 from applets.emv.ecash import EcashCard, EcashPersonalisation

@@ -18,32 +18,33 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from applets import iso7816
-from applets.access import (
+from applets.access.card import LOG_ENTRIES, AccessCard
+from applets.access.perso import (
+    CARD_ID,
+    KEY,
+    PERMISSIONS,
+    TRIES,
+    AccessPersonalisation,
+    AccessUpdate,
+    from_dgis,
+    to_dgis,
+    update_dgis,
+)
+from applets.access.wire import (
     ACCESS_AID,
     AUTH_COMMAND,
     AUTH_RESPONSE,
-    CARD_ID,
     GRANT_RESPONSE,
     INS_PROOF,
-    KEY,
-    LOG_ENTRIES,
     LOG_ENTRY,
     PERMISSION,
-    PERMISSIONS,
     PROOF_COMMAND,
-    TRIES,
-    AccessCard,
-    AccessPersonalisation,
-    AccessUpdate,
     AuthCommand,
     AuthResponse,
     GrantResponse,
     LogEntry,
     Permission,
     ProofCommand,
-    from_dgis,
-    to_dgis,
-    update_dgis,
 )
 from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.crypto import access as crypto

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from applets.access import ACCESS_AID, INS_CHALLENGE, INS_PROOF
+from applets.access.wire import ACCESS_AID, INS_CHALLENGE, INS_PROOF
 from applets.apdu import CommandAPDU
 from reader.door import DEADLINE_DOOR_S, DoorReader, select
 from reader.errors import CardProtocolError

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from applets.access import AccessPersonalisation, Permission
+from applets.access.perso import AccessPersonalisation
+from applets.access.wire import Permission
 from issuer.products import TRANSIT
 from reader.door import DoorReader
 from reader.trace import Exchange

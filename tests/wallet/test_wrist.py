@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from applets.access import ACCESS_AID
+from applets.access.wire import ACCESS_AID
 from applets.emv.records import ECASH_AID, PPSE_AID
 from issuer import ecash
 from issuer.emv_pki import DemoPki
