@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer import ledger
-from issuer.accounts import card_account, funding_account
+from issuer.accounts import SETTLEMENT, card_account, funding_account
 from issuer.clearing import Cleared, LoadRecord, PurchaseRecord, clear, clear_ecash, clear_loads
 from issuer.db import Band, Card, Order
 from issuer.keys import IssuerKeys
@@ -334,7 +334,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
         if session.get(Band, band_id) is None:
             raise HTTPException(404, "no such band")
         try:
-            ledger.post(session, "funding", [("bank:settlement", -body.amount),
+            ledger.post(session, "funding", [(SETTLEMENT, -body.amount),
                                              (funding_account(band_id), body.amount)],
                         f"funding:{idempotency_key}", at=now)
         except ledger.LedgerError as error:

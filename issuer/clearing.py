@@ -36,7 +36,7 @@ from applets.emv.records import pan_for_certificate
 from applets.pboc import crypto
 from applets.pboc.layouts import TxType
 from issuer import ecash, ledger
-from issuer.accounts import card_account, funding_account
+from issuer.accounts import CASH_LOADS, card_account, funding_account, merchant_account
 from issuer.db import Card, Order, OrderKind, OrderState, utc
 from issuer.keys import EcashKeysOf, IssuerKeys
 from issuer.procedures import release_displaced
@@ -80,13 +80,6 @@ class Cleared:
     free: int  # proven purchases of nothing (metro entries)
     refused: list[str]
     opening: int = 0  # proven records from before the card came under the issuer
-
-
-CASH_LOADS = "bank:cash-loads"  # what station load machines took in cash, owed to the issuer
-
-
-def merchant_account(product: str) -> str:
-    return f"merchant:{product}"
 
 
 def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord], at: datetime) -> Cleared:
