@@ -23,26 +23,38 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Iterator
+from dataclasses import MISSING
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer import ledger
 from issuer.accounts import SETTLEMENT, card_account, funding_account
-from issuer.clearing import Cleared, LoadRecord, PurchaseRecord, clear, clear_ecash, clear_loads
+from issuer.clearing import Cleared, clear, clear_ecash, clear_loads
 from issuer.db import Band, Card, Order
 from issuer.keys import IssuerKeys
 from issuer.orders import UNRESOLVED, Caller, Orders, Relay
 from issuer.procedure import Forbidden, OrderError, UnknownOrder
 from issuer.products import PRODUCTS, SERIAL_NUMBERS, product
 from reader import clock
-from reader.pos import Purchase
+from reader.record import (
+    EcashPurchase,
+    Hex,
+    Int,
+    LoadRecord,
+    PurchaseRecord,
+    Record,
+    Tags,
+    Text,
+    from_json,
+    spec,
+)
 
 HEX = r"^([0-9A-Fa-f]{2})*$"
 #: Row ids as the databases store them (PostgreSQL integer): larger ones are simply absent.
@@ -114,50 +126,46 @@ class LostIn(StrictBody):
     new_band_id: int = Field(ge=1, le=2**31 - 1, description="the band the balances move to")
 
 
-class PurchaseIn(StrictBody):
-    """A terminal's purchase record (as ``koala`` terminals keep them for clearing)."""
-
-    app_serial: str = Field(pattern=HEX, min_length=20, max_length=20)
-    tx_type: int = Field(ge=0, le=255)
-    amount: int = Field(ge=0, le=2**31 - 1, description="fen")
-    card_counter: int = Field(ge=0, le=0xFFFF)
-    terminal_id: str = Field(pattern=HEX, min_length=12, max_length=12)
-    terminal_seq: int = Field(ge=0, le=2**32 - 1)
-    date: str = Field(pattern=HEX, min_length=8, max_length=8, description="YYYYMMDD, BCD hex")
-    time: str = Field(pattern=HEX, min_length=6, max_length=6, description="hhmmss, BCD hex")
-    tac: str = Field(pattern=HEX, min_length=8, max_length=8)
+def record_body(kind: type[Record], name: str, doc: str) -> type[StrictBody]:
+    """The request body of a record (:mod:`reader.record`), field for field, each bounded as
+    the record declares it: hex strings for bytes, an object of hex tags for a tag map."""
+    definitions: dict[str, Any] = {}
+    for field in spec(kind):
+        default = ... if field.default is MISSING else field.default
+        bound = field.bound
+        if isinstance(bound, Hex):
+            definitions[field.name] = (str, Field(
+                default, pattern=HEX, min_length=None if bound.size is None else 2 * bound.size,
+                max_length=2 * (bound.size or bound.max_size or 0) or None,
+                description=bound.description))
+        elif isinstance(bound, Int):
+            definitions[field.name] = (int, Field(default, ge=bound.low, le=bound.high,
+                                                  description=bound.description))
+        elif isinstance(bound, Text):
+            definitions[field.name] = (str, Field(default, pattern=bound.pattern,
+                                                  max_length=bound.max_length))
+        elif isinstance(bound, Tags):
+            definitions[field.name] = (
+                dict[Tag, Annotated[str, Field(pattern=HEX, max_length=2 * bound.max_size)]],
+                Field(default, max_length=bound.max_items, description=bound.description))
+        else:
+            raise TypeError(f"{kind.__name__}.{field.name} has no bound for the API")
+    return create_model(name, __base__=StrictBody, __doc__=doc, **definitions)
 
 
 Tag = Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}){1,2}$")]
-TagValue = Annotated[str, Field(pattern=HEX, max_length=64)]
 
-
-class EcashPurchaseIn(StrictBody):
-    """A QuickPass POS's record of an offline e-cash purchase, with the TC that proves it."""
-
-    pan: str = Field(pattern=r"^[0-9]{12,19}$")
-    psn: int = Field(0, ge=0, le=99)
-    amount: int = Field(gt=0, le=2**31 - 1, description="fen")
-    atc: int = Field(ge=0, le=0xFFFF)
-    cryptogram: str = Field(pattern=HEX, min_length=16, max_length=16)
-    cid: int = Field(ge=0, le=255, description="64 (TC) for an offline approval")
-    iad: str = Field(pattern=HEX, max_length=64)
-    data: dict[Tag, TagValue] = Field(max_length=32, description=(
-        "the terminal data the card's cryptogram covers, by tag (hex)"))
-    merchant: str = Field("", max_length=40)
-
-
-class LoadIn(StrictBody):
-    """A station load machine's record of a cash load, with the TAC that proves it."""
-
-    app_serial: str = Field(pattern=HEX, min_length=20, max_length=20)
-    amount: int = Field(gt=0, le=2**31 - 1, description="fen")
-    balance_after: int = Field(ge=0, le=2**31 - 1, description="fen")
-    card_counter: int = Field(ge=0, le=0xFFFF, description="the card's online counter")
-    terminal_id: str = Field(pattern=HEX, min_length=12, max_length=12)
-    date: str = Field(pattern=HEX, min_length=8, max_length=8, description="YYYYMMDD, BCD hex")
-    time: str = Field(pattern=HEX, min_length=6, max_length=6, description="hhmmss, BCD hex")
-    tac: str = Field(pattern=HEX, min_length=8, max_length=8)
+if TYPE_CHECKING:  # to mypy a record's body is any StrictBody: its fields are made at run time
+    PurchaseIn = StrictBody
+    LoadIn = StrictBody
+    EcashPurchaseIn = StrictBody
+else:
+    PurchaseIn = record_body(PurchaseRecord, "PurchaseIn", (
+        "A terminal's purchase record (as ``koala`` terminals keep them for clearing)."))
+    EcashPurchaseIn = record_body(EcashPurchase, "EcashPurchaseIn", (
+        "A QuickPass POS's record of an offline e-cash purchase, with the TC that proves it."))
+    LoadIn = record_body(LoadRecord, "LoadIn", (
+        "A station load machine's record of a cash load, with the TAC that proves it."))
 
 
 class ClearedOut(BaseModel):
@@ -356,9 +364,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
     def clearing(body: Annotated[list[PurchaseIn], Body(max_length=10_000)], session: Db,
                  now: Now) -> ClearedOut:
         """Book terminals' purchase records whose TAC verifies, each once."""
-        records = [PurchaseRecord(bytes.fromhex(r.app_serial), r.tx_type, r.amount, r.card_counter,
-                                  bytes.fromhex(r.terminal_id), r.terminal_seq, bytes.fromhex(r.date),
-                                  bytes.fromhex(r.time), bytes.fromhex(r.tac)) for r in body]
+        records = [from_json(PurchaseRecord, r.model_dump()) for r in body]
         result = clear(session, keys, records, now)
         session.commit()
         return cleared_out(result)
@@ -367,9 +373,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
     def clearing_loads(body: Annotated[list[LoadIn], Body(max_length=10_000)], session: Db,
                        now: Now) -> ClearedOut:
         """Book station load machines' cash loads whose TAC verifies, each once."""
-        records = [LoadRecord(bytes.fromhex(r.app_serial), r.amount, r.balance_after, r.card_counter,
-                              bytes.fromhex(r.terminal_id), bytes.fromhex(r.date),
-                              bytes.fromhex(r.time), bytes.fromhex(r.tac)) for r in body]
+        records = [from_json(LoadRecord, r.model_dump()) for r in body]
         result = clear_loads(session, keys, records, now, orders.terminal_id)
         session.commit()
         return cleared_out(result)
@@ -378,10 +382,7 @@ def create_app(  # noqa: PLR0915 - the routes are closures over one app's depend
     def clearing_ecash(body: Annotated[list[EcashPurchaseIn], Body(max_length=10_000)],
                        session: Db, now: Now) -> ClearedOut:
         """Book the bank card's offline purchases whose TC verifies, each once."""
-        purchases = [Purchase(r.pan, r.psn, r.amount, r.atc, bytes.fromhex(r.cryptogram), r.cid,
-                              bytes.fromhex(r.iad),
-                              {int(tag, 16): bytes.fromhex(value) for tag, value in r.data.items()},
-                              r.merchant) for r in body]
+        purchases = [from_json(EcashPurchase, r.model_dump()) for r in body]
         result = clear_ecash(session, keys, purchases, now)
         session.commit()
         return cleared_out(result)
