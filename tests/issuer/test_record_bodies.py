@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from issuer.api import EcashPurchaseIn, LoadIn, PurchaseIn
+from issuer.http.models import EcashPurchaseIn, LoadIn, PurchaseIn
 from reader.record import EcashPurchase, Hex, Int, LoadRecord, PurchaseRecord, from_json, spec, to_json
 from tests.support.records import records
 
