@@ -25,13 +25,14 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from common.files import atomic_write
 from common.home import default_root
+from reader.record import EcashPurchase, LoadRecord, PurchaseRecord, R, from_json, to_json
 from wallet.band import Band
 from wallet.errors import BandBusy, WalletError
 
@@ -190,9 +191,11 @@ class Home:
         path = self._terminal(terminal_id, ".json")
         return int(json.loads(path.read_text())["seq"]) if path.exists() else 0
 
-    def save_terminal(self, terminal_id: bytes, seq: int, records: list[Any]) -> None:
-        """Persist the PSAM sequence and append new records (dataclasses) for clearing, each
-        named by its kind ("debit", "load"). A tap that moved nothing writes nothing."""
+    def save_terminal(self, terminal_id: bytes, seq: int,
+                      records: Sequence[PurchaseRecord | LoadRecord]) -> None:
+        """Persist the PSAM sequence and append new records for clearing, each in its JSON
+        (:func:`reader.record.to_json`, the terminal's notes included) and named by its kind
+        ("debit", "load"). A tap that moved nothing writes nothing."""
         if seq != self.terminal_seq(terminal_id):
             atomic_write(self._terminal(terminal_id, ".json"), json.dumps({"seq": seq}).encode())
         if records:
@@ -200,30 +203,54 @@ class Home:
             journal.parent.mkdir(parents=True, exist_ok=True)
             with journal.open("a") as log:
                 for record in records:
-                    kind = type(record).__name__.lower()
-                    log.write(json.dumps({"record": kind, **_jsonable(asdict(record))}) + "\n")
+                    kind = "load" if isinstance(record, LoadRecord) else "debit"
+                    log.write(json.dumps({"record": kind, **to_json(record)}) + "\n")
                 log.flush()
                 os.fsync(log.fileno())
 
-    def save_pos_record(self, record: dict[str, Any]) -> None:
+    def save_pos_record(self, purchase: EcashPurchase) -> None:
         """Keep a POS's offline e-cash purchase for clearing (appended, then fsynced)."""
         path = self.root / "pos" / "purchases.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as log:
-            log.write(json.dumps(record) + "\n")
+            log.write(json.dumps(to_json(purchase)) + "\n")
             log.flush()
             os.fsync(log.fileno())
 
-    def pos_records(self) -> list[dict[str, Any]]:
-        path = self.root / "pos" / "purchases.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() \
-            else []
+    def pos_records(self) -> list[EcashPurchase]:
+        return [_from_json(EcashPurchase, data, where)
+                for where, data in _lines(self.root / "pos" / "purchases.jsonl")]
 
-    def terminal_records(self) -> Iterator[dict[str, Any]]:
+    def terminal_records(self) -> Iterator[PurchaseRecord | LoadRecord]:
+        """The terminals' records, without the terminals' notes (a line of a kind that is not
+        for clearing is left aside)."""
         for path in sorted((self.root / "terminals").glob("*.jsonl")):
-            for line in path.read_text().splitlines():
-                yield json.loads(line)
+            for where, data in _lines(path):
+                kind = _KINDS.get(data.get("record", "debit"))
+                if kind is not None:
+                    yield _from_json(kind, data, where)
 
 
-def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.hex().upper() if isinstance(v, bytes) else v for k, v in fields.items()}
+_KINDS: dict[str, type[PurchaseRecord | LoadRecord]] = {"debit": PurchaseRecord, "load": LoadRecord}
+
+
+def _lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The JSON objects of a file of records, one a line, each with where it is."""
+    if not path.exists():
+        return
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        where = f"{path}, line {number}"
+        try:
+            data = json.loads(line)
+        except ValueError as error:
+            raise WalletError(f"{where}: not JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise WalletError(f"{where}: not a record (a JSON object)")
+        yield where, data
+
+
+def _from_json(kind: type[R], data: dict[str, Any], where: str) -> R:
+    try:
+        return from_json(kind, data)
+    except ValueError as error:
+        raise WalletError(f"{where}: not a record for clearing ({error})") from None

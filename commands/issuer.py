@@ -4,15 +4,15 @@ terminals' records, closing orders their cards never proved)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from commands.world import World, at_option, issuer_options, operator_desk, pass_world
 from common.money import yuan
-from issuer.clearing import LoadRecord, PurchaseRecord
 from issuer.client import OperatorClient
+from reader.record import LoadRecord, PurchaseRecord
 
 
 @click.group("issuer")
@@ -151,13 +151,11 @@ def clear(world: World, desk: OperatorClient) -> Cleared:
     """Send every record the world's terminals kept: the gates' and validators' debits, the
     load machines' cash loads, the POS terminals' offline e-cash purchases."""
     kept = list(world.home.terminal_records())
-    records = [r for r in kept if r.get("record", "debit") == "debit"]
-    loads = [r for r in kept if r.get("record") == "load"]
+    records = [r for r in kept if isinstance(r, PurchaseRecord)]
+    loads = [r for r in kept if isinstance(r, LoadRecord)]
     purchases = world.home.pos_records()
-    result = desk.clear([{f.name: record[f.name] for f in fields(PurchaseRecord)}
-                         for record in records])
-    load_result = desk.clear_loads([{f.name: load[f.name] for f in fields(LoadRecord)}
-                                    for load in loads]) if loads else None
+    result = desk.clear(records)
+    load_result = desk.clear_loads(loads) if loads else None
     ecash_result = desk.clear_ecash(purchases) if purchases else None
     return Cleared(len(records), result, len(loads), load_result, len(purchases), ecash_result)
 

@@ -15,7 +15,7 @@ import click
 from rich.table import Table
 
 from applets import bcd
-from commands.terminals import clearing_record, load_keys, psam_for
+from commands.terminals import load_keys, psam_for
 from commands.world import (
     Source,
     World,
@@ -152,7 +152,7 @@ def tap_pos(world: World, tapping: Tapping, amount: int, merchant: str, offline:
     pos = Pos(merchant, world.clock, acquirer=None if offline else ecash.authorise)
     with tapped(world, tapping, pos.purchase(amount), DEADLINE_EMV_S) as outcome:
         if outcome.result is not None and outcome.result.offline:  # e-cash: for the issuer's clearing
-            world.home.save_pos_record(clearing_record(outcome.result.purchase))
+            world.home.save_pos_record(outcome.result.purchase)
     report(world, outcome, tapping.trace, as_json, describe_receipt)
 
 

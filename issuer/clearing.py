@@ -20,11 +20,14 @@ top-up's: a top-up held because its MAC2 was for that slot is refunded. A record
 the card made before it came under this issuer is already in the card's
 opening balance: it is counted as such and never booked again (its date is
 the terminal's, vouched for by the TAC).
+
+The records are :mod:`reader.record`'s, as the terminals made them or as the API read them.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,41 +39,13 @@ from applets.emv.records import pan_for_certificate
 from applets.pboc import crypto
 from applets.pboc.layouts import TxType
 from issuer import ecash, ledger
-from issuer.accounts import card_account, funding_account
+from issuer.accounts import CASH_LOADS, card_account, funding_account, merchant_account
 from issuer.db import Card, Order, OrderKind, OrderState, utc
 from issuer.keys import EcashKeysOf, IssuerKeys
 from issuer.procedures import release_displaced
 from reader.clock import instant
-from reader.pos import CID_TC, Purchase
-
-
-@dataclass(frozen=True, slots=True)
-class PurchaseRecord:
-    """One purchase as a terminal reports it (``reader.terminal.Debit``)."""
-
-    app_serial: bytes
-    tx_type: int
-    amount: int
-    card_counter: int
-    terminal_id: bytes
-    terminal_seq: int
-    date: bytes
-    time: bytes
-    tac: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class LoadRecord:
-    """One cash load as a load machine reports it (``reader.load.Load``)."""
-
-    app_serial: bytes
-    amount: int
-    balance_after: int
-    card_counter: int  # the online counter the load went with
-    terminal_id: bytes
-    date: bytes
-    time: bytes
-    tac: bytes
+from reader.pos import CID_TC
+from reader.record import EcashPurchase, LoadRecord, PurchaseRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +57,8 @@ class Cleared:
     opening: int = 0  # proven records from before the card came under the issuer
 
 
-CASH_LOADS = "bank:cash-loads"  # what station load machines took in cash, owed to the issuer
-
-
-def merchant_account(product: str) -> str:
-    return f"merchant:{product}"
-
-
-def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord], at: datetime) -> Cleared:
+def clear(session: Session, keys: IssuerKeys, records: Sequence[PurchaseRecord],
+          at: datetime) -> Cleared:
     """Book every record whose TAC verifies, once, at ``at``; the reasons for the others."""
     booked = duplicates = free = opening = 0
     refused = []
@@ -120,7 +89,7 @@ def clear(session: Session, keys: IssuerKeys, records: list[PurchaseRecord], at:
     return Cleared(booked, duplicates, free, refused, opening)
 
 
-def clear_loads(session: Session, keys: IssuerKeys, records: list[LoadRecord], at: datetime,
+def clear_loads(session: Session, keys: IssuerKeys, records: Sequence[LoadRecord], at: datetime,
                 own_terminal: bytes) -> Cleared:
     """Book every cash load whose TAC verifies, once, at ``at``; the reasons for the others.
     Loads by ``own_terminal`` (the issuer's over-the-air top-ups) are booked by their orders."""
@@ -196,7 +165,8 @@ def _payer(session: Session, card: Card) -> str:
     return card_account(card) if moved_to is None else funding_account(moved_to)
 
 
-def clear_ecash(session: Session, keys: IssuerKeys, purchases: list[Purchase], at: datetime) -> Cleared:
+def clear_ecash(session: Session, keys: IssuerKeys, purchases: Sequence[EcashPurchase],
+                at: datetime) -> Cleared:
     """Book every offline e-cash purchase whose TC verifies, once, at ``at``; the reasons for
     the others."""
     booked = duplicates = opening = 0

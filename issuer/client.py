@@ -7,10 +7,13 @@ simulated world (``at``) states its time in every request's ``Koala-Time``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import httpx
+
+from reader.record import EcashPurchase, LoadRecord, PurchaseRecord, Record, to_json
 
 
 class IssuerUnavailable(Exception):
@@ -93,14 +96,16 @@ class OperatorClient(ApiClient):
         result: dict[str, Any] = self.call("POST", f"/v1/orders/{order_id}/resolve")
         return result
 
-    def clear(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = self.call("POST", "/v1/clearing", json=records)
-        return result
+    def clear(self, records: Sequence[PurchaseRecord]) -> dict[str, Any]:
+        """Terminals' purchase records (without the terminals' notes) for clearing."""
+        return self._clear("/v1/clearing", PurchaseRecord, records)
 
-    def clear_loads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = self.call("POST", "/v1/clearing/loads", json=records)
-        return result
+    def clear_loads(self, records: Sequence[LoadRecord]) -> dict[str, Any]:
+        return self._clear("/v1/clearing/loads", LoadRecord, records)
 
-    def clear_ecash(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = self.call("POST", "/v1/clearing/ecash", json=records)
+    def clear_ecash(self, records: Sequence[EcashPurchase]) -> dict[str, Any]:
+        return self._clear("/v1/clearing/ecash", EcashPurchase, records)
+
+    def _clear(self, path: str, kind: type[Record], records: Sequence[Record]) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", path, json=[to_json(r, kind) for r in records])
         return result

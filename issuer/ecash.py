@@ -21,7 +21,7 @@ from applets.emv.ecash import EcashPersonalisation
 from applets.emv.records import Profile, ac_input, static_data
 from applets.validity import Validity
 from issuer.emv_pki import DemoPki
-from reader.pos import Purchase
+from reader.record import EcashPurchase
 
 PRODUCT = ECASH  # the bank's card in the issuer's books (not one of our products)
 AC_MASTER = bytes.fromhex("3C8A5E1F2D4B6A79C1E3F50718293A4B")
@@ -82,7 +82,7 @@ def _mmyy(yymmdd: bytes) -> bytes:
 APPROVED = b"00"  # the authorisation response code (8A)
 
 
-def authorise(purchase: Purchase) -> bytes | None:
+def authorise(purchase: EcashPurchase) -> bytes | None:
     """The demo bank's host answering an authorisation request (an acquirer, for the POS):
     ARPC ‖ ARC when the ARQC is the card's, None (declined) when not."""
     card_key = _demo_card_key(purchase)
@@ -92,16 +92,16 @@ def authorise(purchase: Purchase) -> bytes | None:
     return crypto.arpc(key, purchase.cryptogram, APPROVED) + APPROVED
 
 
-def verify_cryptogram(purchase: Purchase) -> bool:
+def verify_cryptogram(purchase: EcashPurchase) -> bool:
     """The demo bank's check of a purchase's ARQC or TC, with its documented master key."""
     return cryptogram_holds(purchase, _demo_card_key(purchase))
 
 
-def _demo_card_key(purchase: Purchase) -> bytes:
+def _demo_card_key(purchase: EcashPurchase) -> bytes:
     return crypto.icc_master_key(AC_MASTER, purchase.pan, purchase.psn)
 
 
-def cryptogram_holds(purchase: Purchase, card_key: bytes) -> bool:
+def cryptogram_holds(purchase: EcashPurchase, card_key: bytes) -> bool:
     """Whether the card whose AC key is ``card_key`` computed the purchase's cryptogram over
     its data (the issuer's check at authorisation and at clearing)."""
     key = crypto.session_key(card_key, purchase.atc)

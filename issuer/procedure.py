@@ -23,7 +23,8 @@ class OrderError(Exception):
 
 
 class UnknownOrder(OrderError):
-    """No such order or relay session, or not the caller's band's (the API answers 404)."""
+    """No such order, relay session, band, product or key set, or not the caller's band's (the
+    API answers 404)."""
 
 
 class Forbidden(OrderError):

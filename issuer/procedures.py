@@ -27,7 +27,7 @@ from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.pboc import crypto
 from applets.validity import Validity
 from issuer import ectopup, gp, ledger
-from issuer.accounts import IN_FLIGHT, card_account, funding_account
+from issuer.accounts import IN_FLIGHT, SETTLEMENT, card_account, funding_account
 from issuer.db import CardStatus, Order, OrderKind, OrderState, RelaySession
 from issuer.ecash import PRODUCT as ECASH
 from issuer.ectopup import EcTopup
@@ -284,7 +284,7 @@ class RegisterScript(Script):
     def finish(self, context: Context, phase: int, outcome: Any) -> int | None:
         order, card = context.order, context.card
         if outcome:
-            ledger.post(context.session, "opening", [("bank:settlement", -outcome),
+            ledger.post(context.session, "opening", [(SETTLEMENT, -outcome),
                                                      (card_account(card), outcome)],
                         f"opening:{card.app_serial}", order.id, at=context.now)
         card.status, card.created_at = CardStatus.ACTIVE, context.now

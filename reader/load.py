@@ -26,6 +26,7 @@ from reader import pboc
 from reader.clock import Clock, local
 from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import Flow, exchange, expect, parse
+from reader.record import LoadRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +38,11 @@ class LoadKeys:
 
 
 @dataclass(frozen=True, slots=True)
-class Load:
+class Load(LoadRecord):
+    """A cash load: the record the machine sends to clearing, and what only the machine saw
+    of it (kept in its file beside the record, never sent)."""
+
     issuer_id: bytes
-    app_serial: bytes
-    amount: int
-    balance_after: int
-    card_counter: int
-    terminal_id: bytes
-    date: bytes
-    time: bytes
-    tac: bytes
     recovered: bool = False
 
 
@@ -97,8 +93,8 @@ class LoadTerminal:
         if authorization is None:
             raise CardProtocolError("INITIALIZE FOR LOAD", SW.OK, "MAC1 is wrong: not a genuine card")
         mac2, expected, balance = authorization.mac2, authorization.expected_tac, init.balance + amount
-        record = Load(issuer.issuer_id, issuer.app_serial, amount, balance, init.counter,
-                      self.terminal_id, date, time, expected)
+        record = Load(issuer.app_serial, amount, balance, init.counter, self.terminal_id, date,
+                      time, expected, issuer_id=issuer.issuer_id)
         self.pending[issuer.app_serial] = record
         response = yield pboc.credit_for_load(CreditCommand(date, time, mac2))
         del self.pending[issuer.app_serial]  # the card answered: whatever it says is final

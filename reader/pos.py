@@ -52,6 +52,7 @@ from reader.clock import Clock, local
 from reader.emv_ca import CA_KEYS
 from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import Flow, exchange, expect
+from reader.record import EcashPurchase
 
 Rng = Callable[[int], bytes]
 
@@ -63,24 +64,8 @@ PURCHASE = 0x00
 REFUSALS: dict[int, str] = {SW.FILE_NOT_FOUND: "no QuickPass card on this band"}
 
 
-@dataclass(frozen=True, slots=True)
-class Purchase:
-    """A purchase with the card's cryptogram: for the acquirer to authorise (ARQC) or to
-    clear (TC); the issuer recomputes the cryptogram over ``data``."""
-
-    pan: str
-    psn: int
-    amount: int
-    atc: int
-    cryptogram: bytes
-    cid: int
-    iad: bytes
-    data: Mapping[int, bytes]  # the terminal data the card's AC covers, as sent to it
-    merchant: str
-
-
 #: The acquirer's answer to an ARQC: the issuer's ARPC ‖ ARC when it approves, None when not.
-Acquirer = Callable[[Purchase], bytes | None]
+Acquirer = Callable[[EcashPurchase], bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +76,7 @@ class Receipt:
     label: str
     offline: bool  # approved by the card itself (TC with fDDA) rather than by the issuer
     balance: int | None  # the EC balance left, when the card says
-    purchase: Purchase
+    purchase: EcashPurchase
 
     @property
     def masked_pan(self) -> str:
@@ -193,8 +178,8 @@ class Pos:
         atc = int.from_bytes(_need(result, 0x9F36, "cryptogram"))
         cryptogram = _need(result, 0x9F26, "cryptogram")
         iad = result.get(0x9F10, b"")
-        purchase = Purchase(pan, psn, fen_amount, atc, cryptogram, cid, iad, values,
-                            self.merchant)
+        purchase = EcashPurchase(pan, psn, fen_amount, atc, cryptogram, cid, iad, values,
+                                 self.merchant)
         issuer_answer = None
         if cid == CID_AAC:
             raise TransactionRefused("declined by the card")

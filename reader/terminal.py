@@ -29,23 +29,16 @@ from reader.clock import Clock
 from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import Flow, exchange, expect, parse
 from reader.psam import Psam
+from reader.record import PurchaseRecord
 
 
 @dataclass(frozen=True, slots=True)
-class Debit:
-    """A completed purchase as the terminal sends it to clearing."""
+class Debit(PurchaseRecord):
+    """A completed purchase: the record the terminal sends to clearing, and what only the
+    terminal saw of it (kept in its file beside the record, never sent)."""
 
     issuer_id: bytes
-    app_serial: bytes
-    tx_type: int
-    amount: int
     balance_after: int
-    card_counter: int
-    terminal_id: bytes
-    terminal_seq: int
-    date: bytes
-    time: bytes
-    tac: bytes
     mac2_verified: bool
 
 
@@ -139,9 +132,10 @@ class PurseTerminal:
         return self._record(pending, proof.tac, verified)
 
     def _record(self, pending: Pending, tac: bytes, verified: bool) -> Debit:
-        debit = Debit(pending.issuer.issuer_id, pending.issuer.app_serial, pending.tx_type,
-                      pending.amount, pending.balance_before - pending.amount,
-                      pending.card_counter, self.terminal_id, pending.terminal_seq,
-                      pending.date, pending.time, tac, verified)
+        debit = Debit(pending.issuer.app_serial, pending.tx_type, pending.amount,
+                      pending.card_counter, self.terminal_id, pending.terminal_seq, pending.date,
+                      pending.time, tac, issuer_id=pending.issuer.issuer_id,
+                      balance_after=pending.balance_before - pending.amount,
+                      mac2_verified=verified)
         self.records.append(debit)
         return debit

@@ -14,7 +14,7 @@ import pytest
 
 from applets.sw import SW
 from common.relay import run_batch
-from issuer.clearing import PurchaseRecord, clear
+from issuer.clearing import clear
 from issuer.db import CardStatus, Order, OrderKind, OrderState, session_factory
 from issuer.keys import DemoKeys
 from issuer.procedure import OrderError
@@ -23,6 +23,7 @@ from reader import pboc, places
 from reader.bus import bus_validator
 from reader.flow import run
 from reader.psam import Psam
+from reader.record import PurchaseRecord
 from reader.transport import in_field
 from tests.support.cards import AT, FUNDS, NOW, Relay, books, card_row, issue, new_band, orders, serial, topup
 

@@ -8,13 +8,14 @@ from datetime import datetime
 import pytest
 
 from common.relay import run_batch
-from issuer.clearing import LoadRecord, clear_loads
+from issuer.clearing import clear_loads
 from issuer.db import Order, OrderState, session_factory
 from issuer.keys import DemoKeys
 from issuer.procedure import OrderError
 from issuer.products import TRANSIT
 from reader import places
 from reader.flow import run
+from reader.record import LoadRecord
 from tests.support.orders import FUNDS, NOW, enrol, money, relay, topups
 from wallet.band import Band
 
