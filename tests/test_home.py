@@ -36,8 +36,8 @@ def test_taps_from_many_processes_on_one_band_lose_no_update(tmp_path):
         out, _ = process.communicate(timeout=60)
         assert process.returncode == 0, out.decode()
     history = json.loads(koala(tmp_path, "card", "history", "--band", "busy", "--json"))
-    assert history["balance"] == 5000 - 6 * 200
-    assert [row["type"] for row in history["log"]].count("purchase") == 6
+    assert history["balance_fen"] == 5000 - 6 * 200
+    assert [row["type"] for row in history["log"]].count("bus") == 6
 
 
 def test_a_band_in_use_waits_then_says_who_holds_it(tmp_path):
