@@ -28,6 +28,7 @@ from commands.world import (
 )
 from common.money import yuan
 from issuer.products import PRODUCTS, product
+from phone.companion import IssuerClient
 from wallet.band import ACCESS, Band
 from wallet.vpcd import DEFAULT_HOST as DEFAULT_VPCD_HOST
 from wallet.vpcd import DEFAULT_PORT as DEFAULT_VPCD_PORT
@@ -123,6 +124,24 @@ def band_fund(world: World, name: str, amount: int, issuer_url: str, operator_to
     link = world.home.issuer_link(name)
     with operator_desk(world, issuer_url, operator_token) as desk:
         balance = desk.fund(link.band_id, amount, uuid.uuid4().hex)
+    world.console.print(f"funding account of {name}: {yuan(balance)}")
+
+
+@band.command("funding")
+@click.argument("name")
+@json_option
+@pass_world
+def band_funding(world: World, name: str, as_json: bool) -> None:
+    """The band's funding account at the issuer, as its phone sees it (its device token)."""
+    link = world.home.issuer_link(name)
+    client = IssuerClient(link.url, link.device_token, at=world.at)
+    try:
+        balance = client.funding(link.band_id)
+    finally:
+        client.close()
+    if as_json:
+        world.emit({"band": name, "funding_fen": balance})
+        return
     world.console.print(f"funding account of {name}: {yuan(balance)}")
 
 

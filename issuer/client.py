@@ -48,7 +48,7 @@ class ApiClient:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
-            raise IssuerUnavailable(f"the issuer refused ({response.status_code}): {detail}")
+            raise IssuerUnavailable(f"the issuer refused: {detail}")
         return response.json()
 
     def close(self) -> None:

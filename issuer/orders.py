@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from applets.apdu import ResponseAPDU
 from applets.emv.records import ECASH_AID
+from common.money import yuan
 from issuer import ledger
 from issuer.accounts import card_account, funding_account
 from issuer.db import Band, Card, CardStatus, Order, OrderKind, OrderState, RelaySession, utc
@@ -128,8 +129,8 @@ class Orders:
                 raise OrderError(f"the card is {card.status.value}")
             funds = ledger.balance(session, funding_account(band_id))
             if funds < amount:
-                raise OrderError(f"the band's funding account holds {funds} fen, not enough for "
-                                 f"{amount}")
+                raise OrderError(f"the band's funding account holds {yuan(funds)}, not enough "
+                                 f"for a top-up of {yuan(amount)}: fund it first")
             return self._add(session, idempotency_key, OrderKind.TOPUP, card, amount, self.now(now))
 
     def issue(self, band_id: int, product: str, app_serial: bytes, idempotency_key: str,

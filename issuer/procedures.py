@@ -66,7 +66,8 @@ class TopupProcedure(Procedure):
     def receive(self, context: Context, state: State, response: ResponseAPDU) -> State:
         try:
             new, effect = receive(_load_topup(state), response,
-                                  LoadKeysOf(context.keys, context.card.product), context.wall_time)
+                                  LoadKeysOf(context.keys, context.card.product), context.wall_time,
+                                  product(context.card.product).max_balance)
         except TopupError as error:
             raise OrderError(str(error)) from error
         if isinstance(effect, Debit) and not ledger.covers(

@@ -170,6 +170,13 @@ class Issuer:
         return [CardView(c.product, c.aid, c.app_serial, c.status.value,
                          ledger.balance(session, card_account(c))) for c in rows]
 
+    @staticmethod
+    def funding(session: Session, band: Band, by_operator: bool) -> int:
+        """The band's funding account (what top-ups draw on), in fen."""
+        if band.lost_at is not None and not by_operator:
+            raise Forbidden("the band is reported lost: its token can only sync")
+        return ledger.balance(session, funding_account(band.id))
+
     def fund(self, session: Session, band_id: int, amount: int, key: str, now: datetime) -> int:
         """Pay ``amount`` from the bank into the band's funding account, once per ``key``;
         the account's balance."""

@@ -55,6 +55,7 @@ from applets.pboc.layouts import (
 )
 from applets.pboc.perso import KEY_INDEX
 from applets.sw import SW
+from common.money import yuan
 
 
 class Step(StrEnum):
@@ -158,15 +159,17 @@ def commands(state: Topup) -> list[CommandAPDU]:
     return [first] if following is None else [first, following]
 
 
-def receive(state: Topup, response: ResponseAPDU, keys: CardLoadKeys,
-            now: datetime) -> tuple[Topup, Effect]:
-    """Advance on the card's answer to :func:`command`; the ledger effect to apply with it."""
+def receive(state: Topup, response: ResponseAPDU, keys: CardLoadKeys, now: datetime,
+            max_balance: int | None = None) -> tuple[Topup, Effect]:
+    """Advance on the card's answer to :func:`command`; the ledger effect to apply with it.
+    ``max_balance`` (fen), if known, is named when the card refuses to go over it."""
     if state.step is Step.SELECT:
         return _after_select(state, response)
     if state.step is Step.PROVE:
         return _after_prove(state, response)
     if state.step is Step.INITIALIZE:
-        return _after_initialize(state, response, keys, crypto.div_data(state.app_serial), now)
+        return _after_initialize(state, response, keys, crypto.div_data(state.app_serial), now,
+                                 max_balance)
     if state.step is Step.CREDIT:
         return _after_credit(state, response)
     raise ValueError(f"the top-up is over ({state.step})")
@@ -193,9 +196,11 @@ def _after_prove(state: Topup, response: ResponseAPDU) -> tuple[Topup, Effect]:
 
 
 def _after_initialize(state: Topup, response: ResponseAPDU, keys: CardLoadKeys, div: bytes,
-                      now: datetime) -> tuple[Topup, Effect]:
+                      now: datetime, max_balance: int | None) -> tuple[Topup, Effect]:
     if response.sw == SW.WRONG_DATA:
-        return _unproven(state, "the amount would take the card over its maximum balance")
+        limit = f" of {yuan(max_balance)}" if max_balance is not None else ""
+        return _unproven(state, f"the top-up of {yuan(state.amount)} would take the card over "
+                                f"its maximum balance{limit}")
     if response.sw != SW.OK or len(response.data) != INIT_LOAD_RESPONSE.size:
         return _unproven(state, f"INITIALIZE FOR LOAD refused ({response.sw:04X})")
     init = INIT_LOAD_RESPONSE.parse(response.data)

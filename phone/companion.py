@@ -57,6 +57,10 @@ class IssuerClient(ApiClient):
         result: list[dict[str, Any]] = self.call("GET", f"/v1/bands/{band_id}/cards")
         return result
 
+    def funding(self, band_id: int) -> int:
+        """The band's funding account at the issuer, in fen."""
+        return int(self.call("GET", f"/v1/bands/{band_id}/funding")["balance"])
+
 
 class BandLink(Protocol):
     """How the phone reaches its band: in the same process, or over BLE (``phone.ble``)."""

@@ -112,9 +112,9 @@ class PurseTerminal:
         """Refuse a card outside its validity dates (EF 0x15)."""
         today = bcd.encode(now.strftime("%Y%m%d"))
         if today < issuer.start_date:
-            raise TransactionRefused("card not yet valid")
+            raise TransactionRefused(f"card not yet valid: valid from {_date(issuer.start_date)}")
         if today > issuer.expiry_date:
-            raise TransactionRefused("card expired: see the issuer")
+            raise TransactionRefused(f"card expired on {_date(issuer.expiry_date)}: see the issuer")
 
     def recover(self, issuer: IssuerFile) -> Flow[Debit | None]:
         """Settle an earlier unanswered DEBIT of this card: the debit if it happened."""
@@ -139,3 +139,9 @@ class PurseTerminal:
                       mac2_verified=verified)
         self.records.append(debit)
         return debit
+
+
+def _date(bcd_date: bytes) -> str:
+    """A card's BCD date (YYYYMMDD) as ISO 8601, or its hex if it is not a date."""
+    digits = bcd_date.hex()
+    return f"{digits[:4]}-{digits[4:6]}-{digits[6:]}" if digits.isdigit() else digits.upper()

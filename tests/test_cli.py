@@ -198,6 +198,11 @@ def test_the_phone_pairs_over_ble_and_relays_issuance_and_top_up(koala, tmp_path
                                          "transit").output
         assert "balance ¥5.00" in koala("companion", "topup", "--band", "joy", "--amount",
                                         "5").output
+        assert json.loads(koala("band", "funding", "joy", "--json").output) == {
+            "band": "joy", "funding_fen": 1500}
+        refused = koala("companion", "topup", "--band", "joy", "--amount", "16", ok=False).output
+        assert "holds ¥15.00, not enough for a top-up of ¥16.00" in refused
+        assert "(409)" not in refused
     cards = koala("companion", "cards", "--band", "joy", "--json").output
     assert "shows" not in cards, "the link is encrypted with the bond: no digits to compare"
     assert [(c["card"], c["balance_fen"], c["answers_readers"]) for c in json.loads(cards)] == [

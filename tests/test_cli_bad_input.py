@@ -96,3 +96,11 @@ def test_a_damaged_issuer_link_is_named_with_its_remedy(world):
 def test_a_load_the_card_refuses_says_why_and_changes_nothing(world):
     output = refused(world, "tap", "load", "--band", "dave", "--amount", "2000", error=False).output
     assert "maximum balance" in output
+
+
+def test_a_card_not_yet_valid_names_the_day_it_starts(tmp_path):
+    CliRunner().invoke(main, ["--home", str(tmp_path), "band", "create", "eve", "--at",
+                              "2030-01-01T08:00"])
+    output = refused(tmp_path, "tap", "bus", "--band", "eve", "--route", "1", "--at",
+                     "2029-12-31T23:00", error=False).output
+    assert "card not yet valid: valid from 2030-01-01" in " ".join(output.split())

@@ -47,6 +47,13 @@ def fund(band_id: Id, body: FundingIn, session: Db, now: Now,
     return {"balance": service.fund(session, band_id, body.amount, idempotency_key, now)}
 
 
+@router.get("/v1/bands/{band_id}/funding", responses=PROBLEMS)
+def funding(band: DeviceBand, operator: ByOperator, session: Db,
+            service: Service) -> dict[str, int]:
+    """The band's funding account: what its top-ups draw on (fen)."""
+    return {"balance": service.funding(session, band, operator)}
+
+
 @router.get("/v1/bands/{band_id}/cards", responses=PROBLEMS)
 def cards(band: DeviceBand, operator: ByOperator, session: Db, service: Service) -> list[CardOut]:
     return [CardOut.of(card) for card in service.cards(session, band, operator)]

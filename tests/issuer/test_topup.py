@@ -132,3 +132,19 @@ def test_the_wrong_card_fails_before_any_money_moves():
     state = contact(wrong, band, effects)
     assert state.step is Step.FAILED and effects == [Fail("this band holds another card than the "
                                                           "one ordered", 0)]
+
+
+def test_a_top_up_over_the_cards_maximum_names_the_maximum_and_moves_nothing():
+    band = make_band(TRANSIT)
+    state, effects = Topup(TRANSIT.aid, serial_for(TRANSIT), TRANSIT.max_balance + 1,
+                           places.load_id(7)), list[Effect]()
+    band.power_on()
+    while (apdu := command(state)) is not None:
+        state, effect = receive(state, ResponseAPDU.parse(band.transmit(apdu.encode())), KEYS,
+                                NOW, TRANSIT.max_balance)
+        effects += [effect] if effect is not None else []
+    assert state.step is Step.FAILED and band.card("transit").balance == 0
+    (failed,) = effects
+    assert isinstance(failed, Fail) and failed.refund == 0
+    assert "top-up of ¥1,000.01 would take the card over its maximum balance of ¥1,000.00" \
+        in failed.reason
