@@ -3,7 +3,6 @@ and cancel them over the air, and read their history as any reader app would."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import click
@@ -18,11 +17,9 @@ from commands.world import (
     at_option,
     card_option,
     identifier,
-    issuer_options,
     json_option,
     lock_state,
     money_card_option,
-    operator_desk,
     pass_world,
 )
 from common.money import yuan
@@ -131,26 +128,20 @@ def card_topup(world: World, band_name: str, card_name: str, amount: int,
 @at_option
 @click.option("--band", "band_name", required=True, help="The band (in process).")
 @card_option
-@issuer_options
 @pass_world
-def card_cancel(world: World, band_name: str, card_name: str, issuer_url: str,
-                operator_token: str) -> None:
-    """Cancel a card: it proves its balance, is deleted from the band, and the balance is
-    refunded to the band's funding account."""
-    final = cancel(world, band_name, card_name, issuer_url, operator_token)
+def card_cancel(world: World, band_name: str, card_name: str) -> None:
+    """Cancel a card, as its holder's phone does: it proves its balance, is deleted from the
+    band, and the balance is refunded to the band's funding account."""
+    final = cancel(world, band_name, card_name)
     if final["state"] != "settled":
         raise click.ClickException(f"cancellation {final['state']}: {final['last_error']}")
     world.console.print(f"cancelled {card_name} card {final['app_serial']}: "
                         f"{yuan(final['amount'])} refunded")
 
 
-def cancel(world: World, band_name: str, card_name: str, issuer_url: str,
-           operator_token: str) -> dict[str, Any]:
-    """Order the card's cancellation as the operator, relay it as the band's phone; the order
-    as the issuer then has it."""
-    link = world.home.issuer_link(band_name)
+def cancel(world: World, band_name: str, card_name: str) -> dict[str, Any]:
+    """Order the card's cancellation and relay it, as the band's phone; the order as the
+    issuer then has it."""
     serial = world.home.load_band(band_name).card(card_name).issuer_file.app_serial
-    with operator_desk(world, issuer_url, operator_token) as desk:
-        order = desk.cancel(link.band_id, serial, uuid.uuid4().hex)
     with companion(world, band_name) as (phone, _):
-        return phone.issuer.order(link.band_id, int(order["order_id"]))
+        return phone.cancel(serial)

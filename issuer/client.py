@@ -51,6 +51,13 @@ class ApiClient:
             raise IssuerUnavailable(f"the issuer refused: {detail}")
         return response.json()
 
+    def cancel(self, band_id: int, app_serial: bytes, key: str) -> dict[str, Any]:
+        """Order the card's cancellation (the band's phone, or the operator, may)."""
+        result: dict[str, Any] = self.call(
+            "POST", f"/v1/bands/{band_id}/cards/{app_serial.hex().upper()}/cancel",
+            headers={"Idempotency-Key": key})
+        return result
+
     def close(self) -> None:
         self._http.close()
 
@@ -74,12 +81,6 @@ class OperatorClient(ApiClient):
         result = self.call("POST", f"/v1/bands/{band_id}/funding", json={"amount": amount},
                            headers={"Idempotency-Key": key})
         return int(result["balance"])
-
-    def cancel(self, band_id: int, app_serial: bytes, key: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.call(
-            "POST", f"/v1/bands/{band_id}/cards/{app_serial.hex().upper()}/cancel",
-            headers={"Idempotency-Key": key})
-        return result
 
     def report_lost(self, band_id: int, new_band_id: int, key: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.call(

@@ -212,6 +212,7 @@ class Issuer:
                now: datetime) -> OrderView:
         """Cancel a card: relayed, it proves its balance, is deleted, and the balance is
         refunded."""
+        session.close()  # SQLite: the order's own transaction must not wait for this one
         return self.order_view(session, self._orders.cancel(band_id, app_serial,
                                                             _scoped(band_id, key), now))
 

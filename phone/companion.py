@@ -104,6 +104,13 @@ class Companion:
         self.band.reset()
         return self._run(order["relay"])
 
+    def cancel(self, app_serial: bytes, key: str | None = None) -> dict[str, Any]:
+        """Order the card's cancellation (once per ``key``) and relay it: the card proves its
+        balance and is deleted; the order as the issuer then has it."""
+        order = self.issuer.cancel(self.band_id, app_serial, key or uuid.uuid4().hex)
+        self.relay(int(order["order_id"]))
+        return self.issuer.order(self.band_id, int(order["order_id"]))
+
     def sync(self) -> list[dict[str, Any]]:
         """At contact with the band: relay every order the issuer has waiting (a lock, a
         cancellation, one an earlier contact left unfinished); the orders as they ended."""

@@ -1,5 +1,5 @@
-"""A band's orders: placing them (issue, top up: the companion's; cancel, resolve: the
-operator's), reading them, and relaying them to the band.
+"""A band's orders: placing them (issue, top up, cancel: the companion's or the operator's;
+resolve: the operator's), reading them, and relaying them to the band.
 
 The relay routes name the path's ``band_id`` though only their caller (:data:`BandCaller`)
 reads it: so the OpenAPI description lists the path's parameters in the path's order.
@@ -45,7 +45,7 @@ def order_topup(band_id: Id, body: TopupIn, session: Db, now: Now,
 
 
 @router.post("/v1/bands/{band_id}/cards/{app_serial}/cancel", status_code=201,
-             responses=PROBLEMS, dependencies=[Operator])
+             responses=PROBLEMS, dependencies=[Device])
 def order_cancel(band_id: Id, app_serial: AppSerial, session: Db, now: Now,
                  idempotency_key: IdempotencyKey, service: Service) -> OrderOut:
     """Cancel a card: relayed, it proves its balance, is deleted, and the balance is refunded."""
