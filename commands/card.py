@@ -143,5 +143,6 @@ def cancel(world: World, band_name: str, card_name: str) -> dict[str, Any]:
     """Order the card's cancellation and relay it, as the band's phone; the order as the
     issuer then has it."""
     serial = world.home.load_band(band_name).card(card_name).issuer_file.app_serial
-    with companion(world, band_name) as (phone, _):
+    with world.console.status(f"cancelling the {card_name} card over the air…"), \
+            companion(world, band_name) as (phone, _):
         return phone.cancel(serial)

@@ -128,7 +128,8 @@ def pair(world: World, band_name: str, transport: str | None, confirm: Callable[
 
 def issue_card(world: World, band_name: str, product_name: str, ble: bool = False,
                transport: str | None = None) -> None:
-    with companion(world, band_name, ble, transport) as (phone, _):
+    with world.console.status(f"issuing a {product_name} card over the air…"), \
+            companion(world, band_name, ble, transport) as (phone, _):
         order = phone.issue(product_name)
     if order["state"] != "settled":
         raise click.ClickException(f"issuance {order['state']}: {order['last_error']}")
@@ -138,7 +139,8 @@ def issue_card(world: World, band_name: str, product_name: str, ble: bool = Fals
 def topup_card(world: World, band_name: str, card_name: str, amount: int,
                idempotency_key: str | None, ble: bool = False,
                transport: str | None = None) -> None:
-    with companion(world, band_name, ble, transport) as (phone, cards):
+    with world.console.status(f"topping up {yuan(amount)} over the air…"), \
+            companion(world, band_name, ble, transport) as (phone, cards):
         listed = {c["card"]: c for c in cards()}
         if card_name not in listed:
             raise click.ClickException(f"band {band_name!r} has no {card_name} card")
