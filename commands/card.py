@@ -23,7 +23,7 @@ from commands.world import (
     pass_world,
 )
 from common.money import yuan
-from issuer.client import IssuerUnavailable
+from issuer.errors import IssuerUnavailable
 from issuer.products import PRODUCTS, product
 from phone.companion import IssuerClient
 from reader import clock

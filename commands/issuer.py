@@ -85,7 +85,8 @@ def issuer_status(world: World, issuer_url: str, wait: float) -> None:
     """Whether the issuer answers, and the card products it issues."""
     import time  # noqa: PLC0415
 
-    from issuer.client import ApiClient, IssuerUnavailable  # noqa: PLC0415
+    from issuer.client import ApiClient  # noqa: PLC0415
+    from issuer.errors import IssuerUnavailable  # noqa: PLC0415
 
     client = ApiClient(issuer_url, token="")
     deadline = time.monotonic() + wait

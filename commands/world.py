@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -19,7 +19,7 @@ from applets.brands import ECASH
 from ble.errors import BleError
 from commands.home import Home
 from common.money import yuan
-from issuer.client import IssuerUnavailable, OperatorClient
+from issuer.errors import IssuerUnavailable
 from issuer.products import PRODUCTS, UnknownProduct, product_for_aid
 from reader import clock
 from reader.errors import ReaderError
@@ -29,6 +29,9 @@ from reader.timing import AirInterface, BitRate
 from reader.transport import Transport, in_field
 from wallet.band import UID_SIZE, Band
 from wallet.errors import WalletError
+
+if TYPE_CHECKING:
+    from issuer.client import OperatorClient
 
 USER_ERRORS = (WalletError, BleError, IssuerUnavailable, ReaderError, MetroError, UnknownProduct)
 
@@ -193,6 +196,8 @@ def issuer_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextmanager
 def operator_desk(world: World, url: str, token: str) -> Iterator[OperatorClient]:
+    from issuer.client import OperatorClient  # noqa: PLC0415 - httpx: only the issuer's commands
+
     client = OperatorClient(url, token, at=world.at)
     try:
         yield client

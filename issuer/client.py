@@ -13,11 +13,8 @@ from typing import Any
 
 import httpx
 
+from issuer.errors import IssuerUnavailable
 from reader.record import EcashPurchase, LoadRecord, PurchaseRecord, Record, to_json
-
-
-class IssuerUnavailable(Exception):
-    """The issuer could not be reached or refused the request (the message says why)."""
 
 
 class ApiClient:

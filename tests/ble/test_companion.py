@@ -9,7 +9,7 @@ import pytest
 
 from ble import secure
 from ble.errors import BleError, CharacteristicRefused
-from issuer.client import IssuerUnavailable
+from issuer.errors import IssuerUnavailable
 from phone.ble.channel import BleBand
 from phone.ble.radio import VirtualBle
 from phone.companion import Companion, IssuerClient

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from applets.gp.cplc import cplc
-from issuer.client import IssuerUnavailable
+from issuer.errors import IssuerUnavailable
 from issuer.products import TRANSIT
 from phone.companion import Companion, IssuerClient, LocalBand
 from reader import clock, pboc
