@@ -49,7 +49,7 @@ from applets.iso7816 import external_authenticate, put_data, select
 from applets.layout import LayoutError
 from applets.sw import SW
 from issuer.ecash import APPROVED
-from issuer.topup import Debit, Effect, Fail, Hold, Settle, TopupError
+from issuer.topup import Debit, Effect, Hold, Settle, TopupError, fail, unproven
 from reader.flow import Flow, expect
 from reader.pos import get_processing_options
 
@@ -145,7 +145,7 @@ def receive(state: EcTopup, response: ResponseAPDU, keys: CardKeys) -> tuple[EcT
     """Advance on the card's answer to the first command of :func:`commands`."""
     if state.step is Step.SELECT:
         if response.sw != SW.OK:
-            return _unproven(state, f"the band has no e-cash card ({response.sw:04X})")
+            return unproven(state, f"the band has no e-cash card ({response.sw:04X})")
         return replace(state, step=Step.ARQC), None
     if state.step is Step.ARQC:
         return _after_arqc(state, response, keys)
@@ -214,7 +214,7 @@ def proven_balance(pan: str, psn: int, date: bytes, keys: CardKeys,
 def _after_arqc(state: EcTopup, response: ResponseAPDU,
                 keys: CardKeys) -> tuple[EcTopup, Effect]:
     if response.sw != SW.OK:
-        return _unproven(state, f"GET PROCESSING OPTIONS refused ({response.sw:04X})")
+        return unproven(state, f"GET PROCESSING OPTIONS refused ({response.sw:04X})")
     values = _gpo_values(state.amount, state.date, state.unpredictable_number)
     proof = verify_arqc(response, values, state.pan, state.psn, keys)
     counter, proven, arqc, atc, key = proof.counter, proof.data, proof.cryptogram, proof.atc, proof.key
@@ -228,7 +228,7 @@ def _after_arqc(state: EcTopup, response: ResponseAPDU,
                 "a later online transaction hides what became of the script; the money is "
                 "held for the operator to resolve")
         if state.answered:
-            return _fail(state, "the card did not take the script (proven by its ARQC): refunded")
+            return fail(state, "the card did not take the script (proven by its ARQC): refunded")
     target = proof.balance + state.amount
     arpc = crypto.arpc(key, arqc, APPROVED)
     mac_key = crypto.session_key(keys.mac_key(state.pan, state.psn), counter)
@@ -240,13 +240,3 @@ def _after_arqc(state: EcTopup, response: ResponseAPDU,
                    target=target, arpc=arpc, mac=mac), effect
 
 
-def _fail(state: EcTopup, reason: str) -> tuple[EcTopup, Effect]:
-    return replace(state, step=Step.FAILED), Fail(reason, state.amount if state.debited else 0)
-
-
-def _unproven(state: EcTopup, reason: str) -> tuple[EcTopup, Effect]:
-    """An answer no key vouches for: it may fail a top-up that moved no money, nothing more."""
-    if not state.debited:
-        return _fail(state, reason)
-    return replace(state, step=Step.AWAIT), Hold(f"{reason}; the money is held until the card "
-                                                 f"proves what became of the top-up")

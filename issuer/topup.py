@@ -36,7 +36,7 @@ import hmac
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from applets import bcd, tlv
 from applets.apdu import CommandAPDU, ResponseAPDU
@@ -177,10 +177,10 @@ def receive(state: Topup, response: ResponseAPDU, keys: CardLoadKeys, now: datet
 
 def _after_select(state: Topup, response: ResponseAPDU) -> tuple[Topup, Effect]:
     if response.sw != SW.OK:
-        return _unproven(state, f"the purse did not answer SELECT ({response.sw:04X})")
+        return unproven(state, f"the purse did not answer SELECT ({response.sw:04X})")
     issuer = issuer_file(response.data)
     if issuer.app_serial != state.app_serial:
-        return _unproven(state, "this band holds another card than the one ordered")
+        return unproven(state, "this band holds another card than the one ordered")
     if state.expected_tac:  # a MAC2 of ours is out: first find out what became of it
         return replace(state, step=Step.PROVE), None
     return replace(state, step=Step.INITIALIZE), None
@@ -199,10 +199,10 @@ def _after_initialize(state: Topup, response: ResponseAPDU, keys: CardLoadKeys, 
                       now: datetime, max_balance: int | None) -> tuple[Topup, Effect]:
     if response.sw == SW.WRONG_DATA:
         limit = f" of {yuan(max_balance)}" if max_balance is not None else ""
-        return _unproven(state, f"the top-up of {yuan(state.amount)} would take the card over "
+        return unproven(state, f"the top-up of {yuan(state.amount)} would take the card over "
                                 f"its maximum balance{limit}")
     if response.sw != SW.OK or len(response.data) != INIT_LOAD_RESPONSE.size:
-        return _unproven(state, f"INITIALIZE FOR LOAD refused ({response.sw:04X})")
+        return unproven(state, f"INITIALIZE FOR LOAD refused ({response.sw:04X})")
     init = INIT_LOAD_RESPONSE.parse(response.data)
     date, time = bcd.date_time(now)
     terminal = crypto.Terminal(state.terminal_id, date, time)
@@ -219,7 +219,7 @@ def _after_initialize(state: Topup, response: ResponseAPDU, keys: CardLoadKeys, 
             "the operator to resolve from the stations' load records")
     if state.counter is not None and state.refused:
         # Proven: the card refused our credit, and this INITIALIZE ended the MAC2 it refused.
-        return _fail(state, "the card refused the credit (proven by its counter): refunded")
+        return fail(state, "the card refused the credit (proven by its counter): refunded")
     expected_tac, mac2 = authorization.expected_tac, authorization.mac2
     effect = None if state.debited else Debit(state.amount)
     next_state = replace(state, step=Step.CREDIT, debited=True, counter=init.counter,
@@ -236,16 +236,37 @@ def _after_credit(state: Topup, response: ResponseAPDU) -> tuple[Topup, Effect]:
     return replace(state, step=Step.PROVE, refused=True), None
 
 
-def _fail(state: Topup, reason: str) -> tuple[Topup, Effect]:
-    return replace(state, step=Step.FAILED), Fail(reason, state.amount if state.debited else 0)
+class Resumable(Protocol):
+    """A top-up's state, of either card: its step (with "await" and "failed" among them), its
+    amount, and whether the funding account was debited for it."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def step(self) -> StrEnum: ...
+
+    @property
+    def amount(self) -> int: ...
+
+    @property
+    def debited(self) -> bool: ...
 
 
-def _unproven(state: Topup, reason: str) -> tuple[Topup, Effect]:
+S = TypeVar("S", bound=Resumable)
+
+
+def fail(state: S, reason: str) -> tuple[S, Effect]:
+    """Over: what was debited goes back."""
+    failed = replace(state, step=type(state.step)("failed"))
+    return failed, Fail(reason, state.amount if state.debited else 0)
+
+
+def unproven(state: S, reason: str) -> tuple[S, Effect]:
     """An answer no key vouches for: it may fail a top-up that moved no money, nothing more."""
     if not state.debited:
-        return _fail(state, reason)
-    return replace(state, step=Step.AWAIT), Hold(f"{reason}; the money is held until the card "
-                                                 f"proves what became of the top-up")
+        return fail(state, reason)
+    return replace(state, step=type(state.step)("await")), Hold(
+        f"{reason}; the money is held until the card proves what became of the top-up")
 
 
 def issuer_file(fci: bytes) -> IssuerFile:
