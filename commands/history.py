@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import click
 from rich.table import Table
@@ -66,10 +67,12 @@ def read_purse(world: World, band_name: str, item: Product) -> Purse:
 @click.option("--card", "card_name", default="transit", show_default=True,
               type=click.Choice(sorted([*PRODUCTS, ECASH, ACCESS])), help="Which card.")
 @click.option("--limit", type=click.IntRange(1), help="Show only the newest N records.")
+@click.option("--plot", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Also draw the balance over time, taps marked, into this PNG file.")
 @json_option
 @pass_world
 def card_history(world: World, band_name: str, card_name: str, limit: int | None,
-                 as_json: bool) -> None:
+                 plot: Path | None, as_json: bool) -> None:
     """The card's rides, purchases and loads (or doors opened), newest first, as the card
     holds them."""
     if card_name == ECASH:
@@ -83,6 +86,11 @@ def card_history(world: World, band_name: str, card_name: str, limit: int | None
     lines = purse.history.lines[:limit]
     hidden = len(purse.history.lines) - len(lines)
     serial = purse.serial.hex().upper()
+    if plot is not None:
+        from commands.plots import balance_plot  # noqa: PLC0415 - matplotlib is slow to import
+
+        balance_plot(lines, f"{item.label} {serial}", plot)
+        click.echo(f"balance over time drawn in {plot}", err=True)
     if as_json:
         world.emit({"serial": serial, "balance_fen": purse.balance, "not_shown": hidden,
                     "no_longer_on_card": purse.history.dropped, "log": [{

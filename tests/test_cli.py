@@ -369,3 +369,16 @@ def test_the_root_names_each_group_by_its_own_help():
         command = getattr(importlib.import_module(module), attribute)
         assert command.name == name
         assert " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split()) == short_help
+
+
+def test_history_draws_the_balance_over_the_day(koala, tmp_path):
+    koala("band", "create", "pia", "--at", "2026-11-23T07:00")
+    koala("tap", "load", "--band", "pia", "--amount", "20", "--at", "2026-11-23T07:30")
+    koala("tap", "gate", "--band", "pia", "--station", "Xizhimen", "--direction", "in",
+          "--at", "2026-11-23T08:00")
+    koala("tap", "gate", "--band", "pia", "--station", "Guomao", "--direction", "out",
+          "--at", "2026-11-23T08:40")
+    picture = tmp_path / "pia.png"
+    table = koala("card", "history", "--band", "pia", "--plot", str(picture)).output
+    assert "exit" in table and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert picture.stat().st_size > 10_000  # axes, a step line, three marked taps
