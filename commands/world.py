@@ -27,12 +27,20 @@ from reader.metro import MetroError, MetroNetwork
 from reader.tap import TapOutcome
 from reader.timing import AirInterface, BitRate
 from reader.transport import Transport, in_field
+from wallet import contactless
 from wallet.band import UID_SIZE, Band
 from wallet.errors import WalletError
 
 USER_ERRORS = (WalletError, BleError, IssuerUnavailable, ReaderError, MetroError, UnknownProduct)
 
 
+
+
+def band_air(bit_rate: BitRate = BitRate.KBPS_106) -> AirInterface:
+    """The air interface of a tap on a band at ``bit_rate``: the timing model prices the
+    band's own UID and ATS (wallet.contactless), not a typical card's."""
+    return AirInterface(bit_rate=bit_rate, uid_length=UID_SIZE,
+                        ats_length=len(contactless.Ats().encode()))
 
 
 #: The largest amount a card's 4-byte amount fields (PBOC purse, EMV 9F02) carry, in fen.
@@ -66,7 +74,7 @@ class World:
     console: Console
     json: bool = False
     at: datetime | None = None  # the command's --at: the world's clock reads it, and so does the issuer
-    air: AirInterface = field(default_factory=lambda: AirInterface(uid_length=UID_SIZE))
+    air: AirInterface = field(default_factory=band_air)
     outcomes: list[tuple[str, TapOutcome[Any]]] = field(default_factory=list)
     _network: MetroNetwork | None = None
 
@@ -155,7 +163,7 @@ def _set_at(ctx: click.Context, param: click.Parameter, value: str | None) -> No
 def _set_rate(ctx: click.Context, param: click.Parameter, value: str) -> None:
     world = ctx.find_object(World)
     if world is not None:
-        world.air = AirInterface(bit_rate=BitRate(int(value)), uid_length=UID_SIZE)
+        world.air = band_air(BitRate(int(value)))
 
 
 at_option = click.option(
