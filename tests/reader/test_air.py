@@ -185,6 +185,21 @@ def test_wireshark_reads_chained_blocks_and_waiting_time_extensions(tmp_path):
         tshark.check_response(response, exchange.response)
 
 
+def test_a_response_wireshark_takes_for_an_atr_is_still_checked_byte_for_byte(tmp_path):
+    command = bytes.fromhex("805401000F0000000020261123080000C88C46DC08")
+    trace = [Exchange(command, bytes.fromhex("3B21C89967512D709000"), 0.0),  # a TAC and MAC2
+             Exchange(command, bytes.fromhex("3FFFC89967512D709000"), 0.0)]
+    path = tmp_path / "atr.pcapng"
+    with path.open("wb") as sink:
+        write_capture(sink, tap_frames(trace, BAND, BAND_AIR), 0, BAND_AIR)
+    assert "Malformed" in tshark.run(path), "Wireshark reads both answers as ATRs"
+    assert tshark.malformed(path) == "" and tshark.expert(path) == ""
+    apdus = tshark.apdus(tshark.packets(path))
+    for exchange, command_apdu, response_apdu in zip(trace, apdus[::2], apdus[1::2], strict=True):
+        tshark.check_command(command_apdu, exchange.command)
+        tshark.check_response(response_apdu, exchange.response)
+
+
 def test_the_capture_leaves_out_the_deselect_wireshark_cannot_read():
     sink = io.BytesIO()
     tapped = tap_frames([], BAND, BAND_AIR)
