@@ -20,7 +20,10 @@ leaves, when it silently becomes the card in the slot. Once it takes a
 card, vpcd asks for its ATR at every presence poll of pcscd (every 0.4 s),
 so a bridge that hears nothing within :data:`CLAIM_S` of connecting knows
 another card holds the slot: it says so (:attr:`VpcdBridge.busy`,
-:meth:`VpcdBridge.claim`) instead of sharing the port.
+:meth:`VpcdBridge.claim`) instead of sharing the port. vpcd's accept queue
+holds one such connection; with it full, a further connection attempt goes
+unanswered rather than refused (refused means no vpcd at all), which says
+the same.
 """
 
 from __future__ import annotations
@@ -115,12 +118,20 @@ class VpcdBridge(Serving):
             try:
                 with socket.create_connection(self.address, timeout=self.retry_s) as sock:
                     self._serve(sock)
+            except TimeoutError:  # refused would mean no vpcd; unanswered, a full accept queue
+                self._taken()
             except OSError as error:
                 _log.debug("vpcd at %s:%d: %s", *self.address, error)
             finally:
                 self.connected.clear()
                 self.card.powered = False
             self.stopping.wait(self.retry_s)
+
+    def _taken(self) -> None:
+        if not self.busy.is_set():
+            _log.warning("%s", self.busy_message())
+        self.busy.set()
+        self._settled.set()
 
     def _interrupt(self) -> None:
         sock = self._socket
@@ -136,10 +147,7 @@ class VpcdBridge(Serving):
             try:
                 message = _read_message(sock, self.quickack)
             except TimeoutError:
-                if not self.busy.is_set():
-                    _log.warning("%s", self.busy_message())
-                self.busy.set()
-                self._settled.set()
+                self._taken()
                 return
             sock.settimeout(None)
             self.busy.clear()

@@ -89,6 +89,18 @@ def test_a_bridge_that_vpcd_never_talks_to_says_the_slot_is_taken():
             bridge.stop()
 
 
+def test_a_slot_with_a_card_waiting_already_leaves_a_bridge_unanswered_and_says_so():
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as vpcd, \
+            socket.create_connection(vpcd.getsockname()):  # waiting, never accepted
+        bridge = VpcdBridge(VpcdCard(make_band(TRANSIT)), port=vpcd.getsockname()[1],
+                            claim_s=30).start()
+        try:
+            with pytest.raises(VpcdBusy):
+                bridge.claim(5)
+        finally:
+            bridge.stop()
+
+
 def test_a_bridge_vpcd_asks_for_the_atr_is_the_card_in_the_slot():
     band = make_band(TRANSIT)
     with socket.create_server(("127.0.0.1", 0)) as vpcd:
