@@ -57,6 +57,12 @@ def expert(path: Path) -> str:
     return run(path, "-q", "-z", f"expert,{NOT_AN_ATR}").strip()
 
 
+def uid(path: Path) -> str:
+    """The UID the card gave in anticollision (its UID CLn answers, CT left out), in hex."""
+    return "".join(run(path, "-Y", f"iso14443.event == {PICC_TO_PCD:#x}", "-T", "fields",
+                       "-e", "iso14443.uid_cln").split())
+
+
 @dataclass(frozen=True)
 class Packet:
     number: int
