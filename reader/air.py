@@ -79,6 +79,7 @@ _UID_SIZE_BITS = {4: 0, 7: 1, 10: 2}  # ATQA b8-b7 (-3 6.5.2.1)
 _TA_DEFAULT = 0x80  # same divisor both ways, 106 kbit/s only
 _TA_UP_TO = {BitRate.KBPS_212: 0x11, BitRate.KBPS_424: 0x33, BitRate.KBPS_848: 0x77}
 _FSCI_DEFAULT, _FWI_DEFAULT = 2, 4  # without T0 or TB (-4 5.2.3, 5.2.5)
+PPS_UNKNOWN = "Wireshark's ISO 14443 dissector knows no PPS and calls it an unknown command"
 DESELECT_LEFT_OUT = (
     "S(DESELECT) and its answer are priced but not written: Wireshark's ISO 14443 dissector "
     "reads one INF byte into every S-block and calls a DESELECT, which has none, malformed")
@@ -365,8 +366,11 @@ def write_capture(sink: BinarySink, tapped: AirTrace, started_us: int,
     """Write ``tapped`` to ``sink`` as pcapng (``LINKTYPE_ISO_14443``): the field on at REQA,
     every frame at ``started_us`` plus its modelled start, the field off when the tap ends.
     The number of packets written."""
+    notes = [describe(air), DESELECT_LEFT_OUT]
+    if air.bit_rate is not BitRate.KBPS_106:
+        notes.append(PPS_UNKNOWN)
     writer = PcapngWriter(sink, LINKTYPE_ISO_14443, application=application,
-                          comment=f"{describe(air)}. {DESELECT_LEFT_OUT}.",
+                          comment=". ".join(notes) + ".",
                           interface_name="koala-air",
                           interface_description_text="a Koala band tap, modelled")
 
