@@ -30,9 +30,10 @@ from common.money import yuan
 from issuer.products import PRODUCTS, product
 from phone.companion import IssuerClient
 from wallet.band import ACCESS, Band
+from wallet.errors import VpcdBusy
+from wallet.vpcd import CLAIM_S, VpcdBridge, VpcdCard
 from wallet.vpcd import DEFAULT_HOST as DEFAULT_VPCD_HOST
 from wallet.vpcd import DEFAULT_PORT as DEFAULT_VPCD_PORT
-from wallet.vpcd import VpcdBridge, VpcdCard
 
 
 @click.group()
@@ -252,32 +253,42 @@ def serve_ble(world: World, name: str, worn: Band, transport: str, yes: bool) ->
 @click.argument("names", nargs=-1, required=True)
 @click.option("--host", default=DEFAULT_VPCD_HOST, show_default=True, help="Where vpcd listens.")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_VPCD_PORT, show_default=True,
-              help="vpcd port of the first slot; each further band takes the next port.")
+              envvar="KOALA_VPCD_PORT",
+              help="vpcd port of the first slot (or $KOALA_VPCD_PORT); each further band takes "
+                   "the next port.")
 @pass_world
 def band_attach(world: World, names: tuple[str, ...], host: str, port: int) -> None:
     """Put bands into the vsmartcard virtual reader: pcscd then sees them as PC/SC cards.
 
     Runs until interrupted, reconnecting whenever pcscd restarts; every change
     a terminal makes reaches the band's image before the terminal hears of it.
+    A slot that already serves another card (another attach, a test run) is an
+    error: vpcd would keep this band waiting unseen until that card left.
     """
     attach(world, names, host, port)
 
 
 def attach(world: World, names: tuple[str, ...], host: str, port: int) -> None:
-    """Bridge each band to its vpcd slot (``port`` onwards) until Ctrl-C."""
+    """Bridge each band to its vpcd slot (``port`` onwards) until Ctrl-C; a slot another
+    card holds stops them all with VpcdBusy."""
     with ExitStack() as held:
-        bridges = []
-        for slot, name in enumerate(names):
-            worn = held.enter_context(world.band(name))
-            bridges.append(VpcdBridge(VpcdCard(worn), host, port + slot).start())
-        for bridge in bridges:
-            world.console.print(f"band [bold]{bridge.card.band.name}[/] → vpcd {host}:"
-                                f"{bridge.address[1]} (Ctrl-C to detach)")
+        bridges: list[VpcdBridge] = []
         try:
-            while True:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            world.console.print("detaching")
+            for slot, name in enumerate(names):
+                worn = held.enter_context(world.band(name))
+                bridges.append(VpcdBridge(VpcdCard(worn), host, port + slot).start())
+            for bridge in bridges:
+                taken = bridge.claim(CLAIM_S + 1.0)
+                world.console.print(f"band [bold]{bridge.card.band.name}[/] → vpcd {host}:"
+                                    f"{bridge.address[1]}{'' if taken else ' (waiting for pcscd)'}"
+                                    f" (Ctrl-C to detach)")
+            try:
+                while not any(bridge.busy.is_set() for bridge in bridges):
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                world.console.print("detaching")
+                return
+            raise VpcdBusy(next(b for b in bridges if b.busy.is_set()).busy_message())
         finally:
             for bridge in bridges:
                 bridge.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -16,7 +17,7 @@ from applets.gp.channel import Level
 from applets.gp.domain import ISD_AID
 from applets.gp.keys import TEST_KEY, KeySet
 from applets.sw import SW
-from commands.world import Source, World, identifier, json_option, pass_world
+from commands.world import Source, World, identifier, json_option, pass_world, trace_file_option
 from issuer import gp
 from reader.flow import Flow, expect, run
 
@@ -45,6 +46,7 @@ def gp_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--diversify", type=click.Choice(["none", *gp.SCHEMES]), default="none",
                      show_default=True,
                      help="The keys are masters; derive the band's own from its diversification data."),
+        trace_file_option,
     ]):
         function = option(function)
     return function
@@ -56,6 +58,7 @@ class GpTarget:
     domain: bytes
     keys: KeySet
     diversify: gp.Diversifier | None
+    trace_file: Path | None = None
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> GpTarget:
@@ -70,7 +73,7 @@ class GpTarget:
                         options["wait"])
         scheme = options["diversify"]
         derive = gp.diversified(keys, scheme) if scheme != "none" else None
-        return cls(source, _hex(options["domain"], "--sd"), keys, derive)
+        return cls(source, _hex(options["domain"], "--sd"), keys, derive, options["trace_file"])
 
 
 def _hex(text: str, hint: str) -> bytes:
@@ -91,7 +94,7 @@ def run_gp(world: World, target: GpTarget,
                                              target.diversify)
         return (yield from body(channel))
 
-    with world.link(target.source) as link:
+    with world.link(target.source, target.trace_file) as link:
         return run(flow(), link)
 
 

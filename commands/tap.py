@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -27,6 +28,7 @@ from commands.world import (
     lock_state,
     pass_world,
     rate_option,
+    trace_file_option,
 )
 from common.money import yuan
 from issuer import ecash, site
@@ -48,26 +50,30 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Tapping:
     """The card a tap reaches (``--band``, ``--reader`` or ``--nfc``, waiting ``--wait``
-    seconds on a reader) and whether to print its APDUs (``--trace``)."""
+    seconds on a reader), whether to print its APDUs (``--trace``) and where to write its
+    frames on the air as pcapng (``--trace-file``)."""
 
     band_name: str | None
     reader: str | None
     nfc_path: str | None
     wait: float
     trace: bool
+    trace_file: Path | None = None
 
     def source(self) -> Source:
         return Source(self.band_name, self.reader, self.nfc_path, self.wait)
 
 
 def tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every tap takes: where the card is, ``--trace``, and the world's clock
-    (``--at``) and air interface (``--rate``); the command gets the card as ``tapping``."""
+    """The options every tap takes: where the card is, ``--trace`` and ``--trace-file``, and
+    the world's clock (``--at``) and air interface (``--rate``); the command gets the card as
+    ``tapping``."""
 
     @functools.wraps(function)
     def command(*args: Any, band_name: str | None, reader: str | None, nfc_path: str | None,
-                wait: float, trace: bool, **kwargs: Any) -> Any:
-        return function(*args, tapping=Tapping(band_name, reader, nfc_path, wait, trace), **kwargs)
+                wait: float, trace: bool, trace_file: Path | None, **kwargs: Any) -> Any:
+        tapping = Tapping(band_name, reader, nfc_path, wait, trace, trace_file)
+        return function(*args, tapping=tapping, **kwargs)
 
     for option in reversed([
         click.option("--band", "band_name", help="The band to tap (in process)."),
@@ -77,6 +83,7 @@ def tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--wait", type=float, default=10.0, show_default=True,
                      help="Seconds to wait for a card on a reader."),
         click.option("--trace", is_flag=True, help="Print every APDU with its timing."),
+        trace_file_option,
         at_option,
         rate_option,
     ]):
@@ -220,7 +227,7 @@ def tapped(world: World, tapping: Tapping, flow: Flow[T], deadline_s: float = DE
     """Run ``flow`` as one tap on the card ``tapping`` reaches, on the world's air interface,
     and hold the card while the caller keeps what the tap left; ``keep`` runs whether or not
     the tap completed (a terminal's records and sequence number)."""
-    with world.link(tapping.source()) as link:
+    with world.link(tapping.source(), tapping.trace_file) as link:
         try:
             outcome = tap(link, flow, world.air, deadline_s=deadline_s)
         finally:

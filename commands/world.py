@@ -3,12 +3,15 @@ interface), the common options and the display helpers."""
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from importlib.metadata import version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -18,15 +21,19 @@ from rich.table import Column
 from applets.brands import ECASH
 from ble.errors import BleError
 from commands.home import Home
+from common.files import atomic_write
 from common.money import yuan
 from issuer.errors import IssuerUnavailable
 from issuer.products import PRODUCTS, UnknownProduct, product_for_aid
 from reader import clock
+from reader.air import Activation, tap_frames, write_capture
 from reader.errors import ReaderError
 from reader.metro import MetroError, MetroNetwork
 from reader.tap import TapOutcome
 from reader.timing import AirInterface, BitRate
+from reader.trace import Exchange
 from reader.transport import Transport, in_field
+from wallet import contactless
 from wallet.band import UID_SIZE, Band
 from wallet.errors import WalletError
 
@@ -36,6 +43,13 @@ if TYPE_CHECKING:
 USER_ERRORS = (WalletError, BleError, IssuerUnavailable, ReaderError, MetroError, UnknownProduct)
 
 
+
+
+def band_air(bit_rate: BitRate = BitRate.KBPS_106) -> AirInterface:
+    """The air interface of a tap on a band at ``bit_rate``: the timing model prices the
+    band's own UID and ATS (wallet.contactless), not a typical card's."""
+    return AirInterface(bit_rate=bit_rate, uid_length=UID_SIZE,
+                        ats_length=len(contactless.Ats().encode()))
 
 
 #: The largest amount a card's 4-byte amount fields (PBOC purse, EMV 9F02) carry, in fen.
@@ -69,7 +83,7 @@ class World:
     console: Console
     json: bool = False
     at: datetime | None = None  # the command's --at: the world's clock reads it, and so does the issuer
-    air: AirInterface = field(default_factory=lambda: AirInterface(uid_length=UID_SIZE))
+    air: AirInterface = field(default_factory=band_air)
     outcomes: list[tuple[str, TapOutcome[Any]]] = field(default_factory=list)
     _network: MetroNetwork | None = None
 
@@ -88,14 +102,31 @@ class World:
         return self._network
 
     @contextmanager
-    def link(self, source: Source) -> Iterator[Transport]:
-        """The card to tap: a band in process, or whatever card a reader finds."""
+    def link(self, source: Source, trace_file: Path | None = None) -> Iterator[Transport]:
+        """The card to tap: a band in process, or whatever card a reader finds. With
+        ``trace_file``, what went over the air is written there as pcapng once the card
+        leaves, whether or not the command got what it wanted (a failed tap's trace is the
+        one most wanted)."""
+        with self._card(source, trace_file is not None) as (link, activation):
+            started = self.clock()
+            try:
+                yield link
+            finally:
+                if trace_file is not None:
+                    self.save_air_trace(trace_file, link.trace, activation, started)
+
+    @contextmanager
+    def _card(self, source: Source, traced: bool) -> Iterator[tuple[Transport, Activation]]:
+        """The card's transport and how it answered the reader's activation: a band's own
+        answers; a reader's card as the air model describes it, with the UID and historical
+        bytes the reader reports (asked only for a trace: ``traced``)."""
         if source.reader is not None:
-            from reader.pcsc import PcscReader  # noqa: PLC0415 - optional extra
+            from reader.pcsc import PcscReader, contactless_historical  # noqa: PLC0415 - optional extra
 
             card = PcscReader(source.reader).wait_for_card(source.wait)
             try:
-                yield card
+                seen = (card.uid(), contactless_historical(card.atr)) if traced else (None, None)
+                yield card, Activation.modelled(self.air, *seen)
             finally:
                 card.disconnect()
         elif source.nfc is not None:
@@ -103,13 +134,34 @@ class World:
 
             nfc_reader = NfcReader(source.nfc)
             try:
-                yield nfc_reader.wait_for_card(source.wait)
+                tag = nfc_reader.wait_for_card(source.wait)
+                yield tag, Activation.modelled(self.air, tag.uid)
             finally:
                 nfc_reader.release()
                 nfc_reader.close()
         else:
             with self.band(source.band_name()) as worn, in_field(worn) as held:
-                yield held
+                yield held, band_activation(worn)
+
+    def save_air_trace(self, path: Path, trace: Sequence[Exchange], activation: Activation,
+                       started: datetime) -> None:
+        """Write the frames of ``trace`` to ``path`` as pcapng, whole or not at all, timed as
+        the tap's timing model prices them from ``started`` on (the world's clock: ``--at``)."""
+        try:
+            frames = tap_frames(trace, activation, self.air)
+        except ValueError as error:
+            raise click.ClickException(f"no air trace written: {error}") from None
+        sink = io.BytesIO()
+        since = clock.instant(started) - datetime(1970, 1, 1, tzinfo=UTC)
+        packets = write_capture(sink, frames, since // timedelta(microseconds=1), self.air,
+                                application=f"koala-band {version('koala-band')}")
+        try:
+            atomic_write(path, sink.getvalue())
+        except OSError as error:
+            raise click.ClickException(f"cannot write the air trace {path}: {error.strerror}") \
+                from None
+        click.echo(f"air trace: {path} ({packets} packets, {len(trace)} APDUs; Wireshark: "
+                   f"Decode As ISO 14443 payload -> ISO 7816)", err=True)
 
     @contextmanager
     def band(self, name: str) -> Iterator[Band]:
@@ -122,6 +174,12 @@ class World:
 
 
 pass_world = click.make_pass_decorator(World)
+
+
+def band_activation(band: Band) -> Activation:
+    """What ``band`` answers a reader before any APDU: its UID, ATQA, SAK and ATS."""
+    return Activation(band.uid, contactless.SENS_RES, contactless.SEL_RES,
+                      contactless.Ats().encode())
 
 
 @dataclass(frozen=True)
@@ -158,7 +216,7 @@ def _set_at(ctx: click.Context, param: click.Parameter, value: str | None) -> No
 def _set_rate(ctx: click.Context, param: click.Parameter, value: str) -> None:
     world = ctx.find_object(World)
     if world is not None:
-        world.air = AirInterface(bit_rate=BitRate(int(value)), uid_length=UID_SIZE)
+        world.air = band_air(BitRate(int(value)))
 
 
 at_option = click.option(
@@ -170,6 +228,14 @@ rate_option = click.option(
     "--rate", type=click.Choice([str(r.value) for r in BitRate]), default="106",
     show_default=True, callback=_set_rate, expose_value=False,
     help="ISO 14443 bit rate in kbit/s for the timing model.")
+
+
+#: ``--trace-file``: the tap's frames on the air as pcapng, for Wireshark and tshark.
+trace_file_option = click.option(
+    "--trace-file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    metavar="FILE.pcapng",
+    help="Write the frames on the air (ISO 14443 at the modelled times) to this pcapng file "
+         "for Wireshark.")
 
 
 card_option = click.option("--card", "card_name", default="transit", show_default=True,

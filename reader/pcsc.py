@@ -36,6 +36,19 @@ PROTOCOLS = {"T0": CardConnection.T0_protocol, "T1": CardConnection.T1_protocol,
              "any": CardConnection.T0_protocol | CardConnection.T1_protocol}
 
 
+GET_UID = (0xFF, 0xCA, 0x00, 0x00, 0x00)  # PC/SC Part 3 3.2.2.1.3: the reader answers it
+
+
+def contactless_historical(atr: bytes) -> bytes | None:
+    """The ATS historical bytes in the ATR a PC/SC reader builds for an ISO/IEC 14443-4
+    Type A card (Part 3 3.1.3.2.3: ``3B 8n 80 01``, n historical bytes, TCK); None for
+    any other ATR."""
+    if len(atr) < 5 or atr[0] != 0x3B or atr[1] >> 4 != 0x8 or atr[2:4] != b"\x80\x01":
+        return None
+    count = atr[1] & 0x0F
+    return atr[4:4 + count] if len(atr) == 5 + count else None
+
+
 class NoReader(ReaderError):
     """No PC/SC reader matches, or pcscd is not running."""
 
@@ -73,6 +86,16 @@ class PcscTransport:
     @property
     def atr(self) -> bytes:
         return bytes(self._connection.getATR())
+
+    def uid(self) -> bytes | None:
+        """The card's UID as the reader reports it (GET DATA pseudo-APDU): the reader's own
+        command, never sent to the card, so it stays out of the trace; None when the reader
+        does not say."""
+        try:
+            data, sw1, sw2 = self._connection.transmit(list(GET_UID))
+        except SmartcardException:
+            return None
+        return bytes(data) if (sw1, sw2) == (0x90, 0x00) and data else None
 
     def transmit(self, apdu: bytes) -> bytes:
         start = time.perf_counter()

@@ -6,6 +6,7 @@ import os
 import random
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -16,6 +17,9 @@ from reader.load import LoadKeys, LoadTerminal
 from reader.psam import Psam
 from reader.terminal import PurseTerminal
 from wallet.band import Band
+
+if TYPE_CHECKING:
+    from tests.fields import Pcscd
 
 # Bounded fuzzing in the test command; KOALA_FUZZ_EXAMPLES=5000 for a long soak.
 settings.register_profile(
@@ -85,12 +89,13 @@ class Clock:
 
 
 @pytest.fixture(scope="session")
-def pcscd() -> Iterator[None]:
-    """pcscd with the vsmartcard reader, started by the tests when it is not running."""
+def pcscd() -> Iterator[Pcscd]:
+    """The test run's pcscd with the vsmartcard reader: its own, on vpcd ports of its own,
+    where the machine allows it, else the machine's (tests/fields.py says how)."""
     from tests.fields import running_pcscd  # noqa: PLC0415 - needs pyscard
 
-    with running_pcscd():
-        yield
+    with running_pcscd() as running:
+        yield running
 
 
 @pytest.fixture

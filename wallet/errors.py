@@ -19,3 +19,8 @@ class BandBusy(WalletError):
 
 class BandLocked(WalletError):
     """The band is locked, or off the wrist, for what was asked."""
+
+
+class VpcdBusy(WalletError):
+    """A vpcd slot already serves another card: vpcd takes one card per port and lets any
+    other wait, silently, until that one leaves."""

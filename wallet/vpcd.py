@@ -13,6 +13,17 @@ acknowledgement of the first (Linux delays ACKs up to ~40 ms), vpcd's Nagle
 algorithm holds the second back until that timer fires. The bridge turns
 delayed ACKs off (``TCP_QUICKACK``) after every read, which keeps an APDU
 round trip well under a millisecond.
+
+vpcd serves one card per port: a second connection to a port in use is
+taken by the kernel and then left waiting, unread, until the first card
+leaves, when it silently becomes the card in the slot. Once it takes a
+card, vpcd asks for its ATR at every presence poll of pcscd (every 0.4 s),
+so a bridge that hears nothing within :data:`CLAIM_S` of connecting knows
+another card holds the slot: it says so (:attr:`VpcdBridge.busy`,
+:meth:`VpcdBridge.claim`) instead of sharing the port. vpcd's accept queue
+holds one such connection; with it full, a further connection attempt goes
+unanswered rather than refused (refused means no vpcd at all), which says
+the same.
 """
 
 from __future__ import annotations
@@ -26,10 +37,13 @@ import threading
 from applets.sw import SW
 from wallet import contactless
 from wallet.band import Band
+from wallet.errors import VpcdBusy
 from wallet.serving import Serving
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 35963
+CLAIM_S = 2.0
+"""How long a connected bridge waits for vpcd's first word: five of pcscd's presence polls."""
 POWER_OFF, POWER_ON, RESET, GET_ATR = 0, 1, 2, 4
 
 _log = logging.getLogger(__name__)
@@ -72,14 +86,31 @@ class VpcdBridge(Serving):
     """Keeps a :class:`VpcdCard` connected to vpcd until stopped."""
 
     def __init__(self, card: VpcdCard, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 retry_s: float = 0.2, quickack: bool = True) -> None:
+                 retry_s: float = 0.2, quickack: bool = True, claim_s: float = CLAIM_S) -> None:
         super().__init__()
         self.card = card
         self.quickack = quickack and hasattr(socket, "TCP_QUICKACK")
         self.address = (host, port)
         self.retry_s = retry_s
-        self.connected = threading.Event()
+        self.claim_s = claim_s
+        self.connected = threading.Event()  # vpcd took this card and talks to it
+        self.busy = threading.Event()  # the last connection was left waiting: another card's slot
+        self._settled = threading.Event()  # connected or busy, whichever came last
         self._socket: socket.socket | None = None
+
+    def claim(self, timeout: float | None = None) -> bool:
+        """Wait until vpcd takes the card (True) or ``timeout`` passes with no vpcd to talk
+        to (False: pcscd not running yet, the bridge keeps trying). Raise VpcdBusy when the
+        port serves another card."""
+        self._settled.wait(timeout)
+        if self.busy.is_set():
+            raise VpcdBusy(self.busy_message())
+        return self.connected.is_set()
+
+    def busy_message(self) -> str:
+        host, port = self.address
+        return (f"vpcd {host}:{port} already serves another card (another `koala band attach`"
+                f" or test run?): stop that one, or attach to a free vpcd port")
 
     def serve_forever(self) -> None:
         """Connect, serve, and reconnect after pcscd goes away, until :meth:`stop`."""
@@ -87,12 +118,20 @@ class VpcdBridge(Serving):
             try:
                 with socket.create_connection(self.address, timeout=self.retry_s) as sock:
                     self._serve(sock)
+            except TimeoutError:  # refused would mean no vpcd; unanswered, a full accept queue
+                self._taken()
             except OSError as error:
                 _log.debug("vpcd at %s:%d: %s", *self.address, error)
             finally:
                 self.connected.clear()
                 self.card.powered = False
             self.stopping.wait(self.retry_s)
+
+    def _taken(self) -> None:
+        if not self.busy.is_set():
+            _log.warning("%s", self.busy_message())
+        self.busy.set()
+        self._settled.set()
 
     def _interrupt(self) -> None:
         sock = self._socket
@@ -101,19 +140,25 @@ class VpcdBridge(Serving):
                 sock.shutdown(socket.SHUT_RDWR)
 
     def _serve(self, sock: socket.socket) -> None:
-        sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket = sock
-        self.connected.set()
-        _log.info("band %s is the card in vpcd %s:%d", self.card.band.name, *self.address)
         try:
-            while not self.stopping.is_set():
+            sock.settimeout(self.claim_s)
+            try:
                 message = _read_message(sock, self.quickack)
-                if message is None:
-                    return
+            except TimeoutError:
+                self._taken()
+                return
+            sock.settimeout(None)
+            self.busy.clear()
+            self.connected.set()
+            self._settled.set()
+            _log.info("band %s is the card in vpcd %s:%d", self.card.band.name, *self.address)
+            while message is not None and not self.stopping.is_set():
                 reply = self.card.handle(message)
                 if reply is not None:
                     sock.sendall(struct.pack(">H", len(reply)) + reply)
+                message = _read_message(sock, self.quickack)
         finally:
             self._socket = None
 

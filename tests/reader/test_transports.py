@@ -33,8 +33,7 @@ KEYS = {TRANSIT.issuer_id: TRANSIT.master.purchase}
 def _field(request):
     made: InProcessField | PcscField | NfcField
     if request.param == "pcsc":
-        request.getfixturevalue("pcscd")
-        made = PcscField()
+        made = PcscField(request.getfixturevalue("pcscd"))
     elif request.param == "nfc":
         made = NfcField()
     else:

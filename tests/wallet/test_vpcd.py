@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import signal
+import socket
+import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,10 +20,13 @@ from reader.flow import run
 from reader.pcsc import PcscReader
 from reader.transport import InProcessTransport
 from tests.conftest import make_band
-from tests.fields import PCSCD_POLL_S, vpcd_readers
+from tests.fields import PCSCD_POLL_S, Pcscd
 from wallet import contactless
 from wallet.band import Band
-from wallet.vpcd import DEFAULT_PORT, GET_ATR, POWER_OFF, POWER_ON, RESET, VpcdBridge, VpcdCard
+from wallet.errors import VpcdBusy
+from wallet.vpcd import CLAIM_S, GET_ATR, POWER_OFF, POWER_ON, RESET, VpcdBridge, VpcdCard
+
+REPO = Path(__file__).resolve().parents[2]
 
 SELECT = pboc.select(TRANSIT.aid).encode()
 GET_BALANCE = pboc.get_balance().encode()
@@ -72,25 +76,62 @@ class _Handler:
         return reply
 
 
+def test_a_bridge_that_vpcd_never_talks_to_says_the_slot_is_taken():
+    """vpcd takes one card per port; a second connection waits in the kernel, unread."""
+    with socket.create_server(("127.0.0.1", 0), backlog=1) as vpcd:
+        bridge = VpcdBridge(VpcdCard(make_band(TRANSIT)), port=vpcd.getsockname()[1],
+                            claim_s=0.3).start()
+        try:
+            with pytest.raises(VpcdBusy, match="already serves another card"):
+                bridge.claim(5)
+            assert not bridge.connected.is_set()
+        finally:
+            bridge.stop()
+
+
+def test_a_slot_with_a_card_waiting_already_leaves_a_bridge_unanswered_and_says_so():
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as vpcd, \
+            socket.create_connection(vpcd.getsockname()):  # waiting, never accepted
+        bridge = VpcdBridge(VpcdCard(make_band(TRANSIT)), port=vpcd.getsockname()[1],
+                            claim_s=30).start()
+        try:
+            with pytest.raises(VpcdBusy):
+                bridge.claim(5)
+        finally:
+            bridge.stop()
+
+
+def test_a_bridge_vpcd_asks_for_the_atr_is_the_card_in_the_slot():
+    band = make_band(TRANSIT)
+    with socket.create_server(("127.0.0.1", 0)) as vpcd:
+        bridge = VpcdBridge(VpcdCard(band), port=vpcd.getsockname()[1], claim_s=5).start()
+        try:
+            peer, _ = vpcd.accept()
+            with peer:
+                peer.sendall(struct.pack(">HB", 1, GET_ATR))  # what every presence poll sends
+                assert bridge.claim(5) and not bridge.busy.is_set()
+                length = struct.unpack(">H", peer.recv(2))[0]
+                assert peer.recv(length) == contactless.atr()
+        finally:
+            bridge.stop()
+
+
 @contextmanager
-def attached(band: Band, port: int = DEFAULT_PORT) -> Iterator[VpcdBridge]:
+def attached(band: Band, port: int) -> Iterator[VpcdBridge]:
     bridge = VpcdBridge(VpcdCard(band), port=port).start()
     try:
+        bridge.claim(CLAIM_S + 2 * PCSCD_POLL_S)
         yield bridge
     finally:
         bridge.stop()
         time.sleep(2 * PCSCD_POLL_S)  # let pcscd see the card go before the next test
 
 
-def reader_name(port: int) -> str:
-    return f"Virtual PCD 00 {port - DEFAULT_PORT:02d}"
-
-
 @pytest.fixture
-def card_in_reader(pcscd) -> Iterator[Band]:
+def card_in_reader(pcscd: Pcscd) -> Iterator[Band]:
     band = make_band(TRANSIT, CANTEEN)
-    with attached(band):
-        PcscReader(reader_name(DEFAULT_PORT)).wait_for_card(10).disconnect()
+    with attached(band, pcscd.port):
+        PcscReader(pcscd.reader()).wait_for_card(10).disconnect()
         yield band
 
 
@@ -101,36 +142,37 @@ def test_pcsc_scan_sees_the_card_and_its_atr(card_in_reader):
     assert "3B 85 80 01 4B 4F 41 4C 41 4C" in out
 
 
-def test_scriptor_talks_t0_to_the_band(card_in_reader):
+def test_scriptor_talks_t0_to_the_band(card_in_reader, pcscd):
     script = f"{SELECT.hex().upper()}\n{GET_BALANCE.hex().upper()}\n"
-    result = subprocess.run(["scriptor", "-r", reader_name(DEFAULT_PORT), "-p", "T=0"], input=script,
+    result = subprocess.run(["scriptor", "-r", pcscd.reader(), "-p", "T=0"], input=script,
                             capture_output=True, text=True, timeout=20, check=False)
     assert "Using T=0 protocol" in result.stdout
     assert "9F 0C 1E 10 00 00 00 FF FF FF FF" in result.stdout  # the issuer file in the FCI
     assert "< 00 00 00 00 90 00" in result.stdout
 
 
-def test_opensc_tool_sends_apdus_and_reads_the_atr(card_in_reader):
-    result = subprocess.run(["opensc-tool", "-r", reader_name(DEFAULT_PORT), "-a",
+def test_opensc_tool_sends_apdus_and_reads_the_atr(card_in_reader, pcscd):
+    result = subprocess.run(["opensc-tool", "-r", pcscd.reader(), "-a",
                              "-s", SELECT.hex(), "-s", GET_BALANCE.hex()],
                             capture_output=True, text=True, timeout=20, check=False)
     assert "3b:85:80:01:4b:4f:41:4c:41:4c" in result.stdout
     assert "Received (SW1=0x90, SW2=0x00)" in result.stdout
 
 
-def test_the_contactless_get_uid_pseudo_apdu(card_in_reader):
-    card = PcscReader(reader_name(DEFAULT_PORT), protocol="T0").wait_for_card(5)
+def test_the_contactless_get_uid_pseudo_apdu(card_in_reader, pcscd):
+    card = PcscReader(pcscd.reader(), protocol="T0").wait_for_card(5)
     try:
         assert card.transmit(bytes.fromhex("FFCA000000")) == card_in_reader.uid + b"\x90\x00"
+        assert card.uid() == card_in_reader.uid and not card.trace[1:]
     finally:
         card.disconnect()
 
 
-def test_a_new_connection_starts_from_a_fresh_power_up(card_in_reader):
-    card = PcscReader(reader_name(DEFAULT_PORT)).wait_for_card(5)
+def test_a_new_connection_starts_from_a_fresh_power_up(card_in_reader, pcscd):
+    card = PcscReader(pcscd.reader()).wait_for_card(5)
     assert card.transmit(SELECT)[-2:] == b"\x90\x00"
     card.disconnect()  # pyscard leaves the card with a reset
-    card = PcscReader(reader_name(DEFAULT_PORT)).wait_for_card(5)
+    card = PcscReader(pcscd.reader()).wait_for_card(5)
     try:
         assert card.transmit(GET_BALANCE) == SW.INS_NOT_SUPPORTED.to_bytes(2)  # card manager again
     finally:
@@ -139,32 +181,53 @@ def test_a_new_connection_starts_from_a_fresh_power_up(card_in_reader):
 
 def test_two_bands_in_two_slots(pcscd):
     first, second = make_band(TRANSIT, seed=1), make_band(TRANSIT, seed=2)
-    with attached(first, DEFAULT_PORT), attached(second, DEFAULT_PORT + 1):
+    with attached(first, pcscd.port), attached(second, pcscd.port + 1):
         uids = []
-        for port in (DEFAULT_PORT, DEFAULT_PORT + 1):
-            card = PcscReader(reader_name(port)).wait_for_card(10)
+        for slot in (0, 1):
+            card = PcscReader(pcscd.reader(slot)).wait_for_card(10)
             uids.append(card.transmit(bytes.fromhex("FFCA000000"))[:-2])
             card.disconnect()
     assert uids == [first.uid, second.uid]
 
 
+def test_a_taken_slot_is_reported_not_shared(pcscd, tmp_path):
+    """A second bridge, or `koala band attach`, on a port vpcd serves already is told so;
+    the card in the slot stays the one readers see."""
+    first = make_band(TRANSIT, seed=1)
+    with attached(first, pcscd.port):
+        second = VpcdBridge(VpcdCard(make_band(TRANSIT, seed=2)), port=pcscd.port).start()
+        try:
+            with pytest.raises(VpcdBusy, match=f":{pcscd.port} already serves another card"):
+                second.claim(CLAIM_S + 2)
+        finally:
+            second.stop()
+        koala = [sys.executable, "-m", "cli", "--home", str(tmp_path)]
+        subprocess.run([*koala, "band", "create", "bob"], cwd=REPO, check=True,
+                       capture_output=True, timeout=60)
+        attach = subprocess.run([*koala, "band", "attach", "bob", "--port", str(pcscd.port)],
+                                cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+        assert attach.returncode == 1, attach.stdout + attach.stderr
+        assert "already serves another card" in attach.stdout + attach.stderr
+        card = PcscReader(pcscd.reader()).wait_for_card(10)
+        try:
+            assert card.transmit(bytes.fromhex("FFCA000000"))[:-2] == first.uid
+        finally:
+            card.disconnect()
+
+
 def test_the_band_reconnects_when_pcscd_restarts(pcscd):
+    if not pcscd.own:
+        pytest.skip("the machine's pcscd serves others too: only a test run's own is restarted")
     band = make_band(TRANSIT)
-    with attached(band) as bridge:
-        PcscReader(reader_name(DEFAULT_PORT)).wait_for_card(10).disconnect()
-        pid = int(Path("/run/pcscd/pcscd.pid").read_text().strip("\x00\n "))
-        os.kill(pid, signal.SIGTERM)
+    with attached(band, pcscd.port) as bridge:
+        PcscReader(pcscd.reader()).wait_for_card(10).disconnect()
+        pcscd.stop()
         deadline = time.monotonic() + 10
-        while Path("/run/pcscd/pcscd.comm").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
         while bridge.connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not bridge.connected.is_set(), "the band noticed pcscd going"
-        subprocess.run(["pcscd"], check=True, timeout=20)  # daemonises; it outlives this test
-        deadline = time.monotonic() + 15
-        while not vpcd_readers() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        card = PcscReader(reader_name(DEFAULT_PORT)).wait_for_card(15)
+        pcscd.start()
+        card = PcscReader(pcscd.reader()).wait_for_card(15)
         try:
             assert card.transmit(SELECT)[-2:] == b"\x90\x00"
         finally:
