@@ -9,6 +9,7 @@ from typing import Any
 
 from reader import clock
 from reader.history import Kind, Line
+from reader.tap import TapOutcome
 
 #: How each kind of line is marked: colour and marker.
 STYLE = {Kind.ENTRY: ("tab:blue", ">"), Kind.EXIT: ("tab:blue", "s"), Kind.BUS: ("tab:orange", "^"),
@@ -46,5 +47,37 @@ def balance_plot(lines: Sequence[Line], title: str, path: Path) -> None:
     if ordered:
         axes.legend(loc="best")
     figure.autofmt_xdate()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def timing_plot(outcome: TapOutcome[Any], path: Path) -> None:
+    """The tap as it takes place on the air: activation, then for each APDU its frames on the
+    air and its time in the card, one row each, against the terminal's deadline."""
+    plt = _pyplot()
+    timing = outcome.timing
+    rows: list[tuple[str, float, float, float]] = [("activation", 0.0, timing.activation_s, 0.0)]
+    start = timing.activation_s
+    for exchange, timed in zip(outcome.trace, timing.exchanges, strict=False):
+        rows.append((exchange.command[:4].hex().upper(), start, timed.air_s, timed.card_s))
+        start += timed.air_s + timed.card_s
+    rows.append(("deselect", start, timing.deselect_s, 0.0))
+    figure, axes = plt.subplots(figsize=(10, 1.2 + 0.35 * len(rows)), layout="constrained")
+    for row, (_, begin, air, card) in enumerate(rows):
+        axes.barh(row, air * 1e3, left=begin * 1e3, color="tab:blue", height=0.6,
+                  label="on the air" if row == 0 else None)
+        if card:
+            axes.barh(row, card * 1e3, left=(begin + air) * 1e3, color="tab:orange", height=0.6,
+                      label="in the card" if row == 1 else None)
+    axes.axvline(timing.deadline_s * 1e3, color="tab:red", linestyle="--",
+                 label=f"deadline {timing.deadline_s * 1e3:.0f} ms")
+    axes.set_yticks(range(len(rows)), [label for label, *_ in rows], fontfamily="monospace")
+    axes.invert_yaxis()
+    axes.set_xlabel("ms from the card entering the field")
+    verdict = "within" if timing.within_deadline else "OVER"
+    axes.set_title(f"modelled {timing.modelled_s * 1e3:.1f} ms ({verdict} the deadline), "
+                   f"host {timing.host_s * 1e3:.2f} ms")
+    axes.grid(axis="x", alpha=0.3)
+    axes.legend(loc="lower right")
     figure.savefig(path, dpi=110)
     plt.close(figure)

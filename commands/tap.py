@@ -50,8 +50,9 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Tapping:
     """The card a tap reaches (``--band``, ``--reader`` or ``--nfc``, waiting ``--wait``
-    seconds on a reader), whether to print its APDUs (``--trace``) and where to write its
-    frames on the air as pcapng (``--trace-file``)."""
+    seconds on a reader), whether to print its APDUs (``--trace``), where to write its
+    frames on the air as pcapng (``--trace-file``) and its timeline as a picture
+    (``--timing-plot``)."""
 
     band_name: str | None
     reader: str | None
@@ -59,6 +60,7 @@ class Tapping:
     wait: float
     trace: bool
     trace_file: Path | None = None
+    timing_plot: Path | None = None
 
     def source(self) -> Source:
         return Source(self.band_name, self.reader, self.nfc_path, self.wait)
@@ -71,8 +73,9 @@ def tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(function)
     def command(*args: Any, band_name: str | None, reader: str | None, nfc_path: str | None,
-                wait: float, trace: bool, trace_file: Path | None, **kwargs: Any) -> Any:
-        tapping = Tapping(band_name, reader, nfc_path, wait, trace, trace_file)
+                wait: float, trace: bool, trace_file: Path | None, timing_plot: Path | None,
+                **kwargs: Any) -> Any:
+        tapping = Tapping(band_name, reader, nfc_path, wait, trace, trace_file, timing_plot)
         return function(*args, tapping=tapping, **kwargs)
 
     for option in reversed([
@@ -84,6 +87,10 @@ def tap_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Seconds to wait for a card on a reader."),
         click.option("--trace", is_flag=True, help="Print every APDU with its timing."),
         trace_file_option,
+        click.option("--timing-plot", type=click.Path(dir_okay=False, writable=True,
+                                                      path_type=Path), metavar="FILE.png",
+                     help="Draw the tap's timeline (activation, each APDU's air and card time) "
+                          "against its deadline into this PNG file."),
         at_option,
         rate_option,
     ]):
@@ -233,6 +240,11 @@ def tapped(world: World, tapping: Tapping, flow: Flow[T], deadline_s: float = DE
         finally:
             if keep is not None:
                 keep()
+        if tapping.timing_plot is not None:
+            from commands.plots import timing_plot  # noqa: PLC0415 - matplotlib is slow to import
+
+            timing_plot(outcome, tapping.timing_plot)
+            click.echo(f"timeline drawn in {tapping.timing_plot}", err=True)
         yield _with_lock_state(world, tapping, outcome)
 
 

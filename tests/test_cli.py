@@ -382,3 +382,13 @@ def test_history_draws_the_balance_over_the_day(koala, tmp_path):
     table = koala("card", "history", "--band", "pia", "--plot", str(picture)).output
     assert "exit" in table and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert picture.stat().st_size > 10_000  # axes, a step line, three marked taps
+
+
+def test_a_tap_draws_its_timeline_against_the_deadline(koala, tmp_path):
+    koala("band", "create", "quin")
+    koala("tap", "load", "--band", "quin", "--amount", "10")
+    picture = tmp_path / "tap.png"
+    out = koala("tap", "bus", "--band", "quin", "--route", "1", "--timing-plot", str(picture),
+                "--json").stdout
+    assert json.loads(out)["accepted"]  # the picture's note goes to stderr, not into the JSON
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 10_000
