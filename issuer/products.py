@@ -118,6 +118,7 @@ class Product:
             tac_key=derive("tac", div),
             max_balance=self.max_balance,
             transit_records=records,
+            file_id=self.brand.file_id,
         )
 
     def serial(self, number: int) -> bytes:

@@ -58,10 +58,16 @@ ISSUER_FILE = Layout(Struct(
 FCI_VERSION, FCI_ISSUER_FILE = 0x9F08, 0x9F0C
 
 
+def purse_proprietary(issuer_file: bytes) -> bytes:
+    """The data objects of a purse's proprietary template (A5): application version 02 and
+    the issuer file."""
+    return tlv.encode(FCI_VERSION, b"\x02") + tlv.encode(FCI_ISSUER_FILE, issuer_file)
+
+
 def purse_fci(aid: bytes, issuer_file: bytes) -> bytes:
     """The FCI a purse answers SELECT with: its AID, application version 02 and the issuer
     file, so that a terminal needs no READ BINARY of EF 0x15."""
-    return iso7816.fci(aid, tlv.encode(FCI_VERSION, b"\x02"), tlv.encode(FCI_ISSUER_FILE, issuer_file))
+    return iso7816.fci(aid, purse_proprietary(issuer_file))
 
 
 def fci_issuer_file(fci: bytes) -> IssuerFile | None:

@@ -6,6 +6,7 @@ DGI         content                                      encrypted
 0101        EF 0x15 issuer file (30 bytes)               no
 0102        EF 0x16 holder file (55 bytes)               no
 0103        EF 0x17 transit records (n x 48 bytes)       no
+0104        the DF's file identifier under the MF (2)    no
 0201        maximum balance (4), MAC tries (1)           no
 0202        DPK version (1), DLK version (1)             no
 8010        purchase key DPK, index 01 (16 bytes)        under DEK
@@ -15,6 +16,8 @@ DGI         content                                      encrypted
 
 DGIs with bit 15 set travel encrypted under the security domain's DEK; the
 domain decrypts them before the purse sees them, as GlobalPlatform wants.
+0104 is optional: without it a purse has no file identifier (terminals reach
+it by AID only).
 """
 
 from __future__ import annotations
@@ -45,10 +48,12 @@ class PursePersonalisation:
     max_balance: int = 100_000
     mac_tries: int = 3
     transit_records: tuple[bytes, ...] = ()
+    file_id: int | None = None  # the DF's FID under the MF, for terminals that select by it
 
 
 KEY_INDEX = 0x01
-ISSUER, HOLDER, TRANSIT, CONFIG, VERSIONS = 0x0101, 0x0102, 0x0103, 0x0201, 0x0202
+ISSUER, HOLDER, TRANSIT, FILE_ID = 0x0101, 0x0102, 0x0103, 0x0104
+CONFIG, VERSIONS = 0x0201, 0x0202
 DPK, DLK, DTK = 0x8010, 0x8011, 0x8012
 REQUIRED = (ISSUER, HOLDER, CONFIG, VERSIONS, DPK, DLK, DTK)
 TRANSIT_RECORD_SIZE = 48
@@ -67,6 +72,7 @@ def to_dgis(data: PursePersonalisation,
         (DPK, encrypt(dpk.key)),
         (DLK, encrypt(dlk.key)),
         (DTK, encrypt(data.tac_key)),
+        *([] if data.file_id is None else [(FILE_ID, data.file_id.to_bytes(2))]),
     ]
 
 
@@ -81,6 +87,9 @@ def from_dgis(dgis: Mapping[int, bytes]) -> PursePersonalisation:
         raise ValueError("DGI 0103, 0201 or 0202 has the wrong length")
     if any(len(dgis[d]) != 16 for d in (DPK, DLK, DTK)):
         raise ValueError("purse keys have 16 bytes")
+    file_id = dgis.get(FILE_ID)
+    if file_id is not None and len(file_id) != 2:
+        raise ValueError("DGI 0104 has the wrong length")
     return PursePersonalisation(
         issuer_file=ISSUER_FILE.parse(dgis[ISSUER]),
         holder_file=dgis[HOLDER],
@@ -91,4 +100,5 @@ def from_dgis(dgis: Mapping[int, bytes]) -> PursePersonalisation:
         mac_tries=config[4],
         transit_records=tuple(transit[i:i + TRANSIT_RECORD_SIZE]
                               for i in range(0, len(transit), TRANSIT_RECORD_SIZE)),
+        file_id=None if file_id is None else int.from_bytes(file_id),
     )

@@ -14,15 +14,21 @@ CLA    INS   command                               P1 P2
 80     5A    GET TRANSACTION PROVE                 00, transaction type
 80     5C    GET BALANCE                           00 02
 80     DC    UPDATE CAPP DATA CACHE                record id, SFI << 3
-00     A4    SELECT (EF by FID)                    00 or 02
-00     B0    READ BINARY                           SFI 0x15 / 0x16
-00     B2    READ RECORD                           SFI 0x17 / 0x18
+00     A4    SELECT (the DF, an EF: the runtime)   00-03, 08, 09
+00     B0    READ BINARY                           SFI 0x15 / 0x16, or current
+00     B2    READ RECORD                           SFI 0x17 / 0x18, or current
 =====  ====  ====================================  ==========================
 
 A session (after INITIALIZE) lives in RAM only: a tear or a reselection ends
 it, and only a completed CREDIT / DEBIT changes the purse. Every wrong MAC
 from a terminal costs one try of that key usage, committed before the
 refusal; at zero the key usage is blocked (6983) until the issuer unblocks it.
+
+Files: the purse's DF has the file identifier it was personalised with (1001
+for the T-Union transit card, as Beijing and T-Union cards have it; 1002 for
+the canteen card) under the card's MF (:mod:`applets.mf`); its EFs 0015 to
+0018 are reachable by identifier as well as by SFI, and READ BINARY / READ
+RECORD with no SFI read the EF selected last.
 """
 
 from __future__ import annotations
@@ -38,7 +44,15 @@ from applets import tlv
 from applets.apdu import CommandAPDU
 from applets.errors import CardError
 from applets.files import EFKind, EFSpec, FileSystem
-from applets.iso7816 import CLA_ISO, CLA_PROPRIETARY, Answer, Ins, SelectBy
+from applets.iso7816 import (
+    CLA_ISO,
+    CLA_PROPRIETARY,
+    FCI_PROPRIETARY,
+    Answer,
+    Ins,
+    control_information,
+    df_control_parameters,
+)
 from applets.layout import Layout, LayoutError
 from applets.pboc import crypto
 from applets.pboc.commands import (
@@ -76,6 +90,7 @@ from applets.pboc.layouts import (
     ProveResponse,
     TxType,
     purse_fci,
+    purse_proprietary,
 )
 from applets.pboc.perso import CardKey, PursePersonalisation, from_dgis
 from applets.runtime import PERSONALIZED, Applet, AppletContext
@@ -185,9 +200,16 @@ class PbocPurse(Applet):
     # -- personalisation ------------------------------------------------------------
 
     def personalise(self, data: PursePersonalisation) -> None:
-        """Write files, keys and an empty purse (pending until the caller commits)."""
+        """Write files, keys and an empty purse (pending until the caller commits); 6A89 for
+        a file identifier another application's DF has."""
         if self._get("purse") is not None:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "the purse is already personalised")
+        if data.file_id is not None:
+            if any(other is not self and other.file_id == data.file_id
+                   for other in self.context.card.applets):
+                raise CardError(SW.FILE_ALREADY_EXISTS,
+                                f"another application's DF is {data.file_id:04X}")
+            self.files.set_file_id(data.file_id)
         self.files.write_binary(EF_ISSUER, 0, ISSUER_FILE.build(data.issuer_file))
         self.files.write_binary(EF_HOLDER, 0, data.holder_file)
         for number, record in enumerate(data.transit_records, start=1):
@@ -221,17 +243,33 @@ class PbocPurse(Applet):
     # -- applet interface --------------------------------------------------------------
 
     def select(self, apdu: CommandAPDU) -> bytes:
+        """The FCI PBOC terminals read the issuer file from (tag 9F0C), whether the purse was
+        selected by AID or by file identifier; the FCP or FMD when P2 asks for those."""
         self.deselect()
-        return purse_fci(self.aid, self.files.binary(EF_ISSUER))
+        answer = Answer(apdu.p2 & 0x0C)
+        issuer_file = self.files.binary(EF_ISSUER)
+        if answer is Answer.FCI:
+            return purse_fci(self.aid, issuer_file)
+        return control_information(answer, df_control_parameters(self.file_id, self.aid),
+                                   tlv.encode(FCI_PROPRIETARY, purse_proprietary(issuer_file)))
 
     def deselect(self) -> None:
         self._session = None
         self.files.current = None
 
+    @property
+    def file_id(self) -> int | None:
+        return self.files.file_id
+
+    def has_ef(self, fid: int) -> bool:
+        return self.files.has(fid)
+
+    def select_ef(self, fid: int, answer: Answer) -> bytes:
+        spec = self.files.select(fid)
+        return control_information(answer, self.files.control_parameters(spec))
+
     def process(self, apdu: CommandAPDU) -> bytes:
         if apdu.cla == CLA_ISO:
-            if apdu.ins == Ins.SELECT:
-                return self._select_file(apdu)
             return self.files.handle(apdu)
         if apdu.cla != CLA_PROPRIETARY:
             raise CardError(SW.CLA_NOT_SUPPORTED)
@@ -241,19 +279,6 @@ class PbocPurse(Applet):
         # A session ends with the next command unless that command continues it.
         session, self._session = self._session, None
         return handler(self, apdu, session)
-
-    def _select_file(self, apdu: CommandAPDU) -> bytes:
-        if (apdu.p1 not in (SelectBy.FILE_ID, SelectBy.EF_UNDER_CURRENT_DF)
-                or apdu.p2 not in (Answer.FCI, Answer.NONE)):
-            raise CardError(SW.INCORRECT_P1_P2, "SELECT of an EF takes P1 00/02, P2 00/0C")
-        if len(apdu.data) != 2:
-            raise CardError(SW.WRONG_LENGTH, "an EF is selected by its 2-byte FID")
-        spec = self.files.select(int.from_bytes(apdu.data))
-        if apdu.p2 == Answer.NONE:
-            return b""
-        size = spec.size or spec.record_length * spec.records
-        return tlv.constructed(0x62, tlv.encode(0x80, size.to_bytes(2)),
-                               tlv.encode(0x83, apdu.data))
 
     # -- GET BALANCE ---------------------------------------------------------------
 
