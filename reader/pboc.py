@@ -12,6 +12,7 @@ from applets import tlv
 from applets.iso7816 import (
     Answer,
     SelectBy,
+    get_challenge,
     read_binary,
     read_record,
     read_record_by_id,
@@ -25,12 +26,14 @@ from applets.pboc.commands import (
     P1_CAPP_PURCHASE,
     P1_LOAD,
     P1_PURCHASE,
+    change_pin,
     credit_for_load,
     debit_for_purchase,
     get_balance,
     get_transaction_prove,
     initialize,
     update_capp_data_cache,
+    verify_pin,
 )
 from applets.pboc.layouts import (
     ISSUER_FILE,
@@ -55,11 +58,12 @@ from reader.flow import Flow, Refusals, check, exchange, parse
 
 __all__ = [
     "EF_ISSUER", "EP_DF", "LOG_RECORDS", "P1_CAPP_PURCHASE", "P1_LOAD", "P1_PURCHASE", "REFUSALS",
-    "SFI_HOLDER", "SFI_ISSUER", "SFI_LOG", "SFI_TRANSIT", "T_UNION_AID", "credit_for_load",
-    "debit_for_purchase", "get_balance", "get_transaction_prove", "initialize", "read_balance",
-    "read_binary", "read_issuer_file_by_fid", "read_log", "read_record", "read_record_by_id",
-    "read_transit_record", "select", "select_file", "select_mf", "select_path", "select_purse",
-    "transaction_prove", "update_capp_data_cache",
+    "SFI_HOLDER", "SFI_ISSUER", "SFI_LOG", "SFI_TRANSIT", "T_UNION_AID", "change_pin",
+    "credit_for_load", "debit_for_purchase", "get_balance", "get_challenge", "get_transaction_prove",
+    "initialize", "read_balance", "read_binary", "read_issuer_file_by_fid", "read_log",
+    "read_record", "read_record_by_id", "read_transit_record", "select", "select_file",
+    "select_mf", "select_path", "select_purse", "transaction_prove", "update_capp_data_cache",
+    "verify_pin",
 ]
 
 T_UNION_AID = bytes.fromhex("A000000632010105")
