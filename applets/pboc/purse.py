@@ -115,6 +115,7 @@ from applets.pboc.layouts import (
     LogRecord,
     ProveResponse,
     TxType,
+    card_number,
     purse_fci,
     purse_proprietary,
 )
@@ -230,10 +231,12 @@ class PbocPurse(Applet):
 
     def personalise(self, data: PursePersonalisation) -> None:
         """Write files, keys and an empty purse (pending until the caller commits); 6A80 for
-        a PIN that is no PIN, 6A89 for a file identifier another application's DF has."""
+        a serial that is not BCD after the issuer's prefix or a PIN that is no PIN, 6A89 for
+        a file identifier another application's DF has."""
         if self._get("purse") is not None:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "the purse is already personalised")
         try:
+            card_number(data.issuer_file.app_serial)
             pin = pin_bytes(data.pin)
         except ValueError as error:
             raise CardError(SW.WRONG_DATA, str(error)) from error

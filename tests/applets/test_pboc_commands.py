@@ -22,6 +22,7 @@ from applets.pboc.layouts import (
     InitCommand,
     IssuerFile,
     TxType,
+    card_number,
     fci_issuer_file,
     purse_fci,
 )
@@ -138,3 +139,21 @@ def test_change_pin_parser_answers_two_pins_or_a_status_word(p1, p2, data):
         assert refusal.sw in (SW.INCORRECT_P1_P2, SW.WRONG_LENGTH, SW.WRONG_DATA)
         return
     assert (p1, p2) == (0x01, 0x00) and data == current + b"\xff" + new
+
+
+# -- card numbers ---------------------------------------------------------------------------
+
+
+def test_a_card_number_is_16_bcd_digits_after_the_issuer_prefix():
+    assert card_number(bytes.fromhex("1000" "0000000000000001")) == "0000000000000001"
+    assert card_number(bytes.fromhex("4B4F" "1234567890123456")) == "1234567890123456"
+
+
+@pytest.mark.parametrize("serial", [
+    "100068A1322188A8C334",  # the OTA card of the issue: random bytes after the prefix
+    "1000" "00000000000003E8",  # a counter in binary, as test helpers made them
+    "1000" "00000000000001",  # 9 bytes
+])
+def test_a_serial_that_is_not_bcd_after_the_prefix_is_no_card_number(serial):
+    with pytest.raises(ValueError):
+        card_number(bytes.fromhex(serial))

@@ -10,11 +10,12 @@ import pytest
 from applets import tlv
 from applets.gp.domain import ISD_AID
 from applets.gp.keys import KeySet
+from applets.runtime import PERSONALIZED
 from issuer import gp
 from issuer.issuance import Domain, factory_keys, issue_purse
 from issuer.products import TRANSIT
 from reader import pboc, places
-from reader.errors import CardRemoved
+from reader.errors import CardProtocolError, CardRemoved
 from reader.flow import run
 from reader.load import LoadKeys, LoadTerminal
 from reader.transport import in_field
@@ -96,3 +97,14 @@ def test_store_data_gives_the_purse_its_df_identifier_and_pin():
         assert tlv.find(fcp, 0x83) == b"\x10\x01"
         assert link.transmit(bytes.fromhex("0020000000")) == b"\x63\xc4"
         assert link.transmit(pboc.verify_pin("80246").encode()) == b"\x90\x00"
+
+
+def test_the_card_refuses_a_serial_that_is_not_bcd_at_store_data():
+    band = make_band()
+    issuer_file = replace(PERSONALISATION.issuer_file,
+                          app_serial=bytes.fromhex("100068A1322188A8C334"))
+    with pytest.raises(CardProtocolError, match="6A80"), in_field(band) as link:
+        run(issue_purse(CARD_MANAGER, OPERATOR, TRANSIT.aid,
+                        replace(PERSONALISATION, issuer_file=issuer_file),
+                        random.Random(1).randbytes), link)
+    assert band.se.entry(TRANSIT.aid).lifecycle != PERSONALIZED, "nothing personalised"
