@@ -1,4 +1,5 @@
-"""Packed BCD dates and times, as PBOC and EMV terminals send them."""
+"""Packed BCD: dates and times as PBOC and EMV terminals send them, and digit strings
+padded with F nibbles (PINs, card numbers of odd length)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,26 @@ def decode(data: bytes) -> str:
     digits = data.hex()
     if not digits.isdigit():
         raise ValueError(f"{digits.upper()} is not BCD")
+    return digits
+
+
+def encode_padded(digits: str, size: int | None = None) -> bytes:
+    """``digits`` in BCD, padded with F nibbles to whole bytes, or to ``size`` bytes:
+    ``encode_padded("12345")`` is ``12 34 5F``."""
+    if not digits.isdigit() or not digits.isascii():
+        raise ValueError(f"BCD holds decimal digits, got {digits!r}")
+    width = 2 * (size if size is not None else (len(digits) + 1) // 2)
+    if len(digits) > width:
+        raise ValueError(f"{len(digits)} digits do not fit {size} bytes")
+    return bytes.fromhex(digits.ljust(width, "F"))
+
+
+def decode_padded(data: bytes) -> str:
+    """The digits of ``data``, trailing F nibbles dropped; ValueError for any other nibble
+    above 9 (an F amid the digits included)."""
+    digits = data.hex().upper().rstrip("F")
+    if not digits.isdigit():
+        raise ValueError(f"{data.hex().upper()} is not BCD padded with F")
     return digits
 
 

@@ -29,12 +29,17 @@ class Brand:
     label: str
     aid: bytes
     issuer_id: bytes  # the issuer file's first 8 bytes (a T-Union card's: city, industry)
+    file_id: int  # the purse's DF under the MF, for terminals that select by file identifier
 
 
+#: DF 1001 is the electronic purse's on Beijing and T-Union cards: reader apps select 3F00,
+#: then 1001, then read EF 0015 (Metrodroid's ChinaCard, NFCard's StandardPboc). No standard
+#: names a canteen card's DF; 1002 is the next ADF under the MF, as multi-application PBOC
+#: cards number theirs, so one band's two purses never share one.
 TRANSIT = Brand("transit", "Beijing Yikatong (T-Union)", bytes.fromhex("A000000632010105"),
-                bytes.fromhex("1000" "0000" "FFFFFFFF"))
+                bytes.fromhex("1000" "0000" "FFFFFFFF"), 0x1001)
 CANTEEN = Brand("canteen", "Koala Works canteen", b"\xf0" + b"KOALACANT",
-                bytes.fromhex("4B4F414C41000001"))
+                bytes.fromhex("4B4F414C41000001"), 0x1002)
 BRANDS = {brand.name: brand for brand in (TRANSIT, CANTEEN)}
 
 

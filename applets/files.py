@@ -5,6 +5,11 @@ identifier or short file identifier (SFI). Their structure is fixed when the
 application is personalised; their contents live in the transactional store,
 so a file update commits or rolls back with the rest of its command.
 
+The application's DF may have a file identifier under the MF (personalised,
+see :meth:`FileSystem.set_file_id`), by which older terminals select it;
+its EFs answer SELECT with their control parameters (:meth:`FileSystem.
+control_parameters`, ISO/IEC 7816-4 5.3.3).
+
 Record addressing follows ISO/IEC 7816-4 7.3.3: P2 b8-b4 carry the SFI (0 is
 the current EF), b3-b1 = 100 says P1 is a record number, 000 says P1 is a
 record identifier (the first byte of the record, as in PBOC's compound
@@ -16,9 +21,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from applets import tlv
 from applets.apdu import CommandAPDU
 from applets.errors import CardError
-from applets.iso7816 import BinaryReference, Ins, RecordReference
+from applets.iso7816 import (
+    DATA_CODING,
+    DESCRIPTOR_CYCLIC,
+    DESCRIPTOR_LINEAR_FIXED,
+    DESCRIPTOR_TRANSPARENT,
+    FID_SIZE,
+    FILE_DESCRIPTOR,
+    FILE_ID,
+    FILE_SIZE,
+    MF_FID,
+    BinaryReference,
+    Ins,
+    RecordReference,
+)
 from applets.store import Store
 from applets.sw import SW
 
@@ -27,6 +46,13 @@ class EFKind(Enum):
     TRANSPARENT = "transparent"
     LINEAR_FIXED = "linear-fixed"
     CYCLIC = "cyclic"
+
+
+_DESCRIPTORS = {EFKind.TRANSPARENT: DESCRIPTOR_TRANSPARENT,
+                EFKind.LINEAR_FIXED: DESCRIPTOR_LINEAR_FIXED, EFKind.CYCLIC: DESCRIPTOR_CYCLIC}
+#: Identifiers no DF of an application may take: the MF's, the current DF's in a path
+#: (3FFF) and the RFU FFFF (ISO/IEC 7816-4 5.3.1.1).
+RESERVED_FIDS = frozenset((MF_FID, 0x3FFF, 0xFFFF))
 
 
 class Access(Enum):
@@ -82,6 +108,38 @@ class FileSystem:
             raise CardError(SW.FILE_NOT_FOUND, f"no EF {fid:04X}")
         self.current = spec
         return spec
+
+    def has(self, fid: int) -> bool:
+        return fid in self._by_fid
+
+    @staticmethod
+    def control_parameters(spec: EFSpec) -> bytes:
+        """The FCP data objects of ``spec``: its size in bytes, its file descriptor (a record
+        file's with record size and count) and identifier. No tag 88: the SFI of each EF is
+        the low 5 bits of its FID (0015 is SFI 15), which is what its absence says."""
+        descriptor = bytes((_DESCRIPTORS[spec.kind],))
+        if spec.is_record:
+            descriptor += bytes((DATA_CODING,)) + spec.record_length.to_bytes(2) + bytes(
+                (spec.records,))
+        size = spec.size if not spec.is_record else spec.record_length * spec.records
+        return b"".join((tlv.encode(FILE_SIZE, size.to_bytes(2)),
+                         tlv.encode(FILE_DESCRIPTOR, descriptor),
+                         tlv.encode(FILE_ID, spec.fid.to_bytes(FID_SIZE))))
+
+    # -- the DF's own identifier ------------------------------------------------------
+
+    @property
+    def file_id(self) -> int | None:
+        """The DF's file identifier under the MF, None if it was given none."""
+        raw = self._store.get(f"{self._prefix}/df")
+        return None if raw is None else int.from_bytes(raw)
+
+    def set_file_id(self, fid: int) -> None:
+        """Give the DF file identifier ``fid`` (personalisation); 6A80 for an identifier ISO
+        reserves or one of its own EFs has."""
+        if not 0 <= fid <= 0xFFFF or fid in RESERVED_FIDS or fid in self._by_fid:
+            raise CardError(SW.WRONG_DATA, f"{fid:04X} cannot identify an application's DF")
+        self._store.put(f"{self._prefix}/df", fid.to_bytes(FID_SIZE))
 
     # -- contents ------------------------------------------------------------
 

@@ -55,6 +55,8 @@ class Ins(IntEnum):
     GET_RESPONSE = 0xC0
     INTERNAL_AUTHENTICATE = 0x88
     EXTERNAL_AUTHENTICATE = 0x82
+    GET_CHALLENGE = 0x84
+    VERIFY = 0x20
     # GlobalPlatform Card Specification 2.3, chapter 11 (CLA 80 / 84)
     INITIALIZE_UPDATE = 0x50
     INSTALL = 0xE6
@@ -70,6 +72,7 @@ class Ins(IntEnum):
     GET_TRANSACTION_PROVE = 0x5A
     GET_BALANCE = 0x5C
     UPDATE_CAPP_DATA_CACHE = 0xDC  # alias of UPDATE_RECORD
+    CHANGE_PIN = 0x5E  # CHANGE PIN (P1 01) / RELOAD PIN (P1 00)
     # EMV 4.3 Book 3 clause 6.5 (PBOC 3.0 e-cash), CLA 80
     GET_PROCESSING_OPTIONS = 0xA8
     GENERATE_AC = 0xAE
@@ -79,11 +82,15 @@ class Ins(IntEnum):
 
 
 class SelectBy(IntEnum):
-    """SELECT P1: what the data field names."""
+    """SELECT P1: what the data field names (ISO/IEC 7816-4 table 39)."""
 
-    FILE_ID = 0x00  # MF, DF or EF by file identifier
+    FILE_ID = 0x00  # MF, DF or EF by file identifier (no data: the MF)
+    CHILD_DF = 0x01
     EF_UNDER_CURRENT_DF = 0x02
+    PARENT_DF = 0x03  # no data
     DF_NAME = 0x04  # an application by its AID (or the start of it)
+    PATH_FROM_MF = 0x08  # the MF's identifier left out
+    PATH_FROM_CURRENT_DF = 0x09  # the current DF's identifier left out
 
 
 class Occurrence(IntEnum):
@@ -147,6 +154,96 @@ def select(name: bytes, occurrence: Occurrence = Occurrence.FIRST,
     return Select(name, occurrence, answer).command()
 
 
+# -- SELECT by file identifier or path (ISO/IEC 7816-4 7.1.1) ------------------------------
+
+MF_FID = 0x3F00
+FID_SIZE = 2
+_NO_DATA = (SelectBy.FILE_ID, SelectBy.PARENT_DF)  # P1 00 with no data is the MF
+_ONE_FID = (SelectBy.CHILD_DF, SelectBy.EF_UNDER_CURRENT_DF)
+_PATHS = (SelectBy.PATH_FROM_MF, SelectBy.PATH_FROM_CURRENT_DF)
+_BY_FILE = (SelectBy.FILE_ID, *_ONE_FID, SelectBy.PARENT_DF, *_PATHS)
+
+
+@dataclass(frozen=True, slots=True)
+class SelectFile:
+    """SELECT of the MF, a DF or an EF by file identifier (P1 00, 01, 02), of the parent DF
+    (03) or by path (08 from the MF, 09 from the current DF), as older PBOC terminals and
+    opensc select; ``path`` holds the identifiers the data field names, in order.
+
+    ``SelectFile(SelectBy.FILE_ID, ())`` is ``00 A4 00 00``, the MF by its empty data
+    field (ISO/IEC 7816-4: P1 P2 00 00 and no data select the MF). Which identifier names
+    which file is the card's to say; the parser holds the command to its shape only.
+    """
+
+    by: SelectBy
+    path: tuple[int, ...]
+    answer: Answer = Answer.FCI
+
+    def __post_init__(self) -> None:
+        if self.by not in _BY_FILE:
+            raise ValueError(f"SELECT P1={self.by:02X} does not name a file by identifier")
+        if any(not 0 <= fid <= 0xFFFF for fid in self.path):
+            raise ValueError(f"a file identifier has 2 bytes, got {self.path}")
+        if self.by in _ONE_FID and len(self.path) != 1:
+            raise ValueError(f"SELECT {self.by.name} names one file, got {len(self.path)}")
+        if self.by == SelectBy.FILE_ID and len(self.path) > 1:
+            raise ValueError("SELECT by file identifier names at most one file")
+        if self.by == SelectBy.PARENT_DF and self.path:
+            raise ValueError("SELECT of the parent DF takes no data")
+        if self.by in _PATHS and not self.path:
+            raise ValueError("a path names at least one file")
+
+    def command(self) -> CommandAPDU:
+        ne = None if self.answer is Answer.NONE else 256
+        data = b"".join(fid.to_bytes(FID_SIZE) for fid in self.path)
+        return CommandAPDU(CLA_ISO, Ins.SELECT, self.by, self.answer, data, ne=ne)
+
+    @property
+    def is_mf(self) -> bool:
+        """Whether the command names the MF itself: no data, or 3F00, by identifier."""
+        return self.by == SelectBy.FILE_ID and self.path in ((), (MF_FID,))
+
+    @classmethod
+    def parse(cls, apdu: CommandAPDU) -> SelectFile:
+        """The SELECT by identifier or path in ``apdu``: 6A86 for a P1 that is not one or a
+        P2 with RFU bits or an occurrence other than the first, 6700 for a data field of the
+        wrong size for P1."""
+        if apdu.p1 not in SelectBy._value2member_map_ or apdu.p1 == SelectBy.DF_NAME:
+            raise CardError(SW.INCORRECT_P1_P2, f"SELECT P1={apdu.p1:02X} is not by file "
+                                                f"identifier or path")
+        if apdu.p2 & 0xF3:
+            raise CardError(SW.INCORRECT_P1_P2, "SELECT by identifier or path takes P2 "
+                                                "00, 04, 08 or 0C (first occurrence)")
+        by = SelectBy(apdu.p1)
+        data = apdu.data
+        if len(data) % FID_SIZE:
+            raise MalformedAPDU("file identifiers have 2 bytes each", 5)
+        path = tuple(int.from_bytes(data[i:i + FID_SIZE]) for i in range(0, len(data), FID_SIZE))
+        if ((by in _NO_DATA and len(path) > (by == SelectBy.FILE_ID))
+                or (by in _ONE_FID and len(path) != 1) or (by in _PATHS and not path)):
+            raise MalformedAPDU(f"SELECT P1={apdu.p1:02X} with {len(data)} bytes of data", 4)
+        return cls(by, path, Answer(apdu.p2 & 0x0C))
+
+
+def select_file(fid: int, by: SelectBy = SelectBy.FILE_ID,
+                answer: Answer = Answer.FCI) -> CommandAPDU:
+    """SELECT by file identifier, e.g. ``select_file(0x1001)`` = ``00 A4 00 00 02 1001 00``;
+    ``by`` EF_UNDER_CURRENT_DF (P1 02) or CHILD_DF (01) narrows where the card looks."""
+    return SelectFile(by, (fid,), answer).command()
+
+
+def select_mf(answer: Answer = Answer.FCI) -> CommandAPDU:
+    """SELECT of the MF by its identifier, ``00 A4 00 00 02 3F00 00``."""
+    return select_file(MF_FID, answer=answer)
+
+
+def select_path(*path: int, from_mf: bool = True, answer: Answer = Answer.FCI) -> CommandAPDU:
+    """SELECT by path: from the MF (P1 08, the MF's own 3F00 left out) or from the current DF
+    (P1 09), e.g. ``select_path(0x1001, 0x0015)`` = ``00 A4 08 00 04 1001 0015 00``."""
+    by = SelectBy.PATH_FROM_MF if from_mf else SelectBy.PATH_FROM_CURRENT_DF
+    return SelectFile(by, path, answer).command()
+
+
 # -- the FCI a SELECT answers (ISO/IEC 7816-4 7.4.1, EMV Book 1 11.3.4) --------------------
 
 FCI_TEMPLATE, DF_NAME, FCI_PROPRIETARY = 0x6F, 0x84, 0xA5
@@ -157,6 +254,43 @@ def fci(df_name: bytes, *proprietary: bytes) -> bytes:
     the data objects already encoded."""
     return tlv.constructed(FCI_TEMPLATE, tlv.encode(DF_NAME, df_name),
                            tlv.constructed(FCI_PROPRIETARY, *proprietary))
+
+
+#: Templates of file control information (ISO/IEC 7816-4 table 12, 5.3.3): the control
+#: parameters (FCP), the management data (FMD), both (FCI).
+FCP_TEMPLATE, FMD_TEMPLATE = 0x62, 0x64
+#: FCP data objects: data bytes in the file, file descriptor, file identifier, life cycle.
+FILE_SIZE, FILE_DESCRIPTOR, FILE_ID, LIFE_CYCLE = 0x80, 0x82, 0x83, 0x8A
+#: File descriptor bytes (ISO/IEC 7816-4 table 14): a DF; working EFs by structure.
+DESCRIPTOR_DF, DESCRIPTOR_TRANSPARENT, DESCRIPTOR_LINEAR_FIXED, DESCRIPTOR_CYCLIC = (
+    0x38, 0x01, 0x02, 0x06)
+#: Data coding byte that follows a record file's descriptor (table 15): the usual 21.
+DATA_CODING = 0x21
+LCS_ACTIVATED = 0x05  # life cycle status: operational state, activated (table 13)
+
+
+def control_information(answer: Answer, fcp: bytes = b"", fmd: bytes = b"") -> bytes:
+    """What SELECT answers as P2 b4-b3 asks (ISO/IEC 7816-4 table 40): the FCI template
+    ``6F`` holding both sets of data objects, the FCP template ``62``, the FMD template
+    ``64``, or nothing; ``fcp`` and ``fmd`` are the data objects, already encoded."""
+    if answer is Answer.FCI:
+        return tlv.constructed(FCI_TEMPLATE, fcp, fmd)
+    if answer is Answer.FCP:
+        return tlv.constructed(FCP_TEMPLATE, fcp)
+    if answer is Answer.FMD:
+        return tlv.constructed(FMD_TEMPLATE, fmd)
+    return b""
+
+
+def df_control_parameters(fid: int | None, name: bytes = b"") -> bytes:
+    """The FCP data objects of a DF: descriptor 38, its identifier if it has one, its name
+    (an application's AID) if it has one, and its life cycle: activated."""
+    return b"".join((
+        tlv.encode(FILE_DESCRIPTOR, bytes((DESCRIPTOR_DF,))),
+        b"" if fid is None else tlv.encode(FILE_ID, fid.to_bytes(FID_SIZE)),
+        tlv.encode(DF_NAME, name) if name else b"",
+        tlv.encode(LIFE_CYCLE, bytes((LCS_ACTIVATED,))),
+    ))
 
 
 # -- READ / UPDATE BINARY (ISO/IEC 7816-4 11.3.3, 11.3.5) ---------------------------------
@@ -295,6 +429,48 @@ def external_authenticate(data: bytes, cla: int = CLA_ISO, p1: int = 0x00) -> Co
     """EXTERNAL AUTHENTICATE with the host's (issuer's) cryptogram; GlobalPlatform puts
     the security level in P1."""
     return CommandAPDU(cla, Ins.EXTERNAL_AUTHENTICATE, p1, 0x00, data)
+
+
+#: The challenge sizes GET CHALLENGE answers on the band: a PBOC MAC's 4-byte initial value,
+#: an 8-byte EXTERNAL AUTHENTICATE challenge.
+CHALLENGE_SIZES = (4, 8)
+
+
+def get_challenge(size: int = 8) -> CommandAPDU:
+    """GET CHALLENGE: ``size`` random bytes from the card, ``00 84 00 00 Le``."""
+    if size not in CHALLENGE_SIZES:
+        raise ValueError(f"a challenge has {' or '.join(map(str, CHALLENGE_SIZES))} bytes")
+    return CommandAPDU(CLA_ISO, Ins.GET_CHALLENGE, 0x00, 0x00, ne=size)
+
+
+def challenge_size(apdu: CommandAPDU) -> int:
+    """The size GET CHALLENGE asks for (ISO/IEC 7816-4 11.5.3): 6A86 unless P1 P2 is
+    00 00, 6700 for a data field or an Le that is not a size the card gives."""
+    if (apdu.p1, apdu.p2) != (0x00, 0x00):
+        raise CardError(SW.INCORRECT_P1_P2, "GET CHALLENGE takes P1 P2 00 00")
+    if apdu.data or apdu.ne not in CHALLENGE_SIZES:
+        raise CardError(SW.WRONG_LENGTH, f"GET CHALLENGE gives "
+                                         f"{' or '.join(map(str, CHALLENGE_SIZES))} bytes")
+    return apdu.ne
+
+
+#: VERIFY P2 00: no particular reference data, as PBOC names its one holder PIN.
+PIN_REFERENCE = 0x00
+
+
+def verify(data: bytes = b"", reference: int = PIN_REFERENCE) -> CommandAPDU:
+    """VERIFY ``data`` against reference ``reference``; with no data, how many tries are
+    left (ISO/IEC 7816-4 11.5.6: ``00 20 00 P2``)."""
+    return CommandAPDU(CLA_ISO, Ins.VERIFY, 0x00, reference, data)
+
+
+def verification_data(apdu: CommandAPDU, references: Collection[int] = (PIN_REFERENCE,)) -> bytes:
+    """What VERIFY presents, ``b""`` for none (the terminal asks for the tries left): 6A86
+    unless P1 is 00 and P2 names one of the card's ``references``."""
+    if apdu.p1 != 0x00 or apdu.p2 not in references:
+        raise CardError(SW.INCORRECT_P1_P2, f"VERIFY P1 P2 {apdu.p1:02X} {apdu.p2:02X} names "
+                                            f"no reference data of this card")
+    return apdu.data
 
 
 def get_response(ne: int = 256) -> CommandAPDU:

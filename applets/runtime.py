@@ -8,6 +8,9 @@ fuzzers can insist it stays zero.
 
 Selection (ISO/IEC 7816-4 11.1.1): SELECT by DF name (P1=04) matches an AID
 fully or by prefix; P2 b2-b1 = 10 moves to the next application that matches.
+SELECT by file identifier or path (P1=00-03, 08, 09) walks the card's file
+tree: the MF 3F00 and, under it, the DFs of the applications that have a
+file identifier; :mod:`applets.mf` holds its rules.
 Only the basic logical channel exists, as on most wearables' contactless
 interface.
 """
@@ -20,9 +23,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from applets import mf
 from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.errors import CardError, PowerLoss
-from applets.iso7816 import Answer, Ins, Occurrence, Select, SelectBy
+from applets.iso7816 import Answer, Ins, Occurrence, Select, SelectBy, SelectFile
 from applets.store import Store
 from applets.sw import SW, wrong_le
 
@@ -120,6 +124,22 @@ class Applet(ABC):
     def store_data(self, dgi: int, data: bytes, last: bool) -> None:
         """Personalisation data forwarded by the application's security domain."""
         raise CardError(SW.CONDITIONS_NOT_SATISFIED, "this application takes no personalisation")
+
+    # -- the application as a DF under the MF (SELECT by identifier or path, applets.mf) --
+
+    @property
+    def file_id(self) -> int | None:
+        """The file identifier of the application's DF under the MF; None: by AID only."""
+        return None
+
+    def has_ef(self, fid: int) -> bool:
+        """Whether the application's DF holds an EF with identifier ``fid``."""
+        return False
+
+    def select_ef(self, fid: int, answer: Answer) -> bytes:
+        """Make EF ``fid`` the current EF; answer its control information as ``answer``
+        asks. Called only for an ``fid`` that :meth:`has_ef` holds."""
+        raise CardError(SW.FILE_NOT_FOUND, f"no EF {fid:04X}")
 
     def uninstall(self) -> None:
         """Erase every cell of this instance."""
@@ -282,6 +302,8 @@ class SecureElement:
             raise CardError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED)
         if apdu.ins == Ins.SELECT and apdu.cla & 0x80 == 0 and apdu.p1 == SelectBy.DF_NAME:
             return self._select_by_name(apdu)
+        if apdu.ins == Ins.SELECT and apdu.cla & 0x80 == 0:
+            return self._select_file(apdu)
         if self.selected is None:
             if apdu.ins == Ins.SELECT:
                 raise CardError(SW.FILE_NOT_FOUND, "no application is selected")
@@ -304,3 +326,30 @@ class SecureElement:
         fci = target.select(apdu)
         self.selected = target
         return b"" if select.answer is Answer.NONE else fci
+
+    # -- the MF and the applications' DFs, by identifier or path (applets.mf) ------------
+
+    def _select_file(self, apdu: CommandAPDU) -> bytes:
+        select = SelectFile.parse(apdu)
+        selectable = self.selectable()
+        dfs: dict[int, Applet] = {}
+        for app in self._applets.values():  # in installation order: the first keeps its FID
+            fid = app.file_id
+            if fid is not None and app.aid in selectable:
+                dfs.setdefault(fid, app)
+        target = mf.resolve(select, self.selected, dfs, lambda app, fid: app.has_ef(fid))
+        if target.df is None:
+            if self.selected is not None:
+                self.selected.deselect()
+                self.selected = None
+            return mf.answer(select.answer)
+        answer = b""
+        if target.df is not self.selected or target.ef is None:
+            if self.selected is not None:
+                self.selected.deselect()
+                self.selected = None
+            answer = target.df.select(apdu)
+            self.selected = target.df
+        if target.ef is not None:
+            return target.df.select_ef(target.ef, select.answer)
+        return b"" if select.answer is Answer.NONE else answer

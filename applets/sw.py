@@ -32,6 +32,7 @@ class SW(IntEnum):
     INCORRECT_P1_P2 = 0x6A86
     LC_INCONSISTENT_WITH_P1_P2 = 0x6A87
     REFERENCED_DATA_NOT_FOUND = 0x6A88
+    FILE_ALREADY_EXISTS = 0x6A89
     WRONG_P1_P2 = 0x6B00
     INS_NOT_SUPPORTED = 0x6D00
     CLA_NOT_SUPPORTED = 0x6E00
@@ -48,6 +49,14 @@ class SW(IntEnum):
 def wrong_le(exact: int) -> int:
     """``6Cxx``: the terminal asked for the wrong length; xx is the right one."""
     return 0x6C00 | (exact & 0xFF)
+
+
+def tries_left(tries: int) -> int:
+    """``63Cx``: verification failed (or, asked, not yet done); x more tries are allowed, 0:
+    the reference data is now blocked (ISO/IEC 7816-4 table 6)."""
+    if not 0 <= tries <= 0x0F:
+        raise ValueError(f"63Cx counts 0 to 15 tries, got {tries}")
+    return 0x63C0 | tries
 
 
 def is_valid(sw: int) -> bool:

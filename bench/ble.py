@@ -98,7 +98,7 @@ def capture(over_ble: bool = False) -> tuple[list[RoundTrip], list[RoundTrip], f
         sessions = session_factory(engine)
         service = Orders(sessions, DemoKeys(), places.load_id(0x0A))
         band = Band.new("bench-ble")
-        serial = TRANSIT.issuer_id[:2] + (1).to_bytes(8)
+        serial = TRANSIT.serial(1)
         with sessions.begin() as session:
             row = BandRow(cplc="B1E" + "0" * 81, uid=band.uid.hex(), device_token_hash="-",
                           created_at=system_clock())

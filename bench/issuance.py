@@ -43,7 +43,7 @@ def issuance(service: Orders, sessions_band: tuple[int, Band], number: int) -> t
     band_id, band = sessions_band
     start = time.perf_counter()
     in_band = 0.0
-    order = service.issue(band_id, "transit", TRANSIT.issuer_id[:2] + number.to_bytes(8),
+    order = service.issue(band_id, "transit", TRANSIT.serial(number),
                           f"bench-{number}")
     band.power_on()
     apdus = 0

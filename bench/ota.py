@@ -71,7 +71,7 @@ def free_port() -> int:
 
 def enrol(url: str, number: int) -> tuple[Band, int, str, bytes]:
     band = Band.new(f"bench{number}")
-    serial = TRANSIT.issuer_id[:2] + (10_000_000 + number).to_bytes(8)
+    serial = TRANSIT.serial(10_000_000 + number)
     band.add_purse(TRANSIT.personalisation(serial, bytes.fromhex("20260101"),
                                            bytes.fromhex("20361231")), TRANSIT.aid)
     operator = httpx.Client(base_url=url, headers={"Authorization": "Bearer bench"})

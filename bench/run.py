@@ -41,7 +41,7 @@ LOADER = LoadTerminal(places.load_id(), {TRANSIT.issuer_id: LoadKeys(TRANSIT.mas
 def make_band() -> Band:
     band = Band.new("bench")
     for number, item in enumerate((TRANSIT, CANTEEN), start=1):
-        serial = item.issuer_id[:2] + number.to_bytes(8)
+        serial = item.serial(number)
         band.add_purse(item.personalisation(serial, START, EXPIRY, "Bench"), item.aid)
     top_up(band)
     return band

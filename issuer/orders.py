@@ -135,12 +135,17 @@ class Orders:
 
     def issue(self, band_id: int, product: str, app_serial: bytes, idempotency_key: str,
               now: datetime | None = None) -> int:
-        """An issuance order: a new card of ``product`` on the band, under ``app_serial``."""
+        """An issuance order: a new card of ``product`` on the band, under ``app_serial``
+        (the product's prefix and 16 BCD digits, which the card insists on)."""
         at = self.now(now)
         with self._sessions.begin() as session:
             existing = self._existing(session, idempotency_key, OrderKind.ISSUE, band_id, 0)
             if existing is not None:
                 return existing
+            try:
+                find(product).check_serial(app_serial)
+            except ValueError as error:
+                raise OrderError(str(error)) from None
             if session.get(Band, band_id) is None:
                 raise OrderError("no such band")
             self._not_lost(session, band_id)

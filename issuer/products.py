@@ -32,15 +32,17 @@ from applets.pboc import crypto
 from applets.pboc.layouts import (
     HOLDER_FILE,
     METRO_RECORD_ID,
+    SERIAL_DIGITS,
     TRANSIT_RECORD,
     HolderFile,
     IssuerFile,
     TransitRecord,
+    card_number,
 )
 from applets.pboc.perso import KEY_INDEX, CardKey, PursePersonalisation
 
 KEY_VERSION = 0x01
-SERIAL_NUMBERS = 10**16  # an application serial's 16 decimal digits after the issuer's prefix
+SERIAL_NUMBERS = 10**SERIAL_DIGITS  # an application serial's digits after the issuer's prefix
 
 
 #: A card's 16-byte key of a role ("purchase", "load", "tac") from its diversification data.
@@ -92,10 +94,10 @@ class Product:
         """The purse contents of one card: files and keys diversified for ``serial``.
 
         ``card_key(role, div_data)`` gives the card's purchase, load and TAC keys
-        (the issuer's key store); by default they come from the demo masters.
+        (the issuer's key store); by default they come from the demo masters. ValueError
+        for a serial that is not this issuer's prefix and 16 BCD digits (:meth:`serial`).
         """
-        if len(serial) != 10:
-            raise ValueError("an application serial number has 10 bytes")
+        self.check_serial(serial)
         div = crypto.div_data(serial)
         derive = card_key or self.demo_card_key
 
@@ -118,6 +120,7 @@ class Product:
             tac_key=derive("tac", div),
             max_balance=self.max_balance,
             transit_records=records,
+            file_id=self.brand.file_id,
         )
 
     def serial(self, number: int) -> bytes:
@@ -126,6 +129,14 @@ class Product:
         if not 0 <= number < SERIAL_NUMBERS:
             raise ValueError(f"a card number has at most 16 digits, not {number}")
         return self.issuer_id[:2] + bcd.encode(f"{number:016d}")
+
+    def check_serial(self, serial: bytes) -> None:
+        """ValueError unless ``serial`` is one :meth:`serial` gives: this issuer's prefix,
+        then 16 decimal digits in BCD."""
+        card_number(serial)
+        if serial[:2] != self.issuer_id[:2]:
+            raise ValueError(f"application serial {serial.hex().upper()} does not start with "
+                             f"the {self.name} issuer's prefix {self.issuer_id[:2].hex().upper()}")
 
     def factory_serial(self, uid: bytes) -> bytes:
         """The serial the band maker gives this product's card on the band with chip ``uid``:

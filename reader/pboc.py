@@ -9,18 +9,31 @@ the same layouts the card builds them with (``applets.pboc.layouts``).
 from __future__ import annotations
 
 from applets import tlv
-from applets.iso7816 import read_binary, read_record, read_record_by_id, select
+from applets.iso7816 import (
+    Answer,
+    SelectBy,
+    get_challenge,
+    read_binary,
+    read_record,
+    read_record_by_id,
+    select,
+    select_file,
+    select_mf,
+    select_path,
+)
 from applets.layout import LayoutError
 from applets.pboc.commands import (
     P1_CAPP_PURCHASE,
     P1_LOAD,
     P1_PURCHASE,
+    change_pin,
     credit_for_load,
     debit_for_purchase,
     get_balance,
     get_transaction_prove,
     initialize,
     update_capp_data_cache,
+    verify_pin,
 )
 from applets.pboc.layouts import (
     ISSUER_FILE,
@@ -44,14 +57,18 @@ from reader.errors import CardProtocolError
 from reader.flow import Flow, Refusals, check, exchange, parse
 
 __all__ = [
-    "LOG_RECORDS", "P1_CAPP_PURCHASE", "P1_LOAD", "P1_PURCHASE", "REFUSALS", "SFI_HOLDER",
-    "SFI_ISSUER", "SFI_LOG", "SFI_TRANSIT", "T_UNION_AID", "credit_for_load", "debit_for_purchase",
-    "get_balance", "get_transaction_prove", "initialize", "read_balance", "read_binary", "read_log",
-    "read_record", "read_record_by_id", "read_transit_record", "select", "select_purse",
-    "transaction_prove", "update_capp_data_cache",
+    "EF_ISSUER", "EP_DF", "LOG_RECORDS", "P1_CAPP_PURCHASE", "P1_LOAD", "P1_PURCHASE", "REFUSALS",
+    "SFI_HOLDER", "SFI_ISSUER", "SFI_LOG", "SFI_TRANSIT", "T_UNION_AID", "change_pin",
+    "credit_for_load", "debit_for_purchase", "get_balance", "get_challenge", "get_transaction_prove",
+    "initialize", "read_balance", "read_binary", "read_issuer_file_by_fid", "read_log",
+    "read_record", "read_record_by_id", "read_transit_record", "select", "select_file",
+    "select_mf", "select_path", "select_purse", "transaction_prove", "update_capp_data_cache",
+    "verify_pin",
 ]
 
 T_UNION_AID = bytes.fromhex("A000000632010105")
+#: The electronic purse's DF on Beijing and T-Union cards, and the issuer file's EF in it.
+EP_DF, EF_ISSUER = 0x1001, 0x0015
 
 #: What riders are told when the card refuses; anything else is a card fault.
 REFUSALS: Refusals = {
@@ -79,6 +96,18 @@ def select_purse(aid: bytes = T_UNION_AID) -> Flow[IssuerFile]:
         data = yield from exchange(read_binary(SFI_ISSUER), "READ BINARY 15")
         issuer = parse(ISSUER_FILE, data, "issuer file")
     return issuer
+
+
+def read_issuer_file_by_fid(df: int = EP_DF) -> Flow[IssuerFile]:
+    """The issuer file as older PBOC terminals and reader apps read it, by file identifier:
+    SELECT the MF (a card without one may refuse: go on), the purse's DF, EF 0015 with no
+    answer, then READ BINARY of the current EF."""
+    yield select_mf(Answer.NONE)
+    yield from exchange(select_file(df), "SELECT DF", REFUSALS)
+    yield from exchange(select_file(EF_ISSUER, SelectBy.EF_UNDER_CURRENT_DF, Answer.NONE),
+                        "SELECT EF 0015")
+    data = yield from exchange(read_binary(None, ne=ISSUER_FILE.size), "READ BINARY")
+    return parse(ISSUER_FILE, data, "issuer file")
 
 
 def read_balance() -> Flow[int]:

@@ -392,3 +392,23 @@ def test_a_tap_draws_its_timeline_against_the_deadline(koala, tmp_path):
                 "--json").stdout
     assert json.loads(out)["accepted"]  # the picture's note goes to stderr, not into the JSON
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 10_000
+
+
+def test_factory_and_over_the_air_cards_have_bcd_card_numbers(tmp_path):
+    """The application serial in file 0015 is the issuer's prefix then 16 decimal digits, for
+    the transit card the factory makes and the canteen card issued over the air alike."""
+    import re  # noqa: PLC0415
+
+    from commands.home import Home  # noqa: PLC0415
+    from commands.local_issuer import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
+
+    koala = koala_in(tmp_path)
+    with local_issuer(Home(tmp_path)):
+        koala("band", "create", "bcd", "--cards", "transit", "--at", "2026-11-23T07:00")
+        koala("band", "register", "bcd", "--at", "2026-11-23T07:01")
+        koala("band", "fund", "bcd", "--amount", "10", "--at", "2026-11-23T07:02")
+        koala("card", "issue", "--band", "bcd", "--product", "canteen", "--at", "2026-11-23T07:03")
+        numbers = {c["card"]: c["number"] for c in json.loads(koala("card", "list", "--band", "bcd",
+                                                                    "--json"))}
+    assert re.fullmatch(r"1000\d{16}", numbers["transit"]), numbers
+    assert re.fullmatch(r"4B4F\d{16}", numbers["canteen"]), numbers

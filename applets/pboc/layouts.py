@@ -12,12 +12,15 @@ from enum import IntEnum
 
 from construct import Bytes, Int8ub, Int16ub, Int24ub, Int32ub, Padding, Struct
 
-from applets import iso7816, tlv
+from applets import bcd, iso7816, tlv
 from applets.layout import Layout
 
 #: Short file identifiers of the purse's EFs, and the records its cyclic log keeps.
 SFI_ISSUER, SFI_HOLDER, SFI_TRANSIT, SFI_LOG = 0x15, 0x16, 0x17, 0x18
 LOG_RECORDS = 10
+#: The application serial number (EF 0x15 bytes 10-19): the issuer's 2-byte prefix, then the
+#: card number, 16 decimal digits in BCD as T-Union readers show it (JT/T 978).
+SERIAL_SIZE, SERIAL_PREFIX, SERIAL_DIGITS = 10, 2, 16
 
 
 class TxType(IntEnum):
@@ -51,17 +54,38 @@ class IssuerFile:
 
 ISSUER_FILE = Layout(Struct(
     "issuer_id" / Bytes(8), "app_type" / Int8ub, "app_version" / Int8ub,
-    "app_serial" / Bytes(10), "start_date" / Bytes(4), "expiry_date" / Bytes(4),
+    "app_serial" / Bytes(SERIAL_SIZE), "start_date" / Bytes(4), "expiry_date" / Bytes(4),
     "fci_custom" / Bytes(2),
 ), IssuerFile)
 
+
+def card_number(app_serial: bytes) -> str:
+    """The 16 digits of the card number in ``app_serial``; ValueError if the serial is not
+    10 bytes or not BCD after the issuer's prefix."""
+    if len(app_serial) != SERIAL_SIZE:
+        raise ValueError(f"an application serial number has 10 bytes, got {len(app_serial)}")
+    digits = app_serial[SERIAL_PREFIX:].hex().upper()
+    try:
+        return bcd.decode(app_serial[SERIAL_PREFIX:])
+    except ValueError:
+        raise ValueError(f"application serial {app_serial.hex().upper()}: the card number "
+                         f"{digits} after the issuer's prefix is not {SERIAL_DIGITS} BCD "
+                         f"digits") from None
+
+
 FCI_VERSION, FCI_ISSUER_FILE = 0x9F08, 0x9F0C
+
+
+def purse_proprietary(issuer_file: bytes) -> bytes:
+    """The data objects of a purse's proprietary template (A5): application version 02 and
+    the issuer file."""
+    return tlv.encode(FCI_VERSION, b"\x02") + tlv.encode(FCI_ISSUER_FILE, issuer_file)
 
 
 def purse_fci(aid: bytes, issuer_file: bytes) -> bytes:
     """The FCI a purse answers SELECT with: its AID, application version 02 and the issuer
     file, so that a terminal needs no READ BINARY of EF 0x15."""
-    return iso7816.fci(aid, tlv.encode(FCI_VERSION, b"\x02"), tlv.encode(FCI_ISSUER_FILE, issuer_file))
+    return iso7816.fci(aid, purse_proprietary(issuer_file))
 
 
 def fci_issuer_file(fci: bytes) -> IssuerFile | None:

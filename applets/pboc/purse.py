@@ -14,15 +14,41 @@ CLA    INS   command                               P1 P2
 80     5A    GET TRANSACTION PROVE                 00, transaction type
 80     5C    GET BALANCE                           00 02
 80     DC    UPDATE CAPP DATA CACHE                record id, SFI << 3
-00     A4    SELECT (EF by FID)                    00 or 02
-00     B0    READ BINARY                           SFI 0x15 / 0x16
-00     B2    READ RECORD                           SFI 0x17 / 0x18
+80     5E    CHANGE PIN                            01 00
+00     A4    SELECT (the DF, an EF: the runtime)   00-03, 08, 09
+00     B0    READ BINARY                           SFI 0x15 / 0x16, or current
+00     B2    READ RECORD                           SFI 0x17 / 0x18, or current
+00     20    VERIFY (the holder PIN)               00 00
+00     84    GET CHALLENGE                         00 00, Le 04 or 08
 =====  ====  ====================================  ==========================
 
 A session (after INITIALIZE) lives in RAM only: a tear or a reselection ends
 it, and only a completed CREDIT / DEBIT changes the purse. Every wrong MAC
 from a terminal costs one try of that key usage, committed before the
 refusal; at zero the key usage is blocked (6983) until the issuer unblocks it.
+
+Files: the purse's DF has the file identifier it was personalised with (1001
+for the T-Union transit card, as Beijing and T-Union cards have it; 1002 for
+the canteen card) under the card's MF (:mod:`applets.mf`); its EFs 0015 to
+0018 are reachable by identifier as well as by SFI, and READ BINARY / READ
+RECORD with no SFI read the EF selected last.
+
+The holder PIN (JR/T 0025 personal identification): VERIFY answers 63Cx
+with x tries left after a wrong PIN, 6983 once none are left, and with no
+data the tries left (or 9000 once verified in this selection). Each VERIFY
+first commits the counter one lower, then compares, then puts it back if
+the PIN was right: a power cut can neither refuse a PIN without counting it
+nor, by where it falls, tell a right PIN from a wrong one. JR/T 0025 asks
+for the PIN in electronic deposit (ED, P2 01) transactions, which this purse
+does not carry (6A86), and for CHANGE PIN, which presents the current PIN
+itself; the electronic purse's load, purchase, compound purchase and
+balance never need it (a gate never asks a rider for a PIN), so the PIN
+verified stays a security status nothing on this card requires yet.
+
+GET CHALLENGE gives 4 or 8 bytes of the card's randomness, kept in RAM for
+the next command only: nothing in this purse consumes one (it has no
+EXTERNAL AUTHENTICATE key and no secure-messaging UPDATE BINARY), as on a
+PBOC card whose challenge is spent by whichever command follows.
 """
 
 from __future__ import annotations
@@ -38,7 +64,17 @@ from applets import tlv
 from applets.apdu import CommandAPDU
 from applets.errors import CardError
 from applets.files import EFKind, EFSpec, FileSystem
-from applets.iso7816 import CLA_ISO, CLA_PROPRIETARY, Answer, Ins, SelectBy
+from applets.iso7816 import (
+    CLA_ISO,
+    CLA_PROPRIETARY,
+    FCI_PROPRIETARY,
+    Answer,
+    Ins,
+    challenge_size,
+    control_information,
+    df_control_parameters,
+    verification_data,
+)
 from applets.layout import Layout, LayoutError
 from applets.pboc import crypto
 from applets.pboc.commands import (
@@ -46,11 +82,15 @@ from applets.pboc.commands import (
     CAPP_CACHE_P2,
     CREDIT_P1P2,
     DEBIT_P1P2,
+    DEFAULT_PIN,
     P1_CAPP_PURCHASE,
     P1_LOAD,
     P1_PURCHASE,
     P2_EP,
     PROVE_P1,
+    parse_change_pin,
+    pin_bytes,
+    presented_pin,
 )
 from applets.pboc.layouts import (
     CREDIT_COMMAND,
@@ -75,15 +115,18 @@ from applets.pboc.layouts import (
     LogRecord,
     ProveResponse,
     TxType,
+    card_number,
     purse_fci,
+    purse_proprietary,
 )
 from applets.pboc.perso import CardKey, PursePersonalisation, from_dgis
 from applets.runtime import PERSONALIZED, Applet, AppletContext
-from applets.sw import SW
+from applets.sw import SW, tries_left
 
 T = TypeVar("T")
 ALGORITHM_3DES = 0x00
 COUNTER_MAX = 0xFFFF
+PIN_TRIES_MAX = 15  # what 63Cx can count
 _TX_TYPES = frozenset(int(t) for t in TxType)
 
 EF_ISSUER = EFSpec(0x0015, SFI_ISSUER, EFKind.TRANSPARENT, size=ISSUER_FILE.size)
@@ -166,6 +209,8 @@ class PbocPurse(Applet):
         super().__init__(context)
         self.files = FileSystem(context.store, context.prefix, FILES)
         self._session: _LoadSession | _PurchaseSession | None = None
+        self._pin_verified = False
+        self._challenge: bytes | None = None
 
     # -- cells ------------------------------------------------------------------
 
@@ -185,9 +230,26 @@ class PbocPurse(Applet):
     # -- personalisation ------------------------------------------------------------
 
     def personalise(self, data: PursePersonalisation) -> None:
-        """Write files, keys and an empty purse (pending until the caller commits)."""
+        """Write files, keys and an empty purse (pending until the caller commits); 6A80 for
+        a serial that is not BCD after the issuer's prefix or a PIN that is no PIN, 6A89 for
+        a file identifier another application's DF has."""
         if self._get("purse") is not None:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "the purse is already personalised")
+        try:
+            card_number(data.issuer_file.app_serial)
+            pin = pin_bytes(data.pin)
+        except ValueError as error:
+            raise CardError(SW.WRONG_DATA, str(error)) from error
+        if not 1 <= data.pin_tries <= PIN_TRIES_MAX:
+            raise CardError(SW.WRONG_DATA, f"a PIN allows 1 to {PIN_TRIES_MAX} tries")
+        if data.file_id is not None:
+            if any(other is not self and other.file_id == data.file_id
+                   for other in self.context.card.applets):
+                raise CardError(SW.FILE_ALREADY_EXISTS,
+                                f"another application's DF is {data.file_id:04X}")
+            self.files.set_file_id(data.file_id)
+        self._put("pin", bytes((data.pin_tries,)) + pin)
+        self._put("tries/pin", bytes((data.pin_tries,)))
         self.files.write_binary(EF_ISSUER, 0, ISSUER_FILE.build(data.issuer_file))
         self.files.write_binary(EF_HOLDER, 0, data.holder_file)
         for number, record in enumerate(data.transit_records, start=1):
@@ -221,17 +283,42 @@ class PbocPurse(Applet):
     # -- applet interface --------------------------------------------------------------
 
     def select(self, apdu: CommandAPDU) -> bytes:
+        """The FCI PBOC terminals read the issuer file from (tag 9F0C), whether the purse was
+        selected by AID or by file identifier; the FCP or FMD when P2 asks for those."""
         self.deselect()
-        return purse_fci(self.aid, self.files.binary(EF_ISSUER))
+        answer = Answer(apdu.p2 & 0x0C)
+        issuer_file = self.files.binary(EF_ISSUER)
+        if answer is Answer.FCI:
+            return purse_fci(self.aid, issuer_file)
+        return control_information(answer, df_control_parameters(self.file_id, self.aid),
+                                   tlv.encode(FCI_PROPRIETARY, purse_proprietary(issuer_file)))
 
     def deselect(self) -> None:
         self._session = None
+        self._pin_verified = False
+        self._challenge = None
         self.files.current = None
 
+    @property
+    def file_id(self) -> int | None:
+        return self.files.file_id
+
+    def has_ef(self, fid: int) -> bool:
+        return self.files.has(fid)
+
+    def select_ef(self, fid: int, answer: Answer) -> bytes:
+        spec = self.files.select(fid)
+        return control_information(answer, self.files.control_parameters(spec))
+
     def process(self, apdu: CommandAPDU) -> bytes:
+        # A challenge is for the command right after GET CHALLENGE only.
+        self._challenge = None
         if apdu.cla == CLA_ISO:
-            if apdu.ins == Ins.SELECT:
-                return self._select_file(apdu)
+            if apdu.ins == Ins.VERIFY:
+                return self._verify(apdu)
+            if apdu.ins == Ins.GET_CHALLENGE:
+                self._challenge = self.context.rng(challenge_size(apdu))
+                return self._challenge
             return self.files.handle(apdu)
         if apdu.cla != CLA_PROPRIETARY:
             raise CardError(SW.CLA_NOT_SUPPORTED)
@@ -242,18 +329,48 @@ class PbocPurse(Applet):
         session, self._session = self._session, None
         return handler(self, apdu, session)
 
-    def _select_file(self, apdu: CommandAPDU) -> bytes:
-        if (apdu.p1 not in (SelectBy.FILE_ID, SelectBy.EF_UNDER_CURRENT_DF)
-                or apdu.p2 not in (Answer.FCI, Answer.NONE)):
-            raise CardError(SW.INCORRECT_P1_P2, "SELECT of an EF takes P1 00/02, P2 00/0C")
-        if len(apdu.data) != 2:
-            raise CardError(SW.WRONG_LENGTH, "an EF is selected by its 2-byte FID")
-        spec = self.files.select(int.from_bytes(apdu.data))
-        if apdu.p2 == Answer.NONE:
+    # -- the holder PIN ------------------------------------------------------------------
+
+    def _pin(self) -> tuple[bytes, int, int]:
+        """The PIN, its try limit and the tries left. A purse personalised before it had a
+        PIN has the default one."""
+        raw = self._get("pin")
+        pin, limit = (raw[1:], raw[0]) if raw else (pin_bytes(DEFAULT_PIN), 3)
+        tries = self._get("tries/pin")
+        return pin, limit, limit if tries is None else tries[0]
+
+    def _verify(self, apdu: CommandAPDU) -> bytes:
+        presented = verification_data(apdu)
+        if presented:
+            self._check_pin(presented_pin(presented))
             return b""
-        size = spec.size or spec.record_length * spec.records
-        return tlv.constructed(0x62, tlv.encode(0x80, size.to_bytes(2)),
-                               tlv.encode(0x83, apdu.data))
+        _, _, tries = self._pin()
+        if tries == 0:
+            raise CardError(SW.AUTHENTICATION_METHOD_BLOCKED, "the PIN is blocked")
+        if not self._pin_verified:
+            raise CardError(tries_left(tries), "the PIN is not verified")
+        return b""
+
+    def _check_pin(self, presented: bytes) -> None:
+        """Compare ``presented`` with the PIN, counting the try first (see the module's
+        docstring): 63Cx or 6983 when it is wrong or blocked."""
+        self._pin_verified = False
+        pin, limit, tries = self._pin()
+        if tries == 0:
+            raise CardError(SW.AUTHENTICATION_METHOD_BLOCKED, "the PIN is blocked")
+        self._put("tries/pin", bytes((tries - 1,)))
+        self.context.store.commit()
+        if not hmac.compare_digest(presented, pin):
+            raise CardError(tries_left(tries - 1), f"wrong PIN; {tries - 1} tries left")
+        self._put("tries/pin", bytes((limit,)))
+        self._pin_verified = True
+
+    def _change_pin(self, apdu: CommandAPDU, _session: object) -> bytes:
+        current, new = parse_change_pin(apdu)
+        self._check_pin(current)
+        _, limit, _ = self._pin()
+        self._put("pin", bytes((limit,)) + new)
+        return b""
 
     # -- GET BALANCE ---------------------------------------------------------------
 
@@ -427,4 +544,5 @@ _HANDLERS: dict[int, Callable[[PbocPurse, CommandAPDU, object], bytes]] = {
     Ins.GET_TRANSACTION_PROVE: PbocPurse._get_transaction_prove,
     Ins.GET_BALANCE: PbocPurse._get_balance,
     Ins.UPDATE_CAPP_DATA_CACHE: PbocPurse._update_capp_data_cache,
+    Ins.CHANGE_PIN: PbocPurse._change_pin,
 }

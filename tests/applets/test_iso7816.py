@@ -18,6 +18,8 @@ from applets.iso7816 import (
     Occurrence,
     RecordReference,
     Select,
+    SelectBy,
+    SelectFile,
 )
 from applets.sw import SW
 
@@ -46,6 +48,20 @@ KNOWN_ANSWERS = [
     (iso7816.external_authenticate(bytes(8) + b"\x30\x30"), "008200000A" + "00" * 8 + "3030",
      "EMV Book 3 6.5.4: ARPC and ARC"),
     (iso7816.put_data(0x9F79, bytes(10)), "04DA9F790A" + "00" * 10, "PBOC 3.0 issuer script"),
+    (iso7816.select_mf(), "00A40000023F0000", "NFCard StandardPboc: SELECT MF by identifier"),
+    (iso7816.select_file(0x1001), "00A4000002100100",
+     "Metrodroid ChinaCard, NFCard StandardPboc: SELECT the EP DF 1001"),
+    (iso7816.select_file(0x0015, SelectBy.EF_UNDER_CURRENT_DF, Answer.NONE), "00A4020C020015",
+     "ISO/IEC 7816-4 table 39: P1 = 02, EF under the current DF, no response data"),
+    (iso7816.select_path(0x1001, 0x0015), "00A40800041001001500",
+     "ISO/IEC 7816-4 table 39: P1 = 08, path from the MF without 3F00"),
+    (iso7816.select_path(0x0018, from_mf=False, answer=Answer.FCP), "00A40904020018" + "00",
+     "ISO/IEC 7816-4 table 39: P1 = 09, path from the current DF; P2 = 04, FCP"),
+    (iso7816.get_challenge(), "0084000008", "ISO/IEC 7816-4 11.5.3: GET CHALLENGE, 8 bytes"),
+    (iso7816.get_challenge(4), "0084000004", "PBOC: a 4-byte challenge for a MAC's IV"),
+    (iso7816.verify(bytes.fromhex("123456")), "0020000003123456",
+     "JR/T 0025: VERIFY the holder PIN 123456"),
+    (iso7816.verify(), "00200000", "ISO/IEC 7816-4 11.5.6: VERIFY with no data, the tries left"),
 ]
 
 
@@ -175,3 +191,110 @@ def test_record_number_zero_is_not_a_record_number():
 def test_get_data_names_its_tag_in_p1_p2(tag):
     assert iso7816.data_tag(CommandAPDU.parse(iso7816.get_data(tag).encode())) == tag
     assert iso7816.data_tag(iso7816.put_data(tag, b"\x01")) == tag
+
+
+# -- SELECT by file identifier or path -------------------------------------------------
+
+_BY_FILE = [SelectBy.FILE_ID, SelectBy.CHILD_DF, SelectBy.EF_UNDER_CURRENT_DF,
+            SelectBy.PARENT_DF, SelectBy.PATH_FROM_MF, SelectBy.PATH_FROM_CURRENT_DF]
+fids = st.integers(0, 0xFFFF)
+
+
+@st.composite
+def select_files(draw) -> SelectFile:
+    by = draw(st.sampled_from(_BY_FILE))
+    if by == SelectBy.PARENT_DF:
+        path: tuple[int, ...] = ()
+    elif by == SelectBy.FILE_ID:
+        path = tuple(draw(st.lists(fids, max_size=1)))
+    elif by in (SelectBy.CHILD_DF, SelectBy.EF_UNDER_CURRENT_DF):
+        path = (draw(fids),)
+    else:
+        path = tuple(draw(st.lists(fids, min_size=1, max_size=6)))
+    return SelectFile(by, path, draw(st.sampled_from(Answer)))
+
+
+@given(select_files())
+def test_select_file_round_trips(select):
+    assert SelectFile.parse(CommandAPDU.parse(select.command().encode())) == select
+
+
+@given(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=20))
+def test_select_file_parser_answers_a_status_word_or_the_command(p1, p2, data):
+    command = CommandAPDU(0x00, Ins.SELECT, p1, p2, data)
+    try:
+        select = SelectFile.parse(command)
+    except CardError as refusal:
+        assert refusal.sw in (SW.INCORRECT_P1_P2, SW.WRONG_LENGTH)
+        return
+    rebuilt = select.command()
+    assert (rebuilt.p1, rebuilt.p2, rebuilt.data) == (p1, p2, data)
+
+
+@pytest.mark.parametrize(("p1", "p2", "data", "sw"), [
+    (0x04, 0x00, T_UNION, SW.INCORRECT_P1_P2),  # by name: Select's, not this parser's
+    (0x05, 0x00, b"\x3f\x00", SW.INCORRECT_P1_P2),  # RFU P1
+    (0x00, 0x02, b"\x3f\x00", SW.INCORRECT_P1_P2),  # next occurrence of a file identifier
+    (0x00, 0x10, b"\x3f\x00", SW.INCORRECT_P1_P2),  # RFU bit of P2
+    (0x00, 0x00, b"\x3f", SW.WRONG_LENGTH),
+    (0x00, 0x00, b"\x10\x01\x00\x15", SW.WRONG_LENGTH),  # two identifiers: a path's
+    (0x02, 0x00, b"", SW.WRONG_LENGTH),
+    (0x03, 0x00, b"\x3f\x00", SW.WRONG_LENGTH),
+    (0x08, 0x00, b"", SW.WRONG_LENGTH),
+    (0x09, 0x00, b"\x00\x15\x00", SW.WRONG_LENGTH),
+])
+def test_select_file_parser_refusals(p1, p2, data, sw):
+    with pytest.raises(CardError) as refusal:
+        SelectFile.parse(CommandAPDU(0x00, Ins.SELECT, p1, p2, data))
+    assert refusal.value.sw == sw
+
+
+@pytest.mark.parametrize("raw", ["00A4000000", "00A40000", "00A40000023F00", "00A4000C023F00"])
+def test_the_mf_by_no_data_or_by_3f00(raw):
+    assert SelectFile.parse(CommandAPDU.parse(bytes.fromhex(raw))).is_mf
+
+
+@pytest.mark.parametrize("build", [
+    lambda: SelectFile(SelectBy.DF_NAME, (0x1001,)),
+    lambda: SelectFile(SelectBy.FILE_ID, (0x1001, 0x0015)),
+    lambda: SelectFile(SelectBy.EF_UNDER_CURRENT_DF, ()),
+    lambda: SelectFile(SelectBy.PARENT_DF, (0x3F00,)),
+    lambda: SelectFile(SelectBy.PATH_FROM_MF, ()),
+    lambda: iso7816.select_file(0x10000),
+    lambda: iso7816.get_challenge(16),
+])
+def test_file_selections_that_do_not_fit_are_refused_before_sending(build):
+    with pytest.raises(ValueError):
+        build()
+
+
+def test_control_information_as_p2_asks():
+    fcp, fmd = tlv.encode(0x83, b"\x3f\x00"), tlv.encode(0x53, b"\x01")
+    assert iso7816.control_information(Answer.FCI, fcp, fmd) == tlv.constructed(0x6F, fcp, fmd)
+    assert iso7816.control_information(Answer.FCP, fcp, fmd) == tlv.constructed(0x62, fcp)
+    assert iso7816.control_information(Answer.FMD, fcp, fmd) == tlv.constructed(0x64, fmd)
+    assert iso7816.control_information(Answer.NONE, fcp, fmd) == b""
+
+
+# -- GET CHALLENGE, VERIFY ---------------------------------------------------------------
+
+
+@given(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=8),
+       st.none() | st.integers(1, 300))
+def test_challenge_parser_answers_4_8_or_a_status_word(p1, p2, data, ne):
+    try:
+        size = iso7816.challenge_size(CommandAPDU(0x00, Ins.GET_CHALLENGE, p1, p2, data, ne=ne))
+    except CardError as refusal:
+        assert refusal.sw == (SW.INCORRECT_P1_P2 if (p1, p2) != (0, 0) else SW.WRONG_LENGTH)
+        return
+    assert size == ne and size in (4, 8) and not data and (p1, p2) == (0, 0)
+
+
+@given(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=16))
+def test_verify_parser_answers_the_data_or_6a86(p1, p2, data):
+    try:
+        presented = iso7816.verification_data(CommandAPDU(0x00, Ins.VERIFY, p1, p2, data))
+    except CardError as refusal:
+        assert refusal.sw == SW.INCORRECT_P1_P2 and (p1, p2) != (0, 0)
+        return
+    assert presented == data and (p1, p2) == (0, 0)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from applets import tlv
 from applets.apdu import CommandAPDU
+from applets.errors import CardError
 from applets.layout import LayoutError
 from applets.pboc import commands
 from applets.pboc.layouts import (
@@ -20,9 +22,11 @@ from applets.pboc.layouts import (
     InitCommand,
     IssuerFile,
     TxType,
+    card_number,
     fci_issuer_file,
     purse_fci,
 )
+from applets.sw import SW
 from reader import pboc
 
 AID = bytes.fromhex("A000000632010105")
@@ -92,3 +96,64 @@ malformed = st.one_of(
 def test_a_malformed_fci_is_a_tlv_or_layout_error_only(raw):
     with contextlib.suppress(tlv.TLVError, LayoutError):
         fci_issuer_file(raw)
+
+
+# -- the holder PIN ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pin", "raw"), [
+    ("123456", "123456"), ("12345", "12345F"), ("1234", "1234"), ("123456789012", "123456789012"),
+])
+def test_a_pin_is_bcd_padded_with_f(pin, raw):
+    assert commands.pin_bytes(pin).hex().upper() == raw
+    assert commands.pin_digits(bytes.fromhex(raw)) == pin
+    assert hexed(commands.verify_pin(pin)) == f"00200000{len(raw) // 2:02X}{raw}"
+
+
+def test_change_pin_sends_the_current_pin_ff_and_the_new_one():
+    assert hexed(commands.change_pin("123456", "65432")) == "805E010007" "123456" "FF" "65432F"
+
+
+@pytest.mark.parametrize("pin", ["123", "1234567890123", "12a4", "", "\uff11\uff12\uff13\uff14"])
+def test_what_is_no_pin_is_refused_before_sending(pin):
+    with pytest.raises(ValueError):
+        commands.pin_bytes(pin)
+
+
+@given(st.binary(max_size=8))
+def test_the_card_reads_a_presented_pin_or_answers_6700_or_6a80(data):
+    try:
+        presented = commands.presented_pin(data)
+    except CardError as refusal:
+        assert refusal.sw in (SW.WRONG_LENGTH, SW.WRONG_DATA)
+        return
+    assert commands.pin_bytes(commands.pin_digits(presented)) == data
+
+
+@given(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=16))
+def test_change_pin_parser_answers_two_pins_or_a_status_word(p1, p2, data):
+    command = CommandAPDU(0x80, 0x5E, p1, p2, data)
+    try:
+        current, new = commands.parse_change_pin(command)
+    except CardError as refusal:
+        assert refusal.sw in (SW.INCORRECT_P1_P2, SW.WRONG_LENGTH, SW.WRONG_DATA)
+        return
+    assert (p1, p2) == (0x01, 0x00) and data == current + b"\xff" + new
+
+
+# -- card numbers ---------------------------------------------------------------------------
+
+
+def test_a_card_number_is_16_bcd_digits_after_the_issuer_prefix():
+    assert card_number(bytes.fromhex("1000" "0000000000000001")) == "0000000000000001"
+    assert card_number(bytes.fromhex("4B4F" "1234567890123456")) == "1234567890123456"
+
+
+@pytest.mark.parametrize("serial", [
+    "100068A1322188A8C334",  # the OTA card of the issue: random bytes after the prefix
+    "1000" "00000000000003E8",  # a counter in binary, as test helpers made them
+    "1000" "00000000000001",  # 9 bytes
+])
+def test_a_serial_that_is_not_bcd_after_the_prefix_is_no_card_number(serial):
+    with pytest.raises(ValueError):
+        card_number(bytes.fromhex(serial))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from applets import tlv
 from applets.apdu import ResponseAPDU
+from applets.errors import CardError
 from applets.gp.domain import ISD_AID
 from applets.pboc import crypto
 from applets.pboc.layouts import (
@@ -22,7 +25,7 @@ from issuer.products import CANTEEN, TRANSIT
 from reader import pboc
 from reader.flow import run
 from reader.transport import in_field
-from tests.conftest import NOW, serial_for
+from tests.conftest import EXPIRY, NOW, START, make_band, serial_for
 from tests.support.purse import DATE, DLK, DTK, TERMINAL, TIME, load, purchase, send
 
 
@@ -191,3 +194,31 @@ def test_read_log_lists_newest_first(band, clock):
         records = run(pboc.read_log(), link)
     assert [r.amount for r in records] == [200, 300]
     assert [r.counter for r in records] == [1, 0]
+
+
+# -- card numbers: the issuer's prefix and 16 BCD digits (JT/T 978) --------------------------
+
+
+@pytest.mark.parametrize("serial", ["100068A1322188A8C334", "1000" "00000000000003E8",
+                                    "1000" "000000000000000A"])
+def test_the_card_refuses_a_serial_that_is_not_bcd_after_the_prefix(serial):
+    data = TRANSIT.personalisation(serial_for(TRANSIT), START, EXPIRY)
+    band = make_band()
+    with pytest.raises(CardError) as refusal:
+        band.add_purse(replace(data, issuer_file=replace(data.issuer_file,
+                                                         app_serial=bytes.fromhex(serial))),
+                       TRANSIT.aid)
+    assert refusal.value.sw == SW.WRONG_DATA
+    with pytest.raises(ValueError, match="BCD"):
+        TRANSIT.personalisation(bytes.fromhex(serial), START, EXPIRY)
+
+
+@pytest.mark.parametrize("item", [TRANSIT, CANTEEN])
+def test_factory_and_ordered_serials_are_the_prefix_and_16_bcd_digits(item):
+    for serial in (item.factory_serial(bytes.fromhex("04A1B2C3D4E5F6")), item.serial(10**16 - 1),
+                   item.serial(0)):
+        assert len(serial) == 10 and serial[:2] == item.issuer_id[:2]
+        assert serial[2:].hex().isdigit()
+        item.check_serial(serial)
+    with pytest.raises(ValueError, match="prefix"):
+        item.check_serial((CANTEEN if item is TRANSIT else TRANSIT).serial(1))

@@ -124,8 +124,7 @@ def test_a_lost_band_is_locked_at_its_next_contact_and_its_money_moves(engine):
     with pytest.raises(OrderError, match="lost"):
         orders(engine).topup(lost_id, bytes.fromhex(serial), 100, f"after-{lost_id}")
     with pytest.raises(OrderError, match="lost"):
-        orders(engine).issue(lost_id, "canteen", CANTEEN.issuer_id[:2] + lost_id.to_bytes(8),
-                             f"new-{lost_id}")
+        orders(engine).issue(lost_id, "canteen", CANTEEN.serial(lost_id), f"new-{lost_id}")
     (lock,) = locks
     assert Relay(engine, lost)(lock, answers=2) is not OrderState.SETTLED
     assert books(engine, new_id, "none")[0] == FUNDS
@@ -193,3 +192,29 @@ def test_a_ride_before_the_lock_cleared_after_the_move_is_paid_from_the_moved_ba
         assert clear(session, DemoKeys(), [record], AT).booked == 1
     assert books(engine, new_id, "none")[0] == FUNDS + 3000 - 200
     assert books(engine, lost_id, serial)[1] == 0, "the lost card's account never goes below zero"
+
+
+def test_over_the_air_cards_carry_their_card_number_in_bcd(engine):
+    """JT/T 978: file 0015's application serial is the issuer's prefix and 16 decimal
+    digits; an over-the-air card holds the serial its order names, read back by identifier."""
+    band_id, band = new_band(engine)
+    for item in (TRANSIT, CANTEEN):
+        ordered = issue(engine, band_id, band, item)
+        band.power_on()
+        with in_field(band) as link:
+            issuer = run(pboc.read_issuer_file_by_fid(item.brand.file_id), link)
+        assert issuer.app_serial.hex().upper() == ordered
+        assert issuer.app_serial[:2] == item.issuer_id[:2]
+        assert issuer.app_serial[2:].hex().isdigit()
+
+
+@pytest.mark.parametrize(("product", "raw"), [
+    ("transit", "100068A1322188A8C334"),  # the card of the issue: random bytes after the prefix
+    ("transit", "1000" "00000000000003E8"),  # a counter in binary
+    ("canteen", "1000" "0000000000000001"),  # the transit issuer's prefix
+    ("transit", "1000" "00000000000001"),  # 9 bytes
+])
+def test_an_issuance_under_a_serial_no_card_takes_is_refused(engine, product, raw):
+    band_id, _ = new_band(engine)
+    with pytest.raises(OrderError, match="serial"):
+        orders(engine).issue(band_id, product, bytes.fromhex(raw), f"bad-{band_id}")

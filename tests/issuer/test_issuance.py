@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
+from applets import tlv
 from applets.gp.domain import ISD_AID
 from applets.gp.keys import KeySet
+from applets.runtime import PERSONALIZED
 from issuer import gp
 from issuer.issuance import Domain, factory_keys, issue_purse
 from issuer.products import TRANSIT
-from reader import places
-from reader.errors import CardRemoved
+from reader import pboc, places
+from reader.errors import CardProtocolError, CardRemoved
 from reader.flow import run
 from reader.load import LoadKeys, LoadTerminal
 from reader.transport import in_field
@@ -78,3 +81,30 @@ def test_issuance_broken_at_every_apdu_completes_on_the_next_contact():
                             random.Random(1).randbytes), link)
         assert issue(band, seed=n) in ("issued", "already issued"), f"dropped before APDU {n}"
         assert usable(band) == 500
+
+
+def test_store_data_gives_the_purse_its_df_identifier_and_pin():
+    band = make_band()
+    personalisation = replace(PERSONALISATION, pin="80246", pin_tries=4)
+    with in_field(band) as link:
+        assert run(issue_purse(CARD_MANAGER, OPERATOR, TRANSIT.aid, personalisation,
+                               random.Random(1).randbytes), link) == "issued"
+    band.power_on()
+    with in_field(band) as link:
+        assert run(pboc.read_issuer_file_by_fid(), link).app_serial == serial_for(TRANSIT)
+        assert link.transmit(bytes.fromhex("00A4000402100100"))[-2:] == b"\x90\x00"
+        fcp = link.trace[-1].response[:-2]
+        assert tlv.find(fcp, 0x83) == b"\x10\x01"
+        assert link.transmit(bytes.fromhex("0020000000")) == b"\x63\xc4"
+        assert link.transmit(pboc.verify_pin("80246").encode()) == b"\x90\x00"
+
+
+def test_the_card_refuses_a_serial_that_is_not_bcd_at_store_data():
+    band = make_band()
+    issuer_file = replace(PERSONALISATION.issuer_file,
+                          app_serial=bytes.fromhex("100068A1322188A8C334"))
+    with pytest.raises(CardProtocolError, match="6A80"), in_field(band) as link:
+        run(issue_purse(CARD_MANAGER, OPERATOR, TRANSIT.aid,
+                        replace(PERSONALISATION, issuer_file=issuer_file),
+                        random.Random(1).randbytes), link)
+    assert band.se.entry(TRANSIT.aid).lifecycle != PERSONALIZED, "nothing personalised"

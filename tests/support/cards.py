@@ -93,7 +93,7 @@ def issue(engine: Engine, band_id: int, band: Band, item: Product = TRANSIT, num
 
 
 def serial(item: Product, band_id: int, number: int = 0) -> bytes:
-    return item.issuer_id[:2] + (band_id * 1000 + number).to_bytes(8)
+    return item.serial(band_id * 1000 + number)
 
 
 def topup(engine: Engine, band_id: int, band: Band, serial: str, amount: int) -> None:

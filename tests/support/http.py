@@ -24,7 +24,7 @@ from issuer.products import TRANSIT
 from phone.companion import Companion, IssuerClient, LocalBand
 from reader import places
 from reader.clock import Clock
-from tests.conftest import EXPIRY, START, seeded, serial_for
+from tests.conftest import EXPIRY, START, seeded
 from wallet.band import Band
 
 OPERATOR = "operator-secret-token"
@@ -60,7 +60,7 @@ _numbers = iter(range(500_000, 1_000_000))
 def registered(url: str) -> tuple[Band, int, str, bytes]:
     number = next(_numbers)
     band = Band.new(f"api{number}", seeded(number))
-    serial = serial_for(TRANSIT, number)
+    serial = TRANSIT.serial(number)
     band.add_purse(TRANSIT.personalisation(serial, START, EXPIRY), TRANSIT.aid)
     operator = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {OPERATOR}"})
     made = operator.post("/v1/bands", json={"cplc": cplc(band.uid).hex(), "uid": band.uid.hex()})

@@ -17,7 +17,7 @@ from issuer.keys import DemoKeys
 from issuer.orders import Orders
 from issuer.products import TRANSIT
 from reader import places
-from tests.conftest import EXPIRY, START, seeded, serial_for
+from tests.conftest import EXPIRY, START, seeded
 from wallet.band import Band
 
 NOW = datetime(2026, 11, 23, 9, 0)
@@ -36,7 +36,7 @@ _serials = iter(range(1, 1_000_000))
 def enrol(engine: Engine) -> tuple[int, Band, bytes]:
     """A band with a transit card known to the issuer, and money in its funding account."""
     number = next(_serials)
-    serial = serial_for(TRANSIT, number)
+    serial = TRANSIT.serial(number)
     band = Band.new(f"b{number}", seeded(number))
     band.add_purse(TRANSIT.personalisation(serial, START, EXPIRY), TRANSIT.aid)
     sessions = session_factory(engine)

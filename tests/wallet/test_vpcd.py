@@ -159,6 +159,57 @@ def test_opensc_tool_sends_apdus_and_reads_the_atr(card_in_reader, pcscd):
     assert "Received (SW1=0x90, SW2=0x00)" in result.stdout
 
 
+def test_an_older_pboc_terminal_walks_the_file_tree_through_pcscd(card_in_reader, pcscd):
+    """The exact APDUs of issue 15: the MF with the card manager selected and from inside the
+    purse, the DF 1001, EF 0015 by identifier and READ BINARY of it, the MF by no data, GET
+    CHALLENGE and the holder PIN."""
+    card = PcscReader(pcscd.reader()).wait_for_card(5)
+
+    def send(raw: str) -> tuple[bytes, str]:
+        answer = card.transmit(bytes.fromhex(raw))
+        return answer[:-2], answer[-2:].hex().upper()
+
+    try:
+        assert send("00A4000C023F00") == (b"", "9000")  # the card manager is selected
+        assert send(SELECT.hex())[1] == "9000"
+        assert send("00A40000023F00")[1] == "9000"
+        df, sw = send("00A4000002100100")
+        assert sw == "9000" and TRANSIT.aid in df
+        assert send("00A40000020015")[1] == "9000"
+        issuer_file, sw = send("00B0000000")
+        assert sw == "9000" and issuer_file[:8] == TRANSIT.issuer_id
+        assert issuer_file[12:20].hex().isdigit(), "16 BCD digits after the issuer's prefix"
+        assert send("00A4000002100200")[1] == "9000"  # the canteen DF, a sibling
+        assert send("00A4020C020016")[1] == "9000"
+        assert send("00B0000037")[1] == "9000"
+        assert send("00A40800041001001800")[1] == "9000"
+        assert send("00B2010400")[1] == "6A83"  # the log is empty
+        assert send("00A40000020019")[1] == "6A82"
+        assert send("00A4050002100100")[1] == "6A86"
+        mf, sw = send("00A4000000")
+        assert sw == "9000" and mf[:1] == b"\x6f"
+        assert send("00A4000002100100")[1] == "9000"
+        challenge, sw = send("0084000008")
+        assert sw == "9000" and len(challenge) == 8
+        assert len(send("0084000004")[0]) == 4
+        assert send("0084000010")[1] == "6700"
+        assert send("0020000000")[1] == "63C3"
+        assert send("0020000003111111")[1] == "63C2"
+        assert send("0020000003123456")[1] == "9000"
+        assert send("0020000000")[1] == "9000"
+    finally:
+        card.disconnect()
+
+
+def test_opensc_tool_selects_by_file_identifier(card_in_reader, pcscd):
+    result = subprocess.run(["opensc-tool", "-r", pcscd.reader(),
+                             "-s", "00A40000023F00", "-s", "00A4000002100100",
+                             "-s", "00A40000020015", "-s", "00B0000000"],
+                            capture_output=True, text=True, timeout=20, check=False)
+    assert result.stdout.count("Received (SW1=0x90, SW2=0x00)") == 4, result.stdout + result.stderr
+    assert "10 00 00 00 FF FF FF FF" in result.stdout  # the issuer file, read as the current EF
+
+
 def test_the_contactless_get_uid_pseudo_apdu(card_in_reader, pcscd):
     card = PcscReader(pcscd.reader(), protocol="T0").wait_for_card(5)
     try:
