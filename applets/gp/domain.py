@@ -6,6 +6,10 @@ authenticated secure channel with that domain; a domain manages only the
 applications associated with it (the ISD also creates and deletes SSDs and
 locks the card), so the band maker's keys open none of an operator's cards.
 
+A domain is multi-selectable: the card manager is selected on every logical
+channel opened from the basic one, and each channel has its own secure
+channel session and personalisation target (RAM only).
+
 ==========  =====  ===============================================
 CLA         INS    command (GP Card Specification 2.3, chapter 11)
 ==========  =====  ===============================================
@@ -24,9 +28,10 @@ CLA         INS    command (GP Card Specification 2.3, chapter 11)
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from applets import tlv
-from applets.apdu import CommandAPDU
+from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.crypto import scp02, scp03
 from applets.errors import CardError
 from applets.gp import dgi as dgi_codec
@@ -56,6 +61,7 @@ from applets.runtime import (
     Applet,
     AppletContext,
     Entry,
+    Reply,
 )
 from applets.sw import SW
 
@@ -80,12 +86,41 @@ def _lv_items(data: bytes) -> list[bytes]:
     return items
 
 
+@dataclass(slots=True)
+class _Session:
+    """What a domain keeps for one logical channel, in RAM only."""
+
+    secure: SecureChannel | None = None
+    perso: bytes | None = None  # the application INSTALL [for personalization] named
+
+
 class SecurityDomain(Applet):
+    multiselectable = True
+
     def __init__(self, context: AppletContext) -> None:
         super().__init__(context)
         self.keys = KeyStore(context.store, context.prefix)
-        self._channel: SecureChannel | None = None
-        self._perso: bytes | None = None
+        self._sessions: dict[int, _Session] = {}
+
+    @property
+    def _session(self) -> _Session:
+        return self._sessions.setdefault(self.context.card.channel, _Session())
+
+    @property
+    def _secure(self) -> SecureChannel | None:
+        return self._session.secure
+
+    @_secure.setter
+    def _secure(self, channel: SecureChannel | None) -> None:
+        self._session.secure = channel
+
+    @property
+    def _perso(self) -> bytes | None:
+        return self._session.perso
+
+    @_perso.setter
+    def _perso(self, aid: bytes | None) -> None:
+        self._session.perso = aid
 
     # -- set-up (the band factory for the ISD, INSTALL for an SSD) -----------------------
 
@@ -118,11 +153,10 @@ class SecurityDomain(Applet):
         return fci(self.aid, tlv.encode(0x73, self._card_data()), tlv.encode(0x9F65, b"\xff"))
 
     def deselect(self) -> None:
-        self._channel = None
-        self._perso = None
+        self._sessions.pop(self.context.card.channel, None)
 
-    def process(self, apdu: CommandAPDU) -> bytes:
-        channel = self._channel
+    def process(self, apdu: CommandAPDU) -> Reply:
+        channel = self._secure
         secured = bool(apdu.cla & SM_BIT) and apdu.ins != Ins.EXTERNAL_AUTHENTICATE
         if secured:
             if channel is None or not channel.authenticated:
@@ -130,7 +164,7 @@ class SecurityDomain(Applet):
             try:
                 apdu = channel.unwrap(apdu)
             except CardError:
-                self._channel = None
+                self._secure = None
                 raise
         handler = _HANDLERS.get(apdu.ins)
         if handler is None or apdu.cla & 0xF0 not in (0x00, 0x80):
@@ -138,10 +172,11 @@ class SecurityDomain(Applet):
         needs_channel, method = handler
         if needs_channel and not secured:
             raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED, "this command needs a secure channel")
-        data = method(self, apdu)
-        if secured and self._channel is not None:
-            return self._channel.wrap(data, SW.OK)
-        return data
+        reply = method(self, apdu)
+        data, sw = (reply.data, reply.sw) if isinstance(reply, ResponseAPDU) else (reply, SW.OK)
+        if secured and self._secure is not None:
+            data = self._secure.wrap(data, sw)  # a warning's answer carries its R-MAC too
+        return data if sw == SW.OK else ResponseAPDU(data, sw)
 
     # -- opening a secure channel ------------------------------------------------------
 
@@ -159,11 +194,11 @@ class SecurityDomain(Applet):
             channel = Scp03Channel(keys, self.aid, counter)
         else:
             channel = Scp02Channel(keys, counter & 0xFFFF, self.context.rng(6), self.scp02_i)
-        self._channel = channel
+        self._secure = channel
         return channel.initialize_update(apdu.data, self._get("div") or bytes(10))
 
     def _external_authenticate(self, apdu: CommandAPDU) -> bytes:
-        channel, self._channel = self._channel, None
+        channel, self._secure = self._secure, None
         if channel is None:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE UPDATE before")
         try:
@@ -175,7 +210,7 @@ class SecurityDomain(Applet):
             raise
         if self.keys.failures():
             self.keys.set_failures(0)
-        self._channel = channel
+        self._secure = channel
         return b""
 
     # -- GET DATA ----------------------------------------------------------------------
@@ -319,10 +354,10 @@ class SecurityDomain(Applet):
         for n, (dgi, value) in enumerate(dgis, start=1):
             plain = value
             if dgi & 0x8000:
-                if apdu.p1 & ENCRYPTED != ENCRYPTED or self._channel is None:
+                if apdu.p1 & ENCRYPTED != ENCRYPTED or self._secure is None:
                     raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED,
                                     f"DGI {dgi:04X} must arrive encrypted under the DEK")
-                plain = self._channel.decrypt_key(value)
+                plain = self._secure.decrypt_key(value)
             target.store_data(dgi, plain, last and n == len(dgis))
         if last:
             self._perso = None
@@ -376,7 +411,7 @@ class SecurityDomain(Applet):
     def _put_key(self, apdu: CommandAPDU) -> bytes:
         if apdu.p2 != 0x81:
             raise CardError(SW.INCORRECT_P1_P2, "PUT KEY replaces whole key sets (P2=81)")
-        channel = self._channel
+        channel = self._secure
         if channel is None:
             raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED, "no secure channel is open")
         data = apdu.data
@@ -412,7 +447,7 @@ class SecurityDomain(Applet):
         return bytes((version,)) + kcvs
 
 
-_Handler = tuple[bool, Callable[[SecurityDomain, CommandAPDU], bytes]]
+_Handler = tuple[bool, Callable[[SecurityDomain, CommandAPDU], Reply]]
 _HANDLERS: dict[int, _Handler] = {
     Ins.INITIALIZE_UPDATE: (False, SecurityDomain._initialize_update),
     Ins.EXTERNAL_AUTHENTICATE: (False, SecurityDomain._external_authenticate),
