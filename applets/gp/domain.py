@@ -8,7 +8,7 @@ locks the card), so the band maker's keys open none of an operator's cards.
 
 A domain is multi-selectable: the card manager is selected on every logical
 channel opened from the basic one, and each channel has its own secure
-channel session and personalisation target (RAM only).
+channel session, personalisation target and GET STATUS search (RAM only).
 
 ==========  =====  ===============================================
 CLA         INS    command (GP Card Specification 2.3, chapter 11)
@@ -18,7 +18,7 @@ CLA         INS    command (GP Card Specification 2.3, chapter 11)
 80 / 00     CA CB  GET DATA (9F7F CPLC, 66 card data, E0 keys, 42, 45)
 80 / 84     E6     INSTALL [for install / make selectable / personalization]
 80 / 84     E4     DELETE
-80 / 84     F2     GET STATUS (P2 = 02: tagged format)
+80 / 84     F2     GET STATUS (P2 02 tagged / 00 GP 2.1.1 format, 6310 + P2 b1: next)
 80 / 84     F0     SET STATUS
 80 / 84     D8     PUT KEY
 80 / 84     E2     STORE DATA (DGI format)
@@ -31,11 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from applets import tlv
-from applets.apdu import CommandAPDU, ResponseAPDU
+from applets.apdu import SHORT_MAX_NE, CommandAPDU, ResponseAPDU
 from applets.crypto import scp02, scp03
 from applets.errors import CardError
 from applets.gp import dgi as dgi_codec
-from applets.gp import loadfiles
+from applets.gp import loadfiles, status
 from applets.gp.channel import (
     SCP02_I,
     SCP02_I_VALUES,
@@ -69,6 +69,7 @@ ISD_AID = bytes.fromhex("A000000151000000")
 ISD_PRIVILEGES = bytes((SECURITY_DOMAIN | CARD_LOCK | CARD_TERMINATE | DEFAULT_SELECTED | 0x02,
                         0x40, 0x00))
 AUTHORIZED_MANAGEMENT = 0x40  # privilege byte 2
+LOADED = 0x01  # an executable load file's life cycle (GPCS 5.3.1)
 GP_OID = bytes.fromhex("2A864886FC6B")
 DGI_FORMAT = 0x08
 ENCRYPTED = 0x60
@@ -86,12 +87,21 @@ def _lv_items(data: bytes) -> list[bytes]:
     return items
 
 
+@dataclass(frozen=True, slots=True)
+class _Search:
+    """A GET STATUS answered in part (6310): what it asked and the records not sent yet."""
+
+    request: tuple[status.Scope, bytes, bool]
+    left: tuple[bytes, ...]
+
+
 @dataclass(slots=True)
 class _Session:
     """What a domain keeps for one logical channel, in RAM only."""
 
     secure: SecureChannel | None = None
     perso: bytes | None = None  # the application INSTALL [for personalization] named
+    search: _Search | None = None
 
 
 class SecurityDomain(Applet):
@@ -263,38 +273,48 @@ class SecurityDomain(Applet):
                             f"{aid.hex().upper()} belongs to another security domain")
         return entry
 
-    def _get_status(self, apdu: CommandAPDU) -> bytes:
-        if apdu.p2 & 0xFE != 0x02:
-            raise CardError(SW.INCORRECT_P1_P2, "GET STATUS answers in the tagged format (P2=02)")
-        items = tlv.decode(apdu.data) if apdu.data else []
-        prefix = next((t.value for t in items if t.tag == 0x4F), b"")
-        out = b""
-        if apdu.p1 == 0x80:
-            isd = next(e for e in self.context.card.entries() if e.domain == b"")
-            if self.is_isd:
-                out = tlv.constructed(0xE3, tlv.encode(0x4F, isd.aid),
-                                      tlv.encode(0x9F70, bytes((self.context.card.card_state,))),
-                                      tlv.encode(0xC5, isd.privileges))
-        elif apdu.p1 == 0x40:
-            for e in self._visible():
-                if e.domain and e.aid.startswith(prefix):
-                    out += tlv.constructed(0xE3, tlv.encode(0x4F, e.aid),
-                                           tlv.encode(0x9F70, bytes((e.lifecycle,))),
-                                           tlv.encode(0xC5, e.privileges),
-                                           tlv.encode(0xC4, loadfiles.load_file_of(e.class_name).aid),
-                                           tlv.encode(0xCC, e.domain))
-        elif apdu.p1 in (0x20, 0x10):
-            for load_file in loadfiles.LOAD_FILES:
-                modules = b"".join(tlv.encode(0x84, m) for m in load_file.modules)
-                out += tlv.constructed(0xE3, tlv.encode(0x4F, load_file.aid),
-                                       tlv.encode(0x9F70, b"\x01"),
-                                       tlv.encode(0xCE, load_file.version),
-                                       modules if apdu.p1 == 0x10 else b"")
+    def _get_status(self, apdu: CommandAPDU) -> Reply:
+        """GET STATUS (GPCS 11.4.2): as many records as fit the answer after the secure
+        channel wraps them, 6310 while more are left for the next-occurrence command."""
+        request = status.GetStatus.parse(apdu)
+        session = self._session
+        if request.next_occurrence:
+            search = session.search
+            if search is None or search.request != request.search:
+                raise CardError(SW.CONDITIONS_NOT_SATISFIED,
+                                "no GET STATUS of this scope and criterion to continue")
+            records = search.left
         else:
-            raise CardError(SW.INCORRECT_P1_P2, f"GET STATUS P1={apdu.p1:02X} is unknown")
-        if not out:
-            raise CardError(SW.REFERENCED_DATA_NOT_FOUND, "nothing matches")
-        return out
+            session.search = None
+            modules = request.scope is status.Scope.LOAD_FILES_AND_MODULES
+            records = tuple(record.encode(request.tagged, modules)
+                            for record in self._registry(request.scope)
+                            if record.aid.startswith(request.aid))
+            if not records:
+                raise CardError(SW.REFERENCED_DATA_NOT_FOUND, "nothing matches")
+        ne = SHORT_MAX_NE if apdu.ne is None else apdu.ne
+        room = self._secure.room(ne) if self._secure is not None else ne
+        count, size = 0, 0
+        while count < len(records) and (not count or size + len(records[count]) <= room):
+            size += len(records[count])
+            count += 1
+        page, left = b"".join(records[:count]), records[count:]
+        session.search = _Search(request.search, left) if left else None
+        return ResponseAPDU(page, SW.MORE_DATA_AVAILABLE) if left else page
+
+    def _registry(self, scope: status.Scope) -> list[status.Record]:
+        card = self.context.card
+        if scope is status.Scope.ISSUER_SECURITY_DOMAIN:
+            if not self.is_isd:
+                return []  # a supplementary domain does not see the card manager
+            isd = card.entry(self.aid)
+            return [status.Record(isd.aid, card.card_state, isd.privileges)]
+        if scope is status.Scope.APPLICATIONS:
+            return [status.Record(e.aid, e.lifecycle, e.privileges,
+                                  loadfiles.load_file_of(e.class_name).aid, e.domain)
+                    for e in self._visible() if e.domain]
+        return [status.Record(lf.aid, LOADED, version=lf.version, modules=tuple(lf.modules))
+                for lf in loadfiles.LOAD_FILES]
 
     # -- INSTALL --------------------------------------------------------------------
 
@@ -366,7 +386,10 @@ class SecurityDomain(Applet):
     # -- DELETE, SET STATUS ------------------------------------------------------------
 
     def _delete(self, apdu: CommandAPDU) -> bytes:
-        items = tlv.decode(apdu.data)
+        try:
+            items = tlv.decode(apdu.data)
+        except tlv.TLVError as error:
+            raise CardError(SW.WRONG_DATA, f"DELETE data: {error}") from error
         if apdu.p2 not in (0x00, 0x80) or len(items) != 1 or items[0].tag != 0x4F:
             raise CardError(SW.WRONG_DATA, "DELETE takes one 4F AID (P2 00 or 80)")
         aid = items[0].value

@@ -3,17 +3,24 @@ CHANNEL, a selection per channel, multi-selectable domains and one secure channe
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import pytest
 
 from applets import iso7816, tlv
 from applets.apdu import CommandAPDU, ResponseAPDU
-from applets.gp.domain import SecurityDomain
+from applets.gp.domain import ISD_AID, SecurityDomain
+from applets.gp.keys import KeySet
 from applets.iso7816 import CHANNELS, on_channel
 from applets.pboc.purse import PbocPurse
 from applets.sw import SW
+from issuer import gp
 from issuer.products import CANTEEN, TRANSIT
 from reader import pboc
+from reader.flow import Flow
 from tests.conftest import make_band
+from tests.support.gp import LEVEL, on
 from wallet.band import Band
 
 CPLC = iso7816.get_data(0x9F7F)  # the card manager answers it on any channel, no session needed
@@ -179,3 +186,63 @@ def test_a_deleted_application_leaves_every_channel_it_was_selected_on():
     band.se.store.commit()
     assert band.se.selected_on(1) is None
     assert send(band, BALANCE, channel=1).sw == SW.CONDITIONS_NOT_SATISFIED
+
+
+# -- a secure channel session per logical channel ----------------------------------------
+
+
+def on_logical_channel(flow: Flow[Any], channel: int) -> Flow[Any]:
+    """``flow`` with every command moved to logical ``channel``: the C-MAC stays right, as it
+    covers the class byte with the channel number zero (GP Amendment D 6.2.4)."""
+    try:
+        command = next(flow)
+        while True:
+            moved = CommandAPDU(on_channel(command.cla, channel), command.ins, command.p1,
+                                command.p2, command.data, command.ne, command.extended)
+            command = flow.send((yield moved))
+    except StopIteration as done:
+        return done.value
+
+
+def test_the_card_manager_keeps_one_secure_channel_per_logical_channel():
+    band = make_band(TRANSIT)
+    keys = KeySet.test_keys()
+
+    def both() -> Flow[Any]:
+        opened = yield iso7816.manage_channel_open()
+        assert opened.data == b"\x01"
+        basic = yield from gp.open_channel(keys, LEVEL, random.Random(1).randbytes)
+        other = yield from on_logical_channel(
+            gp.open_channel(keys, LEVEL, random.Random(2).randbytes), 1)
+        listings = []
+        for channel, host in ((0, basic), (1, other), (0, basic), (1, other)):
+            rows = yield from on_logical_channel(gp.status(host, 0x80), channel)
+            listings.append([r.aid for r in rows])
+        wrapped = basic.wrap(gp.get_status(0x80))  # channel 0's C-MAC, sent on channel 1
+        crossed = yield CommandAPDU(on_channel(wrapped.cla, 1), wrapped.ins, wrapped.p1,
+                                    wrapped.p2, wrapped.data, wrapped.ne)
+        return listings, crossed
+
+    listings, crossed = on(band, both())
+    assert listings == [[ISD_AID]] * 4
+    assert crossed.sw == SW.SECURITY_STATUS_NOT_SATISFIED
+
+
+def test_closing_a_channel_ends_its_secure_channel_only():
+    band = make_band(TRANSIT)
+    keys = KeySet.test_keys()
+
+    def flow() -> Flow[Any]:
+        yield iso7816.manage_channel_open()
+        basic = yield from gp.open_channel(keys, LEVEL, random.Random(1).randbytes)
+        other = yield from on_logical_channel(
+            gp.open_channel(keys, LEVEL, random.Random(2).randbytes), 1)
+        yield iso7816.manage_channel_close(1)
+        yield iso7816.manage_channel_open()
+        closed = yield from on_logical_channel(other.transmit(gp.get_status(0x80)), 1)
+        still = yield from gp.status(basic, 0x80)
+        return closed, still
+
+    closed, still = on(band, flow())
+    assert closed.sw == SW.SECURITY_STATUS_NOT_SATISFIED
+    assert [r.aid for r in still] == [ISD_AID]
