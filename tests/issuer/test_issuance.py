@@ -9,14 +9,15 @@ import pytest
 from applets.gp.domain import ISD_AID
 from applets.gp.keys import KeySet
 from issuer import gp
-from issuer.issuance import Domain, factory_keys, issue_purse
-from issuer.products import TRANSIT
+from issuer.issuance import Domain, delete_purse, factory_keys, issue_purse, lock_purse
+from issuer.products import CANTEEN, TRANSIT
 from reader import places
 from reader.errors import CardRemoved
 from reader.flow import run
 from reader.load import LoadKeys, LoadTerminal
 from reader.transport import in_field
 from tests.conftest import EXPIRY, START, Clock, make_band, serial_for
+from tests.support.gp import full_band
 from wallet.band import Band
 
 OPERATOR_MASTER = KeySet(0x01, 3, bytes(range(0x10, 0x20)), bytes(range(0x20, 0x30)),
@@ -78,3 +79,17 @@ def test_issuance_broken_at_every_apdu_completes_on_the_next_contact():
                             random.Random(1).randbytes), link)
         assert issue(band, seed=n) in ("issued", "already issued"), f"dropped before APDU {n}"
         assert usable(band) == 500
+
+
+def test_the_card_manager_finds_a_factory_card_past_the_first_page_of_its_registry():
+    """The canteen card is the last of eight registry entries: more than one GET STATUS answer
+    holds, so the issuer follows the 6310 pages (the first page alone, or 6Cxx before the
+    card paged, and the card was Unproven)."""
+    band = full_band(factory_cards=True)
+    rng = random.Random(3).randbytes
+    with in_field(band) as link:
+        assert run(lock_purse(CARD_MANAGER, OPERATOR, CANTEEN.aid, rng), link) == "locked"
+    assert band.se.entry(CANTEEN.aid).locked
+    with in_field(band) as link:
+        assert run(delete_purse(CARD_MANAGER, OPERATOR, CANTEEN.aid, rng), link) == "deleted"
+        assert run(delete_purse(CARD_MANAGER, OPERATOR, CANTEEN.aid, rng), link) == "absent"

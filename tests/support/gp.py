@@ -60,15 +60,16 @@ def on(band: Band, flow: Flow[Any]) -> Any:
         return run(flow, link)
 
 
-def full_band() -> Band:
+def full_band(factory_cards: bool = False) -> Band:
     """A band as the demo's is by noon: the PPSE and the bank's e-cash card, the door card,
-    and transit and canteen each under its operator's domain: a registry longer than one
-    GET STATUS answer."""
+    and transit and canteen each under its operator's domain (``factory_cards``: under the
+    card manager, as the factory put them): a registry longer than one GET STATUS answer."""
     band, _ = bank_band(1)
     band.add_access_card(AccessPersonalisation.for_site(SITE_KEY, CARD, PERMITS))
     for ssd, product in ((SSD_AID, TRANSIT), (CANTEEN_SSD_AID, CANTEEN)):
         domain = band.se.install(ssd, SECURITY_DOMAIN, b"\x80\x40\x00", ISD_AID, SELECTABLE)
-        purse = band.se.install(product.aid, PBOC_PURSE, domain=ssd, lifecycle=PERSONALIZED)
+        purse = band.se.install(product.aid, PBOC_PURSE, domain=ISD_AID if factory_cards else ssd,
+                                lifecycle=PERSONALIZED)
         if not isinstance(domain, SecurityDomain) or not isinstance(purse, PbocPurse):
             raise TypeError("the catalogue's classes are not the band's")
         domain.provision(KeySet.test_keys(), band.div_data)
