@@ -64,9 +64,14 @@ class CommandAPDU:
 
     @property
     def channel(self) -> int:
-        """Logical channel from CLA (first and further interindustry classes)."""
+        """Logical channel from CLA (ISO/IEC 7816-4 5.4.1): b2-b1 in the first class
+        (x00x xxxx), 4 + b4-b1 in the further class (x1xx xxxx); a class that codes none
+        (x01x xxxx, RFU) is the basic channel's. GlobalPlatform codes its proprietary
+        classes (8x, Cx, Ex) the same way."""
         if self.cla & 0x40:
             return 4 + (self.cla & 0x0F)
+        if self.cla & 0x20:
+            return 0
         return self.cla & 0x03
 
     @classmethod

@@ -28,7 +28,7 @@ from enum import IntEnum
 from applets import tlv
 from applets.apdu import CommandAPDU, MalformedAPDU
 from applets.errors import CardError
-from applets.sw import SW
+from applets.sw import SW, wrong_le
 
 #: CLA: interindustry, no secure messaging, basic channel (ISO/IEC 7816-4 5.4.1).
 CLA_ISO = 0x00
@@ -53,6 +53,7 @@ class Ins(IntEnum):
     GET_DATA_ODD = 0xCB  # GET DATA with a BER-TLV data field (odd INS)
     PUT_DATA = 0xDA
     GET_RESPONSE = 0xC0
+    MANAGE_CHANNEL = 0x70
     INTERNAL_AUTHENTICATE = 0x88
     EXTERNAL_AUTHENTICATE = 0x82
     GET_CHALLENGE = 0x84
@@ -76,6 +77,101 @@ class Ins(IntEnum):
     # EMV 4.3 Book 3 clause 6.5 (PBOC 3.0 e-cash), CLA 80
     GET_PROCESSING_OPTIONS = 0xA8
     GENERATE_AC = 0xAE
+
+
+# -- the class byte: logical channels (ISO/IEC 7816-4 5.4.1, GPCS 11.1.4) -----------------
+
+#: The basic channel and the number of logical channels a class byte can name: 0-3 in the
+#: first class (b2-b1), 4-19 in the further class (01xx xxxx, b4-b1 = channel - 4).
+BASIC_CHANNEL, CHANNELS, FIRST_CLASS_CHANNELS = 0, 20, 4
+_FURTHER, _FURTHER_SM, _CHAINING, _FIRST_SM = 0x40, 0x20, 0x10, 0x0C
+
+
+def secure_messaging(cla: int) -> bool:
+    """Whether ``cla`` announces secure messaging: b4-b3 in the first class, b6 in the
+    further class."""
+    return bool(cla & (_FURTHER_SM if cla & _FURTHER else _FIRST_SM))
+
+
+def on_basic_channel(cla: int) -> int:
+    """``cla`` as the same command would carry it on the basic channel: channel bits
+    cleared, chaining (b5) kept, and the further class's one secure messaging bit (b6) as
+    the first class codes it: b3 in a proprietary class (GlobalPlatform's 84), b4 in the
+    interindustry one (ISO secure messaging, header not processed).
+
+    That is also the class byte a C-MAC covers (GP Amendment D 6.2.4: the logical channel
+    number is set to zero), so an application reads the same command on every channel."""
+    if not cla & _FURTHER:
+        return cla if cla & 0x20 else cla & ~0x03
+    sm = (0x04 if cla & 0x80 else 0x08) if cla & _FURTHER_SM else 0x00
+    return (cla & 0x80) | (cla & _CHAINING) | sm
+
+
+def on_channel(cla: int, channel: int) -> int:
+    """The class byte of ``cla`` (a basic-channel class, as the builders here make) on
+    logical ``channel``."""
+    if not BASIC_CHANNEL <= channel < CHANNELS:
+        raise ValueError(f"a logical channel is 0 to {CHANNELS - 1}, got {channel}")
+    if not 0 <= cla <= 0xFE or cla & 0x63:
+        raise ValueError(f"CLA {cla:02X} is not a basic-channel class")
+    if channel < FIRST_CLASS_CHANNELS:
+        return cla | channel
+    sm = _FURTHER_SM if cla & _FIRST_SM else 0x00
+    return (cla & 0x80) | _FURTHER | sm | (cla & _CHAINING) | (channel - FIRST_CLASS_CHANNELS)
+
+
+# -- MANAGE CHANNEL (ISO/IEC 7816-4 11.1.2) ------------------------------------------------
+
+MANAGE_OPEN, MANAGE_CLOSE = 0x00, 0x80
+
+
+@dataclass(frozen=True, slots=True)
+class ManageChannel:
+    """MANAGE CHANNEL: open ``channel`` (0: the card picks one and answers its number) or
+    close it. P2 names channels 0-19 directly, whatever class the command came in."""
+
+    close: bool
+    channel: int = 0
+
+    def command(self, origin: int = BASIC_CHANNEL) -> CommandAPDU:
+        if not BASIC_CHANNEL <= self.channel < CHANNELS or (self.close and not self.channel):
+            raise ValueError(f"cannot {'close' if self.close else 'open'} channel {self.channel}")
+        cla = on_channel(CLA_ISO, origin)
+        if self.close:
+            return CommandAPDU(cla, Ins.MANAGE_CHANNEL, MANAGE_CLOSE, self.channel)
+        ne = 1 if self.channel == 0 else None
+        return CommandAPDU(cla, Ins.MANAGE_CHANNEL, MANAGE_OPEN, self.channel, ne=ne)
+
+    @classmethod
+    def parse(cls, apdu: CommandAPDU) -> ManageChannel:
+        """The MANAGE CHANNEL in ``apdu``, refused as a Java Card runtime refuses it (JCRE
+        4.5.1, 4.6.1): 6882 for secure messaging, 6A81 for a P1 that is neither open nor
+        close, a channel past 19 or closing the basic channel, 6700 for a data field, 6C01
+        when the card is to pick the channel but Le is not 01."""
+        if secure_messaging(apdu.cla):
+            raise CardError(SW.SECURE_MESSAGING_NOT_SUPPORTED, "MANAGE CHANNEL takes no SM")
+        if apdu.p1 not in (MANAGE_OPEN, MANAGE_CLOSE) or apdu.p2 >= CHANNELS:
+            raise CardError(SW.FUNCTION_NOT_SUPPORTED,
+                            f"MANAGE CHANNEL P1={apdu.p1:02X} P2={apdu.p2:02X}")
+        if apdu.data:
+            raise CardError(SW.WRONG_LENGTH, "MANAGE CHANNEL has no data field")
+        close = apdu.p1 == MANAGE_CLOSE
+        if close and apdu.p2 == BASIC_CHANNEL:
+            raise CardError(SW.FUNCTION_NOT_SUPPORTED, "the basic channel never closes")
+        if not close and apdu.p2 == 0 and apdu.ne != 1:
+            raise CardError(wrong_le(1), "the card answers the channel it opened in one byte")
+        return cls(close, apdu.p2)
+
+
+def manage_channel_open(channel: int = 0, origin: int = BASIC_CHANNEL) -> CommandAPDU:
+    """MANAGE CHANNEL open: ``00 70 00 00 01`` (the card picks, answers its number) or
+    ``00 70 00 nn`` (open channel nn)."""
+    return ManageChannel(False, channel).command(origin)
+
+
+def manage_channel_close(channel: int, origin: int = BASIC_CHANNEL) -> CommandAPDU:
+    """MANAGE CHANNEL close: ``00 70 80 nn``."""
+    return ManageChannel(True, channel).command(origin)
 
 
 # -- SELECT (ISO/IEC 7816-4 11.2.2) -----------------------------------------------------
@@ -133,9 +229,14 @@ class Select:
 
     @classmethod
     def parse(cls, apdu: CommandAPDU,
-              occurrences: Collection[Occurrence] = tuple(Occurrence)) -> Select:
+              occurrences: Collection[Occurrence] = tuple(Occurrence),
+              nameless: bool = False) -> Select:
         """The SELECT by DF name in ``apdu``: 6A86 for a P1 P2 it is not (or an occurrence
-        not in ``occurrences``, what this card supports), 6700 for a name of the wrong size."""
+        not in ``occurrences``, what this card supports), 6700 for a name of the wrong size.
+
+        With ``nameless`` a SELECT without a data field (``00 A4 04 00 00``) parses, with
+        an empty name: a GlobalPlatform card selects its Issuer Security Domain for it
+        (GPCS 11.9.2.2)."""
         if apdu.p1 != SelectBy.DF_NAME:
             raise CardError(SW.INCORRECT_P1_P2, f"SELECT P1={apdu.p1:02X} is not by DF name")
         occurrence = Occurrence(apdu.p2 & 0x03)
@@ -143,6 +244,8 @@ class Select:
             names = [o.name.lower() for o in Occurrence if o in occurrences]
             listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
             raise CardError(SW.INCORRECT_P1_P2, f"SELECT P2 supports {listed} occurrence")
+        if nameless and not apdu.data:
+            return cls(b"", occurrence, Answer(apdu.p2 & 0x0C))
         if not 1 <= len(apdu.data) <= DF_NAME_MAX:
             raise MalformedAPDU(f"a DF name has 1 to {DF_NAME_MAX} bytes", 5)
         return cls(apdu.data, occurrence, Answer(apdu.p2 & 0x0C))
@@ -473,6 +576,17 @@ def verification_data(apdu: CommandAPDU, references: Collection[int] = (PIN_REFE
     return apdu.data
 
 
-def get_response(ne: int = 256) -> CommandAPDU:
-    """GET RESPONSE: the next ``ne`` bytes a card announced with 61xx."""
-    return CommandAPDU(CLA_ISO, Ins.GET_RESPONSE, 0x00, 0x00, ne=ne)
+def get_response(ne: int = 256, channel: int = BASIC_CHANNEL) -> CommandAPDU:
+    """GET RESPONSE: the next ``ne`` bytes a card announced with 61xx (on ``channel``,
+    where the command that announced them came)."""
+    return CommandAPDU(on_channel(CLA_ISO, channel), Ins.GET_RESPONSE, 0x00, 0x00, ne=ne)
+
+
+def get_response_ne(apdu: CommandAPDU) -> int:
+    """How many bytes a GET RESPONSE asks for (ISO/IEC 7816-4 11.6.1): 6A86 unless
+    P1 P2 = 00 00, 6700 for a data field or no Le (it is a case 2 command)."""
+    if apdu.p1 or apdu.p2:
+        raise CardError(SW.INCORRECT_P1_P2, "GET RESPONSE takes P1 P2 = 00 00")
+    if apdu.data or apdu.ne is None:
+        raise CardError(SW.WRONG_LENGTH, "GET RESPONSE has no data field and an Le")
+    return apdu.ne

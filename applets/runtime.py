@@ -4,15 +4,37 @@ Every command runs as one transaction: the store commits if the applet
 answers, and rolls back if it refuses (:class:`CardError`) or fails. Nothing
 escapes :meth:`SecureElement.transmit` but a simulated power cut: a bug in an
 applet answers 6F00 and is counted in ``internal_errors`` so that tests and
-fuzzers can insist it stays zero.
+fuzzers can insist it stays zero. An applet answers data (9000), or data with
+a warning (62xx, 63xx: the command completed, its writes stand).
 
 Selection (ISO/IEC 7816-4 11.1.1): SELECT by DF name (P1=04) matches an AID
-fully or by prefix; P2 b2-b1 = 10 moves to the next application that matches.
-SELECT by file identifier or path (P1=00-03, 08, 09) walks the card's file
-tree: the MF 3F00 and, under it, the DFs of the applications that have a
-file identifier; :mod:`applets.mf` holds its rules.
-Only the basic logical channel exists, as on most wearables' contactless
-interface.
+fully or by prefix; P2 b2-b1 = 10 moves to the next application that matches;
+no name at all (``00 A4 04 00 00``) selects the Issuer Security Domain
+(GPCS 11.9.2.2). SELECT by file identifier or path (P1=00-03, 08, 09) walks the card's
+file tree: the MF 3F00 and, under it, the DFs of the applications that have a file
+identifier; :mod:`applets.mf` holds its rules.
+
+Logical channels (ISO/IEC 7816-4 5.4.1 and 11.1.2, GPCS 11.1.4, and the Java
+Card runtime's rules, JCRE 4.5-4.6): the basic channel and up to 19 more,
+opened and closed with MANAGE CHANNEL, each with its own selected application;
+a command on a channel that is not open answers 6881. An application is
+active on one channel at a time unless its class is multi-selectable (Java
+Card's ``MultiSelectable``; GlobalPlatform has no privilege for it): selecting
+it on a second channel answers 6985. Applets read every command with the class
+byte the basic channel would carry (:func:`~applets.iso7816.on_basic_channel`,
+also what a C-MAC covers) and learn its channel from ``card.channel``.
+
+Long answers (ISO/IEC 7816-4 5.1.3, 7816-3 12.2.3): an answer longer than Ne
+leaves in parts, the first Ne bytes with 61xx and the rest by GET RESPONSE on
+the same channel (the next other command drops what is left). A case 2
+command whose whole answer fits a short Le, only not the one it sent, gets
+6Cxx instead (wrong Le, xx the exact length) and none of its writes stand, so
+the terminal sends it again. The band cannot tell which protocol a PC/SC
+reader agreed (vpcd does not say, and ISO/IEC 14443-4 has no T=0), so every
+link gets the same answers: 61xx parts serve T=0 and T=1 alike, and a command
+with an extended Le gets the whole answer at once.
+
+Channels, selections and a waiting answer live in RAM: a reset loses them.
 """
 
 from __future__ import annotations
@@ -22,15 +44,31 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from applets import mf
-from applets.apdu import CommandAPDU, ResponseAPDU
+from applets.apdu import SHORT_MAX_NE, CommandAPDU, ResponseAPDU
 from applets.errors import CardError, PowerLoss
-from applets.iso7816 import Answer, Ins, Occurrence, Select, SelectBy, SelectFile
+from applets.iso7816 import (
+    BASIC_CHANNEL,
+    CHANNELS,
+    Answer,
+    Ins,
+    ManageChannel,
+    Occurrence,
+    Select,
+    SelectBy,
+    SelectFile,
+    get_response_ne,
+    on_basic_channel,
+    select,
+)
 from applets.store import Store
-from applets.sw import SW, wrong_le
+from applets.sw import SW, bytes_remaining, is_warning, wrong_le
 
 Rng = Callable[[int], bytes]
+#: What an applet answers a command: its data (9000), or data and a warning status word.
+Reply = bytes | ResponseAPDU
 
 _REGISTRY = "registry"
 _DEACTIVATED = "crs/deactivated"
@@ -92,6 +130,10 @@ class AppletContext:
 class Applet(ABC):
     """A card application. Persistent state lives in ``context.store`` only."""
 
+    #: Whether the application may be selected on several logical channels at once; such
+    #: an applet keeps its session state per channel (``context.card.channel``).
+    multiselectable: ClassVar[bool] = False
+
     def __init__(self, context: AppletContext) -> None:
         self.context = context
 
@@ -112,14 +154,17 @@ class Applet(ABC):
 
     @abstractmethod
     def select(self, apdu: CommandAPDU) -> bytes:
-        """Become the current application; return the FCI (or raise to refuse)."""
+        """Become the current application (on ``context.card.channel``); return the FCI
+        (or raise to refuse)."""
 
     def deselect(self) -> None:  # noqa: B027 - a hook; most applets keep no session
-        """Forget volatile state (sessions); called on reselection and power-off."""
+        """Forget volatile state (sessions) of ``context.card.channel``; called on
+        reselection, when that channel closes and at power-off."""
 
     @abstractmethod
-    def process(self, apdu: CommandAPDU) -> bytes:
-        """Handle one command; return response data or raise :class:`CardError`."""
+    def process(self, apdu: CommandAPDU) -> Reply:
+        """Handle one command; return response data (or data and a warning status word)
+        or raise :class:`CardError`."""
 
     def store_data(self, dgi: int, data: bytes, last: bool) -> None:
         """Personalisation data forwarded by the application's security domain."""
@@ -158,20 +203,43 @@ class SecureElement:
         self._rng = rng
         self._catalogue = catalogue
         self._applets: dict[bytes, Applet] = {}
-        self.selected: Applet | None = None
+        #: The open logical channels and the application selected on each (RAM).
+        self._channels: dict[int, Applet | None] = {BASIC_CHANNEL: None}
+        #: The logical channel of the command being run (applets key sessions by it).
+        self.channel = BASIC_CHANNEL
+        self._outgoing: _Outgoing | None = None
         self.internal_errors = 0
         self.power_on()
 
     # -- life cycle -------------------------------------------------------------
 
     def power_on(self) -> None:
-        """Start from persistent memory alone, as after a field reset or a tear."""
+        """Start from persistent memory alone, as after a field reset or a tear: the basic
+        channel only, with the default application implicitly selected."""
         self.store.recover()
-        self.selected = None
         self._applets = {entry.aid: self._instantiate(entry) for entry in self.entries()}
+        self._channels = {BASIC_CHANNEL: self._default()}
+        self.channel = BASIC_CHANNEL
+        self._outgoing = None
+
+    def _default(self) -> Applet | None:
         default = next((e for e in self.entries() if e.privileges[0] & DEFAULT_SELECTED), None)
-        if default is not None:
-            self.selected = self._applets[default.aid]
+        return None if default is None else self._applets[default.aid]
+
+    # -- logical channels --------------------------------------------------------------
+
+    @property
+    def selected(self) -> Applet | None:
+        """The application selected on the basic channel."""
+        return self._channels[BASIC_CHANNEL]
+
+    def selected_on(self, channel: int) -> Applet | None:
+        """The application selected on logical ``channel`` (None also when it is closed)."""
+        return self._channels.get(channel)
+
+    @property
+    def open_channels(self) -> tuple[int, ...]:
+        return tuple(sorted(self._channels))
 
     # -- the registry -----------------------------------------------------------------
 
@@ -228,8 +296,9 @@ class SecureElement:
         applet = self.applet(aid)
         applet.uninstall()
         self._write_entries([e for e in self.entries() if e.aid != aid])
-        if self.selected is applet:
-            self.selected = None
+        for channel, selected in self._channels.items():
+            if selected is applet:
+                self._channels[channel] = None
         del self._applets[aid]
 
     def abort(self) -> None:
@@ -237,10 +306,11 @@ class SecureElement:
         self.store.abort()
         current = {e.aid for e in self.entries()}
         if current != set(self._applets):
-            selected = self.selected.aid if self.selected is not None else None
             self._applets = {e.aid: self._applets.get(e.aid) or self._instantiate(e)
                              for e in self.entries()}
-            self.selected = self._applets.get(selected) if selected is not None else None
+            self._channels = {channel: None if selected is None
+                              else self._applets.get(selected.aid)
+                              for channel, selected in self._channels.items()}
 
     # -- contactless activation (GP Amendment C) ---------------------------------------
 
@@ -275,13 +345,18 @@ class SecureElement:
 
     def transmit(self, raw: bytes) -> bytes:
         """One C-APDU in, one R-APDU out; writes commit only on success."""
+        outgoing, self._outgoing = self._outgoing, None  # any command but GET RESPONSE drops it
         try:
             apdu = CommandAPDU.parse(raw)
-            data = self._dispatch(apdu)
-            if apdu.ne is not None and not apdu.extended and len(data) > apdu.ne:
-                raise CardError(wrong_le(len(data)), f"Le={apdu.ne}, {len(data)} available")
+            if apdu.ins == Ins.GET_RESPONSE and not apdu.cla & 0x80:
+                return self._get_response(apdu, outgoing)
+            reply = self._dispatch(apdu)
+            data, sw = (reply.data, reply.sw) if isinstance(reply, ResponseAPDU) else (reply, SW.OK)
+            if sw != SW.OK and not is_warning(sw):
+                raise ValueError(f"an applet answered {sw:04X} instead of raising CardError")
+            response = self._answer(apdu, data, sw)
             self.store.commit()
-            return ResponseAPDU(data, SW.OK).encode()
+            return response
         except PowerLoss:
             raise
         except CardError as refusal:
@@ -293,43 +368,78 @@ class SecureElement:
             _log.exception("applet failed on %s", raw.hex().upper())
             return SW.UNKNOWN.to_bytes(2)
 
-    def _dispatch(self, apdu: CommandAPDU) -> bytes:
+    # -- long answers (ISO/IEC 7816-4 5.1.3) ------------------------------------------------
+
+    def _answer(self, apdu: CommandAPDU, data: bytes, sw: int) -> bytes:
+        """The R-APDU of ``data`` and ``sw`` for ``apdu``: whole when it fits Ne (no Le:
+        up to 256 bytes, as a T=1 card answers), else the first part and 61xx; 6Cxx when a
+        case 2 command sent a short Le too small for an answer that would fit one."""
+        ne = SHORT_MAX_NE if apdu.ne is None else apdu.ne
+        if len(data) > ne and apdu.case == 2 and not apdu.extended and len(data) <= SHORT_MAX_NE:
+            raise CardError(wrong_le(len(data)), f"Le={apdu.ne}, {len(data)} available")
+        return self._part(apdu.channel, data, sw, ne)
+
+    def _part(self, channel: int, data: bytes, sw: int, ne: int) -> bytes:
+        if len(data) <= ne:
+            return data + sw.to_bytes(2)
+        self._outgoing = _Outgoing(channel, data[ne:], sw)
+        return data[:ne] + bytes_remaining(len(data) - ne).to_bytes(2)
+
+    def _get_response(self, apdu: CommandAPDU, outgoing: _Outgoing | None) -> bytes:
+        if apdu.channel not in self._channels:
+            raise CardError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED,
+                            f"logical channel {apdu.channel} is not open")
+        ne = get_response_ne(apdu)
+        if outgoing is None or outgoing.channel != apdu.channel:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no answer waits for GET RESPONSE")
+        return self._part(outgoing.channel, outgoing.data, outgoing.sw, ne)
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _dispatch(self, apdu: CommandAPDU) -> Reply:
         if apdu.cla == 0xFF:
             raise CardError(SW.CLA_NOT_SUPPORTED, "CLA FF is reserved for PTS")
         if apdu.ins & 0xF0 in (0x60, 0x90):
             raise CardError(SW.INS_NOT_SUPPORTED, f"INS {apdu.ins:02X} is invalid")
-        if apdu.cla & 0x80 == 0 and apdu.channel != 0:
-            raise CardError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED)
-        if apdu.ins == Ins.SELECT and apdu.cla & 0x80 == 0 and apdu.p1 == SelectBy.DF_NAME:
-            return self._select_by_name(apdu)
-        if apdu.ins == Ins.SELECT and apdu.cla & 0x80 == 0:
-            return self._select_file(apdu)
-        if self.selected is None:
-            if apdu.ins == Ins.SELECT:
+        channel, interindustry = apdu.channel, not apdu.cla & 0x80
+        if apdu.ins == Ins.MANAGE_CHANNEL and interindustry:
+            return self._manage_channel(apdu, channel)
+        if channel not in self._channels:
+            raise CardError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED, f"logical channel {channel} is not open")
+        self.channel = channel
+        command = replace(apdu, cla=on_basic_channel(apdu.cla))
+        if command.ins == Ins.SELECT and interindustry and command.p1 == SelectBy.DF_NAME:
+            return self._select_by_name(command, channel)
+        if command.ins == Ins.SELECT and interindustry:
+            return self._select_file(command, channel)
+        selected = self._channels[channel]
+        if selected is None:
+            if command.ins == Ins.SELECT:
                 raise CardError(SW.FILE_NOT_FOUND, "no application is selected")
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no application is selected")
-        return self.selected.process(apdu)
+        return selected.process(command)
 
-    def _select_by_name(self, apdu: CommandAPDU) -> bytes:
-        select = Select.parse(apdu, occurrences=(Occurrence.FIRST, Occurrence.NEXT))
+    def _select_by_name(self, apdu: CommandAPDU, channel: int) -> bytes:
+        select = Select.parse(apdu, occurrences=(Occurrence.FIRST, Occurrence.NEXT),
+                              nameless=True)
         selectable = self.selectable()
-        matches = [app for app in self._applets.values()
-                   if app.aid.startswith(select.name) and app.aid in selectable]
-        if select.occurrence is Occurrence.NEXT and self.selected in matches:
-            matches = matches[matches.index(self.selected) + 1 :]
+        current = self._channels[channel]
+        if not select.name and select.occurrence is Occurrence.FIRST:
+            matches = [self._applets[e.aid] for e in self.entries()
+                       if e.domain == b"" and e.is_domain and e.aid in selectable]
+        else:
+            matches = [app for app in self._applets.values()
+                       if app.aid.startswith(select.name) and app.aid in selectable]
+        if select.occurrence is Occurrence.NEXT and current in matches:
+            matches = matches[matches.index(current) + 1 :]
         if not matches:
             raise CardError(SW.FILE_NOT_FOUND, f"no application {select.name.hex().upper()}")
-        target = matches[0]
-        if self.selected is not None:
-            self.selected.deselect()
-            self.selected = None
-        fci = target.select(apdu)
-        self.selected = target
+        fci = self._select_on(channel, matches[0], apdu)
         return b"" if select.answer is Answer.NONE else fci
 
     # -- the MF and the applications' DFs, by identifier or path (applets.mf) ------------
 
-    def _select_file(self, apdu: CommandAPDU) -> bytes:
+    def _select_file(self, apdu: CommandAPDU, channel: int) -> bytes:
         select = SelectFile.parse(apdu)
         selectable = self.selectable()
         dfs: dict[int, Applet] = {}
@@ -337,19 +447,76 @@ class SecureElement:
             fid = app.file_id
             if fid is not None and app.aid in selectable:
                 dfs.setdefault(fid, app)
-        target = mf.resolve(select, self.selected, dfs, lambda app, fid: app.has_ef(fid))
+        current = self._channels[channel]
+        target = mf.resolve(select, current, dfs, lambda app, fid: app.has_ef(fid))
         if target.df is None:
-            if self.selected is not None:
-                self.selected.deselect()
-                self.selected = None
+            self._deselect(channel)
             return mf.answer(select.answer)
         answer = b""
-        if target.df is not self.selected or target.ef is None:
-            if self.selected is not None:
-                self.selected.deselect()
-                self.selected = None
-            answer = target.df.select(apdu)
-            self.selected = target.df
+        if target.df is not current or target.ef is None:
+            answer = self._select_on(channel, target.df, apdu)
         if target.ef is not None:
             return target.df.select_ef(target.ef, select.answer)
         return b"" if select.answer is Answer.NONE else answer
+
+    def _select_on(self, channel: int, target: Applet, apdu: CommandAPDU) -> bytes:
+        elsewhere = any(selected is target for other, selected in self._channels.items()
+                        if other != channel)
+        if elsewhere and not target.multiselectable:
+            raise CardError(SW.CONDITIONS_NOT_SATISFIED,
+                            f"{target.aid.hex().upper()} is selected on another logical channel "
+                            f"and is not multi-selectable")
+        self._deselect(channel)
+        self.channel = channel
+        fci = target.select(apdu)
+        self._channels[channel] = target
+        return fci
+
+    def _deselect(self, channel: int) -> None:
+        selected = self._channels[channel]
+        if selected is not None:
+            self.channel = channel
+            self._channels[channel] = None
+            selected.deselect()
+
+    def _manage_channel(self, apdu: CommandAPDU, origin: int) -> Reply:
+        """MANAGE CHANNEL as a Java Card runtime runs it (JCRE 4.5.1, 4.6.1)."""
+        request = ManageChannel.parse(apdu)
+        if origin not in self._channels:
+            raise CardError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED, f"logical channel {origin} is not open")
+        if request.close:
+            if request.channel not in self._channels:
+                return ResponseAPDU(b"", SW.WARNING_NO_INFORMATION)  # closed already
+            self._deselect(request.channel)
+            del self._channels[request.channel]
+            return b""
+        number = request.channel or next(
+            (n for n in range(BASIC_CHANNEL + 1, CHANNELS) if n not in self._channels), None)
+        if number is None:
+            raise CardError(SW.FUNCTION_NOT_SUPPORTED, "every logical channel is open")
+        if number in self._channels:
+            raise CardError(SW.INCORRECT_P1_P2, f"logical channel {number} is open already")
+        # From the basic channel the new one gets the default application, from another
+        # channel that channel's application (JCRE 4.5.1 step 7).
+        candidate = self._default() if origin == BASIC_CHANNEL else self._channels[origin]
+        if candidate is not None and candidate.aid not in self.selectable():
+            candidate = None
+        self._channels[number] = None
+        if candidate is not None:
+            try:
+                self._select_on(number, candidate, select(candidate.aid))
+            except CardError as refusal:
+                del self._channels[number]
+                if refusal.sw == SW.CONDITIONS_NOT_SATISFIED:
+                    raise
+                raise CardError(SW.APPLET_SELECT_FAILED, refusal.reason) from refusal
+        return b"" if request.channel else bytes((number,))
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """The rest of an answer that did not fit, waiting for GET RESPONSE on ``channel``."""
+
+    channel: int
+    data: bytes
+    sw: int

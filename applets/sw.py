@@ -9,9 +9,12 @@ class SW(IntEnum):
     """SW1 SW2 as one integer; names follow the standards' wording."""
 
     OK = 0x9000
+    BYTES_REMAINING = 0x6100  # 61xx: xx more bytes for GET RESPONSE (00: 256 or more)
+    WARNING_NO_INFORMATION = 0x6200
     WARNING_SELECTED_FILE_INVALIDATED = 0x6283
     WARNING_END_OF_FILE = 0x6282
     VERIFY_FAILED = 0x6300
+    MORE_DATA_AVAILABLE = 0x6310  # GlobalPlatform GET STATUS: ask for the next occurrences
     MEMORY_FAILURE = 0x6581
     WRONG_LENGTH = 0x6700
     LOGICAL_CHANNEL_NOT_SUPPORTED = 0x6881
@@ -24,6 +27,7 @@ class SW(IntEnum):
     COMMAND_NOT_ALLOWED_NO_EF = 0x6986
     SM_DATA_MISSING = 0x6987
     SM_DATA_INCORRECT = 0x6988
+    APPLET_SELECT_FAILED = 0x6999  # Java Card: the application refused its selection
     WRONG_DATA = 0x6A80
     FUNCTION_NOT_SUPPORTED = 0x6A81
     FILE_NOT_FOUND = 0x6A82
@@ -57,6 +61,20 @@ def tries_left(tries: int) -> int:
     if not 0 <= tries <= 0x0F:
         raise ValueError(f"63Cx counts 0 to 15 tries, got {tries}")
     return 0x63C0 | tries
+
+
+def bytes_remaining(n: int) -> int:
+    """``61xx``: the answer goes on for ``n`` more bytes, which GET RESPONSE fetches; xx is
+    ``n`` up to 255, 00 for 256 or more (ISO/IEC 7816-4 5.1.3)."""
+    if n < 1:
+        raise ValueError("61xx announces at least one more byte")
+    return SW.BYTES_REMAINING | (min(n, 256) & 0xFF)
+
+
+def is_warning(sw: int) -> bool:
+    """Whether ``sw`` says the command completed with a warning (62xx, 63xx): its data and
+    its effects stand, as with 9000 (ISO/IEC 7816-4 5.1.3)."""
+    return sw >> 8 in (0x62, 0x63)
 
 
 def is_valid(sw: int) -> bool:

@@ -19,6 +19,7 @@ from applets.gp.keys import TEST_KEY, KeySet
 from applets.sw import SW
 from commands.world import Source, World, identifier, json_option, pass_world, trace_file_option
 from issuer import gp
+from reader.errors import CardProtocolError
 from reader.flow import Flow, expect, run
 
 T = TypeVar("T")
@@ -111,36 +112,86 @@ def gp_list(world: World, /, as_json: bool, **options: Any) -> None:
     """The domains, applications and load files the domain may see."""
     rows = run_gp(world, GpTarget.from_options(options), registry)
     if as_json:
-        world.emit([{"aid": r.aid.hex().upper(), "lifecycle": r.lifecycle,
-                     "privileges": r.privileges.hex().upper(), "domain": r.domain.hex().upper()}
+        world.emit([{"kind": r.kind, "aid": r.record.aid.hex().upper(),
+                     "lifecycle": r.record.lifecycle, "state": r.state,
+                     "privileges": r.record.privileges.hex().upper(),
+                     "domain": r.record.domain.hex().upper(),
+                     "load_file": r.record.load_file.hex().upper(),
+                     "version": r.record.version.hex().upper(),
+                     "modules": [m.hex().upper() for m in r.record.modules]}
                     for r in rows])
         return
-    table = Table(identifier("AID"), "life cycle", identifier("privileges"), identifier("domain"),
-                  title="GlobalPlatform registry")
+    table = Table(identifier("AID"), "kind", "life cycle", identifier("privileges"),
+                  identifier("domain / modules"), title="GlobalPlatform registry")
     for r in rows:
-        table.add_row(r.aid.hex().upper(), lifecycle_name(r.lifecycle), r.privileges.hex().upper(),
-                      r.domain.hex().upper() or "(card manager)")
+        if r.kind == LOAD_FILE:
+            where = " ".join(m.hex().upper() for m in r.record.modules)
+        else:
+            where = r.record.domain.hex().upper()
+        table.add_row(r.record.aid.hex().upper(), r.kind, r.state,
+                      r.record.privileges.hex().upper(), where)
     world.console.print(table)
 
 
-def registry(channel: gp.HostChannel) -> Flow[list[gp.Registered]]:
-    """GET STATUS of the applications and domains, then of the card manager, as far as the
-    channel's domain may see them."""
-    rows: list[gp.Registered] = []
-    for scope in (0x80, 0x40):
-        response = yield channel.wrap(gp.get_status(scope))
-        answer = channel.unwrap(response)
-        if answer.sw == SW.OK:
-            rows += gp.parse_status(answer.data)
-    return rows
+CARD_MANAGER, SECURITY_DOMAIN, APPLICATION, LOAD_FILE = (
+    "card manager", "security domain", "application", "load file")
 
 
-def lifecycle_name(state: int) -> str:
-    names = {0x03: "INSTALLED", 0x07: "SELECTABLE", 0x0F: "PERSONALIZED", 0x01: "OP_READY",
-             0x7F: "CARD_LOCKED", 0xFF: "TERMINATED"}
-    if state != 0xFF and state & 0x80:
-        return f"LOCKED ({names.get(state & 0x7F, f'{state & 0x7F:02X}')})"
-    return names.get(state, f"{state:02X}")
+@dataclass(frozen=True)
+class Row:
+    """A registry record and what it is: the life cycle's name depends on that."""
+
+    kind: str
+    record: gp.Registered
+
+    @property
+    def state(self) -> str:
+        return lifecycle_name(self.record.lifecycle, self.kind)
+
+
+def registry(channel: gp.HostChannel) -> Flow[list[Row]]:
+    """GET STATUS of the card manager, the applications and domains and the load files with
+    their modules, every page of each, as far as the channel's domain may see them."""
+    rows = [Row(CARD_MANAGER, r) for r in (yield from gp.status(channel, 0x80))]
+    for record in (yield from gp.status(channel, 0x40)):
+        domain = bool(record.privileges and record.privileges[0] & SECURITY_DOMAIN_BIT)
+        rows.append(Row(SECURITY_DOMAIN if domain else APPLICATION, record))
+    try:
+        files = yield from gp.status(channel, 0x10)
+    except CardProtocolError as error:  # a card that lists no modules: the load files alone
+        if error.sw != SW.INCORRECT_P1_P2:
+            raise
+        files = yield from gp.status(channel, 0x20)
+    return rows + [Row(LOAD_FILE, r) for r in files]
+
+
+#: Life cycle states by what they are the state of (GPCS 11.1.1: Tables 11-3 to 11-5).
+CARD_STATES = {0x01: "OP_READY", 0x07: "INITIALIZED", 0x0F: "SECURED", 0x7F: "CARD_LOCKED",
+               0xFF: "TERMINATED"}
+LOAD_FILE_STATES = {0x01: "LOADED"}
+DOMAIN_STATES = {0x03: "INSTALLED", 0x07: "SELECTABLE", 0x0F: "PERSONALIZED"}
+APPLICATION_STATES = {0x03: "INSTALLED", 0x07: "SELECTABLE"}
+SECURITY_DOMAIN_BIT = 0x80  # privileges byte 1, b8
+
+
+def lifecycle_name(state: int, kind: str = APPLICATION) -> str:
+    """The name GPCS gives ``state`` of a card (the card manager's row), a load file, a
+    security domain or an application. An application's 0xxx x111 states beyond 07 are its
+    own (application-specific, selectable); b8 locks a domain or an application and keeps
+    the state it had."""
+    if kind == CARD_MANAGER:
+        return CARD_STATES.get(state, f"{state:02X}")
+    if kind == LOAD_FILE:
+        return LOAD_FILE_STATES.get(state, f"{state:02X}")
+    if state & 0x80:
+        return f"LOCKED ({lifecycle_name(state & 0x7F, kind)})"
+    if kind == SECURITY_DOMAIN:
+        return DOMAIN_STATES.get(state, f"{state:02X}")
+    if state in APPLICATION_STATES:
+        return APPLICATION_STATES[state]
+    if state & 0x07 == 0x07:
+        return f"SELECTABLE ({state:02X})"
+    return f"{state:02X}"
 
 
 @gp_group.command("install")

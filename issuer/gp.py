@@ -5,6 +5,10 @@ the phone's relay: :func:`open_channel` yields INITIALIZE UPDATE and
 EXTERNAL AUTHENTICATE and returns a :class:`HostChannel` that wraps every
 later command (C-MAC, C-DECRYPTION) and checks every answer (R-MAC,
 R-ENCRYPTION). The cryptography is the card's own (``applets.crypto``).
+
+An answer the card sends in parts (61xx) is gathered with GET RESPONSE
+before its R-MAC is checked (:func:`complete`); a registry listing longer
+than one answer is followed through GET STATUS's 6310 paging (:func:`status`).
 """
 
 from __future__ import annotations
@@ -12,16 +16,16 @@ from __future__ import annotations
 import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from applets import tlv
 from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.crypto import gpkeys, scp02, scp03
 from applets.gp import dgi as dgi_codec
+from applets.gp import status as gp_status
 from applets.gp.channel import ICV_ENCRYPTION, MAC_SIZE, SCP02_I, SM_BIT, Level
 from applets.gp.keys import KeySet
-from applets.iso7816 import CLA_PROPRIETARY, Ins, external_authenticate
-from applets.sw import SW
+from applets.iso7816 import CLA_PROPRIETARY, Ins, external_authenticate, get_response
+from applets.sw import SW, is_warning
 from reader.errors import CardProtocolError, TransactionRefused
 from reader.flow import Flow, expect
 
@@ -82,10 +86,15 @@ class HostChannel(ABC):
     def kcv(self, key: bytes) -> bytes:
         return scp03.kcv(key) if self.keys.scp == 3 else scp02.kcv(key)
 
+    def transmit(self, command: CommandAPDU) -> Flow[ResponseAPDU]:
+        """Send ``command`` under the channel; its whole answer (61xx parts gathered),
+        checked and decrypted."""
+        response = yield from complete(self.wrap(command))
+        return self.unwrap(response)
+
     def send(self, command: CommandAPDU, step: str) -> Flow[bytes]:
         """Send ``command`` under the channel; the answer's data, or CardProtocolError."""
-        response = yield self.wrap(command)
-        return expect(self.unwrap(response), step)
+        return expect((yield from self.transmit(command)), step)
 
 
 class Scp03Host(HostChannel):
@@ -107,7 +116,8 @@ class Scp03Host(HostChannel):
         return CommandAPDU(cla, command.ins, command.p1, command.p2, data + mac, command.ne)
 
     def unwrap(self, response: ResponseAPDU) -> ResponseAPDU:
-        if not self.level & Level.R_MAC or response.sw != SW.OK:
+        # An error answer carries no R-MAC; 9000 and the warnings (62xx, 63xx) do.
+        if not self.level & Level.R_MAC or not (response.sw == SW.OK or is_warning(response.sw)):
             return response
         data, mac = response.data[:-MAC_SIZE], response.data[-MAC_SIZE:]
         expected = scp03.r_mac(self._session.s_rmac, self._chaining, data + response.sw.to_bytes(2))
@@ -239,8 +249,7 @@ def set_card_state(state: int) -> CommandAPDU:
     return CommandAPDU(CLA_PROPRIETARY, Ins.SET_STATUS, 0x80, state)
 
 
-def get_status(scope: int) -> CommandAPDU:
-    return CommandAPDU(CLA_PROPRIETARY, Ins.GET_STATUS, scope, 0x02, tlv.encode(0x4F, b""), ne=256)
+get_status = gp_status.get_status
 
 
 def put_key(channel: HostChannel, new: KeySet, replace: int = 0) -> CommandAPDU:
@@ -254,25 +263,44 @@ def put_key(channel: HostChannel, new: KeySet, replace: int = 0) -> CommandAPDU:
     return CommandAPDU(CLA_PROPRIETARY, Ins.PUT_KEY, replace, 0x81, body, ne=256)
 
 
-@dataclass(frozen=True, slots=True)
-class Registered:
-    """One row of GET STATUS."""
-
-    aid: bytes
-    lifecycle: int
-    privileges: bytes
-    load_file: bytes
-    domain: bytes
+#: One row of GET STATUS (the record the card builds, :mod:`applets.gp.status`).
+Registered = gp_status.Record
+parse_status = gp_status.parse_tagged
 
 
-def parse_status(data: bytes) -> list[Registered]:
-    rows = []
-    for template in tlv.decode(data):
-        fields = {t.tag: t.value for t in template.children()}
-        rows.append(Registered(fields.get(0x4F, b""), (fields.get(0x9F70) or b"\x00")[0],
-                               fields.get(0xC5, b""), fields.get(0xC4, b""),
-                               fields.get(0xCC, b"")))
-    return rows
+def complete(command: CommandAPDU) -> Flow[ResponseAPDU]:
+    """Send ``command`` and gather an answer the card sends in parts: while it says 61xx,
+    GET RESPONSE for xx more bytes (00: 256) on the same channel (ISO/IEC 7816-4 5.1.3)."""
+    response = yield command
+    data = response.data
+    while response.sw >> 8 == SW.BYTES_REMAINING >> 8:
+        response = yield get_response(response.sw & 0xFF or 256, command.channel)
+        data += response.data
+    return ResponseAPDU(data, response.sw)
+
+
+def status(channel: HostChannel, scope: int, aid: bytes = b"") -> Flow[list[Registered]]:
+    """The registry records of ``scope`` the channel's domain may see, every page of them:
+    GET STATUS, then the next occurrences for as long as the card answers 6310 (GPCS
+    11.4.2). Nothing to report (6A88) is an empty list."""
+    request = gp_status.GetStatus(gp_status.Scope(scope), aid)
+    records: list[Registered] = []
+    answer = yield from channel.transmit(request.command())
+    while True:
+        if answer.sw == SW.REFERENCED_DATA_NOT_FOUND and not records:
+            return records
+        if answer.sw not in (SW.OK, SW.MORE_DATA_AVAILABLE):
+            raise CardProtocolError(f"GET STATUS {scope:02X}", answer.sw)
+        try:
+            records += parse_status(answer.data)
+        except ValueError as error:
+            raise CardProtocolError(f"GET STATUS {scope:02X}", answer.sw, str(error)) from error
+        if answer.sw == SW.OK:
+            return records
+        if not answer.data:
+            raise CardProtocolError(f"GET STATUS {scope:02X}", answer.sw, "6310 with no records")
+        next_page = gp_status.GetStatus(request.scope, aid, next_occurrence=True)
+        answer = yield from channel.transmit(next_page.command())
 
 
 def dgi_blocks(dgis: Iterable[tuple[int, bytes]], limit: int = 239) -> list[bytes]:

@@ -115,7 +115,7 @@ def issue_purse(card_manager: Domain, operator: Domain, aid: bytes,
                 personalisation: PursePersonalisation, rng: gp.Rng) -> Flow[str]:
     """Install and personalise a purse in the operator's domain: 'issued' or 'already issued'."""
     channel = yield from operator_domain(card_manager, operator, rng)
-    rows = gp.parse_status((yield from channel.send(gp.get_status(0x40), "GET STATUS")))
+    rows = yield from gp.status(channel, 0x40)
     existing = next((row for row in rows if row.aid == aid), None)
     if existing is not None and existing.lifecycle & 0x7F == PERSONALIZED:
         return "already issued"
@@ -243,5 +243,5 @@ def _registered(card_manager: Domain, aid: bytes,
     isd = yield from open_domain(card_manager.aid, card_manager.keys, rng)
     if isd is None:
         raise Unproven("the card manager does not answer to our keys")
-    rows = gp.parse_status((yield from isd.send(gp.get_status(0x40), "GET STATUS")))
+    rows = yield from gp.status(isd, 0x40)  # every page: the card manager sees many
     return isd, next((row for row in rows if row.aid == aid), None)

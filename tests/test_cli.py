@@ -7,6 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from applets.gp import status
 from cli import main
 from tests.support.command import koala_in
 
@@ -91,7 +92,9 @@ def test_gp_commands_manage_a_band_by_hand(koala):
     koala("band", "create", "gina")
     koala("tap", "load", "--band", "gina", "--amount", "20")
     rows = json.loads(koala("gp", "list", "--band", "gina", "--json").output)
-    assert [r["aid"] for r in rows] == ["A000000151000000", "A000000632010105", "F04B4F414C4143414E54"]
+    assert [(r["kind"], r["aid"]) for r in rows if r["kind"] != "load file"] == [
+        ("card manager", "A000000151000000"), ("application", "A000000632010105"),
+        ("application", "F04B4F414C4143414E54")]
     koala("gp", "lock", "--band", "gina", "--aid", "A000000632010105")
     refused = koala("tap", "bus", "--band", "gina", "--route", "5", ok=False)
     assert refused.exit_code == 1 and "not a card this terminal accepts" in refused.output
@@ -104,7 +107,75 @@ def test_gp_commands_manage_a_band_by_hand(koala):
           "--privileges", "804000")
     koala("gp", "delete", "--band", "gina", "--aid", "A00000015153504B4F414C4102")
     rows = json.loads(koala("gp", "list", "--band", "gina", "--json").output)
-    assert len(rows) == 3
+    assert len([r for r in rows if r["kind"] != "load file"]) == 3
+
+
+def test_gp_list_names_each_life_cycle_by_its_own_table_and_lists_the_load_files(koala):
+    koala("band", "create", "jo")
+    rows = json.loads(koala("gp", "list", "--band", "jo", "--json").output)
+    states = {(r["kind"], r["aid"]): (r["lifecycle"], r["state"]) for r in rows}
+    assert states[("card manager", "A000000151000000")] == (0x0F, "SECURED")  # GPCS Table 11-5
+    assert states[("application", "A000000632010105")] == (0x0F, "SELECTABLE (0F)")
+    files = [r for r in rows if r["kind"] == "load file"]
+    assert (files[0]["aid"], files[0]["state"]) == ("A0000001515350", "LOADED")
+    assert files[0]["modules"] == ["A000000151535041"]
+    assert ["F04B4F414C410301", "F04B4F414C410302"] in [f["modules"] for f in files]
+    koala("gp", "install", "--band", "jo", "--package", "A0000001515350",
+          "--module", "A000000151535041", "--aid", "A00000015153504B4F414C4109",
+          "--privileges", "804000")
+    koala("gp", "lock", "--band", "jo", "--aid", "A000000632010105")
+    listing = koala("gp", "list", "--band", "jo").output
+    assert "SECURED" in listing and "PERSONALIZED" not in listing and "LOADED" in listing
+    rows = json.loads(koala("gp", "list", "--band", "jo", "--json").output)
+    now = {r["aid"]: (r["kind"], r["state"]) for r in rows}
+    assert now["A00000015153504B4F414C4109"] == ("security domain", "SELECTABLE")
+    assert now["A000000632010105"] == ("application", "LOCKED (SELECTABLE (0F))")
+
+
+DEMO_ISD_KEYS = ("--key", "505152535455565758595A5B5C5D5E5F", "--kvn", "1", "--diversify", "kdf3")
+
+
+def _registry(rows):
+    return {kind: [r["aid"] for r in rows if r["kind"] == kind]
+            for kind in ("card manager", "security domain", "application", "load file")}
+
+
+def test_gp_list_pages_through_the_whole_registry_of_the_demo_band(koala, tmp_path):
+    koala("demo", "--keep")
+    demo = koala_in(tmp_path / "demo")
+    listed = _registry(json.loads(demo("gp", "list", "--band", "demo", "--json", *DEMO_ISD_KEYS)))
+    assert listed["card manager"] == ["A000000151000000"]
+    assert listed["security domain"] == ["A00000015153504B4F414C4101", "A00000015153504B4F414C4102"]
+    assert sorted(listed["application"]) == sorted([
+        "325041592E5359532E4444463031", "A000000333010101", "F04B4F414C410201",
+        "A000000632010105"])  # the canteen card was cancelled at the end of the day
+    assert len(listed["load file"]) == 4
+
+
+def test_gp_list_shows_both_operator_domains_and_all_five_applications(tmp_path):
+    from commands.home import Home  # noqa: PLC0415
+    from commands.local_issuer import local_issuer  # noqa: PLC0415 - the demo's issuer, in this process
+
+    koala = koala_in(tmp_path)
+    with local_issuer(Home(tmp_path)):
+        koala("band", "create", "kim", "--cards", "ecash,access", "--ecash-balance", "200")
+        koala("band", "register", "kim")
+        koala("band", "fund", "kim", "--amount", "100")
+        koala("card", "issue", "--band", "kim", "--product", "transit")
+        koala("card", "issue", "--band", "kim", "--product", "canteen")
+    rows = json.loads(koala("gp", "list", "--band", "kim", "--json", *DEMO_ISD_KEYS))
+    listed = _registry(rows)
+    assert listed["security domain"] == ["A00000015153504B4F414C4101", "A00000015153504B4F414C4102"]
+    assert len(listed["application"]) == 5  # PPSE, e-cash, door access, transit, canteen
+    assert {"A000000632010105", "F04B4F414C4143414E54"} <= set(listed["application"])
+    domains = {r["aid"]: r["domain"] for r in rows if r["kind"] == "application"}
+    assert domains["A000000632010105"] == "A00000015153504B4F414C4101"  # under its operator
+    # more than one answer's worth: the listing only holds together through 6310 paging
+    answer = b"".join(status.Record(bytes.fromhex(r["aid"]), r["lifecycle"],
+                                    bytes.fromhex(r["privileges"]), bytes.fromhex(r["load_file"]),
+                                    bytes.fromhex(r["domain"])).tagged()
+                      for r in rows if r["kind"] in ("security domain", "application"))
+    assert len(answer) > 256
 
 
 def test_gp_with_the_wrong_key_is_one_line(koala):

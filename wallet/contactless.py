@@ -1,5 +1,6 @@
-"""What the band shows a contactless reader before any APDU: UID, SAK, ATS, and the ATR
-a PC/SC reader derives from them.
+"""What the band shows a contactless reader before any APDU: UID, SAK, ATS, the ATR a
+PC/SC reader derives from them, and the reader's GET DATA of the UID and of the ATS's
+historical bytes.
 
 PC/SC Part 3 (3.1.3.2.3) builds the ATR of an ISO/IEC 14443-4 Type A card as
 ``3B 8n 80 01`` + the ATS historical bytes + TCK: TD1 = 80 announces T=0 and
@@ -13,6 +14,7 @@ from functools import reduce
 from operator import xor
 
 from applets.iso7816 import Ins
+from applets.sw import SW, wrong_le
 
 #: Historical bytes: a proprietary category (first byte not 00/10/80) naming the band.
 HISTORICAL = b"KOALA"
@@ -50,6 +52,28 @@ def atr(historical: bytes = HISTORICAL) -> bytes:
     return b"\x3b" + body + bytes((reduce(xor, body, 0),))
 
 
-def is_get_uid(apdu: bytes) -> bool:
-    """PC/SC Part 3 GET DATA pseudo-APDU ``FF CA 00 00 Le``: the reader's own command."""
-    return apdu[:4] == bytes((0xFF, Ins.GET_DATA, 0x00, 0x00)) and len(apdu) in (4, 5)
+#: PC/SC Part 3 (3.2.2.1.3) GET DATA, P1: the card's UID, or the historical bytes of its ATS.
+UID, ATS_HISTORICAL = 0x00, 0x01
+_CLA_READER = 0xFF
+
+
+def is_get_data(apdu: bytes) -> bool:
+    """PC/SC Part 3 GET DATA pseudo-APDU ``FF CA P1 P2 [Le]``: the reader's own command,
+    which never reaches the card."""
+    return apdu[:2] == bytes((_CLA_READER, Ins.GET_DATA)) and len(apdu) in (4, 5)
+
+
+def get_data(apdu: bytes, uid: bytes, ats: Ats) -> bytes:
+    """The reader's answer to GET DATA (PC/SC Part 3, 3.2.2.1.3): P1 00 the UID, P1 01
+    the ATS historical bytes, with 9000; Le 00 (or none) takes it whole, a smaller Le gets
+    6Cxx (xx the length), a greater one the data and 6282 (end reached before Le bytes);
+    any other P1 or a P2 other than 00 is 6A81."""
+    p1, p2 = apdu[2], apdu[3]
+    if p2 != 0x00 or p1 not in (UID, ATS_HISTORICAL):
+        return SW.FUNCTION_NOT_SUPPORTED.to_bytes(2)
+    data = uid if p1 == UID else ats.historical
+    le = apdu[4] if len(apdu) == 5 else 0
+    if le and le < len(data):
+        return wrong_le(len(data)).to_bytes(2)
+    sw = SW.WARNING_END_OF_FILE if le > len(data) else SW.OK
+    return data + sw.to_bytes(2)

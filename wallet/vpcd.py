@@ -34,7 +34,6 @@ import socket
 import struct
 import threading
 
-from applets.sw import SW
 from wallet import contactless
 from wallet.band import Band
 from wallet.errors import VpcdBusy
@@ -55,15 +54,16 @@ class VpcdCard:
     def __init__(self, band: Band) -> None:
         self.band = band
         self.powered = False
-        self.atr = contactless.atr()
+        self.ats = contactless.Ats()
+        self.atr = contactless.atr(self.ats.historical)
 
     def handle(self, message: bytes) -> bytes | None:
         if len(message) == 1:
             return self._control(message[0])
         if not self.powered:
             self._power_on()  # vpcd powers up first; be forgiving with other hosts
-        if contactless.is_get_uid(message):
-            return self.band.uid + SW.OK.to_bytes(2)
+        if contactless.is_get_data(message):  # the reader's command, answered by the reader
+            return contactless.get_data(message, self.band.uid, self.ats)
         return self.band.transmit(message)
 
     def _control(self, code: int) -> bytes | None:

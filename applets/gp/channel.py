@@ -22,6 +22,7 @@ from applets.sw import SW
 
 SM_BIT = 0x04
 MAC_SIZE = 8
+BLOCK = 16  # AES
 SCP03_I = 0x70  # pseudo-random card challenge, R-MAC and R-ENCRYPTION supported
 SCP02_I = 0x55  # 3 keys, C-MAC on the modified APDU, explicit initiation, ICV encryption
 SCP02_I_VALUES = (0x15, 0x55)  # i=15 is the same without ICV encryption
@@ -68,6 +69,11 @@ class SecureChannel(ABC):
     @abstractmethod
     def decrypt_key(self, encrypted: bytes) -> bytes:
         """A key sent under the DEK (PUT KEY, key DGIs)."""
+
+    def room(self, ne: int) -> int:
+        """How many bytes of response data still fit ``ne`` once :meth:`wrap` has added
+        its padding and R-MAC."""
+        return ne
 
     def _check_level(self, p1: int) -> Level:
         if p1 not in ALLOWED_LEVELS:
@@ -152,6 +158,14 @@ class Scp03Channel(SecureChannel):
 
     def decrypt_key(self, encrypted: bytes) -> bytes:
         return scp03.decrypt_key(self.keys.dek, encrypted)
+
+    def room(self, ne: int) -> int:
+        if self._session is None or not self.level & Level.R_MAC:
+            return ne
+        room = ne - MAC_SIZE
+        if self.level & Level.R_ENCRYPTION:
+            room = room // BLOCK * BLOCK - 1  # ISO/IEC 9797-1 padding adds 1 to 16 bytes
+        return max(room, 0)
 
 
 class Scp02Channel(SecureChannel):

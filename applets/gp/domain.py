@@ -6,6 +6,10 @@ authenticated secure channel with that domain; a domain manages only the
 applications associated with it (the ISD also creates and deletes SSDs and
 locks the card), so the band maker's keys open none of an operator's cards.
 
+A domain is multi-selectable: the card manager is selected on every logical
+channel opened from the basic one, and each channel has its own secure
+channel session, personalisation target and GET STATUS search (RAM only).
+
 ==========  =====  ===============================================
 CLA         INS    command (GP Card Specification 2.3, chapter 11)
 ==========  =====  ===============================================
@@ -14,7 +18,7 @@ CLA         INS    command (GP Card Specification 2.3, chapter 11)
 80 / 00     CA CB  GET DATA (9F7F CPLC, 66 card data, E0 keys, 42, 45)
 80 / 84     E6     INSTALL [for install / make selectable / personalization]
 80 / 84     E4     DELETE
-80 / 84     F2     GET STATUS (P2 = 02: tagged format)
+80 / 84     F2     GET STATUS (P2 02 tagged / 00 GP 2.1.1 format, 6310 + P2 b1: next)
 80 / 84     F0     SET STATUS
 80 / 84     D8     PUT KEY
 80 / 84     E2     STORE DATA (DGI format)
@@ -24,13 +28,14 @@ CLA         INS    command (GP Card Specification 2.3, chapter 11)
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from applets import tlv
-from applets.apdu import CommandAPDU
+from applets.apdu import SHORT_MAX_NE, CommandAPDU, ResponseAPDU
 from applets.crypto import scp02, scp03
 from applets.errors import CardError
 from applets.gp import dgi as dgi_codec
-from applets.gp import loadfiles
+from applets.gp import loadfiles, status
 from applets.gp.channel import (
     SCP02_I,
     SCP02_I_VALUES,
@@ -56,6 +61,7 @@ from applets.runtime import (
     Applet,
     AppletContext,
     Entry,
+    Reply,
 )
 from applets.sw import SW
 
@@ -63,6 +69,7 @@ ISD_AID = bytes.fromhex("A000000151000000")
 ISD_PRIVILEGES = bytes((SECURITY_DOMAIN | CARD_LOCK | CARD_TERMINATE | DEFAULT_SELECTED | 0x02,
                         0x40, 0x00))
 AUTHORIZED_MANAGEMENT = 0x40  # privilege byte 2
+LOADED = 0x01  # an executable load file's life cycle (GPCS 5.3.1)
 GP_OID = bytes.fromhex("2A864886FC6B")
 DGI_FORMAT = 0x08
 ENCRYPTED = 0x60
@@ -80,12 +87,50 @@ def _lv_items(data: bytes) -> list[bytes]:
     return items
 
 
+@dataclass(frozen=True, slots=True)
+class _Search:
+    """A GET STATUS answered in part (6310): what it asked and the records not sent yet."""
+
+    request: tuple[status.Scope, bytes, bool]
+    left: tuple[bytes, ...]
+
+
+@dataclass(slots=True)
+class _Session:
+    """What a domain keeps for one logical channel, in RAM only."""
+
+    secure: SecureChannel | None = None
+    perso: bytes | None = None  # the application INSTALL [for personalization] named
+    search: _Search | None = None
+
+
 class SecurityDomain(Applet):
+    multiselectable = True
+
     def __init__(self, context: AppletContext) -> None:
         super().__init__(context)
         self.keys = KeyStore(context.store, context.prefix)
-        self._channel: SecureChannel | None = None
-        self._perso: bytes | None = None
+        self._sessions: dict[int, _Session] = {}
+
+    @property
+    def _session(self) -> _Session:
+        return self._sessions.setdefault(self.context.card.channel, _Session())
+
+    @property
+    def _secure(self) -> SecureChannel | None:
+        return self._session.secure
+
+    @_secure.setter
+    def _secure(self, channel: SecureChannel | None) -> None:
+        self._session.secure = channel
+
+    @property
+    def _perso(self) -> bytes | None:
+        return self._session.perso
+
+    @_perso.setter
+    def _perso(self, aid: bytes | None) -> None:
+        self._session.perso = aid
 
     # -- set-up (the band factory for the ISD, INSTALL for an SSD) -----------------------
 
@@ -118,11 +163,10 @@ class SecurityDomain(Applet):
         return fci(self.aid, tlv.encode(0x73, self._card_data()), tlv.encode(0x9F65, b"\xff"))
 
     def deselect(self) -> None:
-        self._channel = None
-        self._perso = None
+        self._sessions.pop(self.context.card.channel, None)
 
-    def process(self, apdu: CommandAPDU) -> bytes:
-        channel = self._channel
+    def process(self, apdu: CommandAPDU) -> Reply:
+        channel = self._secure
         secured = bool(apdu.cla & SM_BIT) and apdu.ins != Ins.EXTERNAL_AUTHENTICATE
         if secured:
             if channel is None or not channel.authenticated:
@@ -130,7 +174,7 @@ class SecurityDomain(Applet):
             try:
                 apdu = channel.unwrap(apdu)
             except CardError:
-                self._channel = None
+                self._secure = None
                 raise
         handler = _HANDLERS.get(apdu.ins)
         if handler is None or apdu.cla & 0xF0 not in (0x00, 0x80):
@@ -138,10 +182,11 @@ class SecurityDomain(Applet):
         needs_channel, method = handler
         if needs_channel and not secured:
             raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED, "this command needs a secure channel")
-        data = method(self, apdu)
-        if secured and self._channel is not None:
-            return self._channel.wrap(data, SW.OK)
-        return data
+        reply = method(self, apdu)
+        data, sw = (reply.data, reply.sw) if isinstance(reply, ResponseAPDU) else (reply, SW.OK)
+        if secured and self._secure is not None:
+            data = self._secure.wrap(data, sw)  # a warning's answer carries its R-MAC too
+        return data if sw == SW.OK else ResponseAPDU(data, sw)
 
     # -- opening a secure channel ------------------------------------------------------
 
@@ -159,11 +204,11 @@ class SecurityDomain(Applet):
             channel = Scp03Channel(keys, self.aid, counter)
         else:
             channel = Scp02Channel(keys, counter & 0xFFFF, self.context.rng(6), self.scp02_i)
-        self._channel = channel
+        self._secure = channel
         return channel.initialize_update(apdu.data, self._get("div") or bytes(10))
 
     def _external_authenticate(self, apdu: CommandAPDU) -> bytes:
-        channel, self._channel = self._channel, None
+        channel, self._secure = self._secure, None
         if channel is None:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE UPDATE before")
         try:
@@ -175,7 +220,7 @@ class SecurityDomain(Applet):
             raise
         if self.keys.failures():
             self.keys.set_failures(0)
-        self._channel = channel
+        self._secure = channel
         return b""
 
     # -- GET DATA ----------------------------------------------------------------------
@@ -228,38 +273,48 @@ class SecurityDomain(Applet):
                             f"{aid.hex().upper()} belongs to another security domain")
         return entry
 
-    def _get_status(self, apdu: CommandAPDU) -> bytes:
-        if apdu.p2 & 0xFE != 0x02:
-            raise CardError(SW.INCORRECT_P1_P2, "GET STATUS answers in the tagged format (P2=02)")
-        items = tlv.decode(apdu.data) if apdu.data else []
-        prefix = next((t.value for t in items if t.tag == 0x4F), b"")
-        out = b""
-        if apdu.p1 == 0x80:
-            isd = next(e for e in self.context.card.entries() if e.domain == b"")
-            if self.is_isd:
-                out = tlv.constructed(0xE3, tlv.encode(0x4F, isd.aid),
-                                      tlv.encode(0x9F70, bytes((self.context.card.card_state,))),
-                                      tlv.encode(0xC5, isd.privileges))
-        elif apdu.p1 == 0x40:
-            for e in self._visible():
-                if e.domain and e.aid.startswith(prefix):
-                    out += tlv.constructed(0xE3, tlv.encode(0x4F, e.aid),
-                                           tlv.encode(0x9F70, bytes((e.lifecycle,))),
-                                           tlv.encode(0xC5, e.privileges),
-                                           tlv.encode(0xC4, loadfiles.load_file_of(e.class_name).aid),
-                                           tlv.encode(0xCC, e.domain))
-        elif apdu.p1 in (0x20, 0x10):
-            for load_file in loadfiles.LOAD_FILES:
-                modules = b"".join(tlv.encode(0x84, m) for m in load_file.modules)
-                out += tlv.constructed(0xE3, tlv.encode(0x4F, load_file.aid),
-                                       tlv.encode(0x9F70, b"\x01"),
-                                       tlv.encode(0xCE, load_file.version),
-                                       modules if apdu.p1 == 0x10 else b"")
+    def _get_status(self, apdu: CommandAPDU) -> Reply:
+        """GET STATUS (GPCS 11.4.2): as many records as fit the answer after the secure
+        channel wraps them, 6310 while more are left for the next-occurrence command."""
+        request = status.GetStatus.parse(apdu)
+        session = self._session
+        if request.next_occurrence:
+            search = session.search
+            if search is None or search.request != request.search:
+                raise CardError(SW.CONDITIONS_NOT_SATISFIED,
+                                "no GET STATUS of this scope and criterion to continue")
+            records = search.left
         else:
-            raise CardError(SW.INCORRECT_P1_P2, f"GET STATUS P1={apdu.p1:02X} is unknown")
-        if not out:
-            raise CardError(SW.REFERENCED_DATA_NOT_FOUND, "nothing matches")
-        return out
+            session.search = None
+            modules = request.scope is status.Scope.LOAD_FILES_AND_MODULES
+            records = tuple(record.encode(request.tagged, modules)
+                            for record in self._registry(request.scope)
+                            if record.aid.startswith(request.aid))
+            if not records:
+                raise CardError(SW.REFERENCED_DATA_NOT_FOUND, "nothing matches")
+        ne = SHORT_MAX_NE if apdu.ne is None else apdu.ne
+        room = self._secure.room(ne) if self._secure is not None else ne
+        count, size = 0, 0
+        while count < len(records) and (not count or size + len(records[count]) <= room):
+            size += len(records[count])
+            count += 1
+        page, left = b"".join(records[:count]), records[count:]
+        session.search = _Search(request.search, left) if left else None
+        return ResponseAPDU(page, SW.MORE_DATA_AVAILABLE) if left else page
+
+    def _registry(self, scope: status.Scope) -> list[status.Record]:
+        card = self.context.card
+        if scope is status.Scope.ISSUER_SECURITY_DOMAIN:
+            if not self.is_isd:
+                return []  # a supplementary domain does not see the card manager
+            isd = card.entry(self.aid)
+            return [status.Record(isd.aid, card.card_state, isd.privileges)]
+        if scope is status.Scope.APPLICATIONS:
+            return [status.Record(e.aid, e.lifecycle, e.privileges,
+                                  loadfiles.load_file_of(e.class_name).aid, e.domain)
+                    for e in self._visible() if e.domain]
+        return [status.Record(lf.aid, LOADED, version=lf.version, modules=tuple(lf.modules))
+                for lf in loadfiles.LOAD_FILES]
 
     # -- INSTALL --------------------------------------------------------------------
 
@@ -319,10 +374,10 @@ class SecurityDomain(Applet):
         for n, (dgi, value) in enumerate(dgis, start=1):
             plain = value
             if dgi & 0x8000:
-                if apdu.p1 & ENCRYPTED != ENCRYPTED or self._channel is None:
+                if apdu.p1 & ENCRYPTED != ENCRYPTED or self._secure is None:
                     raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED,
                                     f"DGI {dgi:04X} must arrive encrypted under the DEK")
-                plain = self._channel.decrypt_key(value)
+                plain = self._secure.decrypt_key(value)
             target.store_data(dgi, plain, last and n == len(dgis))
         if last:
             self._perso = None
@@ -331,7 +386,10 @@ class SecurityDomain(Applet):
     # -- DELETE, SET STATUS ------------------------------------------------------------
 
     def _delete(self, apdu: CommandAPDU) -> bytes:
-        items = tlv.decode(apdu.data)
+        try:
+            items = tlv.decode(apdu.data)
+        except tlv.TLVError as error:
+            raise CardError(SW.WRONG_DATA, f"DELETE data: {error}") from error
         if apdu.p2 not in (0x00, 0x80) or len(items) != 1 or items[0].tag != 0x4F:
             raise CardError(SW.WRONG_DATA, "DELETE takes one 4F AID (P2 00 or 80)")
         aid = items[0].value
@@ -376,7 +434,7 @@ class SecurityDomain(Applet):
     def _put_key(self, apdu: CommandAPDU) -> bytes:
         if apdu.p2 != 0x81:
             raise CardError(SW.INCORRECT_P1_P2, "PUT KEY replaces whole key sets (P2=81)")
-        channel = self._channel
+        channel = self._secure
         if channel is None:
             raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED, "no secure channel is open")
         data = apdu.data
@@ -412,7 +470,7 @@ class SecurityDomain(Applet):
         return bytes((version,)) + kcvs
 
 
-_Handler = tuple[bool, Callable[[SecurityDomain, CommandAPDU], bytes]]
+_Handler = tuple[bool, Callable[[SecurityDomain, CommandAPDU], Reply]]
 _HANDLERS: dict[int, _Handler] = {
     Ins.INITIALIZE_UPDATE: (False, SecurityDomain._initialize_update),
     Ins.EXTERNAL_AUTHENTICATE: (False, SecurityDomain._external_authenticate),

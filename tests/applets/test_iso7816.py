@@ -15,13 +15,16 @@ from applets.iso7816 import (
     Answer,
     BinaryReference,
     Ins,
+    ManageChannel,
     Occurrence,
     RecordReference,
     Select,
     SelectBy,
     SelectFile,
+    on_basic_channel,
+    on_channel,
 )
-from applets.sw import SW
+from applets.sw import SW, is_valid
 
 PPSE = b"2PAY.SYS.DDF01"
 T_UNION = bytes.fromhex("A000000632010105")
@@ -35,6 +38,12 @@ KNOWN_ANSWERS = [
      "ISO/IEC 7816-4 table 40: P2 b2-b1 = 10, next occurrence"),
     (iso7816.select(T_UNION, answer=Answer.NONE), "00A4040C08A000000632010105",
      "ISO/IEC 7816-4 table 40: P2 b4-b3 = 11, no response data, no Le"),
+    (iso7816.select(b""), "00A4040000", "GPCS 11.9.2.2: no name, the Issuer Security Domain"),
+    (iso7816.manage_channel_open(), "0070000001", "ISO/IEC 7816-4 11.1.2: the card picks"),
+    (iso7816.manage_channel_open(3), "00700003", "ISO/IEC 7816-4 11.1.2: open channel 3"),
+    (iso7816.manage_channel_close(19, origin=4), "40708013",
+     "ISO/IEC 7816-4 5.4.1: from channel 4 (further class 40), close channel 19"),
+    (iso7816.get_response(0x2C, channel=1), "01C000002C", "ISO/IEC 7816-4 11.6.1 on channel 1"),
     (iso7816.read_record(1, 1), "00B2010C00", "EMV Book 3 6.5.11: READ RECORD SFI 1 record 1"),
     (iso7816.read_record(0x18, 3), "00B203C400", "PBOC log EF 0x18, record 3"),
     (iso7816.read_record_by_id(0x17, 0x01), "00B201B800",
@@ -138,6 +147,63 @@ def test_select_parser_refusals(p1, p2, data, sw):
         Select.parse(CommandAPDU(0x00, Ins.SELECT, p1, p2, data),
                      occurrences=(Occurrence.FIRST, Occurrence.NEXT))
     assert refusal.value.sw == sw
+
+
+def test_a_select_with_no_name_parses_only_where_the_card_allows_it():
+    command = CommandAPDU.parse(bytes.fromhex("00A4040000"))
+    assert Select.parse(command, nameless=True) == Select(b"")
+    with pytest.raises(CardError) as refusal:
+        Select.parse(command)
+    assert refusal.value.sw == SW.WRONG_LENGTH
+
+
+# -- the class byte and MANAGE CHANNEL ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cla", "channel", "basic"), [
+    (0x00, 0, 0x00), (0x03, 3, 0x00), (0x0F, 3, 0x0C), (0x13, 3, 0x10),  # first class
+    (0x40, 4, 0x00), (0x4F, 19, 0x00), (0x6F, 19, 0x08), (0x5F, 19, 0x10),  # further class
+    (0x81, 1, 0x80), (0x85, 1, 0x84), (0xC0, 4, 0x80), (0xE5, 9, 0x84),  # GP's classes
+    (0x21, 0, 0x21), (0xA3, 0, 0xA3),  # RFU classes code no channel
+])
+def test_the_logical_channel_in_the_class_byte(cla, channel, basic):
+    assert CommandAPDU(cla, 0, 0, 0).channel == channel
+    assert on_basic_channel(cla) == basic
+
+
+@given(st.integers(0, 0xFE))
+def test_a_class_byte_moved_to_the_basic_channel_and_back(cla):
+    channel = CommandAPDU(cla, 0, 0, 0).channel
+    basic = on_basic_channel(cla)
+    assert CommandAPDU(basic, 0, 0, 0).channel == 0
+    assert iso7816.secure_messaging(basic) == iso7816.secure_messaging(cla)
+    if cla & 0x60 == 0x20:
+        assert basic == cla
+    else:
+        assert on_channel(basic, channel) == cla
+
+
+@given(st.integers(0, 0xFF), st.integers(0, 0xFF), st.integers(0, 0xFF),
+       st.binary(max_size=3), st.none() | st.integers(1, 256))
+def test_the_manage_channel_parser_answers_a_status_word_or_the_request(cla, p1, p2, data, ne):
+    try:
+        request = ManageChannel.parse(CommandAPDU(cla, Ins.MANAGE_CHANNEL, p1, p2, data, ne=ne))
+    except CardError as refusal:
+        assert is_valid(refusal.sw)
+        return
+    assert request.channel == p2 and request.close == (p1 == 0x80)
+    assert (request.command().p1, request.command().p2) == (p1, p2)
+
+
+@given(st.integers(0, 0xFF), st.integers(0, 0xFF), st.binary(max_size=3),
+       st.none() | st.integers(1, 65536))
+def test_the_get_response_parser_answers_a_status_word_or_ne(p1, p2, data, ne):
+    try:
+        asked = iso7816.get_response_ne(CommandAPDU(0x00, Ins.GET_RESPONSE, p1, p2, data, ne=ne))
+    except CardError as refusal:
+        assert refusal.sw in (SW.INCORRECT_P1_P2, SW.WRONG_LENGTH)
+        return
+    assert (p1, p2, data, asked) == (0, 0, b"", ne)
 
 
 # -- READ / UPDATE BINARY --------------------------------------------------------------

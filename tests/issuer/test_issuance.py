@@ -12,14 +12,15 @@ from applets.gp.domain import ISD_AID
 from applets.gp.keys import KeySet
 from applets.runtime import PERSONALIZED
 from issuer import gp
-from issuer.issuance import Domain, factory_keys, issue_purse
-from issuer.products import TRANSIT
+from issuer.issuance import Domain, delete_purse, factory_keys, issue_purse, lock_purse
+from issuer.products import CANTEEN, TRANSIT
 from reader import pboc, places
 from reader.errors import CardProtocolError, CardRemoved
 from reader.flow import run
 from reader.load import LoadKeys, LoadTerminal
 from reader.transport import in_field
 from tests.conftest import EXPIRY, START, Clock, make_band, serial_for
+from tests.support.gp import full_band
 from wallet.band import Band
 
 OPERATOR_MASTER = KeySet(0x01, 3, bytes(range(0x10, 0x20)), bytes(range(0x20, 0x30)),
@@ -108,3 +109,17 @@ def test_the_card_refuses_a_serial_that_is_not_bcd_at_store_data():
                         replace(PERSONALISATION, issuer_file=issuer_file),
                         random.Random(1).randbytes), link)
     assert band.se.entry(TRANSIT.aid).lifecycle != PERSONALIZED, "nothing personalised"
+
+
+def test_the_card_manager_finds_a_factory_card_past_the_first_page_of_its_registry():
+    """The canteen card is the last of eight registry entries: more than one GET STATUS answer
+    holds, so the issuer follows the 6310 pages (the first page alone, or 6Cxx before the
+    card paged, and the card was Unproven)."""
+    band = full_band(factory_cards=True)
+    rng = random.Random(3).randbytes
+    with in_field(band) as link:
+        assert run(lock_purse(CARD_MANAGER, OPERATOR, CANTEEN.aid, rng), link) == "locked"
+    assert band.se.entry(CANTEEN.aid).locked
+    with in_field(band) as link:
+        assert run(delete_purse(CARD_MANAGER, OPERATOR, CANTEEN.aid, rng), link) == "deleted"
+        assert run(delete_purse(CARD_MANAGER, OPERATOR, CANTEEN.aid, rng), link) == "absent"
