@@ -36,7 +36,7 @@ from applets.pboc import crypto
 from applets.pboc.commands import P1_LOAD, initialize
 from applets.pboc.layouts import INIT_LOAD_RESPONSE, InitCommand
 from applets.pboc.perso import KEY_INDEX, PursePersonalisation, to_dgis
-from applets.runtime import PERSONALIZED
+from applets.registry import PERSONALIZED
 from applets.sw import SW
 from issuer import gp
 from issuer.topup import CardLoadKeys, issuer_file

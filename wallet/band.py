@@ -29,7 +29,8 @@ from applets.gp.loadfiles import ACCESS_CARD, PBOC_ECASH, PPSE
 from applets.pboc.layouts import ISSUER_FILE, IssuerFile
 from applets.pboc.perso import PursePersonalisation
 from applets.pboc.purse import EF_ISSUER, PbocPurse
-from applets.runtime import PERSONALIZED, Rng, SecureElement
+from applets.registry import PERSONALIZED
+from applets.runtime import Rng, SecureElement
 from applets.store import Store
 from wallet import image
 from wallet.errors import BandLocked, UnknownCard

@@ -39,7 +39,8 @@ from applets.errors import CardError
 from applets.files import Access, EFKind, EFSpec, FileSystem
 from applets.iso7816 import CLA_ISO, CLA_PROPRIETARY, fci
 from applets.layout import Layout, LayoutError
-from applets.runtime import PERSONALIZED, Applet, AppletContext
+from applets.registry import PERSONALIZED
+from applets.runtime import Applet, AppletContext
 from applets.sw import SW
 
 T = TypeVar("T")

@@ -47,7 +47,7 @@ from applets.gp.channel import (
 )
 from applets.gp.keys import INITIAL_KVN, MAX_AUTH_FAILURES, KeySet, KeyStore
 from applets.iso7816 import Ins, data_tag, fci
-from applets.runtime import (
+from applets.registry import (
     CARD_LOCK,
     CARD_LOCKED,
     CARD_SECURED,
@@ -58,11 +58,9 @@ from applets.runtime import (
     LOCKED_BIT,
     SECURITY_DOMAIN,
     SELECTABLE,
-    Applet,
-    AppletContext,
     Entry,
-    Reply,
 )
+from applets.runtime import Applet, AppletContext, Reply
 from applets.sw import SW
 
 ISD_AID = bytes.fromhex("A000000151000000")

@@ -120,7 +120,8 @@ from applets.pboc.layouts import (
     purse_proprietary,
 )
 from applets.pboc.perso import CardKey, PursePersonalisation, from_dgis
-from applets.runtime import PERSONALIZED, Applet, AppletContext
+from applets.registry import PERSONALIZED
+from applets.runtime import Applet, AppletContext
 from applets.sw import SW, tries_left
 
 T = TypeVar("T")

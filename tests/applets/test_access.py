@@ -55,7 +55,7 @@ from applets.gp.channel import Level
 from applets.gp.domain import ISD_AID
 from applets.gp.keys import KeySet
 from applets.layout import Layout
-from applets.runtime import PERSONALIZED
+from applets.registry import PERSONALIZED
 from applets.sw import SW, is_valid
 from issuer import gp
 from issuer.products import TRANSIT

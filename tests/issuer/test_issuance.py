@@ -10,7 +10,7 @@ import pytest
 from applets import tlv
 from applets.gp.domain import ISD_AID
 from applets.gp.keys import KeySet
-from applets.runtime import PERSONALIZED
+from applets.registry import PERSONALIZED
 from issuer import gp
 from issuer.issuance import Domain, delete_purse, factory_keys, issue_purse, lock_purse
 from issuer.products import CANTEEN, TRANSIT

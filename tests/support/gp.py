@@ -15,7 +15,7 @@ from applets.gp.domain import ISD_AID, SecurityDomain
 from applets.gp.keys import KeySet
 from applets.gp.loadfiles import LOAD_FILES, PBOC_PURSE, SECURITY_DOMAIN
 from applets.pboc.purse import PbocPurse
-from applets.runtime import PERSONALIZED, SELECTABLE
+from applets.registry import PERSONALIZED, SELECTABLE
 from applets.sw import SW
 from issuer import gp
 from issuer.products import CANTEEN, TRANSIT

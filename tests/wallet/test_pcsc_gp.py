@@ -27,24 +27,24 @@ from issuer import gp
 from issuer.products import TRANSIT
 from reader.flow import Flow, run
 from reader.pcsc import PcscReader, PcscTransport
-from tests.fields import PCSCD_POLL_S
+from tests.fields import PCSCD_POLL_S, VPCD_NAME, Pcscd
 from tests.support.command import koala_in
 from tests.support.gp import full_band, session
 from wallet.band import Band
-from wallet.vpcd import DEFAULT_PORT, VpcdBridge, VpcdCard
+from wallet.vpcd import VpcdBridge, VpcdCard
 
-PORT = DEFAULT_PORT + 1
-READER = "Virtual PCD 00 01"
+SLOT = 1  # the pcscd fixture's second vpcd slot (its port is the fixture's port + 1)
+READER = f"{VPCD_NAME} 00 {SLOT:02d}"
 PROTOCOLS = ["T0", "T1"]
 KEYS = KeySet.test_keys()
 
 
 @pytest.fixture(scope="module")
-def band_in_reader(pcscd) -> Iterator[Band]:
+def band_in_reader(pcscd: Pcscd) -> Iterator[Band]:
     band = full_band()
-    bridge = VpcdBridge(VpcdCard(band), port=PORT).start()
+    bridge = VpcdBridge(VpcdCard(band), port=pcscd.port + SLOT).start()
     try:
-        PcscReader(READER).wait_for_card(10).disconnect()
+        PcscReader(pcscd.reader(SLOT)).wait_for_card(10).disconnect()
         yield band
     finally:
         bridge.stop()
