@@ -24,7 +24,8 @@ from enum import Enum
 from applets import tlv
 from applets.apdu import CommandAPDU
 from applets.errors import CardError
-from applets.iso7816 import (
+from applets.iso7816 import BinaryReference, Ins, RecordReference
+from applets.selection import (
     DATA_CODING,
     DESCRIPTOR_CYCLIC,
     DESCRIPTOR_LINEAR_FIXED,
@@ -34,9 +35,6 @@ from applets.iso7816 import (
     FILE_ID,
     FILE_SIZE,
     MF_FID,
-    BinaryReference,
-    Ins,
-    RecordReference,
 )
 from applets.store import Store
 from applets.sw import SW

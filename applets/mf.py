@@ -22,7 +22,7 @@ P1     data                             selects
 =====  ===============================  ==============================================
 
 A file that is not there is 6A82 and nothing changes; what is selected
-answers as P2 b4-b3 asks (:func:`applets.iso7816.control_information`). The
+answers as P2 b4-b3 asks (:func:`applets.selection.control_information`). The
 rules are here, apart from the runtime, so that they read as one table and
 can be tested without a card: :func:`resolve` says what a SELECT reaches and
 the runtime makes it current.
@@ -35,14 +35,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from applets.errors import CardError
-from applets.iso7816 import (
-    MF_FID,
-    Answer,
-    SelectBy,
-    SelectFile,
-    control_information,
-    df_control_parameters,
-)
+from applets.selection import MF_FID, Answer, SelectBy, SelectFile, control_information, df_control_parameters
 from applets.sw import SW
 
 T = TypeVar("T")

@@ -49,20 +49,7 @@ from typing import ClassVar
 from applets import mf
 from applets.apdu import SHORT_MAX_NE, CommandAPDU, ResponseAPDU
 from applets.errors import CardError, PowerLoss
-from applets.iso7816 import (
-    BASIC_CHANNEL,
-    CHANNELS,
-    Answer,
-    Ins,
-    ManageChannel,
-    Occurrence,
-    Select,
-    SelectBy,
-    SelectFile,
-    get_response_ne,
-    on_basic_channel,
-    select,
-)
+from applets.iso7816 import BASIC_CHANNEL, CHANNELS, Ins, ManageChannel, get_response_ne, on_basic_channel
 from applets.registry import (
     CARD_LOCKED,
     CARD_SECURED,
@@ -72,6 +59,7 @@ from applets.registry import (
     SELECTABLE,
     Entry,
 )
+from applets.selection import Answer, Occurrence, Select, SelectBy, SelectFile, select
 from applets.store import Store
 from applets.sw import SW, bytes_remaining, is_warning, wrong_le
 

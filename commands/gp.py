@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 from rich.table import Table
 
-from applets import iso7816
+from applets import selection
 from applets.gp.channel import Level
 from applets.gp.domain import ISD_AID
 from applets.gp.keys import TEST_KEY, KeySet
@@ -89,7 +89,7 @@ def run_gp(world: World, target: GpTarget,
     """Open a secure channel to the target domain and run ``body`` in it."""
 
     def flow() -> Flow[T]:
-        expect((yield iso7816.select(target.domain)), "SELECT domain")
+        expect((yield selection.select(target.domain)), "SELECT domain")
         level = GP_LEVEL if target.keys.scp == 3 else GP_LEVEL & ~Level.R_MAC
         channel = yield from gp.open_channel(target.keys, level, os.urandom, target.keys.version,
                                              target.diversify)

@@ -45,8 +45,9 @@ from applets.emv.records import (
     amount,
     fen,
 )
-from applets.iso7816 import external_authenticate, put_data, select
+from applets.iso7816 import external_authenticate, put_data
 from applets.layout import LayoutError
+from applets.selection import select
 from applets.sw import SW
 from issuer.ecash import APPROVED
 from issuer.topup import Debit, Effect, Hold, Settle, TopupError, fail, unproven

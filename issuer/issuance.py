@@ -31,12 +31,13 @@ from applets.apdu import CommandAPDU
 from applets.gp.channel import Level
 from applets.gp.keys import INITIAL_KVN, KeySet
 from applets.gp.loadfiles import PBOC_PURSE, SECURITY_DOMAIN, load_file_of
-from applets.iso7816 import get_data, select
+from applets.iso7816 import get_data
 from applets.pboc import crypto
 from applets.pboc.commands import P1_LOAD, initialize
 from applets.pboc.layouts import INIT_LOAD_RESPONSE, InitCommand
 from applets.pboc.perso import KEY_INDEX, PursePersonalisation, to_dgis
 from applets.registry import PERSONALIZED
+from applets.selection import select
 from applets.sw import SW
 from issuer import gp
 from issuer.topup import CardLoadKeys, issuer_file

@@ -40,7 +40,6 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from applets import bcd, tlv
 from applets.apdu import CommandAPDU, ResponseAPDU
-from applets.iso7816 import select
 from applets.layout import LayoutError
 from applets.pboc import crypto
 from applets.pboc.commands import P1_LOAD, credit_for_load, get_transaction_prove, initialize
@@ -54,6 +53,7 @@ from applets.pboc.layouts import (
     fci_issuer_file,
 )
 from applets.pboc.perso import KEY_INDEX
+from applets.selection import select
 from applets.sw import SW
 from common.money import yuan
 

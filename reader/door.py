@@ -42,9 +42,10 @@ from applets.access.wire import (
 from applets.apdu import CommandAPDU
 from applets.crypto import access as crypto
 from applets.crypto.scp03 import Prf
-from applets.iso7816 import CLA_PROPRIETARY, DF_NAME
-from applets.iso7816 import select as select_by_name
+from applets.iso7816 import CLA_PROPRIETARY
 from applets.runtime import Rng
+from applets.selection import DF_NAME
+from applets.selection import select as select_by_name
 from applets.sw import SW
 from reader.clock import Clock, local
 from reader.errors import CardProtocolError, TransactionRefused

@@ -9,18 +9,7 @@ the same layouts the card builds them with (``applets.pboc.layouts``).
 from __future__ import annotations
 
 from applets import tlv
-from applets.iso7816 import (
-    Answer,
-    SelectBy,
-    get_challenge,
-    read_binary,
-    read_record,
-    read_record_by_id,
-    select,
-    select_file,
-    select_mf,
-    select_path,
-)
+from applets.iso7816 import get_challenge, read_binary, read_record, read_record_by_id
 from applets.layout import LayoutError
 from applets.pboc.commands import (
     P1_CAPP_PURCHASE,
@@ -52,6 +41,7 @@ from applets.pboc.layouts import (
     TxType,
     fci_issuer_file,
 )
+from applets.selection import Answer, SelectBy, select, select_file, select_mf, select_path
 from applets.sw import SW
 from reader.errors import CardProtocolError
 from reader.flow import Flow, Refusals, check, exchange, parse

@@ -39,14 +39,8 @@ from applets.emv.records import (
     amount,
     fen,
 )
-from applets.iso7816 import (
-    CLA_PROPRIETARY,
-    Ins,
-    external_authenticate,
-    get_data,
-    read_record,
-    select,
-)
+from applets.iso7816 import CLA_PROPRIETARY, Ins, external_authenticate, get_data, read_record
+from applets.selection import select
 from applets.sw import SW
 from reader.clock import Clock, local
 from reader.emv_ca import CA_KEYS

@@ -37,10 +37,11 @@ from applets.apdu import CommandAPDU
 from applets.crypto import access as crypto
 from applets.errors import CardError
 from applets.files import Access, EFKind, EFSpec, FileSystem
-from applets.iso7816 import CLA_ISO, CLA_PROPRIETARY, fci
+from applets.iso7816 import CLA_ISO, CLA_PROPRIETARY
 from applets.layout import Layout, LayoutError
 from applets.registry import PERSONALIZED
 from applets.runtime import Applet, AppletContext
+from applets.selection import fci
 from applets.sw import SW
 
 T = TypeVar("T")

@@ -68,9 +68,10 @@ from applets.emv.records import (
     records,
 )
 from applets.errors import CardError
-from applets.iso7816 import CLA_ISO, CLA_ISO_SM, CLA_PROPRIETARY, Ins, RecordReference, data_tag, fci
+from applets.iso7816 import CLA_ISO, CLA_ISO_SM, CLA_PROPRIETARY, Ins, RecordReference, data_tag
 from applets.layout import Layout, LayoutError
 from applets.runtime import Applet, AppletContext
+from applets.selection import fci
 from applets.sw import SW
 
 #: TTQ byte 1: the reader supports qPBOC; it is offline only. Byte 2: it wants a cryptogram online.

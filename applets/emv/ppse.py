@@ -15,8 +15,8 @@ from applets.apdu import CommandAPDU
 from applets.emv.ecash import EcashCard
 from applets.emv.records import PPSE_AID
 from applets.errors import CardError
-from applets.iso7816 import fci
 from applets.runtime import Applet
+from applets.selection import fci
 from applets.sw import SW
 
 

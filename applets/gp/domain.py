@@ -46,7 +46,7 @@ from applets.gp.channel import (
     SecureChannel,
 )
 from applets.gp.keys import INITIAL_KVN, MAX_AUTH_FAILURES, KeySet, KeyStore
-from applets.iso7816 import Ins, data_tag, fci
+from applets.iso7816 import Ins, data_tag
 from applets.registry import (
     CARD_LOCK,
     CARD_LOCKED,
@@ -61,6 +61,7 @@ from applets.registry import (
     Entry,
 )
 from applets.runtime import Applet, AppletContext, Reply
+from applets.selection import fci
 from applets.sw import SW
 
 ISD_AID = bytes.fromhex("A000000151000000")

@@ -12,7 +12,7 @@ from enum import IntEnum
 
 from construct import Bytes, Int8ub, Int16ub, Int24ub, Int32ub, Padding, Struct
 
-from applets import bcd, iso7816, tlv
+from applets import bcd, selection, tlv
 from applets.layout import Layout
 
 #: Short file identifiers of the purse's EFs, and the records its cyclic log keeps.
@@ -85,7 +85,7 @@ def purse_proprietary(issuer_file: bytes) -> bytes:
 def purse_fci(aid: bytes, issuer_file: bytes) -> bytes:
     """The FCI a purse answers SELECT with: its AID, application version 02 and the issuer
     file, so that a terminal needs no READ BINARY of EF 0x15."""
-    return iso7816.fci(aid, purse_proprietary(issuer_file))
+    return selection.fci(aid, purse_proprietary(issuer_file))
 
 
 def fci_issuer_file(fci: bytes) -> IssuerFile | None:

@@ -55,26 +55,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TypeVar
-
-from construct import Bytes, Int8ub, Int16ub, Int32ub, Struct
 
 from applets import tlv
 from applets.apdu import CommandAPDU
 from applets.errors import CardError
 from applets.files import EFKind, EFSpec, FileSystem
-from applets.iso7816 import (
-    CLA_ISO,
-    CLA_PROPRIETARY,
-    FCI_PROPRIETARY,
-    Answer,
-    Ins,
-    challenge_size,
-    control_information,
-    df_control_parameters,
-    verification_data,
-)
+from applets.iso7816 import CLA_ISO, CLA_PROPRIETARY, Ins, challenge_size, verification_data
 from applets.layout import Layout, LayoutError
 from applets.pboc import crypto
 from applets.pboc.commands import (
@@ -120,8 +108,19 @@ from applets.pboc.layouts import (
     purse_proprietary,
 )
 from applets.pboc.perso import CardKey, PursePersonalisation, from_dgis
+from applets.pboc.state import (
+    CONFIG_CELL,
+    PROOF_CELL,
+    PURSE_CELL,
+    ConfigCell,
+    LoadSession,
+    ProofCell,
+    PurchaseSession,
+    PurseCell,
+)
 from applets.registry import PERSONALIZED
 from applets.runtime import Applet, AppletContext
+from applets.selection import FCI_PROPRIETARY, Answer, control_information, df_control_parameters
 from applets.sw import SW, tries_left
 
 T = TypeVar("T")
@@ -139,94 +138,30 @@ EF_LOG = EFSpec(0x0018, SFI_LOG, EFKind.CYCLIC, record_length=LOG_RECORD.size,
 FILES = (EF_ISSUER, EF_HOLDER, EF_TRANSIT, EF_LOG)
 
 
-# -- persistent cells private to the applet -------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Purse:
-    balance: int
-    online_counter: int
-    offline_counter: int
-
-
-_PURSE = Layout(Struct(
-    "balance" / Int32ub, "online_counter" / Int16ub, "offline_counter" / Int16ub,
-), _Purse)
-
-
-@dataclass(frozen=True, slots=True)
-class _Config:
-    max_balance: int
-    mac_tries: int
-
-
-_CONFIG = Layout(Struct("max_balance" / Int32ub, "mac_tries" / Int8ub), _Config)
-
-
-@dataclass(frozen=True, slots=True)
-class _Proof:
-    """What GET TRANSACTION PROVE answers for the last completed transaction."""
-
-    tx_type: int
-    counter: int
-    mac: bytes
-    tac: bytes
-
-
-_PROOF = Layout(Struct(
-    "tx_type" / Int8ub, "counter" / Int16ub, "mac" / Bytes(4), "tac" / Bytes(4),
-), _Proof)
-
-
-# -- volatile sessions ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _LoadSession:
-    key_index: int
-    amount: int
-    terminal_id: bytes
-    balance: int
-    counter: int
-    session_key: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _PurchaseSession:
-    tx_type: TxType
-    key: bytes
-    amount: int
-    terminal_id: bytes
-    balance: int
-    counter: int
-    random: bytes
-    capp_record: tuple[int, bytes] | None = None
-
-
 class PbocPurse(Applet):
     """A JR/T 0025 electronic purse with its issuer, holder, transit and log files."""
 
     def __init__(self, context: AppletContext) -> None:
         super().__init__(context)
         self.files = FileSystem(context.store, context.prefix, FILES)
-        self._session: _LoadSession | _PurchaseSession | None = None
+        self._session: LoadSession | PurchaseSession | None = None
         self._pin_verified = False
         self._challenge: bytes | None = None
 
     # -- cells ------------------------------------------------------------------
 
-    def _purse(self) -> _Purse:
+    def _purse(self) -> PurseCell:
         raw = self._get("purse")
         if raw is None:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "the purse is not personalised")
-        return _PURSE.parse(raw)
+        return PURSE_CELL.parse(raw)
 
     def balance(self) -> int:
         """The balance as the card's owner sees it (the band's own display, not a reader)."""
         return self._purse().balance
 
-    def _config(self) -> _Config:
-        return _CONFIG.parse(self.context.store.require(self._cell("config")))
+    def _config(self) -> ConfigCell:
+        return CONFIG_CELL.parse(self.context.store.require(self._cell("config")))
 
     # -- personalisation ------------------------------------------------------------
 
@@ -260,8 +195,8 @@ class PbocPurse(Applet):
                 self._put(f"key/{usage}/{index:02X}", bytes((card_key.version,)) + card_key.key)
             self._put(f"tries/{usage}", bytes((data.mac_tries,)))
         self._put("key/dtk", data.tac_key)
-        self._put("config", _CONFIG.build(_Config(data.max_balance, data.mac_tries)))
-        self._put("purse", _PURSE.build(_Purse(0, 0, 0)))
+        self._put("config", CONFIG_CELL.build(ConfigCell(data.max_balance, data.mac_tries)))
+        self._put("purse", PURSE_CELL.build(PurseCell(0, 0, 0)))
 
     def store_data(self, dgi: int, data: bytes, last: bool) -> None:
         """STORE DATA from the purse's security domain: DGIs kept until the last block."""
@@ -407,7 +342,7 @@ class PbocPurse(Applet):
         return CardKey(raw[0], raw[1:])
 
     def _initialize_load(self, key_index: int, amount: int, terminal_id: bytes,
-                         purse: _Purse) -> bytes:
+                         purse: PurseCell) -> bytes:
         card_key = self._key("dlk", key_index)
         if amount == 0 or purse.balance + amount > self._config().max_balance:
             raise CardError(SW.WRONG_DATA, f"cannot load {amount} onto {purse.balance}")
@@ -416,20 +351,20 @@ class PbocPurse(Applet):
         random = self.context.rng(4)
         session_key = crypto.load_session_key(card_key.key, random, purse.online_counter)
         mac1 = crypto.load_mac1(session_key, purse.balance, amount, TxType.EP_LOAD, terminal_id)
-        self._session = _LoadSession(key_index, amount, terminal_id, purse.balance,
+        self._session = LoadSession(key_index, amount, terminal_id, purse.balance,
                                      purse.online_counter, session_key)
         return INIT_LOAD_RESPONSE.build(InitLoadResponse(
             purse.balance, purse.online_counter, card_key.version, ALGORITHM_3DES, random, mac1))
 
     def _initialize_purchase(self, tx_type: TxType, key_index: int, amount: int,
-                             terminal_id: bytes, purse: _Purse) -> bytes:
+                             terminal_id: bytes, purse: PurseCell) -> bytes:
         card_key = self._key("dpk", key_index)
         if purse.offline_counter >= COUNTER_MAX:
             raise CardError(SW.TRANSACTION_COUNTER_AT_LIMIT)
         if amount > purse.balance:
             raise CardError(SW.INSUFFICIENT_FUNDS, f"{amount} wanted, {purse.balance} held")
         random = self.context.rng(4)
-        self._session = _PurchaseSession(tx_type, card_key.key, amount, terminal_id,
+        self._session = PurchaseSession(tx_type, card_key.key, amount, terminal_id,
                                          purse.balance, purse.offline_counter, random)
         return INIT_PURCHASE_RESPONSE.build(InitPurchaseResponse(
             purse.balance, purse.offline_counter, 0, card_key.version, ALGORITHM_3DES, random))
@@ -451,7 +386,7 @@ class PbocPurse(Applet):
 
     def _credit_for_load(self, apdu: CommandAPDU, session: object) -> bytes:
         _p1p2(apdu, *CREDIT_P1P2)
-        if not isinstance(session, _LoadSession):
+        if not isinstance(session, LoadSession):
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE FOR LOAD before")
         command = _command_data(apdu, CREDIT_COMMAND, "CREDIT FOR LOAD")
         terminal = crypto.Terminal(session.terminal_id, command.date, command.time)
@@ -461,17 +396,17 @@ class PbocPurse(Applet):
         new_balance = purse.balance + session.amount
         tac = crypto.load_tac(self.context.store.require(self._cell("key/dtk")), new_balance,
                               session.counter, session.amount, TxType.EP_LOAD, terminal)
-        self._put("purse", _PURSE.build(replace(
+        self._put("purse", PURSE_CELL.build(replace(
             purse, balance=new_balance, online_counter=purse.online_counter + 1)))
         self._log(session.counter, session.amount, TxType.EP_LOAD, terminal)
-        self._put("proof/load", _PROOF.build(
-            _Proof(TxType.EP_LOAD, session.counter, command.mac2, tac)))
+        self._put("proof/load", PROOF_CELL.build(
+            ProofCell(TxType.EP_LOAD, session.counter, command.mac2, tac)))
         return tac
 
     # -- compound purchase -----------------------------------------------------------
 
     def _update_capp_data_cache(self, apdu: CommandAPDU, session: object) -> bytes:
-        if not isinstance(session, _PurchaseSession) or session.tx_type != TxType.CAPP_PURCHASE:
+        if not isinstance(session, PurchaseSession) or session.tx_type != TxType.CAPP_PURCHASE:
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE FOR CAPP PURCHASE before")
         if apdu.p2 != CAPP_CACHE_P2:
             raise CardError(SW.INCORRECT_P1_P2, "UPDATE CAPP DATA CACHE addresses EF 0x17 by id")
@@ -484,7 +419,7 @@ class PbocPurse(Applet):
 
     def _debit_for_purchase(self, apdu: CommandAPDU, session: object) -> bytes:
         _p1p2(apdu, *DEBIT_P1P2)
-        if not isinstance(session, _PurchaseSession):
+        if not isinstance(session, PurchaseSession):
             raise CardError(SW.CONDITIONS_NOT_SATISFIED, "no INITIALIZE FOR PURCHASE before")
         command = _command_data(apdu, DEBIT_COMMAND, "DEBIT")
         terminal = crypto.Terminal(session.terminal_id, command.date, command.time)
@@ -497,14 +432,14 @@ class PbocPurse(Applet):
         tac = crypto.purchase_tac(self.context.store.require(self._cell("key/dtk")),
                                   session.amount, session.tx_type, terminal,
                                   command.terminal_seq)
-        self._put("purse", _PURSE.build(replace(
+        self._put("purse", PURSE_CELL.build(replace(
             purse, balance=purse.balance - session.amount,
             offline_counter=purse.offline_counter + 1)))
         if session.capp_record is not None:
             self.files.write_record(EF_TRANSIT, *session.capp_record)
         self._log(session.counter, session.amount, session.tx_type, terminal)
-        self._put("proof/purchase", _PROOF.build(
-            _Proof(session.tx_type, session.counter, mac2, tac)))
+        self._put("proof/purchase", PROOF_CELL.build(
+            ProofCell(session.tx_type, session.counter, mac2, tac)))
         return DEBIT_RESPONSE.build(DebitResponse(tac, mac2))
 
     # -- recovery of an interrupted transaction -----------------------------------------
@@ -516,7 +451,7 @@ class PbocPurse(Applet):
             raise CardError(SW.WRONG_LENGTH, "GET TRANSACTION PROVE data is the 2-byte counter")
         kind = "load" if apdu.p2 in (TxType.ED_LOAD, TxType.EP_LOAD) else "purchase"
         raw = self._get(f"proof/{kind}")
-        proof = _PROOF.parse(raw) if raw else None
+        proof = PROOF_CELL.parse(raw) if raw else None
         if (proof is None or proof.tx_type != apdu.p2
                 or proof.counter != int.from_bytes(apdu.data)):
             raise CardError(SW.MAC_NOT_AVAILABLE, "no such completed transaction")

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from applets import iso7816
+from applets import selection
 from applets.access.card import LOG_ENTRIES, AccessCard
 from applets.access.perso import (
     CARD_ID,
@@ -458,7 +458,7 @@ def test_layouts_parse_build_and_size():
 def issue(band: Band, body: Callable[[gp.HostChannel], Flow[Any]]) -> Any:
     """Run ``body`` in an SCP03 channel with the band's card manager (the GP test keys)."""
     def flow() -> Flow[Any]:
-        response = yield iso7816.select(ISD_AID)
+        response = yield selection.select(ISD_AID)
         assert response.sw == SW.OK
         level = Level.C_MAC | Level.C_DECRYPTION | Level.R_MAC
         channel = yield from gp.open_channel(KeySet.test_keys(), level, random.Random(5).randbytes)

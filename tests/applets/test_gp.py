@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from applets import iso7816
+from applets import iso7816, selection
 from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.gp import cplc
 from applets.gp.channel import Level
@@ -70,7 +70,7 @@ def test_get_data_without_a_channel():
     band = make_band()
 
     def data() -> Flow[Any]:
-        yield from expect_ok(iso7816.select(ISD_AID))
+        yield from expect_ok(selection.select(ISD_AID))
         raw = yield from expect_ok(iso7816.get_data(0x9F7F))
         keys = yield from expect_ok(iso7816.get_data(0x00E0))
         return raw, keys
@@ -102,7 +102,7 @@ def test_a_forged_host_cryptogram_is_refused_and_counted_until_the_keys_block():
     band = make_band()
     band.power_on()
     for attempt in range(10):
-        band.transmit(iso7816.select(ISD_AID).encode())
+        band.transmit(selection.select(ISD_AID).encode())
         assert ResponseAPDU.parse(band.transmit(bytes.fromhex("8050000008") + bytes(8))).sw == SW.OK
         forged = ResponseAPDU.parse(band.transmit(bytes.fromhex("8482330010") + bytes(16)))
         assert forged.sw == SW.VERIFY_FAILED, attempt
@@ -269,7 +269,7 @@ def test_a_legacy_tool_manages_an_scp02_band(i):
         return answer, gp.parse_status(listing)
 
     def legacy(aid: bytes, keys: KeySet, body) -> Flow[Any]:
-        yield from expect_ok(iso7816.select(aid))
+        yield from expect_ok(selection.select(aid))
         card_data = yield from expect_ok(iso7816.get_data(0x0066))
         assert card_data.endswith(bytes((0x02, i)))  # the domain announces its i parameter
         channel = yield from gp.open_channel(keys, level, seeded(4), scp02_i=i)
@@ -296,7 +296,7 @@ def test_each_band_answers_to_its_own_diversified_keys(scheme, scp):
 
     def opened(band: Band) -> object:
         def flow() -> Flow[Any]:
-            yield from expect_ok(iso7816.select(ISD_AID))
+            yield from expect_ok(selection.select(ISD_AID))
             yield from gp.open_channel(master, level, seeded(3), diversify=derive)
             return "opened"
         return on(band, flow())

@@ -8,22 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from applets import iso7816, tlv
+from applets import iso7816, selection, tlv
 from applets.apdu import CommandAPDU
 from applets.errors import CardError
-from applets.iso7816 import (
-    Answer,
-    BinaryReference,
-    Ins,
-    ManageChannel,
-    Occurrence,
-    RecordReference,
-    Select,
-    SelectBy,
-    SelectFile,
-    on_basic_channel,
-    on_channel,
-)
+from applets.iso7816 import BinaryReference, Ins, ManageChannel, RecordReference, on_basic_channel, on_channel
+from applets.selection import Answer, Occurrence, Select, SelectBy, SelectFile
 from applets.sw import SW, is_valid
 
 PPSE = b"2PAY.SYS.DDF01"
@@ -31,14 +20,14 @@ T_UNION = bytes.fromhex("A000000632010105")
 
 KNOWN_ANSWERS = [
     # (command, hex, where the bytes are given)
-    (iso7816.select(PPSE), "00A404000E325041592E5359532E444446303100",
+    (selection.select(PPSE), "00A404000E325041592E5359532E444446303100",
      "EMV Contactless Book B 3.3.2: SELECT PPSE"),
-    (iso7816.select(T_UNION), "00A4040008A00000063201010500", "JT/T 978: SELECT T-Union purse"),
-    (iso7816.select(b"\xa0", Occurrence.NEXT), "00A4040201A000",
+    (selection.select(T_UNION), "00A4040008A00000063201010500", "JT/T 978: SELECT T-Union purse"),
+    (selection.select(b"\xa0", Occurrence.NEXT), "00A4040201A000",
      "ISO/IEC 7816-4 table 40: P2 b2-b1 = 10, next occurrence"),
-    (iso7816.select(T_UNION, answer=Answer.NONE), "00A4040C08A000000632010105",
+    (selection.select(T_UNION, answer=Answer.NONE), "00A4040C08A000000632010105",
      "ISO/IEC 7816-4 table 40: P2 b4-b3 = 11, no response data, no Le"),
-    (iso7816.select(b""), "00A4040000", "GPCS 11.9.2.2: no name, the Issuer Security Domain"),
+    (selection.select(b""), "00A4040000", "GPCS 11.9.2.2: no name, the Issuer Security Domain"),
     (iso7816.manage_channel_open(), "0070000001", "ISO/IEC 7816-4 11.1.2: the card picks"),
     (iso7816.manage_channel_open(3), "00700003", "ISO/IEC 7816-4 11.1.2: open channel 3"),
     (iso7816.manage_channel_close(19, origin=4), "40708013",
@@ -57,14 +46,14 @@ KNOWN_ANSWERS = [
     (iso7816.external_authenticate(bytes(8) + b"\x30\x30"), "008200000A" + "00" * 8 + "3030",
      "EMV Book 3 6.5.4: ARPC and ARC"),
     (iso7816.put_data(0x9F79, bytes(10)), "04DA9F790A" + "00" * 10, "PBOC 3.0 issuer script"),
-    (iso7816.select_mf(), "00A40000023F0000", "NFCard StandardPboc: SELECT MF by identifier"),
-    (iso7816.select_file(0x1001), "00A4000002100100",
+    (selection.select_mf(), "00A40000023F0000", "NFCard StandardPboc: SELECT MF by identifier"),
+    (selection.select_file(0x1001), "00A4000002100100",
      "Metrodroid ChinaCard, NFCard StandardPboc: SELECT the EP DF 1001"),
-    (iso7816.select_file(0x0015, SelectBy.EF_UNDER_CURRENT_DF, Answer.NONE), "00A4020C020015",
+    (selection.select_file(0x0015, SelectBy.EF_UNDER_CURRENT_DF, Answer.NONE), "00A4020C020015",
      "ISO/IEC 7816-4 table 39: P1 = 02, EF under the current DF, no response data"),
-    (iso7816.select_path(0x1001, 0x0015), "00A40800041001001500",
+    (selection.select_path(0x1001, 0x0015), "00A40800041001001500",
      "ISO/IEC 7816-4 table 39: P1 = 08, path from the MF without 3F00"),
-    (iso7816.select_path(0x0018, from_mf=False, answer=Answer.FCP), "00A40904020018" + "00",
+    (selection.select_path(0x0018, from_mf=False, answer=Answer.FCP), "00A40904020018" + "00",
      "ISO/IEC 7816-4 table 39: P1 = 09, path from the current DF; P2 = 04, FCP"),
     (iso7816.get_challenge(), "0084000008", "ISO/IEC 7816-4 11.5.3: GET CHALLENGE, 8 bytes"),
     (iso7816.get_challenge(4), "0084000004", "PBOC: a 4-byte challenge for a MAC's IV"),
@@ -89,10 +78,10 @@ def test_an_instruction_byte_shared_by_two_standards_is_one_value():
 
 
 def test_fci_is_6f_with_the_df_name_and_a5():
-    fci = iso7816.fci(b"\xa0\x00", tlv.encode(0x9F0C, b"\x01" * 30))
+    fci = selection.fci(b"\xa0\x00", tlv.encode(0x9F0C, b"\x01" * 30))
     assert fci == tlv.constructed(0x6F, tlv.encode(0x84, b"\xa0\x00"),
                                   tlv.encode(0xA5, tlv.encode(0x9F0C, b"\x01" * 30)))
-    assert tlv.find(fci, iso7816.DF_NAME) == b"\xa0\x00"
+    assert tlv.find(fci, selection.DF_NAME) == b"\xa0\x00"
 
 
 @pytest.mark.parametrize("build", [
@@ -118,7 +107,7 @@ names = st.binary(min_size=1, max_size=16)
 
 @given(names, st.sampled_from(Occurrence), st.sampled_from(Answer))
 def test_select_round_trips(name, occurrence, answer):
-    command = CommandAPDU.parse(iso7816.select(name, occurrence, answer).encode())
+    command = CommandAPDU.parse(selection.select(name, occurrence, answer).encode())
     assert Select.parse(command) == Select(name, occurrence, answer)
 
 
@@ -326,7 +315,7 @@ def test_the_mf_by_no_data_or_by_3f00(raw):
     lambda: SelectFile(SelectBy.EF_UNDER_CURRENT_DF, ()),
     lambda: SelectFile(SelectBy.PARENT_DF, (0x3F00,)),
     lambda: SelectFile(SelectBy.PATH_FROM_MF, ()),
-    lambda: iso7816.select_file(0x10000),
+    lambda: selection.select_file(0x10000),
     lambda: iso7816.get_challenge(16),
 ])
 def test_file_selections_that_do_not_fit_are_refused_before_sending(build):
@@ -336,10 +325,10 @@ def test_file_selections_that_do_not_fit_are_refused_before_sending(build):
 
 def test_control_information_as_p2_asks():
     fcp, fmd = tlv.encode(0x83, b"\x3f\x00"), tlv.encode(0x53, b"\x01")
-    assert iso7816.control_information(Answer.FCI, fcp, fmd) == tlv.constructed(0x6F, fcp, fmd)
-    assert iso7816.control_information(Answer.FCP, fcp, fmd) == tlv.constructed(0x62, fcp)
-    assert iso7816.control_information(Answer.FMD, fcp, fmd) == tlv.constructed(0x64, fmd)
-    assert iso7816.control_information(Answer.NONE, fcp, fmd) == b""
+    assert selection.control_information(Answer.FCI, fcp, fmd) == tlv.constructed(0x6F, fcp, fmd)
+    assert selection.control_information(Answer.FCP, fcp, fmd) == tlv.constructed(0x62, fcp)
+    assert selection.control_information(Answer.FMD, fcp, fmd) == tlv.constructed(0x64, fmd)
+    assert selection.control_information(Answer.NONE, fcp, fmd) == b""
 
 
 # -- GET CHALLENGE, VERIFY ---------------------------------------------------------------

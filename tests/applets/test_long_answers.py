@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from applets import iso7816, tlv
+from applets import iso7816, selection, tlv
 from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.gp.domain import ISD_AID, SecurityDomain
 from applets.iso7816 import Ins
@@ -44,7 +44,7 @@ def card() -> SecureElement:
     se.install(BIG_AID, "big")
     se.store.commit()
     se.power_on()
-    assert se.transmit(iso7816.select(BIG_AID).encode())[-2:] == b"\x90\x00"
+    assert se.transmit(selection.select(BIG_AID).encode())[-2:] == b"\x90\x00"
     return se
 
 
@@ -174,7 +174,7 @@ def test_no_answer_is_6cxx_in_a_loop_any_more():
 def test_select_with_no_name_selects_the_issuer_security_domain(raw):
     band = make_band(TRANSIT)
     band.power_on()
-    assert band.transmit(iso7816.select(TRANSIT.aid).encode())[-2:] == b"\x90\x00"
+    assert band.transmit(selection.select(TRANSIT.aid).encode())[-2:] == b"\x90\x00"
     response = ResponseAPDU.parse(band.transmit(bytes.fromhex(raw)))
     assert response.sw == SW.OK
     assert tlv.find(response.data, 0x84) == ISD_AID  # the ISD's FCI

@@ -11,7 +11,7 @@ import pytest
 from applets import bcd, mf, tlv
 from applets.apdu import CommandAPDU
 from applets.errors import CardError
-from applets.iso7816 import Answer, Ins, SelectFile
+from applets.iso7816 import Ins
 from applets.pboc.layouts import (
     HOLDER_FILE,
     ISSUER_FILE,
@@ -20,6 +20,7 @@ from applets.pboc.layouts import (
     DebitCommand,
     InitCommand,
 )
+from applets.selection import Answer, SelectFile
 from applets.sw import SW
 from issuer.products import CANTEEN, TRANSIT
 from reader import pboc

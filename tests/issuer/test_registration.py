@@ -7,7 +7,7 @@ import os
 
 from sqlalchemy import Engine
 
-from applets import iso7816
+from applets import selection
 from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.crypto import scp03
 from applets.gp.cplc import cplc
@@ -60,7 +60,7 @@ def test_the_test_keys_open_nothing_on_a_registered_band_and_the_issuers_do(engi
     # a host with GP's test keys: the card's cryptogram does not verify, the card refuses the
     # host's, and management stays closed
     band.power_on()
-    assert transmit(band, iso7816.select(ISD_AID)).sw == SW.OK
+    assert transmit(band, selection.select(ISD_AID)).sw == SW.OK
     host_challenge = os.urandom(8)
     update = transmit(band, CommandAPDU(0x80, 0x50, 0x00, 0x00, host_challenge, ne=256)).data
     assert update[10] == 0x01, "the card manager's key set is the issuer's (KVN 01)"

@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from applets import iso7816
+from applets import selection
 from applets.access.perso import AccessPersonalisation
 from applets.apdu import CommandAPDU
 from applets.gp.channel import Level
@@ -37,7 +37,7 @@ LEVEL = Level.C_MAC | Level.C_DECRYPTION | Level.R_MAC | Level.R_ENCRYPTION
 def session(aid: bytes, keys: KeySet, body: Callable[[gp.HostChannel], Flow[Any]],
             level: Level = LEVEL, seed: int = 1) -> Flow[Any]:
     """SELECT the domain, open a secure channel, run ``body`` in it."""
-    yield from expect_ok(iso7816.select(aid))
+    yield from expect_ok(selection.select(aid))
     channel = yield from gp.open_channel(keys, level, random.Random(seed).randbytes)
     return (yield from body(channel))
 

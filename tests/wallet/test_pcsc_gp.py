@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from applets import iso7816, tlv
+from applets import iso7816, selection, tlv
 from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.gp import status
 from applets.gp.domain import ISD_AID
@@ -69,7 +69,7 @@ def send(card: PcscTransport, raw: str | CommandAPDU) -> ResponseAPDU:
 @pytest.mark.parametrize("raw", ["00A4040000", "00A40400"])
 def test_a_select_without_a_name_answers_the_card_managers_fci(band_in_reader, protocol, raw):
     with connected(protocol) as card:
-        send(card, iso7816.select(TRANSIT.aid))
+        send(card, selection.select(TRANSIT.aid))
         answer = send(card, raw)
     assert answer.sw == SW.OK and tlv.find(answer.data, 0x84) == ISD_AID
 
@@ -77,7 +77,7 @@ def test_a_select_without_a_name_answers_the_card_managers_fci(band_in_reader, p
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_an_answer_longer_than_le_comes_through_get_response(band_in_reader, protocol):
     with connected(protocol) as card:
-        whole = send(card, iso7816.select(TRANSIT.aid)).data
+        whole = send(card, selection.select(TRANSIT.aid)).data
         first = send(card, CommandAPDU(0x00, Ins.SELECT, 0x04, 0x00, TRANSIT.aid, ne=0x10))
         assert (first.data, first.sw) == (whole[:0x10], 0x6100 | (len(whole) - 0x10))
         rest = send(card, iso7816.get_response(first.sw & 0xFF))
@@ -153,7 +153,7 @@ def _fci(name: bytes) -> bytes:
     """What SELECT answers on a band like the one in the reader (in process, not through it)."""
     band = full_band()
     band.power_on()
-    return ResponseAPDU.parse(band.transmit(iso7816.select(name).encode())).data
+    return ResponseAPDU.parse(band.transmit(selection.select(name).encode())).data
 
 
 def _dump(data: bytes) -> str:
