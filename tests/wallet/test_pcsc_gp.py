@@ -8,6 +8,7 @@ The band sits in vpcd slot 1, leaving slot 0 to the other PC/SC tests."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 from applets import iso7816, selection, tlv
 from applets.apdu import CommandAPDU, ResponseAPDU
 from applets.gp import status
+from applets.gp.channel import Level
 from applets.gp.domain import ISD_AID
 from applets.gp.keys import KeySet
 from applets.iso7816 import CLA_PROPRIETARY, Ins
@@ -178,3 +180,71 @@ def test_scriptor_under_t0_and_opensc_tool_follow_61xx_and_6cxx(band_in_reader):
     assert tool.count("Received (SW1=0x90, SW2=0x00)") == 2
     assert _dump(transit[0x20:0x30]) in tool
     assert "4B 4F 41 4C 41" in tool
+
+
+def _gpcs_host_sequence(level: Level) -> Flow[dict[str, Any]]:
+    """What a GlobalPlatform host does first with a card it does not know, written from GPCS
+    2.3: SELECT with no name (the ISD, 11.9.2.2), INITIALIZE UPDATE with key version 00 (the
+    card's default key set) and EXTERNAL AUTHENTICATE at ``level`` (Amd D 7.1), then the card
+    manager's data (GET DATA 66, 9F7F, E0: 11.3) and its registry in both GET STATUS formats,
+    every page followed (11.4.2)."""
+    fci = yield selection.select(b"")
+    assert fci.sw == SW.OK and tlv.find(fci.data, 0x84) == ISD_AID
+    channel = yield from gp.open_channel(KEYS, level, random.Random(level).randbytes, kvn=0x00)
+    found: dict[str, Any] = {}
+    for tag in (0x66, 0x9F7F, 0xE0):
+        answer = yield from channel.transmit(iso7816.get_data(tag))
+        assert answer.sw == SW.OK, f"GET DATA {tag:X}: {answer.sw:04X}"
+        found[f"{tag:X}"] = answer.data
+    for tagged in (True, False):
+        for scope in (0x80, 0x40, 0x20):
+            records: list[status.Record] = []
+            command = status.get_status(scope, tagged=tagged)
+            while True:
+                answer = yield from channel.transmit(command)
+                assert answer.sw in (SW.OK, SW.MORE_DATA_AVAILABLE), f"{answer.sw:04X}"
+                records += (status.parse_tagged(answer.data) if tagged
+                            else status.parse_legacy(answer.data))
+                if answer.sw == SW.OK:
+                    break
+                command = status.get_status(scope, tagged=tagged, next_occurrence=True)
+            found[f"{scope:02X}/{'tagged' if tagged else '2.1.1'}"] = records
+    return found
+
+
+@pytest.mark.parametrize("level", [Level.C_MAC, Level.C_MAC | Level.C_DECRYPTION,
+                                   Level.C_MAC | Level.C_DECRYPTION | Level.R_MAC
+                                   | Level.R_ENCRYPTION], ids=["01", "03", "33"])
+def test_a_gpcs_host_discovers_the_whole_band_through_pcscd(band_in_reader, level):
+    with connected("T1") as card:
+        found = run(_gpcs_host_sequence(level), card)
+    assert tlv.find(found["66"], 0x73) is not None, "card recognition data in 66/73"
+    cplc = tlv.find(found["9F7F"], 0x9F7F)
+    assert cplc is not None and len(cplc) == 42
+    assert found["E0"][:1] == b"\xe0"
+    for form in ("tagged", "2.1.1"):
+        assert [r.aid for r in found[f"80/{form}"]] == [ISD_AID]
+        assert found[f"80/{form}"][0].lifecycle == 0x0F  # SECURED
+        assert len(found[f"40/{form}"]) == 7  # PPSE, e-cash, door card, two domains, two purses
+        assert len(found[f"20/{form}"]) >= 2, "the band's load files"
+    assert [r.aid for r in found["40/tagged"]] == [r.aid for r in found["40/2.1.1"]]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_manage_channel_opens_a_channel_with_its_own_selection_through_pcscd(band_in_reader,
+                                                                              protocol):
+    with connected(protocol) as card:
+        assert send(card, "01A4040000").sw == SW.LOGICAL_CHANNEL_NOT_SUPPORTED  # not open yet
+        opened = send(card, "0070000001")
+        assert opened.sw == SW.OK and len(opened.data) == 1
+        number = opened.data[0]
+        assert 1 <= number <= 3
+        on_new = send(card, CommandAPDU(iso7816.on_channel(0x00, number), Ins.SELECT, 0x04,
+                                        0x00, TRANSIT.aid, ne=256))
+        assert on_new.sw == SW.OK and tlv.find(on_new.data, 0x84) == TRANSIT.aid
+        basic = send(card, "00A4040000")  # the basic channel selects on its own
+        assert basic.sw == SW.OK and tlv.find(basic.data, 0x84) == ISD_AID
+        assert send(card, f"0070800{number}00").sw == SW.OK
+        assert send(card, CommandAPDU(iso7816.on_channel(0x00, number), Ins.SELECT, 0x04,
+                                      0x00, TRANSIT.aid, ne=256)).sw \
+            == SW.LOGICAL_CHANNEL_NOT_SUPPORTED
