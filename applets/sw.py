@@ -81,3 +81,20 @@ def is_valid(sw: int) -> bool:
     """Whether ``sw`` is a well-formed ISO 7816-4 status word (SW1 is 61..6F or 90..9F)."""
     sw1 = sw >> 8
     return 0 <= sw <= 0xFFFF and (0x61 <= sw1 <= 0x6F or 0x90 <= sw1 <= 0x9F)
+
+
+def describe(sw: int) -> str:
+    """A status word as an engineer reads it: ``6A88 (referenced data not found)``,
+    ``63C2 (verification failed, 2 tries left)``, ``6110 (16 more bytes)``; just the hex for
+    one no standard here names."""
+    if sw >> 4 == 0x63C:
+        return f"{sw:04X} (verification failed, {sw & 0x0F} tries left)"
+    if sw >> 8 == 0x61:
+        return f"{sw:04X} ({sw & 0xFF or 256} more bytes)"
+    if sw >> 8 == 0x6C:
+        return f"{sw:04X} (wrong Le: {sw & 0xFF or 256} bytes)"
+    try:
+        name = SW(sw).name
+    except ValueError:
+        return f"{sw:04X}"
+    return f"{sw:04X} ({name.lower().replace('_', ' ')})"

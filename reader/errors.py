@@ -9,6 +9,8 @@ for a reason the rider should be told (:class:`TransactionRefused`).
 
 from __future__ import annotations
 
+from applets.sw import describe
+
 
 class ReaderError(Exception):
     """Base of everything a reader raises."""
@@ -28,7 +30,8 @@ class CardProtocolError(ReaderError):
     def __init__(self, step: str, sw: int, detail: str = "") -> None:
         self.step = step
         self.sw = sw
-        super().__init__(f"{step}: card answered {sw:04X}" + (f" ({detail})" if detail else ""))
+        super().__init__(f"{step}: card answered {describe(sw)}"
+                         + (f" ({detail})" if detail else ""))
 
 
 class TransactionRefused(ReaderError):

@@ -90,8 +90,9 @@ def test_a_gp_session_traced(home):
     koala(home, "gp", "list", "--band", "ann", "--trace-file", str(path))
     assert tshark.malformed(path) == "" and tshark.expert(path) == ""
     commands = [a.raw[:2].hex().upper() for a in tshark.apdus(tshark.packets(path)) if a.command]
-    # SELECT, INITIALIZE UPDATE, EXTERNAL AUTHENTICATE and GET STATUS under C-MAC
-    assert commands == ["00A4", "8050", "8482", "84F2", "84F2"]
+    # SELECT, INITIALIZE UPDATE, EXTERNAL AUTHENTICATE and, under C-MAC, GET STATUS of the
+    # card manager, the applications and the load files with their modules (one page each)
+    assert commands == ["00A4", "8050", "8482", "84F2", "84F2", "84F2"]
 
 
 def test_a_trace_file_that_cannot_be_written_is_one_line(home):
