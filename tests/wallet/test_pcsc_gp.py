@@ -162,26 +162,6 @@ def _dump(data: bytes) -> str:
     return " ".join(f"{b:02X}" for b in data)
 
 
-def test_scriptor_under_t0_and_opensc_tool_follow_61xx_and_6cxx(band_in_reader):
-    transit, isd = _fci(TRANSIT.aid), _fci(ISD_AID)
-    short = CommandAPDU(0x00, Ins.SELECT, 0x04, 0x00, TRANSIT.aid, ne=0x10).encode().hex().upper()
-    rest = len(transit) - 0x10
-    script = f"{short}\n00C00000{rest:02X}\n00A4040000\n00A4040010\n"
-    t0 = subprocess.run(["scriptor", "-r", READER, "-p", "T=0"], input=script,
-                        capture_output=True, text=True, timeout=20, check=False).stdout
-    assert "Using T=0 protocol" in t0
-    assert f"61 {rest:02X} : 0x{rest:02X} bytes of response still available." in t0
-    assert f"< {_dump(transit[0x10:0x20])}" in t0  # GET RESPONSE: the rest of the FCI
-    assert f"< {_dump(isd[:16])}" in t0  # no name: the card manager
-    assert f"6C {len(isd):02X} : Wrong length Le: should be 0x{len(isd):02X}" in t0
-    # opensc-tool gathers the parts itself (and leaves the card in T=1: the last test here)
-    tool = subprocess.run(["opensc-tool", "-r", READER, "-s", short, "-s", "FFCA010000"],
-                          capture_output=True, text=True, timeout=20, check=False).stdout
-    assert tool.count("Received (SW1=0x90, SW2=0x00)") == 2
-    assert _dump(transit[0x20:0x30]) in tool
-    assert "4B 4F 41 4C 41" in tool
-
-
 def _gpcs_host_sequence(level: Level) -> Flow[dict[str, Any]]:
     """What a GlobalPlatform host does first with a card it does not know, written from GPCS
     2.3: SELECT with no name (the ISD, 11.9.2.2), INITIALIZE UPDATE with key version 00 (the
@@ -234,6 +214,7 @@ def test_a_gpcs_host_discovers_the_whole_band_through_pcscd(band_in_reader, leve
 def test_manage_channel_opens_a_channel_with_its_own_selection_through_pcscd(band_in_reader,
                                                                               protocol):
     with connected(protocol) as card:
+        send(card, "00A4040000")  # the card manager on the basic channel: the purse is free
         assert send(card, "01A4040000").sw == SW.LOGICAL_CHANNEL_NOT_SUPPORTED  # not open yet
         opened = send(card, "0070000001")
         assert opened.sw == SW.OK and len(opened.data) == 1
@@ -248,3 +229,24 @@ def test_manage_channel_opens_a_channel_with_its_own_selection_through_pcscd(ban
         assert send(card, CommandAPDU(iso7816.on_channel(0x00, number), Ins.SELECT, 0x04,
                                       0x00, TRANSIT.aid, ne=256)).sw \
             == SW.LOGICAL_CHANNEL_NOT_SUPPORTED
+
+
+def test_scriptor_under_t0_and_opensc_tool_follow_61xx_and_6cxx(band_in_reader):
+    transit, isd = _fci(TRANSIT.aid), _fci(ISD_AID)
+    short = CommandAPDU(0x00, Ins.SELECT, 0x04, 0x00, TRANSIT.aid, ne=0x10).encode().hex().upper()
+    rest = len(transit) - 0x10
+    script = f"{short}\n00C00000{rest:02X}\n00A4040000\n00A4040010\n"
+    t0 = subprocess.run(["scriptor", "-r", READER, "-p", "T=0"], input=script,
+                        capture_output=True, text=True, timeout=20, check=False).stdout
+    assert "Using T=0 protocol" in t0
+    assert f"61 {rest:02X} : 0x{rest:02X} bytes of response still available." in t0
+    assert f"< {_dump(transit[0x10:0x20])}" in t0  # GET RESPONSE: the rest of the FCI
+    assert f"< {_dump(isd[:16])}" in t0  # no name: the card manager
+    assert f"6C {len(isd):02X} : Wrong length Le: should be 0x{len(isd):02X}" in t0
+    # opensc-tool gathers the parts itself (and leaves the card in T=1: the last test here)
+    tool = subprocess.run(["opensc-tool", "-r", READER, "-s", short, "-s", "FFCA010000"],
+                          capture_output=True, text=True, timeout=20, check=False).stdout
+    assert tool.count("Received (SW1=0x90, SW2=0x00)") == 2
+    assert _dump(transit[0x20:0x30]) in tool
+    assert "4B 4F 41 4C 41" in tool
+
