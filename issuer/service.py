@@ -164,8 +164,7 @@ class Issuer:
 
     def cards(self, session: Session, band: Band, by_operator: bool) -> list[CardView]:
         """The band's cards with the issuer's balances; a lost band's token only syncs."""
-        if band.lost_at is not None and not by_operator:
-            raise Forbidden("the band is reported lost: its token can only sync")
+        _readable(band, by_operator)
         rows = session.scalars(select(Card).where(Card.band_id == band.id)).all()
         return [CardView(c.product, c.aid, c.app_serial, c.status.value,
                          ledger.balance(session, card_account(c))) for c in rows]
@@ -173,8 +172,7 @@ class Issuer:
     @staticmethod
     def funding(session: Session, band: Band, by_operator: bool) -> int:
         """The band's funding account (what top-ups draw on), in fen."""
-        if band.lost_at is not None and not by_operator:
-            raise Forbidden("the band is reported lost: its token can only sync")
+        _readable(band, by_operator)
         return ledger.balance(session, funding_account(band.id))
 
     def fund(self, session: Session, band_id: int, amount: int, key: str, now: datetime) -> int:
@@ -287,3 +285,10 @@ def _scoped(band_id: int, key: str) -> str:
     """A client's idempotency key as the orders keep it: one band's keys never meet
     another's."""
     return f"{band_id}:{key}"
+
+
+def _readable(band: Band, by_operator: bool) -> None:
+    """What the issuer holds of a band is the operator's to read, and its own device's unless
+    the band is reported lost: a lost band's token only syncs."""
+    if band.lost_at is not None and not by_operator:
+        raise Forbidden("the band is reported lost: its token can only sync")
