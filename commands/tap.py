@@ -16,6 +16,7 @@ import click
 from rich.table import Table
 
 from applets import bcd
+from applets.sw import SW
 from commands.terminals import load_keys, psam_for
 from commands.world import (
     Source,
@@ -252,7 +253,8 @@ def _with_lock_state(world: World, tapping: Tapping, outcome: TapOutcome[T]) -> 
     """A refusal from a locked band says so when no card answered the terminal's SELECT
     (6A82): a reader sees a switched-off card as no card (GP contactless activation), but the
     band's own command knows better."""
-    not_found = any(exchange.response[-2:] == bytes.fromhex("6A82") for exchange in outcome.trace)
+    not_found = any(exchange.response[-2:] == SW.FILE_NOT_FOUND.to_bytes(2)
+                    for exchange in outcome.trace)
     if outcome.refusal is None or tapping.band_name is None or not not_found:
         return outcome
     worn = world.home.load_band(tapping.band_name)
