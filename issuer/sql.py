@@ -1,0 +1,252 @@
+"""The issuer's hot path on the bare driver: each statement written once, prepared once per
+connection, and sent in as few round trips as the logic allows.
+
+Through the ORM a top-up cost the issuer about 7 ms of CPU for its database work alone; on
+psycopg directly it costs well under one (see BENCHMARKS.md, issue 17). So the order service
+(:mod:`issuer.orders`) and the ledger (:mod:`issuer.ledger`) speak SQL here, on the pooled
+DBAPI connections of the same SQLAlchemy engine, in the same schema the ORM maps.
+
+* A :class:`Sql` is one statement in both dialects, built at import: ``:name`` parameters,
+  and ``{...}`` for text PostgreSQL alone gets (``FOR UPDATE``: SQLite's writers are
+  serialised by ``BEGIN IMMEDIATE`` anyway).
+* On PostgreSQL a transaction runs in psycopg's pipeline mode: statements whose results
+  nobody reads yet are queued and go with the next read or the COMMIT, so a relay step is a
+  few round trips. Statements stay prepared because the hot path never ROLLBACKs a
+  transaction that wrote nothing (psycopg forgets every prepared statement on ROLLBACK): a
+  refusal before the first write commits the empty transaction instead.
+* SQLite gets the values in the ORM's storage formats (timestamps as text, UUIDs as 32 hex
+  digits, JSON as text); :func:`timestamp`, :func:`uuid_of` and :func:`json_of` read them
+  back from either database.
+
+:data:`COUNTS` counts statements, transactions and round trips in this process, for the
+benchmark (``KOALA_SQL_COUNTS``, see :func:`issuer.server.from_environment`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from psycopg.types.json import Json
+from sqlalchemy import Dialect, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
+_POSTGRES_ONLY = re.compile(r"\{([^}]*)\}")
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+_PG_IN_ERROR = 3  # psycopg.pq.TransactionStatus.INERROR
+
+
+@dataclass
+class Counts:
+    statements: int = 0
+    transactions: int = 0
+    round_trips: int = 0
+
+
+COUNTS = Counts()
+
+
+class Sql:
+    """One statement, as each dialect's driver takes it."""
+
+    __slots__ = ("postgresql", "sqlite")
+
+    def __init__(self, text: str) -> None:
+        text = " ".join(text.split())
+        self.postgresql = _PARAMETER.sub(r"%(\1)s", _POSTGRES_ONLY.sub(r"\1", text))
+        self.sqlite = _POSTGRES_ONLY.sub("", text)
+
+    def __repr__(self) -> str:
+        return f"Sql({self.sqlite!r})"
+
+
+class Pending:
+    """A statement sent whose rows have not been read: reading them waits for its round trip
+    (and brings the answers of every statement sent before it)."""
+
+    __slots__ = ("_cursor", "_db", "_number", "_rows", "_sql")
+
+    def __init__(self, db: Db, sql: Sql, cursor: Any, rows: list[tuple[Any, ...]] | None = None) -> None:
+        self._db, self._sql, self._cursor, self._rows = db, sql, cursor, rows
+        self._number = db.sent
+
+    def all(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            self._db.wait_for(self._number)
+            with self._db.errors(self._sql):
+                self._rows = list(self._cursor.fetchall())
+        return self._rows
+
+    def one(self) -> tuple[Any, ...] | None:
+        rows = self.all()
+        return rows[0] if rows else None
+
+    def value(self) -> Any:
+        row = self.one()
+        return None if row is None else row[0]
+
+
+class Db:
+    """One transaction's statements on one DBAPI connection."""
+
+    def __init__(self, connection: Any, dialect: Dialect) -> None:
+        self._connection = connection
+        self._driver_error: type[Exception] = dialect.dbapi.Error  # type: ignore[union-attr]
+        self.postgresql = dialect.name == "postgresql"
+        self.wrote = False
+        self.sent = self._answered = 0  # statements sent; of them, those whose answers came
+
+    def wait_for(self, number: int) -> None:
+        """Statement ``number``'s answer is needed: one round trip brings it and the answers
+        of every statement sent before it, unless an earlier one did."""
+        if number > self._answered:
+            COUNTS.round_trips += 1
+            self._answered = self.sent
+
+    @contextmanager
+    def errors(self, sql: Sql | str) -> Iterator[None]:
+        """The driver's errors as SQLAlchemy raises them (``IntegrityError``,
+        ``OperationalError``, ...): one hierarchy for the issuer's callers, ORM or not."""
+        try:
+            yield
+        except self._driver_error as error:
+            raise DBAPIError.instance(str(sql), None, error, self._driver_error) from error
+
+    def send(self, sql: Sql, **params: Any) -> Pending:
+        """Send ``sql`` now; its rows when :class:`Pending` is read (on PostgreSQL other
+        statements may go before then, in the same round trip)."""
+        COUNTS.statements += 1
+        self.sent += 1
+        cursor = self._connection.cursor()
+        with self.errors(sql):
+            if self.postgresql:
+                cursor.execute(sql.postgresql, {k: _for_postgresql(v) for k, v in params.items()},
+                               prepare=True)
+                return Pending(self, sql, cursor)
+            COUNTS.round_trips += 1
+            self._answered = self.sent
+            cursor.execute(sql.sqlite, {k: _for_sqlite(v) for k, v in params.items()})
+            return Pending(self, sql, cursor, cursor.fetchall() if cursor.description else [])
+
+    def one(self, sql: Sql, **params: Any) -> tuple[Any, ...] | None:
+        return self.send(sql, **params).one()
+
+    def all(self, sql: Sql, **params: Any) -> list[tuple[Any, ...]]:
+        return self.send(sql, **params).all()
+
+    def value(self, sql: Sql, **params: Any) -> Any:
+        return self.send(sql, **params).value()
+
+    def write(self, sql: Sql, **params: Any) -> Pending:
+        """A statement that changes rows: a failure afterwards rolls the transaction back."""
+        self.wrote = True
+        return self.send(sql, **params)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Db]:
+    """A transaction on a pooled connection of ``engine``: committed when the block ends,
+    rolled back if it raises after a write (committed, empty, if it raises before one)."""
+    pooled = engine.raw_connection()
+    connection: Any = pooled.driver_connection
+    db = Db(connection, engine.dialect)
+    try:
+        if db.postgresql:  # psycopg begins the transaction with the first statement, in its round trip
+            with connection.pipeline():
+                yield db
+                _end(db, connection, commit=True)
+        else:
+            COUNTS.round_trips += 1
+            connection.execute("BEGIN IMMEDIATE")
+            yield db
+            _end(db, connection, commit=True)
+    except BaseException:
+        if _abandon(db, connection):
+            pooled.invalidate()
+        raise
+    finally:
+        pooled.close()
+
+
+def _end(db: Db, connection: Any, commit: bool) -> None:
+    COUNTS.transactions += 1
+    COUNTS.round_trips += 1
+    with db.errors("COMMIT" if commit else "ROLLBACK"):
+        if db.postgresql:
+            connection.commit() if commit else connection.rollback()
+        else:
+            connection.execute("COMMIT" if commit else "ROLLBACK")
+
+
+def _abandon(db: Db, connection: Any) -> bool:
+    """End a transaction whose block raised: commit it if it wrote nothing (and did not fail
+    in the database), else roll it back. Whether the connection is broken."""
+    if db.postgresql and connection.closed:
+        return True
+    failed = db.postgresql and connection.info.transaction_status == _PG_IN_ERROR
+    try:
+        _end(db, connection, commit=not (db.wrote or failed))
+    except Exception:  # the block's error is the one to report
+        return True
+    return False
+
+
+def of(session: Session) -> Db:
+    """The ORM session's own transaction, for the ledger's statements beside its own."""
+    session.flush()
+    connection = session.connection()
+    return Db(connection.connection.driver_connection, connection.dialect)
+
+
+def _for_postgresql(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return Json(value)
+    return value
+
+
+def _for_sqlite(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime(_SQLITE_TIME) if value.tzinfo else \
+            value.strftime(_SQLITE_TIME)
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return value
+
+
+def timestamp(value: Any) -> datetime:
+    """A timestamp column as an aware UTC instant (SQLite keeps naive UTC text)."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def optional_timestamp(value: Any) -> datetime | None:
+    return None if value is None else timestamp(value)
+
+
+def uuid_of(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def json_of(value: Any) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
+    return loaded
+
+
+def placeholders(prefix: str, count: int) -> Sequence[str]:
+    """``:prefix0, :prefix1, ...``: the parameters of an IN list or VALUES of ``count``."""
+    return [f":{prefix}{index}" for index in range(count)]
