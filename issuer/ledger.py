@@ -154,8 +154,7 @@ def post(book: Book, kind: str, legs: Sequence[tuple[str, int]], idempotency_key
     checked, db = _check(kind, legs, idempotency_key), _db(book)
     now = instant(at)
     ids = accounts(db, (code for code, _ in checked), now)
-    made = db.write(_NEW_TRANSACTION, kind=kind, order_id=order_id, key=idempotency_key,
-                    at=now).value()
+    made = db.write(_NEW_TRANSACTION, kind=kind, order_id=order_id, key=idempotency_key, at=now)
     if made is None:
         return _replay(db, kind, checked, order_id, idempotency_key)
     entries = {f"a{n}": ids[code] for n, (code, _) in enumerate(checked)}

@@ -60,7 +60,7 @@ from issuer.procedures import procedure_for
 from issuer.products import PRODUCTS
 from issuer.products import product as find
 from issuer.records import BandRow, CardRow, Loaded, OrderRow, RelayRow
-from issuer.sql import Db, transaction
+from issuer.sql import Database, Db
 from reader.clock import Clock, instant, local, system_clock
 
 SESSION_LIFETIME = timedelta(minutes=10)
@@ -103,13 +103,27 @@ class Relay:
     state: OrderState
 
 
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A relay session just opened, and its order (with its card's serial, if it has a card)."""
+
+    relay: Relay
+    order: OrderRow
+    app_serial: str | None
+
+
 class Orders:
     def __init__(self, sessions: sessionmaker[Session], keys: IssuerKeys, terminal_id: bytes,
                  clock: Clock = system_clock) -> None:
         engine = sessions.kw["bind"]
         if not isinstance(engine, Engine):
             raise TypeError("the order service needs sessions bound to an engine")
-        self._engine = engine
+        #: Whether the API runs orders on its event loop: on PostgreSQL, where they have a pool
+        #: of their own, so that they never wait for a connection that an ORM session holds
+        #: until the loop tears it down. (SQLite locks the whole database: there, orders run in
+        #: threads, as the routes that use ORM sessions do.)
+        self.on_loop = engine.dialect.name == "postgresql"
+        self._database = Database(engine, own_pool=self.on_loop)
         self._keys = keys
         self._terminal_id = terminal_id
         self._clock = clock
@@ -127,36 +141,63 @@ class Orders:
     # -- ordering ------------------------------------------------------------------------
 
     def topup(self, band_id: int, app_serial: bytes, amount: int, idempotency_key: str,
-              now: datetime | None = None, caller: Caller | None = None) -> int:
-        """A top-up order, once per idempotency key (the same request returns the same order);
-        ``caller``, if given, must hold the band's token."""
+              now: datetime | None = None) -> int:
+        """A top-up order, once per idempotency key (the same request returns the same order)."""
+        with self._database.transaction() as db:
+            placed = self._place_topup(db, band_id, app_serial, amount, idempotency_key,
+                                       self.now(now))
+            return placed if isinstance(placed, int) else placed.order.id
+
+    def topup_opened(self, caller: Caller, app_serial: bytes, amount: int, idempotency_key: str,
+                     now: datetime | None = None) -> Opened:
+        """The companion's top-up, with its first relay session, in one transaction (the hot
+        path: the placing reads everything in one statement, and a new order is opened on what
+        it read); ``caller`` must hold the band's token."""
+        at = self.now(now)
+        with self._database.transaction() as db:
+            placed = self._place_topup(db, caller.band_id, app_serial, amount, idempotency_key,
+                                       at, caller)
+            if isinstance(placed, int):  # made by an earlier request: opened again
+                loaded = records.locked_order(db, placed)
+                if loaded is None:  # pragma: no cover - the key's order was read just now
+                    raise UnknownOrder("no such order")
+                return self._open(db, loaded, records.relays_of(db, placed), at)
+            return self._open(db, placed, [], at)
+
+    def _place_topup(self, db: Db, band_id: int, app_serial: bytes, amount: int, key: str,
+                     at: datetime, caller: Caller | None = None) -> Loaded | int:
+        """Place a top-up: the new order with its card and band, or the id of the order the
+        key made already."""
         if amount <= 0:
             raise OrderError("a top-up amount must be a positive number of fen")
-        with transaction(self._engine) as db:
-            found, card, band = records.placing(db, idempotency_key, app_serial.hex().upper(),
-                                                band_id)
-            if caller is not None and band is not None:
-                caller.admit_band(band)
-            existing = _existing(found, OrderKind.TOPUP, band_id, amount)
-            if existing is not None:
-                return existing
-            if card is None or card.band_id != band_id:
-                raise OrderError("no such card on this band")
-            _not_lost(band)
-            if card.status is not CardStatus.ACTIVE:
-                raise OrderError(f"the card is {card.status.value}")
-            funds = ledger.balance(db, funding_account(band_id))
-            if funds < amount:
-                raise OrderError(f"the band's funding account holds {yuan(funds)}, not enough "
-                                 f"for a top-up of {yuan(amount)}: fund it first")
-            return self._add(db, idempotency_key, OrderKind.TOPUP, card, amount, self.now(now))
+        read = records.placing(db, band_id, app_serial.hex().upper(), key, funding_account(band_id))
+        if read is None:
+            raise UnknownOrder("no such band")
+        if caller is not None:
+            caller.admit_band(read.band)
+        existing = _existing(read.existing, OrderKind.TOPUP, band_id, amount)
+        if existing is not None:
+            return existing
+        card = read.card
+        if card is None or card.band_id != band_id:
+            raise OrderError("no such card on this band")
+        _not_lost(read.band)
+        if card.status is not CardStatus.ACTIVE:
+            raise OrderError(f"the card is {card.status.value}")
+        if read.funds < amount:
+            raise OrderError(f"the band's funding account holds {yuan(read.funds)}, not enough "
+                             f"for a top-up of {yuan(amount)}: fund it first")
+        _idle(read.busy)
+        made = records.new_order(db, key, OrderKind.TOPUP, band_id, card.id, amount, at)
+        return Loaded(OrderRow(made, key, OrderKind.TOPUP, band_id, card.id, amount,
+                               OrderState.PENDING, at, at, None, None), card, read.band)
 
     def issue(self, band_id: int, product: str, app_serial: bytes, idempotency_key: str,
               now: datetime | None = None) -> int:
         """An issuance order: a new card of ``product`` on the band, under ``app_serial``
         (the product's prefix and 16 BCD digits, which the card insists on)."""
         at = self.now(now)
-        with transaction(self._engine) as db:
+        with self._database.transaction() as db:
             existing = _existing(records.by_key(db, idempotency_key), OrderKind.ISSUE,
                                  band_id, 0)
             if existing is not None:
@@ -181,7 +222,7 @@ class Orders:
     def cancel(self, band_id: int, app_serial: bytes, idempotency_key: str,
                now: datetime | None = None) -> int:
         """A cancellation: the card's balance (as the card proves it) is refunded, the card deleted."""
-        with transaction(self._engine) as db:
+        with self._database.transaction() as db:
             existing = _existing(records.by_key(db, idempotency_key), OrderKind.CANCEL,
                                  band_id, None)
             if existing is not None:
@@ -199,7 +240,7 @@ class Orders:
         if band_id == new_band_id:
             raise OrderError("the balances must move to another band")
         at = self.now(now)
-        with transaction(self._engine) as db:
+        with self._database.transaction() as db:
             lost, new = records.band_by_id(db, band_id), records.band_by_id(db, new_band_id)
             if new is None:
                 raise OrderError("no such new band")
@@ -227,7 +268,7 @@ class Orders:
         """The order (once per band) that gives a newly registered band's card manager the
         issuer's keys in place of the test keys; None when it has other keys already."""
         at = self.now(now)
-        with transaction(self._engine) as db:
+        with self._database.transaction() as db:
             band = records.band_by_id(db, band_id)
             if band is None:
                 raise UnknownOrder("no such band")
@@ -246,7 +287,7 @@ class Orders:
         if product not in aids:
             raise UnknownOrder(f"no product {product!r}")
         at, serial = self.now(now), app_serial.hex().upper()
-        with transaction(self._engine) as db:
+        with self._database.transaction() as db:
             band = records.band_by_id(db, band_id)
             if band is None:
                 raise UnknownOrder("no such band")
@@ -273,7 +314,7 @@ class Orders:
         transaction: the token a thief may hold never comes back to life. A card whose balance
         moved to the new band stays locked: that money is the new band's now."""
         at = self.now(now)
-        with transaction(self._engine) as db:
+        with self._database.transaction() as db:
             band = records.band_by_id(db, band_id)
             if band is None:
                 raise UnknownOrder("no such band")
@@ -303,9 +344,7 @@ class Orders:
     def _add(self, db: Db, key: str, kind: OrderKind, card: CardRow, amount: int,
              at: datetime, moved_to: int | None = None) -> int:
         procedure_for(kind, card.product)  # refuses what the card cannot take, up front
-        busy = records.busy(db, card.id)
-        if busy is not None:
-            raise OrderError(f"order {busy} for this card is still unresolved: relay it first")
+        _idle(records.busy(db, card.id))
         return records.new_order(db, key, kind, card.band_id, card.id, amount, at, moved_to)
 
     # -- relaying ------------------------------------------------------------------------
@@ -316,30 +355,39 @@ class Orders:
         The order's state moves to the new session and the old one ends, so an
         order has at most one session (none before its first) and one state.
         """
-        with transaction(self._engine) as db:
+        return self.open_order(order_id, caller, now).relay
+
+    def open_order(self, order_id: int, caller: Caller | None = None,
+                   now: datetime | None = None) -> Opened:
+        """:meth:`open`, with the order as the new session leaves it."""
+        with self._database.transaction() as db:
             loaded = records.locked_order(db, order_id)
             if loaded is None:
                 raise UnknownOrder("no such order")
-            order = loaded.order
             if caller is not None:
-                caller.admit(order, loaded.band, "order")
-            last = records.relays_of(db, order_id)
-            if len(last) > 1:
-                raise OrderError(f"the order has {len(last)} states instead of one")
-            context = self._context(db, loaded, now)
-            procedure = self._procedure(order, loaded.card)
-            previous = last[0].state if last else None
-            finished = order.state not in UNRESOLVED
-            state = previous if finished and previous is not None else procedure.start(context, previous)
-            if last:
-                records.end_relays(db, order_id)
-            relay = RelayRow(uuid.uuid4(), order.id, "0", state, context.now + SESSION_LIFETIME)
-            records.new_relay(db, relay)
-            if order.state is OrderState.PENDING:
-                order.state = OrderState.IN_RELAY
-            order.updated_at = context.now
-            records.save(db, loaded)
-            return self._relay(context, relay, 0)
+                caller.admit(loaded.order, loaded.band, "order")
+            return self._open(db, loaded, records.relays_of(db, order_id), self.now(now))
+
+    def _open(self, db: Db, loaded: Loaded, last: list[RelayRow], at: datetime) -> Opened:
+        """A new session for the locked order, in place of its ``last`` ones."""
+        order = loaded.order
+        if len(last) > 1:
+            raise OrderError(f"the order has {len(last)} states instead of one")
+        context = self._context(db, loaded, at)
+        procedure = self._procedure(order, loaded.card)
+        previous = last[0].state if last else None
+        finished = order.state not in UNRESOLVED
+        state = previous if finished and previous is not None else procedure.start(context, previous)
+        if last:
+            records.end_relays(db, order.id)
+        relay = RelayRow(uuid.uuid4(), order.id, "0", state, context.now + SESSION_LIFETIME)
+        records.new_relay(db, relay)
+        if order.state is OrderState.PENDING:
+            order.state = OrderState.IN_RELAY
+        order.updated_at = context.now
+        records.save(db, loaded)
+        return Opened(self._relay(context, relay, 0), order,
+                      None if loaded.card is None else loaded.card.app_serial)
 
     def answer(self, session_id: uuid.UUID, step: int, responses: Sequence[bytes],
                caller: Caller | None = None, now: datetime | None = None) -> Relay:
@@ -350,7 +398,7 @@ class Orders:
             raise OrderError(f"not an R-APDU: {error}") from error
         if not parsed:
             raise OrderError("a relay answer holds at least one R-APDU")
-        with transaction(self._engine) as db:
+        with self._database.transaction() as db:
             loaded = records.locked_session(db, session_id)
             if loaded is None or loaded.relay is None:
                 raise UnknownOrder("no such relay session")
@@ -387,7 +435,7 @@ class Orders:
     def resolve(self, order_id: int, now: datetime | None = None) -> OrderState:
         """The operator closes an order its card never proved, after :data:`CLEARING_WINDOW`
         without contact; its state afterwards. A band that comes back later finds it over."""
-        with transaction(self._engine) as db:
+        with self._database.transaction() as db:
             loaded = records.locked_order(db, order_id)
             if loaded is None:
                 raise UnknownOrder("no such order")
@@ -418,6 +466,7 @@ class Orders:
         return procedure_for(order.kind, None if card is None else card.product)
 
     def _context(self, db: Db, loaded: Loaded, now: datetime | None) -> Context:
+        """The context of a step (``now`` None: the service's clock)."""
         return Context(db, loaded.order, loaded.card, loaded.band, self._keys, self._terminal_id,
                        self.now(now))
 
@@ -432,6 +481,11 @@ def _existing(found: records.Keyed | None, kind: OrderKind, band_id: int,
             amount is not None and found.amount != amount):
         raise OrderError("this idempotency key belongs to a different order")
     return found.id
+
+
+def _idle(busy: int | None) -> None:
+    if busy is not None:
+        raise OrderError(f"order {busy} for this card is still unresolved: relay it first")
 
 
 def _not_lost(band: BandRow | None) -> None:

@@ -209,15 +209,35 @@ def by_key(db: Db, key: str) -> Keyed | None:
     return _keyed(db.one(_BY_KEY, key=key))
 
 
-def placing(db: Db, key: str, serial: str,
-            band_id: int) -> tuple[Keyed | None, CardRow | None, BandRow | None]:
-    """What placing an order on a card reads (the key's order, the card, the band), in one
-    round trip."""
-    found = db.send(_BY_KEY, key=key)
-    card_row = db.send(_CARD_BY_SERIAL, serial=serial)
-    band_row = db.send(_BAND_BY_ID, id=band_id)
-    c, b = card_row.one(), band_row.one()
-    return _keyed(found.one()), None if c is None else card(c), None if b is None else band(b)
+_PLACING = Sql(
+    f"SELECT {_BAND}, {_CARD}, k.id, k.kind, k.band_id, k.amount, "
+    f"(SELECT u.id FROM orders u WHERE u.card_id = c.id AND u.state IN {_UNRESOLVED} LIMIT 1), "
+    "(SELECT COALESCE(SUM(e.amount), 0) FROM entries e JOIN accounts a ON a.id = e.account_id "
+    "WHERE a.code = :funding) "
+    "FROM bands b LEFT JOIN cards c ON c.app_serial = :serial "
+    "LEFT JOIN orders k ON k.idempotency_key = :key WHERE b.id = :band")
+
+
+@dataclass(frozen=True, slots=True)
+class Placing:
+    """What placing a top-up reads, in one statement: the band, the card of the serial (on
+    any band), the order the idempotency key made already, the card's unresolved order and
+    the funding account's balance."""
+
+    band: BandRow
+    card: CardRow | None
+    existing: Keyed | None
+    busy: int | None
+    funds: int
+
+
+def placing(db: Db, band_id: int, serial: str, key: str, funding: str) -> Placing | None:
+    """What placing a top-up reads; None if there is no such band."""
+    row = db.one(_PLACING, band=band_id, serial=serial, key=key, funding=funding)
+    if row is None:
+        return None
+    b, c, k, (busy_order, funds) = _split(row, (6, 7, 4, 2))
+    return Placing(band(b), card(c), None if k[0] is None else _keyed(k), busy_order, int(funds))
 
 
 def band_by_id(db: Db, band_id: int) -> BandRow | None:
@@ -250,7 +270,7 @@ def new_card(db: Db, band_id: int, product: str, aid: str, app_serial: str,
              at: datetime) -> CardRow | None:
     """A new card, issuing; None if its serial is taken (a race decides by the unique serial)."""
     made = db.write(_NEW_CARD, band_id=band_id, product=product, aid=aid, app_serial=app_serial,
-                    status=CardStatus.ISSUING, created_at=at).value()
+                    status=CardStatus.ISSUING, created_at=at)
     return None if made is None else CardRow(made, band_id, product, aid, app_serial,
                                              CardStatus.ISSUING, at)
 
@@ -258,7 +278,7 @@ def new_card(db: Db, band_id: int, product: str, aid: str, app_serial: str,
 def new_order(db: Db, key: str, kind: OrderKind, band_id: int, card_id: int | None, amount: int,
               at: datetime, moved_to: int | None = None) -> int:
     made: int = db.write(_NEW_ORDER, key=key, kind=kind, band_id=band_id, card_id=card_id,
-                         amount=amount, at=at, moved_to=moved_to).value()
+                         amount=amount, at=at, moved_to=moved_to)
     return made
 
 

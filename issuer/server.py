@@ -9,11 +9,13 @@ with ``client_time`` it takes each request's ``Koala-Time`` instead.
 
 from __future__ import annotations
 
+import atexit
 import os
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from issuer import sql
 from issuer.api import create_app
 from issuer.db import make_engine, migrate, session_factory
 from issuer.keys import StoreKeys
@@ -26,7 +28,12 @@ OTA_TERMINAL = places.OTA_LOAD
 
 
 def from_environment() -> FastAPI:
-    """The app of ``koala issuer serve`` in each worker process (uvicorn's factory)."""
+    """The app of ``koala issuer serve`` in each worker process (uvicorn's factory). With
+    ``KOALA_SQL_COUNTS`` naming a directory, the worker writes its statement, transaction and
+    round-trip counts there when it exits (``bench.ota`` reads them)."""
+    counts = os.environ.get("KOALA_SQL_COUNTS")
+    if counts:
+        atexit.register(sql.COUNTS.dump, Path(counts))
     return build(Path(os.environ["KOALA_HOME"]), os.environ["KOALA_OPERATOR_TOKEN"],
                  os.environ.get("KOALA_ISSUER_DB") or None,
                  client_time=os.environ.get("KOALA_ISSUER_CLIENT_TIME") == "1")

@@ -9,11 +9,10 @@ DBAPI connections of the same SQLAlchemy engine, in the same schema the ORM maps
 * A :class:`Sql` is one statement in both dialects, built at import: ``:name`` parameters,
   and ``{...}`` for text PostgreSQL alone gets (``FOR UPDATE``: SQLite's writers are
   serialised by ``BEGIN IMMEDIATE`` anyway).
-* On PostgreSQL a transaction runs in psycopg's pipeline mode: statements whose results
-  nobody reads yet are queued and go with the next read or the COMMIT, so a relay step is a
-  few round trips. Statements stay prepared because the hot path never ROLLBACKs a
-  transaction that wrote nothing (psycopg forgets every prepared statement on ROLLBACK): a
-  refusal before the first write commits the empty transaction instead.
+* Statements stay prepared on PostgreSQL because the hot path never ROLLBACKs a transaction
+  that wrote nothing (psycopg forgets every prepared statement on ROLLBACK): a refusal
+  before the first write commits the empty transaction instead. (psycopg's pipeline mode,
+  which would save round trips, costs both sides more CPU than it saves: measured.)
 * SQLite gets the values in the ORM's storage formats (timestamps as text, UUIDs as 32 hex
   digits, JSON as text); :func:`timestamp`, :func:`uuid_of` and :func:`json_of` read them
   back from either database.
@@ -25,13 +24,15 @@ benchmark (``KOALA_SQL_COUNTS``, see :func:`issuer.server.from_environment`).
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from psycopg.types.json import Json
@@ -51,6 +52,10 @@ class Counts:
     transactions: int = 0
     round_trips: int = 0
 
+    def dump(self, directory: Path) -> None:
+        """Write this process's counts to ``<directory>/<pid>.json`` (at its exit)."""
+        (directory / f"{os.getpid()}.json").write_text(json.dumps(asdict(self)))
+
 
 COUNTS = Counts()
 
@@ -69,48 +74,14 @@ class Sql:
         return f"Sql({self.sqlite!r})"
 
 
-class Pending:
-    """A statement sent whose rows have not been read: reading them waits for its round trip
-    (and brings the answers of every statement sent before it)."""
-
-    __slots__ = ("_cursor", "_db", "_number", "_rows", "_sql")
-
-    def __init__(self, db: Db, sql: Sql, cursor: Any, rows: list[tuple[Any, ...]] | None = None) -> None:
-        self._db, self._sql, self._cursor, self._rows = db, sql, cursor, rows
-        self._number = db.sent
-
-    def all(self) -> list[tuple[Any, ...]]:
-        if self._rows is None:
-            self._db.wait_for(self._number)
-            with self._db.errors(self._sql):
-                self._rows = list(self._cursor.fetchall())
-        return self._rows
-
-    def one(self) -> tuple[Any, ...] | None:
-        rows = self.all()
-        return rows[0] if rows else None
-
-    def value(self) -> Any:
-        row = self.one()
-        return None if row is None else row[0]
-
-
 class Db:
-    """One transaction's statements on one DBAPI connection."""
+    """One transaction's statements on one DBAPI connection (one cursor, reused)."""
 
     def __init__(self, connection: Any, dialect: Dialect) -> None:
-        self._connection = connection
+        self._cursor = connection.cursor()
         self._driver_error: type[Exception] = dialect.dbapi.Error  # type: ignore[union-attr]
         self.postgresql = dialect.name == "postgresql"
         self.wrote = False
-        self.sent = self._answered = 0  # statements sent; of them, those whose answers came
-
-    def wait_for(self, number: int) -> None:
-        """Statement ``number``'s answer is needed: one round trip brings it and the answers
-        of every statement sent before it, unless an earlier one did."""
-        if number > self._answered:
-            COUNTS.round_trips += 1
-            self._answered = self.sent
 
     @contextmanager
     def errors(self, sql: Sql | str) -> Iterator[None]:
@@ -121,60 +92,61 @@ class Db:
         except self._driver_error as error:
             raise DBAPIError.instance(str(sql), None, error, self._driver_error) from error
 
-    def send(self, sql: Sql, **params: Any) -> Pending:
-        """Send ``sql`` now; its rows when :class:`Pending` is read (on PostgreSQL other
-        statements may go before then, in the same round trip)."""
+    def all(self, sql: Sql, **params: Any) -> list[tuple[Any, ...]]:
+        """The rows of ``sql`` (none for a statement that returns none)."""
         COUNTS.statements += 1
-        self.sent += 1
-        cursor = self._connection.cursor()
+        COUNTS.round_trips += 1
+        cursor = self._cursor
         with self.errors(sql):
             if self.postgresql:
                 cursor.execute(sql.postgresql, {k: _for_postgresql(v) for k, v in params.items()},
                                prepare=True)
-                return Pending(self, sql, cursor)
-            COUNTS.round_trips += 1
-            self._answered = self.sent
-            cursor.execute(sql.sqlite, {k: _for_sqlite(v) for k, v in params.items()})
-            return Pending(self, sql, cursor, cursor.fetchall() if cursor.description else [])
+            else:
+                cursor.execute(sql.sqlite, {k: _for_sqlite(v) for k, v in params.items()})
+            return cursor.fetchall() if cursor.description else []
 
     def one(self, sql: Sql, **params: Any) -> tuple[Any, ...] | None:
-        return self.send(sql, **params).one()
-
-    def all(self, sql: Sql, **params: Any) -> list[tuple[Any, ...]]:
-        return self.send(sql, **params).all()
+        rows = self.all(sql, **params)
+        return rows[0] if rows else None
 
     def value(self, sql: Sql, **params: Any) -> Any:
-        return self.send(sql, **params).value()
+        row = self.one(sql, **params)
+        return None if row is None else row[0]
 
-    def write(self, sql: Sql, **params: Any) -> Pending:
-        """A statement that changes rows: a failure afterwards rolls the transaction back."""
+    def write(self, sql: Sql, **params: Any) -> Any:
+        """A statement that changes rows (a failure afterwards rolls the transaction back);
+        the first column of its first row, if it returns any."""
         self.wrote = True
-        return self.send(sql, **params)
+        return self.value(sql, **params)
 
 
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Db]:
-    """A transaction on a pooled connection of ``engine``: committed when the block ends,
-    rolled back if it raises after a write (committed, empty, if it raises before one)."""
-    pooled = engine.raw_connection()
-    connection: Any = pooled.driver_connection
-    db = Db(connection, engine.dialect)
-    try:
-        if db.postgresql:  # psycopg begins the transaction with the first statement, in its round trip
-            with connection.pipeline():
-                yield db
-                _end(db, connection, commit=True)
-        else:
-            COUNTS.round_trips += 1
-            connection.execute("BEGIN IMMEDIATE")
+class Database:
+    """Transactions on an engine's database, from the engine's pool or from a pool of their
+    own (``own_pool``: the same settings, other connections)."""
+
+    def __init__(self, engine: Engine, own_pool: bool = False) -> None:
+        self._pool = engine.pool.recreate() if own_pool else engine.pool
+        self._dialect = engine.dialect
+
+    @contextmanager
+    def transaction(self) -> Iterator[Db]:
+        """A transaction on a pooled connection: committed when the block ends, rolled back if
+        it raises after a write (committed, empty, if it raises before one)."""
+        pooled = self._pool.connect()
+        connection: Any = pooled.driver_connection
+        db = Db(connection, self._dialect)
+        try:
+            COUNTS.round_trips += 1  # BEGIN: psycopg's before the first statement, ours on SQLite
+            if not db.postgresql:
+                connection.execute("BEGIN IMMEDIATE")
             yield db
             _end(db, connection, commit=True)
-    except BaseException:
-        if _abandon(db, connection):
-            pooled.invalidate()
-        raise
-    finally:
-        pooled.close()
+        except BaseException:
+            if _abandon(db, connection):
+                pooled.invalidate()
+            raise
+        finally:
+            pooled.close()
 
 
 def _end(db: Db, connection: Any, commit: bool) -> None:
@@ -190,7 +162,7 @@ def _end(db: Db, connection: Any, commit: bool) -> None:
 def _abandon(db: Db, connection: Any) -> bool:
     """End a transaction whose block raised: commit it if it wrote nothing (and did not fail
     in the database), else roll it back. Whether the connection is broken."""
-    if db.postgresql and connection.closed:
+    if db.postgresql and (connection.closed or connection.broken):
         return True
     failed = db.postgresql and connection.info.transaction_status == _PG_IN_ERROR
     try:
