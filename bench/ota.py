@@ -80,6 +80,11 @@ def enrol(url: str, number: int) -> tuple[Band, int, str, bytes]:
     band_id, token = made.json()["band_id"], made.json()["device_token"]
     operator.post(f"/v1/bands/{band_id}/cards", json={"product": "transit",
                                                         "app_serial": serial.hex()}).raise_for_status()
+    client = IssuerClient(url, token)
+    synced = Companion(LocalBand(band), band_id, client).sync()  # rekey, then register
+    client.close()
+    if any(order["state"] != "settled" for order in synced):
+        raise RuntimeError(f"enrolment of band {band_id} ended {synced}")
     operator.post(f"/v1/bands/{band_id}/funding", json={"amount": 9_000_000},
                   headers={"Idempotency-Key": f"bench-fund-{number}"}).raise_for_status()
     return band, band_id, token, serial
