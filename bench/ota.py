@@ -165,8 +165,10 @@ def main() -> None:
                         help="issuer worker counts to run, comma-separated (default 1,2)")
     parser.add_argument("--server", default=PG,
                         help="PostgreSQL on this machine; the bench makes and drops its own database")
-    parser.add_argument("--history-bands", type=int, default=10_000)
-    parser.add_argument("--history-topups", type=int, default=200_000)
+    parser.add_argument("--history-bands", type=int, default=10_000,
+                        help="bands in the seeded history, each with an active transit card")
+    parser.add_argument("--history-topups", type=int, default=200_000,
+                        help="past settled top-ups in the seeded history")
     args = parser.parse_args()
     with scratch_database(args.server) as (name, admin):
         url = database_url(args.server, name)
