@@ -132,16 +132,21 @@ def _replay(db: Db, kind: str, legs: list[tuple[str, int]], order_id: int | None
 def accounts(book: Book, codes: Iterable[str], at: datetime) -> dict[str, int]:
     """The ids of the accounts ``codes``, each created on first use at ``at`` (race-safe: the
     unique code decides, and in sorted order so that two posters never wait on each other in
-    a cycle)."""
+    a cycle). Ids the order service's committed transactions found are not looked up again."""
     db, wanted = _db(book), sorted(set(codes))
-    named = {f"c{n}": code for n, code in enumerate(wanted)}
-    found = dict(db.all(_accounts_named(len(wanted)), **named))
-    missing = [code for code in wanted if code not in found]
-    if missing:
-        db.write(_new_accounts(len(missing)), at=at,
-                 **{f"c{n}": code for n, code in enumerate(missing)})
-        found = dict(db.all(_accounts_named(len(wanted)), **named))
-    return {code: int(id_) for code, id_ in found.items()}
+    known = {code: db.accounts[code] for code in wanted if code in db.accounts}
+    unknown = [code for code in wanted if code not in known]
+    if unknown:
+        named = {f"c{n}": code for n, code in enumerate(unknown)}
+        found = dict(db.all(_accounts_named(len(unknown)), **named))
+        missing = [code for code in unknown if code not in found]
+        if missing:
+            db.write(_new_accounts(len(missing)), at=at,
+                     **{f"c{n}": code for n, code in enumerate(missing)})
+            found = dict(db.all(_accounts_named(len(unknown)), **named))
+        db.found.update(found)
+        known.update(found)
+    return {code: int(id_) for code, id_ in known.items()}
 
 
 def post(book: Book, kind: str, legs: Sequence[tuple[str, int]], idempotency_key: str,

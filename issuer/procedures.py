@@ -14,7 +14,7 @@ scripts replayed from each session's log (:mod:`issuer.script`).
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -138,8 +138,11 @@ def release_displaced(session: Session, order: Order, counter: int, at: datetime
 
 
 def _dump(state: Topup | EcTopup) -> State:
+    """The state as JSON keeps it (bytes in hex, the step by name). Its fields are flat, so
+    they are read directly: ``asdict`` copies deeply, at a tenth of a millisecond a step."""
+    values = ((f.name, getattr(state, f.name)) for f in fields(state))
     return {k: v.hex() if isinstance(v, bytes) else str(v) if isinstance(v, StrEnum) else v
-            for k, v in asdict(state).items()}
+            for k, v in values}
 
 
 def _load(raw: State, cls: type[T], steps: type[StrEnum]) -> T:

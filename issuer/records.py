@@ -10,8 +10,9 @@ transaction's COMMIT.
 from __future__ import annotations
 
 import uuid
-from dataclasses import astuple, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from issuer.db import CardStatus, OrderKind, OrderState
@@ -77,10 +78,16 @@ class Loaded:
         self.read = self._values()
 
     def _values(self) -> tuple[Any, ...]:
-        return tuple(None if row is None else astuple(row)
-                     for row in (self.order, self.card, self.band, self.relay))
+        return tuple(map(_snapshot, (self.order, self.card, self.band, self.relay)))
 
 
+def _snapshot(row: Any) -> tuple[Any, ...] | None:
+    """A row's field values, to tell later whether it changed (a relay session's state is
+    replaced, never changed in place, so the values need no copies)."""
+    return None if row is None else _FIELDS[type(row)](row)
+
+
+_FIELDS = {cls: attrgetter(*cls.__slots__) for cls in (BandRow, CardRow, OrderRow, RelayRow)}
 _BAND = "b.id, b.cplc, b.uid, b.device_token_hash, b.isd_key_set, b.lost_at"
 _CARD = "c.id, c.band_id, c.product, c.aid, c.app_serial, c.status, c.created_at"
 _ORDER = ("o.id, o.idempotency_key, o.kind, o.band_id, o.card_id, o.amount, o.state, "
@@ -158,7 +165,7 @@ def save(db: Db, loaded: Loaded) -> None:
     """Write back each of the rows that changed since they were read."""
     for row, before in zip((loaded.order, loaded.card, loaded.band, loaded.relay), loaded.read,
                            strict=True):
-        if row is not None and astuple(row) != before:
+        if row is not None and _snapshot(row) != before:
             save_row(db, row)
     loaded.read = loaded._values()
 
@@ -312,4 +319,4 @@ def save_row(db: Db, row: OrderRow | CardRow | BandRow | RelayRow) -> None:
     """Write one row back, whole."""
     sql = {OrderRow: _SAVE_ORDER, CardRow: _SAVE_CARD, BandRow: _SAVE_BAND,
            RelayRow: _SAVE_RELAY}[type(row)]
-    db.write(sql, **{f.name: getattr(row, f.name) for f in fields(row)})
+    db.write(sql, **dict(zip(row.__slots__, _FIELDS[type(row)](row), strict=True)))

@@ -44,6 +44,7 @@ _PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 _POSTGRES_ONLY = re.compile(r"\{([^}]*)\}")
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _PG_IN_ERROR = 3  # psycopg.pq.TransactionStatus.INERROR
+ACCOUNTS_KNOWN = 100_000  # account ids a process keeps (a few MB)
 
 
 @dataclass
@@ -63,12 +64,18 @@ COUNTS = Counts()
 class Sql:
     """One statement, as each dialect's driver takes it."""
 
-    __slots__ = ("postgresql", "sqlite")
+    __slots__ = ("names", "postgresql", "rows", "sqlite")
 
     def __init__(self, text: str) -> None:
         text = " ".join(text.split())
-        self.postgresql = _PARAMETER.sub(r"%(\1)s", _POSTGRES_ONLY.sub(r"\1", text))
-        self.sqlite = _POSTGRES_ONLY.sub("", text)
+        postgresql, sqlite = _POSTGRES_ONLY.sub(r"\1", text), _POSTGRES_ONLY.sub("", text)
+        #: The parameters in the order they appear: the drivers take them by position.
+        self.names = tuple(_PARAMETER.findall(postgresql))
+        if self.names != tuple(_PARAMETER.findall(sqlite)):
+            raise ValueError(f"a PostgreSQL-only part holds parameters: {text!r}")
+        self.postgresql = _PARAMETER.sub("%s", postgresql)
+        self.sqlite = _PARAMETER.sub("?", sqlite)
+        self.rows = text.startswith("SELECT") or " RETURNING " in text  # whether it returns rows
 
     def __repr__(self) -> str:
         return f"Sql({self.sqlite!r})"
@@ -77,7 +84,11 @@ class Sql:
 class Db:
     """One transaction's statements on one DBAPI connection (one cursor, reused)."""
 
-    def __init__(self, connection: Any, dialect: Dialect) -> None:
+    def __init__(self, connection: Any, dialect: Dialect, accounts: dict[str, int] | None = None) -> None:
+        #: The ledger's account ids known from committed transactions (never changed once
+        #: made), and those this transaction found, to be known once it commits.
+        self.accounts: dict[str, int] = {} if accounts is None else accounts
+        self.found: dict[str, int] = {}
         self._cursor = connection.cursor()
         self._driver_error: type[Exception] = dialect.dbapi.Error  # type: ignore[union-attr]
         self.postgresql = dialect.name == "postgresql"
@@ -99,11 +110,11 @@ class Db:
         cursor = self._cursor
         with self.errors(sql):
             if self.postgresql:
-                cursor.execute(sql.postgresql, {k: _for_postgresql(v) for k, v in params.items()},
+                cursor.execute(sql.postgresql, [_for_postgresql(params[name]) for name in sql.names],
                                prepare=True)
             else:
-                cursor.execute(sql.sqlite, {k: _for_sqlite(v) for k, v in params.items()})
-            return cursor.fetchall() if cursor.description else []
+                cursor.execute(sql.sqlite, [_for_sqlite(params[name]) for name in sql.names])
+            return cursor.fetchall() if sql.rows else []
 
     def one(self, sql: Sql, **params: Any) -> tuple[Any, ...] | None:
         rows = self.all(sql, **params)
@@ -127,6 +138,7 @@ class Database:
     def __init__(self, engine: Engine, own_pool: bool = False) -> None:
         self._pool = engine.pool.recreate() if own_pool else engine.pool
         self._dialect = engine.dialect
+        self._accounts: dict[str, int] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[Db]:
@@ -134,13 +146,16 @@ class Database:
         it raises after a write (committed, empty, if it raises before one)."""
         pooled = self._pool.connect()
         connection: Any = pooled.driver_connection
-        db = Db(connection, self._dialect)
+        db = Db(connection, self._dialect, self._accounts)
         try:
             COUNTS.round_trips += 1  # BEGIN: psycopg's before the first statement, ours on SQLite
             if not db.postgresql:
                 connection.execute("BEGIN IMMEDIATE")
             yield db
             _end(db, connection, commit=True)
+            if len(self._accounts) > ACCOUNTS_KNOWN:
+                self._accounts.clear()
+            self._accounts.update(db.found)
         except BaseException:
             if _abandon(db, connection):
                 pooled.invalidate()
