@@ -59,7 +59,7 @@ def serve(world: World, host: str, port: int, database: str | None, operator_tok
     world.console.print(f"issuer on http://{host}:{port} with {workers} worker(s) "
                         f"(data in {world.home.root / 'issuer'})")
     uvicorn.run("issuer.server:from_environment", factory=True, host=host, port=port,
-                workers=workers, log_level="warning")
+                workers=workers, log_level="warning", access_log=False)
 
 
 def _shown(database: str | None) -> str:

@@ -1,7 +1,7 @@
 """A band's orders: placing them (issue, top up, cancel: the companion's or the operator's;
 resolve: the operator's), reading them, and relaying them to the band.
 
-The relay routes name the path's ``band_id`` though only their caller (:data:`BandCaller`)
+The relay routes name the path's ``band_id`` though only their caller (:data:`Relayed`)
 reads it: so the OpenAPI description lists the path's parameters in the path's order.
 
 The top-up and relay routes are the hot path: ``async``, with only ``async`` dependencies,
@@ -18,13 +18,13 @@ from fastapi import APIRouter
 
 from issuer.http.dependencies import (
     AppSerial,
-    BandCaller,
     Db,
     Device,
     Id,
     IdempotencyKey,
     Now,
     Operator,
+    Relayed,
     Service,
 )
 from issuer.http.models import PROBLEMS, IssueIn, OrderOut, RelayIn, RelayOut, TopupIn
@@ -42,11 +42,13 @@ def order_issue(band_id: Id, body: IssueIn, session: Db, now: Now,
 
 
 @router.post("/v1/bands/{band_id}/topups", status_code=201, responses=PROBLEMS)
-async def order_topup(band_id: Id, body: TopupIn, caller: BandCaller, now: Now,
-                      idempotency_key: IdempotencyKey, service: Service) -> OrderOut:
+async def order_topup(band_id: Id, body: TopupIn, idempotency_key: IdempotencyKey,
+                      relayed: Relayed) -> OrderOut:
     """Order a top-up of a card on the band, with a relay session opened for it."""
-    return OrderOut.of(await service.run(service.topup, caller, bytes.fromhex(body.app_serial),
-                                         body.amount, idempotency_key, now))
+    service = relayed.service
+    return OrderOut.of(await service.run(service.topup, relayed.caller,
+                                         bytes.fromhex(body.app_serial), body.amount,
+                                         idempotency_key, relayed.now))
 
 
 @router.post("/v1/bands/{band_id}/cards/{app_serial}/cancel", status_code=201,
@@ -79,14 +81,15 @@ def order(band_id: Id, order_id: Id, session: Db, service: Service) -> OrderOut:
 
 
 @router.post("/v1/bands/{band_id}/orders/{order_id}/relay", status_code=201, responses=PROBLEMS)
-async def open_relay(band_id: Id, order_id: Id, caller: BandCaller, now: Now,
-               service: Service) -> RelayOut:
-    return RelayOut.of(await service.run(service.open_relay, order_id, caller, now))
+async def open_relay(band_id: Id, order_id: Id, relayed: Relayed) -> RelayOut:
+    service = relayed.service
+    return RelayOut.of(await service.run(service.open_relay, order_id, relayed.caller,
+                                         relayed.now))
 
 
 @router.post("/v1/bands/{band_id}/relay/{session_id}", responses=PROBLEMS)
-async def answer(band_id: Id, session_id: uuid.UUID, body: RelayIn, caller: BandCaller, now: Now,
-           service: Service) -> RelayOut:
+async def answer(band_id: Id, session_id: uuid.UUID, body: RelayIn, relayed: Relayed) -> RelayOut:
+    service = relayed.service
     return RelayOut.of(await service.run(
         service.answer, session_id, body.step,
-        [bytes.fromhex(response) for response in body.responses], caller, now))
+        [bytes.fromhex(response) for response in body.responses], relayed.caller, relayed.now))
