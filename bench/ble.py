@@ -9,7 +9,7 @@ C-APDUs the issuer sent and the R-APDUs the band gave (``common.relay.run_batch`
 Then prices the trace with the BLE link model (``ble.model``) over a
 fast and a conservative link. No HTTP and no card time: only the bytes on
 the air between phone and band. Beside the model, the same orders are relayed
-once more over Bumble's virtual controllers (``phone.ble.radio.VirtualBle``)
+once more over Bumble's virtual controllers (``phone.ble.bumble_backend.radio.VirtualBle``)
 and the time spent between phone and band is measured: the cost of the
 stacks and the app layer, with no air time.
 
@@ -46,7 +46,7 @@ from issuer.db import make_engine, migrate, session_factory
 from issuer.keys import DemoKeys
 from issuer.orders import Orders
 from issuer.products import TRANSIT
-from phone.ble.radio import VirtualBle
+from phone.ble.bumble_backend.radio import VirtualBle
 from phone.companion import BandLink, LocalBand
 from reader import places
 from reader.clock import system_clock
