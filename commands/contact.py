@@ -37,8 +37,9 @@ transport_option = click.option(
 def companion(world: World, band_name: str, ble: bool = False, transport: str | None = None
               ) -> Iterator[tuple[Companion, Callable[[], list[dict[str, Any]]]]]:
     """The band's phone at contact, and how it lists the band's cards: first it relays
-    whatever the issuer has waiting. In process, or over BLE (``ble``: a virtual radio with the
-    band in this process; ``transport``: a controller, the band advertising elsewhere)."""
+    whatever the issuer has waiting. In process, or over BLE (``ble``) on ``transport``: this
+    machine's Bluetooth stack (None), a controller (the band advertising elsewhere for both), or
+    the virtual radio with the band in this process (:data:`VIRTUAL`)."""
     link = world.home.issuer_link(band_name)
     client = IssuerClient(link.url, link.device_token, at=world.at)
     try:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
+from bleak import BleakClient
 from bleak.exc import BleakGATTProtocolError
 from bumble import att, smp
 from bumble.pairing import PairingConfig, PairingDelegate
@@ -30,6 +31,7 @@ from ble.errors import (
 from ble.link import ATT_MTU
 from ble.virtual import virtual_radio
 from phone.ble.bumble_backend import backend
+from phone.ble.bumble_backend.client import BumbleClient
 from phone.ble.bumble_backend.stack import BumbleStack
 from phone.ble.central import BandCentral
 from wallet.ble.peripheral import BandPeripheral
@@ -279,3 +281,22 @@ def test_a_band_that_goes_away_ends_the_link():
             await s.phone.read_card_list()
 
     run(scenario)
+
+
+def test_a_bleak_client_given_only_an_address_finds_the_band_by_scanning_and_unpairs():
+    """Our backend as any bleak program uses it: BleakClient with a bare address."""
+    async def scenario(s: Scene) -> None:
+        client = BleakClient("C0:00:00:00:00:01", backend=BumbleClient, timeout=TIMEOUT_S,
+                             **s.stack.options())
+        await client.connect()
+        assert client.mtu_size == ATT_MTU
+        assert await client.read_gatt_char(spec.BAND_INFO.uuid) == BAND_INFO
+        await client.pair()
+        keystore = s.stack.device.keystore
+        assert keystore is not None and len(await keystore.get_all()) == 1  # the band's bond
+        await client.unpair()
+        assert await keystore.get_all() == []
+        await client.disconnect()
+        assert not client.is_connected
+
+    run(scenario, connect=False)

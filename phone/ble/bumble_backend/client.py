@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from bleak import BleakScanner
 from bleak.args import SizedBuffer
+from bleak.assigned_numbers import CharacteristicPropertyName
 from bleak.backends.characteristic import BleakGATTCharacteristic, GattCharacteristicsFlags
 from bleak.backends.client import BaseBleakClient, NotifyCallback
 from bleak.backends.descriptor import BleakGATTDescriptor
@@ -48,10 +49,10 @@ _PAIRING_FAILURES: dict[int | None, str] = {
 }
 
 
-def _properties(proxy: CharacteristicProxy[bytes]) -> list[Any]:
+def _properties(proxy: CharacteristicProxy[bytes]) -> list[CharacteristicPropertyName]:
     """A characteristic's properties by bleak's names (``"write-without-response"``, …)."""
-    return [flag.name.replace("_", "-") for flag in GattCharacteristicsFlags
-            if proxy.properties & flag.value]
+    return [cast(CharacteristicPropertyName, flag.name.replace("_", "-"))
+            for flag in GattCharacteristicsFlags if proxy.properties & flag.value]
 
 
 class BumbleClient(BaseBleakClient):
@@ -83,7 +84,7 @@ class BumbleClient(BaseBleakClient):
         return self._connection is not None
 
     async def connect(self, pair: bool, **kwargs: Any) -> None:
-        found = self._found or await self._find()
+        found = self._found = self._found or await self._find()
         try:
             connection = await self._stack.device.connect(found.details, timeout=self._timeout)
         except (BaseBumbleError, TimeoutError) as exc:
@@ -162,9 +163,11 @@ class BumbleClient(BaseBleakClient):
             raise BleakError("NOT_ENCRYPTED", "pairing finished but the link is not encrypted")
 
     async def unpair(self) -> None:
+        """Forget the bond with the peer (the next :meth:`pair` pairs afresh)."""
         keystore = self._stack.device.keystore
-        if keystore is not None:
-            await keystore.delete(str(self._found.details if self._found else Address(self.address)))
+        peer = self._found.details if self._found else Address(self.address)
+        if keystore is not None and await keystore.get(str(peer)):
+            await keystore.delete(str(peer))
 
     async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, *,
                              use_cached: bool = False, **kwargs: Any) -> bytearray:
