@@ -15,13 +15,15 @@ offset   size   content
 3        …      the message's bytes at that index
 =======  =====  ==================================================
 
-Writes are acknowledged by ATT, notifications are not, and a link can drop
-between two of them: so the receiver takes fragments in any order, ignores
-duplicates, and when it has waited long enough asks for exactly what it
+Write Requests are acknowledged by ATT; Write Commands and notifications
+are not, and a link can drop between two of them: so the receiver takes
+fragments in any order, ignores duplicates, and asks for exactly what it
 lacks (:meth:`Reassembler.resend_request`), which the sender answers from the
 fragments it kept (:meth:`Sender.resend`); a request naming no message,
-when nothing came at all, asks for the whole last message. Timing is the
-transport's.
+when nothing came at all, asks for the whole last message. The phone asks
+when it has waited long enough; the band asks as soon as a message's last
+fragment (the phone's one Write Request) finds others missing
+(:meth:`Reassembler.missing`). Timing is the transport's.
 """
 
 from __future__ import annotations
@@ -163,7 +165,17 @@ class Reassembler:
         all of the last message when not one fragment of it came."""
         if not self.partial:
             return ResendRequest(0, ()).encode()
-        message = next(reversed(self.partial))
+        return self._request(next(reversed(self.partial)))
+
+    def missing(self, data: bytes) -> bytes | None:
+        """After :meth:`receive` of ``data``: a resend request for the fragments its message
+        still lacks if ``data`` was the message's last one, else None (the rest may come yet)."""
+        header = HEADER.parse(data[:HEADER.size])
+        if not header.last or header.message not in self.partial:
+            return None
+        return self._request(header.message)
+
+    def _request(self, message: int) -> bytes:
         have = self.partial[message]
         count = self.counts.get(message)
         if count is not None:

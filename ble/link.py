@@ -1,8 +1,9 @@
 """What both ends of the band's BLE link do alike on Bumble: pairing policy, devices, one link.
 
-The band's GATT server (:mod:`wallet.ble.peripheral`) and the phone's GATT
-client (:mod:`phone.ble.central`) each sit on a Bumble
-:class:`~bumble.host.Host`: a real controller (:func:`transport_host`: a USB
+The band's GATT server (:mod:`wallet.ble.peripheral`) and, when the phone
+runs on Bumble rather than its OS's stack, the phone's Bumble device
+(:mod:`phone.ble.bumble_backend.stack`, under the bleak central) each sit on a
+Bumble :class:`~bumble.host.Host`: a real controller (:func:`transport_host`: a USB
 dongle, an HCI socket, a controller over TCP) or a virtual one
 (:mod:`ble.virtual`). Both enforce the same security, as the spec asks:
 

@@ -1,9 +1,10 @@
 """What moving the relay's bytes over a BLE connection costs: a model for planning.
 
 The phone relays the issuer's APDUs to the band over GATT (:mod:`ble.spec`).
-Per relay round trip it writes the batch of C-APDUs to "relay in" with
-GATT writes *with response*, and the band answers on "relay out" with
-notifications. This module prices one such round trip in seconds from the
+Per relay round trip it writes the batch of C-APDUs to "relay in", every
+value but the last as a Write Command and the last *with response* (or,
+as the first central did, every one with response), and the band answers
+on "relay out" with notifications. This module prices one such round trip in seconds from the
 sizes of the GATT values each side sends. It is pure: sizes and link
 parameters in, seconds out; no clock, no radio.
 
@@ -37,6 +38,10 @@ What is modelled, bottom up (section numbers: Bluetooth Core Specification
   packet that completed the request, so the response goes out at the next
   connection event: every write costs at least one event more than its own
   packets, and the phone's next write starts at the event after that.
+- **Write Commands** (Vol 3 Part F 3.4.5.3) need no response either: the
+  phone's values but the last go out back to back, as many packets per event
+  as the event holds, and only the last one, a Write Request, waits for its
+  response (``write_commands=True``).
 - **Notifications** (Vol 3 Part F 3.4.7.1) need no response: the band queues
   them and they go out back to back, as many per event as the event holds.
   The last write's response leads the band's notifications in the same
@@ -251,13 +256,15 @@ def _expected_events(packets: int, per_event: int, loss: float) -> float:
     return events[packets]
 
 
-def transfer_time(link: BleLink, writes: Sequence[int], notifies: Sequence[int]) -> float:
+def transfer_time(link: BleLink, writes: Sequence[int], notifies: Sequence[int], *,
+                  write_commands: bool = False) -> float:
     """Modelled seconds of one relay round trip over ``link``.
 
-    ``writes`` are the sizes of the GATT values the phone writes (with response),
-    in order; ``notifies`` those of the notifications the band sends back. Each
-    is at most :attr:`BleLink.value_size` bytes. From the phone's first write
-    meeting a connection event to the band's last notification received.
+    ``writes`` are the sizes of the GATT values the phone writes, in order: each
+    with response, or (``write_commands``) all but the last as Write Commands;
+    ``notifies`` those of the notifications the band sends back. Each is at most
+    :attr:`BleLink.value_size` bytes. From the phone's first write meeting a
+    connection event to the band's last notification received.
     """
     for size in (*writes, *notifies):
         if not 0 <= size <= link.value_size:
@@ -272,6 +279,8 @@ def transfer_time(link: BleLink, writes: Sequence[int], notifies: Sequence[int])
     if down:
         largest = max(max(packets) for packets in down)
         k = per_event(link, largest)
+        if write_commands:  # one stream: no write waits for another's response
+            down = [[payload for packets in down for payload in packets]]
         for index, packets in enumerate(down):
             events += expected_events(len(packets), k, link.loss)
             if index < len(down) - 1:  # this write's response; the last one leads the notifications
@@ -315,12 +324,15 @@ def gatt_values(messages: Iterable[bytes], payload: int, frame: Frame = raw_fram
 
 
 def relay_time(link: BleLink, commands: Sequence[bytes], responses: Sequence[bytes],
-               frame: Frame = raw_frame) -> float:
+               frame: Frame = raw_frame, *, write_commands: bool = False) -> float:
     """:func:`transfer_time` of one round trip given its relay messages instead of value sizes."""
     return transfer_time(link, gatt_values(commands, link.value_size, frame),
-                         gatt_values(responses, link.value_size, frame))
+                         gatt_values(responses, link.value_size, frame),
+                         write_commands=write_commands)
 
 
-def session_time(link: BleLink, round_trips: Iterable[tuple[Sequence[int], Sequence[int]]]) -> float:
+def session_time(link: BleLink, round_trips: Iterable[tuple[Sequence[int], Sequence[int]]], *,
+                 write_commands: bool = False) -> float:
     """Modelled seconds of a relay session: the sum of its round trips' (writes, notifies)."""
-    return sum(transfer_time(link, writes, notifies) for writes, notifies in round_trips)
+    return sum(transfer_time(link, writes, notifies, write_commands=write_commands)
+               for writes, notifies in round_trips)

@@ -13,8 +13,9 @@ card list           JSON: cards with name, serial,          read, notify     enc
                     balance_fen, answers_readers                             paired companion
 control point       app-layer frame: lock, unlock,          write            encrypted link,
                     default card                                             paired companion
-relay in            app-layer frame fragments: C-APDUs      write            encrypted link
-                    from the issuer, app pairing messages
+relay in            app-layer frame fragments: C-APDUs      write, write     encrypted link
+                    from the issuer, app pairing messages   without
+                                                            response
 relay out           app-layer frame fragments: R-APDUs      notify           encrypted link
 ==================  ======================================  ===============  ================
 
@@ -24,6 +25,11 @@ sees nothing else. The relay characteristics carry the app layer (:mod:`ble.fram
 numeric comparison, bonded) protects against the air, the app layer binds
 the companion to the band and protects every frame end to end, because a
 phone's Bluetooth stack is not the band's to trust.
+
+The phone writes every fragment of a relay message but the last as a Write
+Command (write without response: no round trip per fragment) and the last
+as a Write Request; a band that lacks some fragments when the last one
+arrives asks for them on relay out (:mod:`ble.framing`).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ ATT_HEADER = 3  # opcode + handle of a write or notification
 class Access(Flag):
     READ = auto()
     WRITE = auto()
+    WRITE_COMMAND = auto()  # write without response (ATT Write Command)
     NOTIFY = auto()
 
 
@@ -58,7 +65,8 @@ CARD_LIST = Characteristic("card list", BASE.format(0x0002), Access.READ | Acces
                            encrypted=True)
 CONTROL_POINT = Characteristic("control point", BASE.format(0x0003), Access.WRITE,
                                encrypted=True)
-RELAY_IN = Characteristic("relay in", BASE.format(0x0004), Access.WRITE, encrypted=True)
+RELAY_IN = Characteristic("relay in", BASE.format(0x0004), Access.WRITE | Access.WRITE_COMMAND,
+                          encrypted=True)
 RELAY_OUT = Characteristic("relay out", BASE.format(0x0005), Access.NOTIFY, encrypted=True)
 CHARACTERISTICS = (BAND_INFO, CARD_LIST, CONTROL_POINT, RELAY_IN, RELAY_OUT)
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ble.relay import UNLOCK
 from commands.contact import (
+    VIRTUAL,
     companion,
     issue_card,
     no_new_pairing,
@@ -49,12 +50,14 @@ def companion_sync(world: World, band_name: str) -> None:
 
 
 @companion_group.command("scan")
-@click.option("--transport", metavar="SPEC", required=True,
-              help="Bumble transport of the phone's Bluetooth controller (usb:0, ...).")
+@transport_option
 @click.option("--timeout", type=click.FloatRange(0.1, 60), default=5.0, show_default=True)
 @pass_world
-def companion_scan(world: World, transport: str, timeout: float) -> None:
+def companion_scan(world: World, transport: str | None, timeout: float) -> None:
     """Look for a Koala band advertising nearby."""
+    if transport == VIRTUAL:
+        raise click.UsageError("a scan looks for bands on a radio: the virtual one holds no band "
+                               "until a command with --band puts one there")
     with phone(world, "", transport, os.urandom(6), lambda _code: False) as found:
         band = found.scan(timeout)
     world.console.print(f"{band.name} at {band.address} (RSSI {band.rssi})")

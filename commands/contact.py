@@ -20,20 +20,26 @@ from phone.companion import BandLink, Companion, IssuerClient, LocalBand
 from wallet.errors import BandBusy
 
 if TYPE_CHECKING:
-    from phone.ble.radio import Phone
+    from phone.ble.phone import Phone
+
+#: ``--transport`` naming Bumble's virtual radio with the band in this process.
+VIRTUAL = "virtual"
 
 transport_option = click.option(
     "--transport", metavar="SPEC",
-    help="Bumble transport of this side's Bluetooth controller (usb:0, hci-socket:0, "
-         "tcp-client:HOST:PORT, ...); default: a virtual radio with the band in this process.")
+    help="The phone's Bluetooth controller through our Bumble backend for bleak (usb:0, "
+         "hci-socket:0, tcp-client:HOST:PORT, ...), or 'virtual': a virtual radio with the band "
+         "in this process; default: this machine's own Bluetooth stack (bleak's backend for "
+         "the OS).")
 
 
 @contextmanager
 def companion(world: World, band_name: str, ble: bool = False, transport: str | None = None
               ) -> Iterator[tuple[Companion, Callable[[], list[dict[str, Any]]]]]:
     """The band's phone at contact, and how it lists the band's cards: first it relays
-    whatever the issuer has waiting. In process, or over BLE (``ble``: a virtual radio with the
-    band in this process; ``transport``: a controller, the band advertising elsewhere)."""
+    whatever the issuer has waiting. In process, or over BLE (``ble``) on ``transport``: this
+    machine's Bluetooth stack (None), a controller (the band advertising elsewhere for both), or
+    the virtual radio with the band in this process (:data:`VIRTUAL`)."""
     link = world.home.issuer_link(band_name)
     client = IssuerClient(link.url, link.device_token, at=world.at)
     try:
@@ -62,7 +68,7 @@ def contact(world: World, name: str) -> None:
 def reach(world: World, band_name: str, ble: bool, transport: str | None
           ) -> Iterator[tuple[BandLink, Callable[[], list[dict[str, Any]]]]]:
     """How the phone reaches the band, and how it lists the band's cards."""
-    if not ble and transport is None:
+    if not ble:
         with world.band(band_name) as worn:
             yield LocalBand(worn), worn.card_list
         return
@@ -74,20 +80,28 @@ def reach(world: World, band_name: str, ble: bool, transport: str | None
 @contextmanager
 def phone(world: World, band_name: str, transport: str | None, phone_id: bytes,
           confirm: Callable[[str], bool]) -> Iterator[Phone]:
-    """The phone on a controller (the band advertising elsewhere), or on a virtual radio with
-    the band taken from its image (and saved back)."""
-    from phone.ble.radio import VirtualBle, phone_on_transport  # noqa: PLC0415 - slow import
+    """The phone on this machine's Bluetooth stack or on a controller (the band advertising
+    elsewhere), or on a virtual radio with the band taken from its image (and saved back)."""
+    # slow imports, and Bumble's only with --transport
+    from phone.ble.phone import phone_on_os  # noqa: PLC0415
 
     logging.getLogger("bumble").setLevel(logging.ERROR)  # its refusals reach us as BleError
     try:
-        if transport is not None:
-            keys = world.home.link_keys(band_name)[1] if band_name else None  # scan: no band
-            found, release = phone_on_transport(transport, phone_id, confirm, keys)
+        if transport != VIRTUAL:
+            if transport is None:
+                found, release = phone_on_os(phone_id, confirm)
+            else:
+                from phone.ble.bumble_backend.radio import phone_on_transport  # noqa: PLC0415
+
+                keys = world.home.link_keys(band_name)[1] if band_name else None  # scan: no band
+                found, release = phone_on_transport(transport, phone_id, confirm, keys)
             try:
                 yield found
             finally:
                 release()
             return
+        from phone.ble.bumble_backend.radio import VirtualBle  # noqa: PLC0415
+
         with world.band(band_name) as worn:
             virtual = VirtualBle(worn, phone_id, confirm,
                                  keystores=world.home.link_keys(band_name),
@@ -98,7 +112,9 @@ def phone(world: World, band_name: str, transport: str | None, phone_id: bytes,
             finally:
                 virtual.close()
     except BleError as error:
-        raise click.ClickException(str(error)) from None
+        hint = (" (or --transport virtual: the band beside the phone on a virtual radio)"
+                if transport is None and band_name else "")
+        raise click.ClickException(f"{error}{hint}") from None
 
 
 def no_new_pairing(code: str) -> bool:

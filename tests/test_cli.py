@@ -11,6 +11,8 @@ from applets.gp import status
 from cli import main
 from tests.support.command import koala_in
 
+VIRTUAL = ("--transport", "virtual")  # the band beside the phone on Bumble's virtual radio
+
 
 @pytest.fixture
 def koala(tmp_path):
@@ -246,10 +248,11 @@ def test_off_the_wrist_only_the_express_card_pays(koala):
                                            "canteen").output
     assert "paid ¥5.00" in koala("tap", "canteen", "--band", "ivy", "--amount", "5").output
     assert "not paired" in koala("companion", "unlock", "--band", "ivy", ok=False).output
-    koala("companion", "pair", "--band", "ivy", "--yes")
-    assert "put the band on" in koala("companion", "unlock", "--band", "ivy", ok=False).output
+    koala("companion", "pair", "--band", "ivy", "--yes", *VIRTUAL)
+    assert "put the band on" in koala("companion", "unlock", "--band", "ivy", *VIRTUAL,
+                                      ok=False).output
     koala("band", "wrist", "ivy", "on")
-    assert "unlocked" in koala("companion", "unlock", "--band", "ivy").output
+    assert "unlocked" in koala("companion", "unlock", "--band", "ivy", *VIRTUAL).output
     assert "offline" in koala("tap", "pos", "--band", "ivy", "--amount", "1").output
 
 
@@ -259,27 +262,28 @@ def test_the_phone_pairs_over_ble_and_relays_issuance_and_top_up(koala, tmp_path
 
     koala("band", "create", "joy", "--cards", "")
     assert "not paired" in koala("companion", "cards", "--band", "joy", ok=False).output
-    paired = koala("companion", "pair", "--band", "joy", "--yes").output
+    paired = koala("companion", "pair", "--band", "joy", "--yes", *VIRTUAL).output
     assert paired.count("the phone shows") == 2 and "paired with joy" in paired
     assert paired.count("the band shows") == 2  # in process, both displays are on screen
     with local_issuer(Home(tmp_path)):
         koala("band", "register", "joy")
         koala("band", "fund", "joy", "--amount", "20")
         assert "issued transit" in koala("companion", "issue", "--band", "joy", "--product",
-                                         "transit").output
+                                         "transit", *VIRTUAL).output
         assert "balance ¥5.00" in koala("companion", "topup", "--band", "joy", "--amount",
-                                        "5").output
+                                        "5", *VIRTUAL).output
         assert json.loads(koala("band", "funding", "joy", "--json").output) == {
             "band": "joy", "funding_fen": 1500}
-        refused = koala("companion", "topup", "--band", "joy", "--amount", "16", ok=False).output
+        refused = koala("companion", "topup", "--band", "joy", "--amount", "16", *VIRTUAL,
+                        ok=False).output
         assert "holds ¥15.00, not enough for a top-up of ¥16.00" in refused
         assert "(409)" not in refused
-    cards = koala("companion", "cards", "--band", "joy", "--json").output
+    cards = koala("companion", "cards", "--band", "joy", "--json", *VIRTUAL).output
     assert "shows" not in cards, "the link is encrypted with the bond: no digits to compare"
     assert [(c["card"], c["balance_fen"], c["answers_readers"]) for c in json.loads(cards)] == [
         ("transit", 500, True)]
     (tmp_path / "bands" / "joy.ble-keys.json").unlink()  # the band forgets the phone's bond
-    assert "pairing" in koala("companion", "cards", "--band", "joy", ok=False).output
+    assert "pairing" in koala("companion", "cards", "--band", "joy", *VIRTUAL, ok=False).output
 
 
 def test_a_band_made_on_a_leap_day_runs_until_28_february(koala):

@@ -143,3 +143,42 @@ def test_tests_share_helpers_only_through_support():
                           for name in names if is_test_module(name)]
     assert offending == [], "test modules imported (move the helpers to tests/support):\n" + \
         "\n".join(offending)
+
+
+def external(path: Path) -> set[str]:
+    """The top-level packages outside the project that ``path`` imports, lazily or not."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found - set(RANK)
+
+
+def reached(module: str) -> set[str]:
+    """``module`` and every project module it imports, directly or through others."""
+    seen, todo = {module}, [module]
+    while todo:
+        for target in GRAPH.get(todo.pop(), ()):
+            if target in MODULES and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+BUMBLE_BACKEND = "phone.ble.bumble_backend"
+
+
+def test_the_phone_speaks_bleak_and_only_its_bumble_backend_imports_bumble():
+    """The phone's link is bleak's API, so the same central runs on every OS's stack: outside
+    our bleak backend on Bumble, no phone module imports Bumble, directly or through any module
+    it imports (the band's GATT server and ble.link are Bumble, so they are out of reach too)."""
+    phone = [m for m in MODULES if m.split(".")[0] == "phone"
+             and m != BUMBLE_BACKEND and not m.startswith(BUMBLE_BACKEND + ".")]
+    assert "phone.ble.central" in phone and "phone.ble.bumble_backend.client" in MODULES
+    through = sorted(f"{module} reaches bumble through {other}" for module in phone
+                     for other in reached(module) if "bumble" in external(MODULES[other]))
+    assert through == [], "Bumble outside the phone's bleak backend:\n" + "\n".join(through)
+    assert "bleak" in external(MODULES["phone.ble.central"])
+    assert {"bleak", "bumble"} <= external(MODULES["phone.ble.bumble_backend.client"])

@@ -2,10 +2,13 @@
 
 :class:`PhoneEnd` is the relay without I/O (:mod:`ble.relay` says what the
 messages carry). :class:`PhoneChannel` runs it over a
-:class:`~phone.ble.central.CompanionCentral`: a round trip whose answer does
-not arrive asks the band to resend, then gives up with
-:class:`~ble.errors.BleError`, and the issuer's order waits for the next
-contact, exactly as after a dropped HTTP relay. :class:`BleBand` is the
+:class:`~phone.ble.central.BandCentral`: it writes every fragment of a
+message but the last as a Write Command and the last with response, writes
+again what the band says it lacks, and a round trip whose answer does not
+arrive asks the band to resend, then gives up with
+:class:`~ble.errors.BleError`; a link bleak says is gone ends it at once with
+:class:`~ble.errors.NotConnected`. Either way the issuer's order waits for the
+next contact, exactly as after a dropped HTTP relay. :class:`BleBand` is the
 companion's :class:`~phone.companion.BandLink` over BLE: the companion and its
 issuer client are synchronous, the Bluetooth stack is asyncio, so it runs the
 stack on an event loop in a thread of its own (:class:`LoopThread`) and waits
@@ -21,13 +24,22 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ble import relay, secure
-from ble.errors import BleError
-from ble.framing import FramingError, Reassembler, Sender
-from phone.ble.central import CompanionCentral
+from ble.errors import BleError, NotConnected
+from ble.framing import FramingError, Reassembler, Sender, is_resend_request
+from phone.ble.central import BandCentral
 
 T = TypeVar("T")
 ANSWER_TIMEOUT_S = 2.0
 RESENDS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What one notification from the band gave the phone: nothing yet, the band's whole
+    message, or the phone's fragments the band lacks (to write again)."""
+
+    message: bytes | None = None
+    again: tuple[bytes, ...] = ()
 
 
 @dataclass(slots=True)
@@ -69,12 +81,18 @@ class PhoneEnd:
             raise relay.RelayError("the band answered no state")
         return bool(answer[1]), bool(answer[2])
 
-    def on_notify(self, value: bytes) -> bytes | None:
-        """A value notified on "relay out"; the whole message once its last fragment came."""
+    def on_notify(self, value: bytes) -> Heard:
+        """A value notified on "relay out": the whole message once its last fragment came, or
+        the fragments to write again when the band asks for them."""
+        if is_resend_request(value):
+            try:
+                return Heard(again=tuple(self.sender.resend(value)))
+            except FramingError:
+                return Heard()
         try:
-            return self.receiver.receive(value)
+            return Heard(message=self.receiver.receive(value))
         except FramingError:
-            return None
+            return Heard()
 
     def open_answers(self, message: bytes) -> list[bytes]:
         return relay.decode_apdus(self._session().open(message), relay.ANSWERS)
@@ -110,33 +128,64 @@ class LoopThread:
 class PhoneChannel:
     """The phone's end of one BLE connection: writes values, collects the band's messages."""
 
-    central: CompanionCentral
+    central: BandCentral
     end: PhoneEnd
-    messages: asyncio.Queue[bytes]
+    heard: asyncio.Queue[Heard]
     timeout: float = ANSWER_TIMEOUT_S  # for each answer, before asking the band to resend
 
     @classmethod
-    async def open(cls, central: CompanionCentral, end: PhoneEnd,
+    async def open(cls, central: BandCentral, end: PhoneEnd,
                    timeout: float = ANSWER_TIMEOUT_S) -> PhoneChannel:
         channel = cls(central, end, asyncio.Queue(), timeout)
         await central.subscribe_relay(channel._on_notify)
         return channel
 
     def _on_notify(self, value: bytes) -> None:
-        message = self.end.on_notify(value)
-        if message is not None:
-            self.messages.put_nowait(message)
+        heard = self.end.on_notify(value)
+        if heard.message is not None or heard.again:
+            self.heard.put_nowait(heard)
 
     async def exchange(self, values: list[bytes]) -> bytes:
-        """Write a message's values; the band's answer (asking again for what got lost)."""
-        for value in values:
-            await self.central.write_relay(value)
+        """Write a message's values; the band's answer (asking again for what got lost, and
+        writing again what the band did not get)."""
+        await self._write(values)
         for _ in range(RESENDS):
             try:
-                return await asyncio.wait_for(self.messages.get(), self.timeout)
+                while (heard := await self._next()).message is None:
+                    await self._write(list(heard.again))
+                return heard.message
             except TimeoutError:
+                # The answer or the band's own request got lost: our last fragment again makes
+                # the band ask for what it lacks, if anything; then we ask for its answer.
+                await self.central.write_relay(self.end.sender.last[-1])
                 await self.central.write_relay(self.end.receiver.resend_request())
         raise BleError("the band stopped answering the relay")
+
+    async def _write(self, values: Sequence[bytes]) -> None:
+        """Write Commands for all but the last value, which goes with response: the band has
+        the whole message, or knows what it lacks, when it returns."""
+        for value in values[:-1]:
+            await self.central.write_relay(value, response=False)
+        if values:
+            await self.central.write_relay(values[-1])
+
+    async def _next(self) -> Heard:
+        """What the band says next, within the timeout; NotConnected as soon as bleak's
+        disconnect callback says the band is gone."""
+        heard = asyncio.ensure_future(self.heard.get())
+        gone = asyncio.ensure_future(self.central.wait_disconnected())
+        try:
+            await asyncio.wait((heard, gone), timeout=self.timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not heard.done():
+                heard.cancel()
+        if heard.done():
+            return heard.result()
+        if gone.done() and not gone.cancelled():
+            raise NotConnected("the band disconnected before it answered the relay")
+        raise TimeoutError
 
 
 async def pair_app(channel: PhoneChannel, phone_id: bytes, rng: secure.Rng,

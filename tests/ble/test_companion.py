@@ -3,15 +3,17 @@ virtual controllers, also when the link drops at every step."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
 
 from ble import secure
-from ble.errors import BleError, CharacteristicRefused
+from ble.errors import BleError, CharacteristicRefused, NotConnected
+from ble.framing import HEADER
 from issuer.errors import IssuerUnavailable
+from phone.ble.bumble_backend.radio import VirtualBle
 from phone.ble.channel import BleBand
-from phone.ble.radio import VirtualBle
 from phone.companion import Companion, IssuerClient
 from tests.conftest import seeded
 from tests.support.http import registered
@@ -64,6 +66,24 @@ class Dropping:
             trip()
         self.world.disconnect()
         raise BleError("the band went out of range")
+
+
+def leave_instead_of_answering(world: World, at: int) -> None:
+    """At the band's answer number ``at`` (0 is the next), the band has run what the phone
+    wrote and drops the link instead of notifying the answer: the phone hears only bleak's
+    disconnect callback. (The band's write response still goes: the disconnection comes after.)"""
+    peripheral = world.ble.service.peripheral
+    notify, answers = peripheral.notify_relay, [-1]
+
+    async def leave(data: bytes) -> None:
+        first = HEADER.parse(data[:HEADER.size]).index == 0
+        answers[0] += first
+        if answers[0] != at:
+            await notify(data)
+        elif first:
+            asyncio.get_running_loop().create_task(peripheral.disconnect())
+
+    peripheral.notify_relay = leave  # type: ignore[method-assign]
 
 
 @pytest.fixture
@@ -142,3 +162,29 @@ def test_an_issuance_broken_by_the_link_ends_at_the_next_connection(issuer_url, 
     assert band.balances()["canteen"] == books["canteen"]["balance"] == 0
     assert phone.topup(bytes.fromhex(books["canteen"]["app_serial"]), 300)["state"] == "settled"
     assert band.balances()["canteen"] == 300
+
+
+@pytest.mark.parametrize("at", range(3))  # the reset, SELECT + INITIALIZE, CREDIT
+def test_the_band_leaving_mid_step_ends_the_top_up_as_a_dropped_link_does(issuer_url, world_of, at):
+    """The band runs a step and leaves before answering: bleak's disconnect callback ends the
+    phone's wait (not a timeout), and the order stands as when the link drops after the band
+    ran the step (:class:`Dropping`), and ends alike at the next connection."""
+    ended = []
+    for band_leaves in (True, False):
+        band, band_id, token, serial = registered(issuer_url)
+        world = world_of(band)
+        client = IssuerClient(issuer_url, token)
+        link = world.connect()
+        if band_leaves:
+            leave_instead_of_answering(world, at)
+            with pytest.raises(NotConnected, match="disconnected before it answered"):
+                Companion(link, band_id, client).topup(serial, 700, key=f"ble-leave-{at}")
+        else:
+            with pytest.raises(BleError):
+                Companion(Dropping(link, world, at, after_band=True), band_id, client).topup(
+                    serial, 700, key=f"ble-drop-{at}")
+        ended.append(([o["state"] for o in client.orders(band_id)], band.balances()["transit"]))
+        assert [o["state"] for o in Companion(world.connect(), band_id, client).sync()] in (
+            [], ["settled"])
+        assert band.balances()["transit"] == client.cards(band_id)[0]["balance"] == 700
+    assert ended[0] == ended[1]

@@ -1,8 +1,10 @@
-"""The band's GATT service and the companion's client over Bumble's virtual controllers.
+"""The band's GATT service and the companion's bleak central over Bumble's virtual controllers.
 
 Two Bumble stacks, each on a virtual controller, joined by one in-process
 link: real advertising, connection, SMP pairing with LE Secure Connections,
-encryption, ATT and GATT, with no radio. Each test runs its own event loop.
+encryption, ATT and GATT, with no radio. The phone is the bleak central
+(:class:`~phone.ble.central.BandCentral`) on our Bumble backend, as on a
+controller; the band is its Bumble GATT server. Each test runs its own event loop.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
+from bleak import BleakClient
+from bleak.exc import BleakGATTProtocolError
 from bumble import att, smp
 from bumble.pairing import PairingConfig, PairingDelegate
 
@@ -26,7 +30,10 @@ from ble.errors import (
 )
 from ble.link import ATT_MTU
 from ble.virtual import virtual_radio
-from phone.ble.central import CompanionCentral
+from phone.ble.bumble_backend import backend
+from phone.ble.bumble_backend.client import BumbleClient
+from phone.ble.bumble_backend.stack import BumbleStack
+from phone.ble.central import BandCentral
 from wallet.ble.peripheral import BandPeripheral
 
 BAND_INFO = json.dumps({"id": "4B4F414C41", "firmware": "1.0", "battery": 87}).encode()
@@ -51,7 +58,8 @@ class Person:
 @dataclass
 class Scene:
     band: BandPeripheral
-    phone: CompanionCentral
+    phone: BandCentral
+    stack: BumbleStack  # the phone's Bluetooth stack, below bleak
     wearer: Person
     owner: Person
     control: list[bytes]
@@ -78,14 +86,17 @@ def run(scenario: Callable[[Scene], Awaitable[None]], *, wearer: Person | None =
                 band_info=lambda: BAND_INFO, card_list=lambda: CARDS,
                 on_control=on_control, on_relay=relay.append,
                 confirm_number=wearer.confirm, advertising_interval_ms=20)
-            phone = CompanionCentral(radio.host(), address="C0:00:00:00:00:02",
-                                     confirm_number=owner.confirm)
-            async with band, phone:
+            stack = BumbleStack(radio.host(), address="C0:00:00:00:00:02",
+                                confirm_number=owner.confirm, mtu=mtu)
+            phone = BandCentral(backend(stack))
+            await stack.start()
+            async with band:
                 if connect:
-                    found = await phone.find_band(timeout=TIMEOUT_S)
-                    await phone.connect(found.address, mtu=mtu, timeout=TIMEOUT_S)
-                await asyncio.wait_for(scenario(Scene(band, phone, wearer, owner, control, relay)),
-                                       TIMEOUT_S)
+                    await phone.connect(await phone.find_band(timeout=TIMEOUT_S), timeout=TIMEOUT_S)
+                scene = Scene(band, phone, stack, wearer, owner, control, relay)
+                await asyncio.wait_for(scenario(scene), TIMEOUT_S)
+                await phone.disconnect()
+            await stack.stop()
 
     asyncio.run(asyncio.wait_for(main(), timeout=RUN_TIMEOUT_S))
 
@@ -93,7 +104,7 @@ def run(scenario: Callable[[Scene], Awaitable[None]], *, wearer: Person | None =
 def test_the_band_advertises_its_service_and_a_name_that_starts_with_koala():
     async def scenario(s: Scene) -> None:
         found = await s.phone.find_band(timeout=TIMEOUT_S)
-        assert str(found.address) == "C0:00:00:00:00:01"
+        assert found.address == "C0:00:00:00:00:01"
         # 31 bytes hold flags, the 128-bit UUID and 8 bytes of name; the
         # virtual controller sends no scan response with the whole name.
         assert s.band.name == "Koala 1A2B" and found.name == "Koala 1A"
@@ -104,9 +115,10 @@ def test_the_band_advertises_its_service_and_a_name_that_starts_with_koala():
 
 def test_numeric_comparison_pairs_when_both_people_confirm_the_same_six_digits():
     async def scenario(s: Scene) -> None:
-        assert not s.phone.encrypted
+        assert not s.band.encrypted
         await s.phone.pair()
-        assert s.phone.encrypted and s.band.encrypted
+        assert s.band.encrypted
+        assert await s.phone.read_card_list() == CARDS
         assert len(s.wearer.seen) == 1 and s.wearer.seen == s.owner.seen
         assert 0 <= s.wearer.seen[0] <= 999_999
 
@@ -121,7 +133,7 @@ def test_pairing_fails_when_either_person_says_no_and_the_card_list_stays_refuse
         with pytest.raises(LinkPairingFailed) as failed:
             await s.phone.pair()
         assert failed.value.reason == "CONFIRM_VALUE_FAILED"
-        assert not s.phone.encrypted and not s.band.encrypted
+        assert not s.band.encrypted
         with pytest.raises(EncryptionRequired):
             await s.phone.read_card_list()
 
@@ -138,8 +150,8 @@ def test_the_band_refuses_any_pairing_but_secure_connections_numeric_comparison(
         # A phone that is not our companion: plain Bumble SMP with another IO capability.
         config = PairingConfig(sc=sc, mitm=True, bonding=True,
                                delegate=PairingDelegate(io_capability))
-        s.phone.device.pairing_config_factory = lambda connection: config
-        s.phone.device.smp_session_proxy = smp.Session
+        s.stack.device.pairing_config_factory = lambda connection: config
+        s.stack.device.smp_session_proxy = smp.Session
         with pytest.raises(LinkPairingFailed) as failed:
             await s.phone.pair()
         assert failed.value.reason == "AUTHENTICATION_REQUIREMENTS"
@@ -158,7 +170,9 @@ def test_before_pairing_band_info_reads_but_protected_characteristics_are_refuse
             with pytest.raises(EncryptionRequired) as refused:
                 await attempt
             assert refused.value.att_error == att.ErrorCode.INSUFFICIENT_ENCRYPTION
-            assert isinstance(refused.value.__cause__, att.ATT_Error)
+            assert isinstance(refused.value.__cause__, BleakGATTProtocolError)
+        await s.phone.write_relay(b"\x00\xa4", response=False)  # a Write Command: no answer
+        await s.phone.read_band_info()  # (a round trip, so the band has seen it by now)
         assert s.relay == [] and s.control == []
         with pytest.raises(EncryptionRequired):  # and the band will not send, either
             await s.band.notify_relay(b"\x90\x00")
@@ -176,6 +190,9 @@ def test_after_pairing_the_companion_reads_cards_and_relays_both_ways():
         await s.phone.write_relay(b"\x00\xa4\x04\x00")
         await s.phone.write_control(b"\x01")
         assert s.relay == [b"\x00\xa4\x04\x00"] and s.control == [b"\x01"]  # write with response
+        await s.phone.write_relay(b"\x01", response=False)
+        await s.phone.write_relay(b"\x02")  # a Write Command goes ahead of a later request
+        assert s.relay[1:] == [b"\x01", b"\x02"]
 
         await s.band.notify_relay(b"\x6f\x00\x90\x00")
         assert await asyncio.wait_for(heard.get(), timeout=TIMEOUT_S) == b"\x6f\x00\x90\x00"
@@ -188,6 +205,7 @@ def test_a_full_fragment_fits_one_write_and_one_notification_and_a_longer_one_is
         await s.phone.pair()
         heard: asyncio.Queue[bytes] = asyncio.Queue()
         await s.phone.subscribe_relay(heard.put_nowait)
+        assert s.phone.payload == spec.payload_size(ATT_MTU)
         full = bytes(range(spec.payload_size(ATT_MTU)))
         await s.phone.write_relay(full)
         await s.band.notify_relay(full)
@@ -263,3 +281,22 @@ def test_a_band_that_goes_away_ends_the_link():
             await s.phone.read_card_list()
 
     run(scenario)
+
+
+def test_a_bleak_client_given_only_an_address_finds_the_band_by_scanning_and_unpairs():
+    """Our backend as any bleak program uses it: BleakClient with a bare address."""
+    async def scenario(s: Scene) -> None:
+        client = BleakClient("C0:00:00:00:00:01", backend=BumbleClient, timeout=TIMEOUT_S,
+                             **s.stack.options())
+        await client.connect()
+        assert client.mtu_size == ATT_MTU
+        assert await client.read_gatt_char(spec.BAND_INFO.uuid) == BAND_INFO
+        await client.pair()
+        keystore = s.stack.device.keystore
+        assert keystore is not None and len(await keystore.get_all()) == 1  # the band's bond
+        await client.unpair()
+        assert await keystore.get_all() == []
+        await client.disconnect()
+        assert not client.is_connected
+
+    run(scenario, connect=False)

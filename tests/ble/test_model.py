@@ -93,6 +93,14 @@ def test_a_write_larger_than_a_link_layer_packet_takes_as_many_events_as_its_fra
     assert transfer_time(link, [244], []) == pytest.approx(15 * MS + 3 * 30 * MS + RESPONSE)
 
 
+def test_write_commands_share_events_and_only_the_last_write_waits_for_its_response():
+    four = [20] * 4  # one 27-byte packet each, 4 packets an event
+    assert transfer_time(SLOW, four, []) == pytest.approx(15 * MS + 7 * 30 * MS + RESPONSE)
+    assert transfer_time(SLOW, four, [], write_commands=True) == pytest.approx(
+        15 * MS + 30 * MS + RESPONSE)
+    assert transfer_time(SLOW, [20], [20], write_commands=True) == transfer_time(SLOW, [20], [20])
+
+
 def test_more_packets_per_event_take_fewer_events():
     eight = [20] * 8
     assert transfer_time(SLOW, [], eight) == pytest.approx(15 * MS + 30 * MS + 4 * FULL)
@@ -191,6 +199,12 @@ def test_more_packets_per_event_never_take_more_time(link, writes, notifies, mor
     roomier = BleLink(link.phy, link.interval_s, link.mtu, link.dle, link.packets_per_event + more,
                       link.loss)
     assert transfer_time(roomier, writes, notifies) <= transfer_time(link, writes, notifies) + 1e-12
+
+
+@given(links, sizes, sizes)
+def test_write_commands_never_take_more_time_than_writes_with_response(link, writes, notifies):
+    assert transfer_time(link, writes, notifies, write_commands=True) <= transfer_time(
+        link, writes, notifies) + 1e-12
 
 
 @given(st.integers(0, 200), st.integers(1, 12), st.sampled_from([0.0, 0.05, 0.3]))

@@ -8,6 +8,7 @@ import pytest
 
 from applets.gp.domain import ISD_AID
 from ble import secure
+from ble.framing import ResendRequest
 from ble.relay import EXPRESS, LOCK, UNLOCK, RelayError
 from ble.spec import payload_size
 from issuer import gp
@@ -21,22 +22,39 @@ PHONE_ID, BAND_ID = bytes.fromhex("0A0B0C0D0E0F"), bytes.fromhex("B0B1B2B3B4B5")
 
 
 class Link:
-    """Writes always arrive (ATT acknowledges them); notifications get lost and reordered."""
+    """Write Requests always arrive (ATT acknowledges them); Write Commands and notifications
+    get lost, and notifications reordered. The phone writes as its channel does: every
+    fragment but the last as a Write Command."""
 
     def __init__(self, band: BandEnd, loss: float, seed: int = 1) -> None:
         self.band, self.loss, self.chance = band, loss, random.Random(seed)
+        self.lost_commands = 0
 
     def exchange(self, phone: PhoneEnd, values: list[bytes]) -> bytes | None:
-        notified = [out for value in values for out in self.band.on_write(value)]
+        notified = self.write(values)
         for _ in range(20):
             delivered = [v for v in notified if self.chance.random() >= self.loss]
             self.chance.shuffle(delivered)
+            notified = []
             for value in delivered:
-                message = phone.on_notify(value)
-                if message is not None:
-                    return message
-            notified = self.band.on_write(phone.receiver.resend_request())
+                heard = phone.on_notify(value)
+                if heard.message is not None:
+                    return heard.message
+                notified += self.write(list(heard.again))  # the band asked for what it lacks
+            if not notified:  # the phone's timeout: its last fragment again, and "resend"
+                notified = [out for value in (phone.sender.last[-1], phone.receiver.resend_request())
+                            for out in self.band.on_write(value)]
         return None
+
+    def write(self, values: list[bytes]) -> list[bytes]:
+        """What the band notifies for ``values``: Write Commands but the last, lost by chance."""
+        notified = []
+        for i, value in enumerate(values):
+            if i < len(values) - 1 and self.chance.random() < self.loss:
+                self.lost_commands += 1
+                continue
+            notified += self.band.on_write(value)
+        return notified
 
 
 def paired(loss: float = 0.0, mtu: int = 23):
@@ -69,6 +87,23 @@ def test_a_paired_phone_runs_batches_on_the_band_through_a_lossy_link():
         [pboc.select(TRANSIT.aid).encode(), pboc.get_balance().encode()])) or b"")
     assert [a[-2:] for a in answers] == [b"\x90\x00", b"\x90\x00"]
     assert int.from_bytes(answers[1][:4]) == band.card("transit").balance
+    assert link.lost_commands > 0, "some Write Commands were lost, and the band asked again"
+
+
+def test_the_band_asks_for_the_fragments_its_last_one_finds_missing():
+    _, _, end, phone, link, ltk = paired(mtu=23)
+    hello(phone, link, ltk)
+    values = phone.seal_batch([pboc.select(TRANSIT.aid).encode(), pboc.get_balance().encode()])
+    assert len(values) == 3
+    for value in values[2:]:  # fragments 0 and 1, Write Commands, were lost
+        asked = end.on_write(value)
+    assert asked == [ResendRequest(phone.sender.number, (0, 1)).encode()]
+    heard = phone.on_notify(asked[0])
+    assert heard.message is None and heard.again == tuple(values[:2])
+    assert end.on_write(heard.again[0]) == []
+    answer = end.on_write(heard.again[1])  # the batch is whole: the band runs it and answers
+    message = [phone.on_notify(value).message for value in answer][-1]
+    assert [a[-2:] for a in phone.open_answers(message or b"")] == [b"\x90\x00", b"\x90\x00"]
 
 
 def test_an_unpaired_or_revoked_phone_gets_nothing_but_silence():

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ble import secure, toolbox
-from ble.framing import FramingError, Reassembler, Sender, fragment
+from ble.framing import FramingError, Reassembler, ResendRequest, Sender, fragment
 from ble.spec import payload_size
 from tests import vectors
 from tests.conftest import seeded
@@ -154,6 +154,23 @@ def test_fragments_through_a_lossy_reordering_link_arrive_whole_once(message, mt
                if (whole := receiver.receive(piece)) is not None]
     assert out == [message]
     assert all(receiver.receive(piece) is None for piece in pieces), "delivered once only"
+
+
+def test_a_last_fragment_that_finds_others_missing_asks_for_them_and_nothing_else_does():
+    """The band's rule for the phone's Write Commands: ask when the Write Request (the last
+    fragment) comes and some before it did not."""
+    sender, receiver = Sender(payload_size(23)), Reassembler()
+    message = bytes(range(60))
+    values = sender.fragments(message)
+    assert len(values) == 4
+    assert receiver.receive(values[1]) is None and receiver.missing(values[1]) is None
+    assert receiver.receive(values[3]) is None
+    asked = receiver.missing(values[3])
+    assert asked == ResendRequest(sender.number, (0, 2)).encode()
+    again = sender.resend(asked or b"")
+    assert again == [values[0], values[2]]
+    assert receiver.receive(again[0]) is None and receiver.receive(again[1]) == message
+    assert receiver.receive(values[3]) is None and receiver.missing(values[3]) is None
 
 
 def test_malformed_fragments_are_refused():

@@ -134,6 +134,9 @@ class BandPeripheral(OneLink):
             permissions |= att.Attribute.Permissions.WRITEABLE
             if c.encrypted:
                 permissions |= att.Attribute.Permissions.WRITE_REQUIRES_ENCRYPTION
+        if spec.Access.WRITE_COMMAND in c.access:
+            # Bumble checks the encryption of a Write Command as of a request, and drops it
+            properties |= Characteristic.Properties.WRITE_WITHOUT_RESPONSE
         if spec.Access.NOTIFY in c.access:
             properties |= Characteristic.Properties.NOTIFY
         # Bumble does not check READABLE / WRITEABLE itself; the value does.
@@ -210,9 +213,13 @@ class BandPeripheral(OneLink):
     async def stop(self) -> None:
         """Stop advertising, drop the companion and power off."""
         await self.device.stop_advertising()
+        await self.disconnect()
+        await self.device.power_off()
+
+    async def disconnect(self) -> None:
+        """Drop the companion's link, if there is one (advertising resumes)."""
         if self._connection is not None:
             await self._connection.disconnect()
-        await self.device.power_off()
 
     async def notify_relay(self, data: bytes) -> None:
         """Send one relay-out notification (one app-layer fragment) to the companion.

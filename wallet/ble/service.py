@@ -66,7 +66,9 @@ class BandEnd:
         except FramingError:
             return []  # noise on the link: the phone will ask again
         if message is None:
-            return []
+            # Write Commands carry all but the last fragment, unacknowledged: ask for the lost
+            asked = self.receiver.missing(value)
+            return [asked] if asked is not None else []
         answer = self._answer(message)
         return self.sender.fragments(answer) if answer is not None else []
 
