@@ -19,7 +19,9 @@ the bench's database, and those backends' waits (round trips and the like) and
 syscalls (:mod:`bench.backends`). Per top-up the issuer process served (warm-up
 included, as the counters cover its whole life): PostgreSQL's transactions and
 new connections (:mod:`bench.postgres`) and the issuer's own SQL counts
-(:mod:`bench.serving`). The table is :mod:`bench.report`'s.
+(:mod:`bench.serving`). Then pgbench runs the same transactions on the same database
+(:mod:`bench.floor`): the floor that PostgreSQL's figure is set against. The table is
+:mod:`bench.report`'s.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import httpx
 from sqlalchemy import Connection, Engine, text
 
 from applets.gp.cplc import cplc
-from bench import history
+from bench import floor, history
 from bench.backends import Backends
 from bench.postgres import backend_pids, counters, database_url, postmaster, scratch_database
 from bench.report import Round, Setting, report
@@ -127,7 +129,7 @@ def measure(admin: Connection, url: str, name: str, enrolled: list[Enrolled], wo
                  postgres=used.cpu / n, waits=used.waits / n, reads=used.reads / n, writes=used.writes / n,
                  transactions=(after.transactions - before.transactions) / served,
                  sessions=(after.sessions - before.sessions) / served,
-                 sql=None if counted is None else {k: v / served for k, v in counted.items()},
+                 sql={k: v / served for k, v in counted.items()},
                  ended=backends.ended)
 
 
@@ -169,6 +171,8 @@ def main() -> None:
                         help="bands in the seeded history, each with an active transit card")
     parser.add_argument("--history-topups", type=int, default=200_000,
                         help="past settled top-ups in the seeded history")
+    parser.add_argument("--floor-seconds", type=float, default=10,
+                        help="how long pgbench runs the same transactions for the floor")
     args = parser.parse_args()
     with scratch_database(args.server) as (name, admin):
         url = database_url(args.server, name)
@@ -182,12 +186,14 @@ def main() -> None:
             enrolled = [enrol(issuer.url, n) for n in range(args.bands)]
         results = [Setting(workers, [measure(admin, url, name, enrolled, workers, args.topups)
                                      for _ in range(args.rounds)]) for workers in args.workers]
+        floored = floor.measure(admin, url, name, args.history_bands, args.bands,
+                                args.floor_seconds)
         balanced(url)
         version = admin.execute(text("SHOW server_version")).scalar_one()
     print(f"PostgreSQL {version}, database {name}: history of {args.history_bands:,} bands and "
           f"{args.history_topups:,} top-ups seeded in {seeded:.1f} s; {args.bands} live bands x "
           f"{args.topups} top-ups x {args.rounds} rounds; the ledger balances before and after.\n")
-    report(results)
+    report(results, floored)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench.floor import Floor
+
 
 @dataclass(frozen=True, slots=True)
 class Round:
@@ -22,7 +24,7 @@ class Round:
     writes: float
     transactions: float  # PostgreSQL's count (pg_stat_database)
     sessions: float  # new PostgreSQL connections
-    sql: dict[str, float] | None  # the issuer's own counts; None without its counters
+    sql: dict[str, float]  # the issuer's own counts
     ended: int  # backends that ended while sampled
 
 
@@ -39,9 +41,7 @@ class Setting:
         return statistics.quantiles(latencies, n=100)[cut - 1] if len(latencies) > 1 else latencies[0]
 
     def counted(self, name: str) -> str:
-        if any(r.sql is None for r in self.rounds):
-            return "n/a"
-        return f"{self.median(lambda r: r.sql[name] if r.sql else 0.0):.1f}"
+        return f"{self.median(lambda r: r.sql[name]):.1f}"
 
 
 def ms(seconds: float) -> str:
@@ -85,15 +85,18 @@ ROWS: list[tuple[str, str, Callable[[Setting], str]]] = [
 ]
 
 
-def report(settings: list[Setting]) -> None:
+def report(settings: list[Setting], floor: Floor) -> None:
     """Print the table, one column per worker count, and what qualifies its figures."""
     heads = [f"{s.workers} worker{'s' if s.workers > 1 else ''}" for s in settings]
     print(f"| figure | target | {' | '.join(heads)} |")
     print(f"|---|---|{'---|' * len(settings)}")
-    for figure, target, cell in ROWS:
+    rows = [*ROWS,
+            ("pgbench floor: PostgreSQL CPU per top-up for the same transactions (bench.floor, "
+             f"{floor.rate:,.0f} top-ups/s)", "—", lambda s: ms(floor.postgres)),
+            ("PostgreSQL CPU per top-up / the floor", "≤ 1.5",
+             lambda s: f"{s.median(lambda r: r.postgres) / floor.postgres:.2f}")]
+    for figure, target, cell in rows:
         print(f"| {figure} | {target} | {' | '.join(cell(s) for s in settings)} |")
-    if any(r.sql is None for s in settings for r in s.rounds):
-        print("\nn/a: the issuer wrote no KOALA_SQL_COUNTS files (an issuer without the counters).")
     ended = sum(r.ended for s in settings for r in s.rounds)
     if ended:
         print(f"\n{ended} PostgreSQL backend(s) ended mid-round: the CPU each spent after its last "

@@ -4,8 +4,7 @@ The counts contract with the issuer: with ``KOALA_SQL_COUNTS`` naming a
 directory, each worker process writes ``<dir>/<pid>.json`` at shutdown,
 ``{"statements": int, "transactions": int, "round_trips": int}``. They cover
 the process's whole life, so the bench starts a fresh issuer for each measured
-phase and divides by every top-up that issuer served. An issuer without the
-counters writes nothing: :func:`sql_counts` is then None, shown as n/a.
+phase and divides by every top-up that issuer served.
 """
 
 from __future__ import annotations
@@ -103,11 +102,12 @@ def serving(database: str, workers: int, counts: Path | None = None) -> Iterator
             server.wait(30)
 
 
-def sql_counts(directory: Path) -> dict[str, int] | None:
-    """The sum of the workers' counts in ``directory``; None when the issuer wrote none."""
+def sql_counts(directory: Path) -> dict[str, int]:
+    """The sum of the workers' counts in ``directory``."""
     files = sorted(directory.glob("*.json"))
     if not files:
-        return None
+        raise FileNotFoundError(f"no worker left its counts in {directory} (was the issuer "
+                                f"started with KOALA_SQL_COUNTS?)")
     total = dict.fromkeys(COUNTS, 0)
     for file in files:
         counted = json.loads(file.read_text())

@@ -49,12 +49,12 @@ class StatementLine:
 _FIND = Sql("SELECT id, kind, order_id FROM ledger_transactions WHERE idempotency_key = :key")
 _LEGS = Sql("SELECT a.code, e.amount FROM entries e JOIN accounts a ON a.id = e.account_id "
             "WHERE e.transaction_id = :id ORDER BY e.id")
-_NEW_TRANSACTION = Sql(
+NEW_TRANSACTION = Sql(
     "INSERT INTO ledger_transactions (kind, order_id, idempotency_key, created_at) "
     "VALUES (:kind, :order_id, :key, :at) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id")
 _BALANCE = Sql("SELECT COALESCE(SUM(e.amount), 0) FROM entries e JOIN accounts a "
                "ON a.id = e.account_id WHERE a.code = :code")
-_COVERS = Sql("SELECT (SELECT COALESCE(SUM(e.amount), 0) FROM entries e WHERE e.account_id = a.id) "
+COVERS = Sql("SELECT (SELECT COALESCE(SUM(e.amount), 0) FROM entries e WHERE e.account_id = a.id) "
               "FROM accounts a WHERE a.code = :code {FOR UPDATE}")
 _BALANCES = Sql("SELECT a.code, COALESCE(SUM(e.amount), 0) FROM accounts a "
                 "LEFT JOIN entries e ON e.account_id = a.id GROUP BY a.code")
@@ -77,7 +77,7 @@ def _new_accounts(count: int) -> Sql:
 
 
 @cache
-def _new_entries(count: int) -> Sql:
+def new_entries(count: int) -> Sql:
     rows = ", ".join(f"(:t, :a{n}, :m{n}, :at)" for n in range(count))
     return Sql(f"INSERT INTO entries (transaction_id, account_id, amount, created_at) VALUES {rows}")
 
@@ -159,12 +159,12 @@ def post(book: Book, kind: str, legs: Sequence[tuple[str, int]], idempotency_key
     checked, db = _check(kind, legs, idempotency_key), _db(book)
     now = instant(at)
     ids = accounts(db, (code for code, _ in checked), now)
-    made = db.write(_NEW_TRANSACTION, kind=kind, order_id=order_id, key=idempotency_key, at=now)
+    made = db.write(NEW_TRANSACTION, kind=kind, order_id=order_id, key=idempotency_key, at=now)
     if made is None:
         return _replay(db, kind, checked, order_id, idempotency_key)
     entries = {f"a{n}": ids[code] for n, (code, _) in enumerate(checked)}
     entries |= {f"m{n}": amount for n, (_, amount) in enumerate(checked)}
-    db.write(_new_entries(len(checked)), t=made, at=now, **entries)
+    db.write(new_entries(len(checked)), t=made, at=now, **entries)
     return int(made)
 
 
@@ -176,7 +176,7 @@ def balance(book: Book, account_code: str) -> int:
 def covers(book: Book, account_code: str, amount: int) -> bool:
     """Whether ``account_code`` holds ``amount``, with the account locked until the caller
     commits, so two debits racing for the last fen cannot both see it."""
-    row = _db(book).one(_COVERS, code=account_code)
+    row = _db(book).one(COVERS, code=account_code)
     if row is None:  # never posted to: it holds nothing
         return amount <= 0
     return int(row[0]) >= amount

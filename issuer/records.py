@@ -130,7 +130,7 @@ def _split(row: tuple[Any, ...], widths: tuple[int, ...]) -> list[tuple[Any, ...
 _ORDER_LOCKED = Sql(f"SELECT {_ORDER}, {_CARD}, {_BAND} FROM orders o "
                     "LEFT JOIN cards c ON c.id = o.card_id JOIN bands b ON b.id = o.band_id "
                     "WHERE o.id = :id {FOR UPDATE OF o}")
-_SESSION_LOCKED = Sql(f"SELECT {_ORDER}, {_CARD}, {_BAND}, {_RELAY} FROM relay_sessions r "
+SESSION_LOCKED = Sql(f"SELECT {_ORDER}, {_CARD}, {_BAND}, {_RELAY} FROM relay_sessions r "
                       "JOIN orders o ON o.id = r.order_id LEFT JOIN cards c ON c.id = o.card_id "
                       "JOIN bands b ON b.id = o.band_id WHERE r.id = :id {FOR UPDATE OF r, o}")
 
@@ -146,19 +146,19 @@ def locked_order(db: Db, order_id: int) -> Loaded | None:
 
 def locked_session(db: Db, session_id: uuid.UUID) -> Loaded | None:
     """A relay session and its order, both locked, with the order's card and band."""
-    row = db.one(_SESSION_LOCKED, id=session_id)
+    row = db.one(SESSION_LOCKED, id=session_id)
     if row is None:
         return None
     o, c, b, r = _split(row, _WIDTHS)
     return Loaded(order(o), card(c), band(b), relay(r))
 
 
-_SAVE_ORDER = Sql("UPDATE orders SET amount = :amount, state = :state, updated_at = :updated_at, "
+SAVE_ORDER = Sql("UPDATE orders SET amount = :amount, state = :state, updated_at = :updated_at, "
                   "last_error = :last_error, moved_to = :moved_to WHERE id = :id")
 _SAVE_CARD = Sql("UPDATE cards SET status = :status, created_at = :created_at WHERE id = :id")
 _SAVE_BAND = Sql("UPDATE bands SET isd_key_set = :isd_key_set, lost_at = :lost_at, "
                  "device_token_hash = :device_token_hash WHERE id = :id")
-_SAVE_RELAY = Sql("UPDATE relay_sessions SET step = :step, state = :state WHERE id = :id")
+SAVE_RELAY = Sql("UPDATE relay_sessions SET step = :step, state = :state WHERE id = :id")
 
 
 def save(db: Db, loaded: Loaded) -> None:
@@ -185,7 +185,7 @@ _CARDS_OF = Sql(f"SELECT {_CARD} FROM cards c WHERE c.band_id = :band AND c.stat
 _NEW_CARD = Sql("INSERT INTO cards (band_id, product, aid, app_serial, status, created_at) "
                 "VALUES (:band_id, :product, :aid, :app_serial, :status, :created_at) "
                 "ON CONFLICT (app_serial) DO NOTHING RETURNING id")
-_NEW_ORDER = Sql(
+NEW_ORDER = Sql(
     "INSERT INTO orders (idempotency_key, kind, band_id, card_id, amount, state, created_at, "
     "updated_at, moved_to) VALUES (:key, :kind, :band_id, :card_id, :amount, 'pending', :at, :at, "
     ":moved_to) RETURNING id")
@@ -194,7 +194,7 @@ _LAST_LOST = Sql(f"SELECT {_ORDER} FROM orders o WHERE o.card_id = :card AND o.k
                  "ORDER BY o.id DESC LIMIT 1 {FOR UPDATE}")
 _RELAYS_OF = Sql(f"SELECT {_RELAY} FROM relay_sessions r WHERE r.order_id = :order")
 _END_RELAYS = Sql("DELETE FROM relay_sessions WHERE order_id = :order")
-_NEW_RELAY = Sql("INSERT INTO relay_sessions (id, order_id, step, state, expires_at) "
+NEW_RELAY = Sql("INSERT INTO relay_sessions (id, order_id, step, state, expires_at) "
                  "VALUES (:id, :order_id, :step, :state, :expires_at)")
 
 
@@ -216,7 +216,7 @@ def by_key(db: Db, key: str) -> Keyed | None:
     return _keyed(db.one(_BY_KEY, key=key))
 
 
-_PLACING = Sql(
+PLACING = Sql(
     f"SELECT {_BAND}, {_CARD}, k.id, k.kind, k.band_id, k.amount, "
     f"(SELECT u.id FROM orders u WHERE u.card_id = c.id AND u.state IN {_UNRESOLVED} LIMIT 1), "
     "(SELECT COALESCE(SUM(e.amount), 0) FROM entries e JOIN accounts a ON a.id = e.account_id "
@@ -240,7 +240,7 @@ class Placing:
 
 def placing(db: Db, band_id: int, serial: str, key: str, funding: str) -> Placing | None:
     """What placing a top-up reads; None if there is no such band."""
-    row = db.one(_PLACING, band=band_id, serial=serial, key=key, funding=funding)
+    row = db.one(PLACING, band=band_id, serial=serial, key=key, funding=funding)
     if row is None:
         return None
     b, c, k, (busy_order, funds) = _split(row, (6, 7, 4, 2))
@@ -284,7 +284,7 @@ def new_card(db: Db, band_id: int, product: str, aid: str, app_serial: str,
 
 def new_order(db: Db, key: str, kind: OrderKind, band_id: int, card_id: int | None, amount: int,
               at: datetime, moved_to: int | None = None) -> int:
-    made: int = db.write(_NEW_ORDER, key=key, kind=kind, band_id=band_id, card_id=card_id,
+    made: int = db.write(NEW_ORDER, key=key, kind=kind, band_id=band_id, card_id=card_id,
                          amount=amount, at=at, moved_to=moved_to)
     return made
 
@@ -311,12 +311,12 @@ def end_relays(db: Db, order_id: int) -> None:
 
 
 def new_relay(db: Db, row: RelayRow) -> None:
-    db.write(_NEW_RELAY, id=row.id, order_id=row.order_id, step=row.step, state=row.state,
+    db.write(NEW_RELAY, id=row.id, order_id=row.order_id, step=row.step, state=row.state,
              expires_at=row.expires_at)
 
 
 def save_row(db: Db, row: OrderRow | CardRow | BandRow | RelayRow) -> None:
     """Write one row back, whole."""
-    sql = {OrderRow: _SAVE_ORDER, CardRow: _SAVE_CARD, BandRow: _SAVE_BAND,
-           RelayRow: _SAVE_RELAY}[type(row)]
+    sql = {OrderRow: SAVE_ORDER, CardRow: _SAVE_CARD, BandRow: _SAVE_BAND,
+           RelayRow: SAVE_RELAY}[type(row)]
     db.write(sql, **dict(zip(row.__slots__, _FIELDS[type(row)](row), strict=True)))

@@ -64,11 +64,12 @@ COUNTS = Counts()
 class Sql:
     """One statement, as each dialect's driver takes it."""
 
-    __slots__ = ("names", "postgresql", "rows", "sqlite")
+    __slots__ = ("named", "names", "postgresql", "rows", "sqlite")
 
     def __init__(self, text: str) -> None:
         text = " ".join(text.split())
         postgresql, sqlite = _POSTGRES_ONLY.sub(r"\1", text), _POSTGRES_ONLY.sub("", text)
+        self.named = postgresql  # with its :name parameters
         #: The parameters in the order they appear: the drivers take them by position.
         self.names = tuple(_PARAMETER.findall(postgresql))
         if self.names != tuple(_PARAMETER.findall(sqlite)):
@@ -79,6 +80,11 @@ class Sql:
 
     def __repr__(self) -> str:
         return f"Sql({self.sqlite!r})"
+
+    def bound(self, **expressions: str) -> str:
+        """PostgreSQL's text with each ``:name`` parameter replaced by ``expressions[name]``
+        (left as it is if not given): the statement as a tool such as pgbench takes it."""
+        return _PARAMETER.sub(lambda m: expressions.get(m.group(1), m.group(0)), self.named)
 
 
 class Db:
