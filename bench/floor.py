@@ -66,11 +66,9 @@ def script(bands: int) -> str:
         "BEGIN;",
         records.PLACING.bound(band=":b") + ";",
         records.NEW_ORDER.bound(band_id=":b", card_id=":b", kind="'topup'", amount="1",
-                  moved_to="NULL") + r" \gset o_",
+                                state="'in_relay'", moved_to="NULL") + r" \gset o_",
         records.NEW_RELAY.bound(id=":sid", order_id=":o_id", step="'0'",
                   state=":state0") + ";",
-        records.SAVE_ORDER.bound(id=":o_id", amount="1", state="'in_relay'",
-                  updated_at=":at", last_error="NULL", moved_to="NULL") + ";",
         "COMMIT;"])
     steps = []
     for n, (kind, account_from, account_to, state) in enumerate((

@@ -156,7 +156,7 @@ class Orders:
         at = self.now(now)
         with self._database.transaction() as db:
             placed = self._place_topup(db, caller.band_id, app_serial, amount, idempotency_key,
-                                       at, caller)
+                                       at, caller, OrderState.IN_RELAY)  # opened at once
             if isinstance(placed, int):  # made by an earlier request: opened again
                 loaded = records.locked_order(db, placed)
                 if loaded is None:  # pragma: no cover - the key's order was read just now
@@ -165,9 +165,10 @@ class Orders:
             return self._open(db, placed, [], at)
 
     def _place_topup(self, db: Db, band_id: int, app_serial: bytes, amount: int, key: str,
-                     at: datetime, caller: Caller | None = None) -> Loaded | int:
-        """Place a top-up: the new order with its card and band, or the id of the order the
-        key made already."""
+                     at: datetime, caller: Caller | None = None,
+                     state: OrderState = OrderState.PENDING) -> Loaded | int:
+        """Place a top-up: the new order (in ``state``) with its card and band, or the id of
+        the order the key made already."""
         if amount <= 0:
             raise OrderError("a top-up amount must be a positive number of fen")
         read = records.placing(db, band_id, app_serial.hex().upper(), key, funding_account(band_id))
@@ -188,9 +189,10 @@ class Orders:
             raise OrderError(f"the band's funding account holds {yuan(read.funds)}, not enough "
                              f"for a top-up of {yuan(amount)}: fund it first")
         _idle(read.busy)
-        made = records.new_order(db, key, OrderKind.TOPUP, band_id, card.id, amount, at)
-        return Loaded(OrderRow(made, key, OrderKind.TOPUP, band_id, card.id, amount,
-                               OrderState.PENDING, at, at, None, None), card, read.band)
+        made = records.new_order(db, key, OrderKind.TOPUP, band_id, card.id, amount, at,
+                                 state=state)
+        return Loaded(OrderRow(made, key, OrderKind.TOPUP, band_id, card.id, amount, state, at, at,
+                               None, None), card, read.band)
 
     def issue(self, band_id: int, product: str, app_serial: bytes, idempotency_key: str,
               now: datetime | None = None) -> int:

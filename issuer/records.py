@@ -187,7 +187,7 @@ _NEW_CARD = Sql("INSERT INTO cards (band_id, product, aid, app_serial, status, c
                 "ON CONFLICT (app_serial) DO NOTHING RETURNING id")
 NEW_ORDER = Sql(
     "INSERT INTO orders (idempotency_key, kind, band_id, card_id, amount, state, created_at, "
-    "updated_at, moved_to) VALUES (:key, :kind, :band_id, :card_id, :amount, 'pending', :at, :at, "
+    "updated_at, moved_to) VALUES (:key, :kind, :band_id, :card_id, :amount, :state, :at, :at, "
     ":moved_to) RETURNING id")
 _KEYED = Sql("SELECT id FROM orders WHERE idempotency_key LIKE :prefix ESCAPE '!' ORDER BY id")
 _LAST_LOST = Sql(f"SELECT {_ORDER} FROM orders o WHERE o.card_id = :card AND o.kind = 'lost' "
@@ -283,9 +283,10 @@ def new_card(db: Db, band_id: int, product: str, aid: str, app_serial: str,
 
 
 def new_order(db: Db, key: str, kind: OrderKind, band_id: int, card_id: int | None, amount: int,
-              at: datetime, moved_to: int | None = None) -> int:
+              at: datetime, moved_to: int | None = None,
+              state: OrderState = OrderState.PENDING) -> int:
     made: int = db.write(NEW_ORDER, key=key, kind=kind, band_id=band_id, card_id=card_id,
-                         amount=amount, at=at, moved_to=moved_to)
+                         amount=amount, state=state, at=at, moved_to=moved_to)
     return made
 
 

@@ -21,10 +21,12 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 BANDS, TOPUPS = 3, 7
 
 
+#: The history is seeded in PostgreSQL's SQL (generate_series), for the PostgreSQL bench.
+pytestmark = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+
+
 @pytest.fixture(scope="module")
 def history(engine: Engine) -> Engine:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("the history is seeded in PostgreSQL's SQL (generate_series)")
     seed(engine, BANDS, TOPUPS, NOW)
     return engine
 
