@@ -20,8 +20,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server per test: a stream keeps every message id it saw for a day (deduplication),
+    so a test that sends the same records again needs a server of its own."""
     port = free_port()
     store = tmp_path_factory.mktemp("jetstream")
     server = subprocess.Popen([NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd",
