@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from issuer.db import Card
+from issuer.records import CardRow
 
 IN_FLIGHT = "issuer:in-flight"  # top-ups debited from funding, not yet proven on the card
 SETTLEMENT = "bank:settlement"  # the bank's side of money paid in: funding, opening balances
@@ -13,7 +14,7 @@ def funding_account(band_id: int) -> str:
     return f"funding:band:{band_id}"
 
 
-def card_account(card: Card) -> str:
+def card_account(card: Card | CardRow) -> str:
     return f"card:{card.app_serial}"
 
 

@@ -44,7 +44,11 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     if parsed.drivername in {"postgres", "postgresql"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+        # No pre-ping: a connection the server dropped fails its request (503, nothing
+        # changed) and is discarded (issuer.sql.transaction), instead of every checkout paying
+        # a round trip. The pool's default size is enough: a worker's hot path runs on its
+        # event loop, one transaction at a time.
+        return create_engine(parsed, **kwargs)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **kwargs)

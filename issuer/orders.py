@@ -25,6 +25,10 @@ opening        bank:settlement -balance, card +balance     opening:<serial>
 A card has at most one unresolved order at a time, so no MAC2 of ours but
 the order's own can move the card's online counter (see :mod:`issuer.topup`).
 
+The relay and the ordering run on the bare driver (:mod:`issuer.sql`, rows in
+:mod:`issuer.records`): a top-up is three short transactions whose statements
+stay prepared.
+
 Time is an input: every call takes the moment it happens (``now``, an instant
 the API resolved for the request) or reads the clock the service was given,
 never the database's or the machine's; the dates an order writes on a card
@@ -39,16 +43,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from applets.apdu import ResponseAPDU
 from applets.emv.records import ECASH_AID
 from common.money import yuan
-from issuer import ledger
+from issuer import ledger, records
 from issuer.accounts import card_account, funding_account
-from issuer.db import Band, Card, CardStatus, Order, OrderKind, OrderState, RelaySession, utc
+from issuer.db import CardStatus, OrderKind, OrderState
 from issuer.ecash import PRODUCT as ECASH
 from issuer.keys import IssuerKeys
 from issuer.keystore import TEST_KEY_SET
@@ -56,6 +59,8 @@ from issuer.procedure import Context, Forbidden, OrderError, Procedure, UnknownO
 from issuer.procedures import procedure_for
 from issuer.products import PRODUCTS
 from issuer.products import product as find
+from issuer.records import BandRow, CardRow, Loaded, OrderRow, RelayRow
+from issuer.sql import Database, Db
 from reader.clock import Clock, instant, local, system_clock
 
 SESSION_LIFETIME = timedelta(minutes=10)
@@ -64,6 +69,7 @@ CLEARING_WINDOW = timedelta(days=30)
 UNRESOLVED = (OrderState.PENDING, OrderState.IN_RELAY, OrderState.DEBITED)
 HOLDING = (CardStatus.ISSUING, CardStatus.ACTIVE)
 
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who relays an order: a band's device (the hash of its token), or the operator (None)."""
@@ -71,9 +77,12 @@ class Caller:
     band_id: int
     token_hash: str | None = None
 
-    def admit(self, order: Order, band: Band, what: str) -> None:
+    def admit(self, order: OrderRow, band: BandRow, what: str) -> None:
         if order.band_id != self.band_id:
             raise UnknownOrder(f"no such {what}")
+        self.admit_band(band)
+
+    def admit_band(self, band: BandRow) -> None:
         if self.token_hash is not None and not hmac.compare_digest(band.device_token_hash,
                                                                    self.token_hash):
             raise Forbidden("this token is not this band's")
@@ -94,10 +103,27 @@ class Relay:
     state: OrderState
 
 
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A relay session just opened, and its order (with its card's serial, if it has a card)."""
+
+    relay: Relay
+    order: OrderRow
+    app_serial: str | None
+
+
 class Orders:
     def __init__(self, sessions: sessionmaker[Session], keys: IssuerKeys, terminal_id: bytes,
                  clock: Clock = system_clock) -> None:
-        self._sessions = sessions
+        engine = sessions.kw["bind"]
+        if not isinstance(engine, Engine):
+            raise TypeError("the order service needs sessions bound to an engine")
+        #: Whether the API runs orders on its event loop: on PostgreSQL, where they have a pool
+        #: of their own, so that they never wait for a connection that an ORM session holds
+        #: until the loop tears it down. (SQLite locks the whole database: there, orders run in
+        #: threads, as the routes that use ORM sessions do.)
+        self.on_loop = engine.dialect.name == "postgresql"
+        self._database = Database(engine, own_pool=self.on_loop)
         self._keys = keys
         self._terminal_id = terminal_id
         self._clock = clock
@@ -117,64 +143,94 @@ class Orders:
     def topup(self, band_id: int, app_serial: bytes, amount: int, idempotency_key: str,
               now: datetime | None = None) -> int:
         """A top-up order, once per idempotency key (the same request returns the same order)."""
+        with self._database.transaction() as db:
+            placed = self._place_topup(db, band_id, app_serial, amount, idempotency_key,
+                                       self.now(now))
+            return placed if isinstance(placed, int) else placed.order.id
+
+    def topup_opened(self, caller: Caller, app_serial: bytes, amount: int, idempotency_key: str,
+                     now: datetime | None = None) -> Opened:
+        """The companion's top-up, with its first relay session, in one transaction (the hot
+        path: the placing reads everything in one statement, and a new order is opened on what
+        it read); ``caller`` must hold the band's token."""
+        at = self.now(now)
+        with self._database.transaction() as db:
+            placed = self._place_topup(db, caller.band_id, app_serial, amount, idempotency_key,
+                                       at, caller)
+            if isinstance(placed, int):  # made by an earlier request: opened again
+                loaded = records.locked_order(db, placed)
+                if loaded is None:  # pragma: no cover - the key's order was read just now
+                    raise UnknownOrder("no such order")
+                return self._open(db, loaded, records.relays_of(db, placed), at)
+            return self._open(db, placed, [], at)
+
+    def _place_topup(self, db: Db, band_id: int, app_serial: bytes, amount: int, key: str,
+                     at: datetime, caller: Caller | None = None) -> Loaded | int:
+        """Place a top-up: the new order with its card and band, or the id of the order the
+        key made already."""
         if amount <= 0:
             raise OrderError("a top-up amount must be a positive number of fen")
-        with self._sessions.begin() as session:
-            existing = self._existing(session, idempotency_key, OrderKind.TOPUP, band_id, amount)
-            if existing is not None:
-                return existing
-            card = self._card(session, band_id, app_serial)
-            self._not_lost(session, band_id)
-            if card.status is not CardStatus.ACTIVE:
-                raise OrderError(f"the card is {card.status.value}")
-            funds = ledger.balance(session, funding_account(band_id))
-            if funds < amount:
-                raise OrderError(f"the band's funding account holds {yuan(funds)}, not enough "
-                                 f"for a top-up of {yuan(amount)}: fund it first")
-            return self._add(session, idempotency_key, OrderKind.TOPUP, card, amount, self.now(now))
+        read = records.placing(db, band_id, app_serial.hex().upper(), key, funding_account(band_id))
+        if read is None:
+            raise UnknownOrder("no such band")
+        if caller is not None:
+            caller.admit_band(read.band)
+        existing = _existing(read.existing, OrderKind.TOPUP, band_id, amount)
+        if existing is not None:
+            return existing
+        card = read.card
+        if card is None or card.band_id != band_id:
+            raise OrderError("no such card on this band")
+        _not_lost(read.band)
+        if card.status is not CardStatus.ACTIVE:
+            raise OrderError(f"the card is {card.status.value}")
+        if read.funds < amount:
+            raise OrderError(f"the band's funding account holds {yuan(read.funds)}, not enough "
+                             f"for a top-up of {yuan(amount)}: fund it first")
+        _idle(read.busy)
+        made = records.new_order(db, key, OrderKind.TOPUP, band_id, card.id, amount, at)
+        return Loaded(OrderRow(made, key, OrderKind.TOPUP, band_id, card.id, amount,
+                               OrderState.PENDING, at, at, None, None), card, read.band)
 
     def issue(self, band_id: int, product: str, app_serial: bytes, idempotency_key: str,
               now: datetime | None = None) -> int:
         """An issuance order: a new card of ``product`` on the band, under ``app_serial``
         (the product's prefix and 16 BCD digits, which the card insists on)."""
         at = self.now(now)
-        with self._sessions.begin() as session:
-            existing = self._existing(session, idempotency_key, OrderKind.ISSUE, band_id, 0)
+        with self._database.transaction() as db:
+            existing = _existing(records.by_key(db, idempotency_key), OrderKind.ISSUE,
+                                 band_id, 0)
             if existing is not None:
                 return existing
             try:
                 find(product).check_serial(app_serial)
             except ValueError as error:
                 raise OrderError(str(error)) from None
-            if session.get(Band, band_id) is None:
+            band = records.band_by_id(db, band_id)
+            if band is None:
                 raise OrderError("no such band")
-            self._not_lost(session, band_id)
-            held = session.scalar(select(Card).where(Card.band_id == band_id,
-                                                     Card.product == product,
-                                                     Card.status.in_(HOLDING)))
-            if held is not None:
-                raise OrderError(f"the band already holds a {product} card ({held.app_serial})")
-            card = Card(band_id=band_id, product=product, aid=find(product).aid.hex().upper(),
-                        app_serial=app_serial.hex().upper(), status=CardStatus.ISSUING,
-                        created_at=at)
-            try:
-                with session.begin_nested():
-                    session.add(card)
-            except IntegrityError:
-                raise OrderError("this application serial number is taken") from None
-            return self._add(session, idempotency_key, OrderKind.ISSUE, card, 0, at)
+            _not_lost(band)
+            taken = records.held(db, band_id, product)
+            if taken is not None:
+                raise OrderError(f"the band already holds a {product} card ({taken})")
+            card = records.new_card(db, band_id, product, find(product).aid.hex().upper(),
+                                    app_serial.hex().upper(), at)
+            if card is None:
+                raise OrderError("this application serial number is taken")
+            return self._add(db, idempotency_key, OrderKind.ISSUE, card, 0, at)
 
     def cancel(self, band_id: int, app_serial: bytes, idempotency_key: str,
                now: datetime | None = None) -> int:
         """A cancellation: the card's balance (as the card proves it) is refunded, the card deleted."""
-        with self._sessions.begin() as session:
-            existing = self._existing(session, idempotency_key, OrderKind.CANCEL, band_id, None)
+        with self._database.transaction() as db:
+            existing = _existing(records.by_key(db, idempotency_key), OrderKind.CANCEL,
+                                 band_id, None)
             if existing is not None:
                 return existing
-            card = self._card(session, band_id, app_serial)
+            card = _card(db, band_id, app_serial)
             if card.status not in (CardStatus.ACTIVE, CardStatus.LOCKED):
                 raise OrderError(f"the card is {card.status.value}")
-            return self._add(session, idempotency_key, OrderKind.CANCEL, card, 0, self.now(now))
+            return self._add(db, idempotency_key, OrderKind.CANCEL, card, 0, self.now(now))
 
     def report_lost(self, band_id: int, new_band_id: int, idempotency_key: str,
                     now: datetime | None = None) -> list[int]:
@@ -184,48 +240,43 @@ class Orders:
         if band_id == new_band_id:
             raise OrderError("the balances must move to another band")
         at = self.now(now)
-        with self._sessions.begin() as session:
-            lost, new = session.get(Band, band_id), session.get(Band, new_band_id)
+        with self._database.transaction() as db:
+            lost, new = records.band_by_id(db, band_id), records.band_by_id(db, new_band_id)
             if new is None:
                 raise OrderError("no such new band")
             if new.lost_at is not None:
                 raise OrderError("the new band is reported lost itself")
-            done = session.scalars(select(Order.id).where(
-                Order.idempotency_key.startswith(f"{idempotency_key}:lost:"))).all()
+            done = records.keyed(db, f"{idempotency_key}:lost:")
             if done:
-                return list(done)
-            # E-cash is like cash (PBOC e-cash cannot be reported lost): the bank's card stays.
-            cards = session.scalars(select(Card).where(Card.band_id == band_id,
-                                                       Card.status == CardStatus.ACTIVE,
-                                                       Card.product != ECASH)).all()
+                return done
             if lost is not None and lost.lost_at is None:
                 lost.lost_at = at
+                records.save_row(db, lost)
             orders = []
-            for card in cards:
+            # E-cash is like cash (PBOC e-cash cannot be reported lost): the bank's card stays.
+            for card in records.cards_of(db, band_id, CardStatus.ACTIVE):
+                if card.product == ECASH:
+                    continue
                 card.status = CardStatus.LOCKED
-                order = self._add(session, f"{idempotency_key}:lost:{card.id}", OrderKind.LOST, card,
-                                  ledger.balance(session, card_account(card)), at)
-                session.get_one(Order, order).moved_to = new_band_id
-                orders.append(order)
+                records.save_row(db, card)
+                orders.append(self._add(db, f"{idempotency_key}:lost:{card.id}", OrderKind.LOST,
+                                        card, ledger.balance(db, card_account(card)), at,
+                                        moved_to=new_band_id))
             return orders
 
     def take_over(self, band_id: int, now: datetime | None = None) -> int | None:
         """The order (once per band) that gives a newly registered band's card manager the
         issuer's keys in place of the test keys; None when it has other keys already."""
         at = self.now(now)
-        with self._sessions.begin() as session:
-            band = session.get(Band, band_id)
+        with self._database.transaction() as db:
+            band = records.band_by_id(db, band_id)
             if band is None:
                 raise UnknownOrder("no such band")
             key = f"band:{band_id}:rekey"
-            existing = self._existing(session, key, OrderKind.REKEY, band_id, 0)
+            existing = _existing(records.by_key(db, key), OrderKind.REKEY, band_id, 0)
             if existing is not None or band.isd_key_set != TEST_KEY_SET:
                 return existing
-            order = Order(idempotency_key=key, kind=OrderKind.REKEY, band_id=band_id, amount=0,
-                          state=OrderState.PENDING, created_at=at, updated_at=at)
-            session.add(order)
-            session.flush()
-            return order.id
+            return records.new_order(db, key, OrderKind.REKEY, band_id, None, 0, at)
 
     def register(self, band_id: int, product: str, app_serial: bytes,
                  now: datetime | None = None) -> tuple[int | None, bool]:
@@ -236,26 +287,24 @@ class Orders:
         if product not in aids:
             raise UnknownOrder(f"no product {product!r}")
         at, serial = self.now(now), app_serial.hex().upper()
-        with self._sessions.begin() as session:
-            if session.get(Band, band_id) is None:
+        with self._database.transaction() as db:
+            band = records.band_by_id(db, band_id)
+            if band is None:
                 raise UnknownOrder("no such band")
-            self._not_lost(session, band_id)
-            card = session.scalar(select(Card).where(Card.app_serial == serial))
+            _not_lost(band)
+            card = records.card_by_serial(db, serial)
             key = f"card:{serial}:register"
             if card is not None:
                 if (card.band_id, card.product) != (band_id, product):
                     raise OrderError("this application serial is registered already, to another "
                                      "band or product")
-                return session.scalar(select(Order.id).where(Order.idempotency_key == key)), False
-            card = Card(band_id=band_id, product=product, aid=aids[product].hex().upper(),
-                        app_serial=serial, status=CardStatus.ISSUING, created_at=at)
-            try:
-                with session.begin_nested():
-                    session.add(card)
-            except IntegrityError:
+                known = records.by_key(db, key)
+                return (None if known is None else known.id), False
+            card = records.new_card(db, band_id, product, aids[product].hex().upper(), serial, at)
+            if card is None:
                 raise OrderError("this application serial was registered at this very moment by "
-                                 "another request") from None
-            return self._add(session, key, OrderKind.REGISTER, card, 0, at), True
+                                 "another request")
+            return self._add(db, key, OrderKind.REGISTER, card, 0, at), True
 
     def found(self, band_id: int, idempotency_key: str, device_token_hash: str,
               now: datetime | None = None) -> list[int]:
@@ -265,70 +314,38 @@ class Orders:
         transaction: the token a thief may hold never comes back to life. A card whose balance
         moved to the new band stays locked: that money is the new band's now."""
         at = self.now(now)
-        with self._sessions.begin() as session:
-            band = session.get(Band, band_id)
+        with self._database.transaction() as db:
+            band = records.band_by_id(db, band_id)
             if band is None:
                 raise UnknownOrder("no such band")
-            done = session.scalars(select(Order.id).where(
-                Order.idempotency_key.startswith(f"{idempotency_key}:found:"))).all()
+            done = records.keyed(db, f"{idempotency_key}:found:")
             if done:
                 band.device_token_hash = device_token_hash
-                return list(done)
+                records.save_row(db, band)
+                return done
             if band.lost_at is None:
                 raise OrderError("the band is not reported lost")
             orders = []
-            for card in session.scalars(select(Card).where(Card.band_id == band_id,
-                                                           Card.status == CardStatus.LOCKED)):
-                lost = session.scalar(select(Order).where(Order.card_id == card.id,
-                                                          Order.kind == OrderKind.LOST)
-                                      .order_by(Order.id.desc()).with_for_update())
+            for card in records.cards_of(db, band_id, CardStatus.LOCKED):
+                lost = records.last_lost(db, card.id)
                 if lost is not None and lost.state is OrderState.SETTLED and lost.amount:
                     continue
                 if lost is not None and lost.state in UNRESOLVED:
                     lost.state, lost.updated_at = OrderState.FAILED, at
                     lost.last_error = "the band was found before the card proved its lock"
-                    _end_sessions(session, lost)
-                orders.append(self._add(session, f"{idempotency_key}:found:{card.id}",
+                    records.save_row(db, lost)
+                    records.end_relays(db, lost.id)
+                orders.append(self._add(db, f"{idempotency_key}:found:{card.id}",
                                         OrderKind.UNLOCK, card, 0, at))
             band.lost_at, band.device_token_hash = None, device_token_hash
+            records.save_row(db, band)
             return orders
 
-    def _existing(self, session: Session, key: str, kind: OrderKind, band_id: int,
-                  amount: int | None) -> int | None:
-        existing = session.scalar(select(Order).where(Order.idempotency_key == key))
-        if existing is None:
-            return None
-        if (existing.kind, existing.band_id) != (kind, band_id) or (
-                amount is not None and existing.amount != amount):
-            raise OrderError("this idempotency key belongs to a different order")
-        return existing.id
-
-    def _not_lost(self, session: Session, band_id: int) -> None:
-        band = session.get(Band, band_id)
-        if band is not None and band.lost_at is not None:
-            raise Forbidden("the band is reported lost: it can only receive its locks")
-
-    def _card(self, session: Session, band_id: int, app_serial: bytes) -> Card:
-        card = session.scalar(select(Card).where(Card.app_serial == app_serial.hex().upper()))
-        if card is None or card.band_id != band_id:
-            raise OrderError("no such card on this band")
-        return card
-
-    def _check_idle(self, session: Session, card: Card) -> None:
-        busy = session.scalar(select(Order.id).where(Order.card_id == card.id,
-                                                     Order.state.in_(UNRESOLVED)))
-        if busy is not None:
-            raise OrderError(f"order {busy} for this card is still unresolved: relay it first")
-
-    def _add(self, session: Session, key: str, kind: OrderKind, card: Card, amount: int,
-             at: datetime) -> int:
+    def _add(self, db: Db, key: str, kind: OrderKind, card: CardRow, amount: int,
+             at: datetime, moved_to: int | None = None) -> int:
         procedure_for(kind, card.product)  # refuses what the card cannot take, up front
-        self._check_idle(session, card)
-        order = Order(idempotency_key=key, kind=kind, band_id=card.band_id, card_id=card.id,
-                      amount=amount, state=OrderState.PENDING, created_at=at, updated_at=at)
-        session.add(order)
-        session.flush()
-        return order.id
+        _idle(records.busy(db, card.id))
+        return records.new_order(db, key, kind, card.band_id, card.id, amount, at, moved_to)
 
     # -- relaying ------------------------------------------------------------------------
 
@@ -338,28 +355,39 @@ class Orders:
         The order's state moves to the new session and the old one ends, so an
         order has at most one session (none before its first) and one state.
         """
-        with self._sessions.begin() as session:
-            order, card, band = self._locked(session, order_id)
+        return self.open_order(order_id, caller, now).relay
+
+    def open_order(self, order_id: int, caller: Caller | None = None,
+                   now: datetime | None = None) -> Opened:
+        """:meth:`open`, with the order as the new session leaves it."""
+        with self._database.transaction() as db:
+            loaded = records.locked_order(db, order_id)
+            if loaded is None:
+                raise UnknownOrder("no such order")
             if caller is not None:
-                caller.admit(order, band, "order")
-            last = session.scalars(select(RelaySession)
-                                   .where(RelaySession.order_id == order_id)).all()
-            if len(last) > 1:
-                raise OrderError(f"the order has {len(last)} states instead of one")
-            context = self._context(session, order, card, band, now)
-            procedure = self._procedure(order, card)
-            previous = last[0].state if last else None
-            finished = order.state not in UNRESOLVED
-            state = previous if finished and previous is not None else procedure.start(context, previous)
-            for old in last:
-                session.delete(old)
-            relay = RelaySession(id=uuid.uuid4(), order_id=order.id, step="0", state=state,
-                                 expires_at=context.now + SESSION_LIFETIME)
-            session.add(relay)
-            if order.state is OrderState.PENDING:
-                order.state = OrderState.IN_RELAY
-            order.updated_at = context.now
-            return self._relay(context, relay, 0)
+                caller.admit(loaded.order, loaded.band, "order")
+            return self._open(db, loaded, records.relays_of(db, order_id), self.now(now))
+
+    def _open(self, db: Db, loaded: Loaded, last: list[RelayRow], at: datetime) -> Opened:
+        """A new session for the locked order, in place of its ``last`` ones."""
+        order = loaded.order
+        if len(last) > 1:
+            raise OrderError(f"the order has {len(last)} states instead of one")
+        context = self._context(db, loaded, at)
+        procedure = self._procedure(order, loaded.card)
+        previous = last[0].state if last else None
+        finished = order.state not in UNRESOLVED
+        state = previous if finished and previous is not None else procedure.start(context, previous)
+        if last:
+            records.end_relays(db, order.id)
+        relay = RelayRow(uuid.uuid4(), order.id, "0", state, context.now + SESSION_LIFETIME)
+        records.new_relay(db, relay)
+        if order.state is OrderState.PENDING:
+            order.state = OrderState.IN_RELAY
+        order.updated_at = context.now
+        records.save(db, loaded)
+        return Opened(self._relay(context, relay, 0), order,
+                      None if loaded.card is None else loaded.card.app_serial)
 
     def answer(self, session_id: uuid.UUID, step: int, responses: Sequence[bytes],
                caller: Caller | None = None, now: datetime | None = None) -> Relay:
@@ -370,18 +398,14 @@ class Orders:
             raise OrderError(f"not an R-APDU: {error}") from error
         if not parsed:
             raise OrderError("a relay answer holds at least one R-APDU")
-        with self._sessions.begin() as session:
-            row = session.execute(
-                select(RelaySession, Order, Card, Band).join(Order, RelaySession.order_id == Order.id)
-                .outerjoin(Card, Order.card_id == Card.id).join(Band, Order.band_id == Band.id)
-                .where(RelaySession.id == session_id)
-                .with_for_update(of=[RelaySession.__table__, Order.__table__])).first()
-            if row is None:
+        with self._database.transaction() as db:
+            loaded = records.locked_session(db, session_id)
+            if loaded is None or loaded.relay is None:
                 raise UnknownOrder("no such relay session")
-            relay, order, card, band = row
+            order, relay = loaded.order, loaded.relay
             if caller is not None:
-                caller.admit(order, band, "relay session")
-            context = self._context(session, order, card, band, now)
+                caller.admit(order, loaded.band, "relay session")
+            context = self._context(db, loaded, now)
             current = int(relay.step)
             if step != current:
                 if step == current - 1:  # a retried request: the same batch again
@@ -389,9 +413,9 @@ class Orders:
                 raise OrderError(f"the session is at step {current}, not {step}")
             if order.state not in UNRESOLVED:
                 raise OrderError(f"the order is over ({order.state.value})")
-            if utc(relay.expires_at) < context.now:
+            if relay.expires_at < context.now:
                 raise OrderError("the relay session expired: open a new one")
-            procedure = self._procedure(order, card)
+            procedure = self._procedure(order, loaded.card)
             sent = procedure.commands(context, relay.state)
             if len(parsed) > len(sent):
                 raise OrderError(f"{len(parsed)} answers to a batch of {len(sent)} commands")
@@ -405,54 +429,72 @@ class Orders:
                     break  # the rest answered commands the order no longer wants: harmless, ignored
             relay.state, relay.step = state, str(current + 1)
             order.updated_at = context.now
+            records.save(db, loaded)
             return self._relay(context, relay, current + 1)
 
     def resolve(self, order_id: int, now: datetime | None = None) -> OrderState:
         """The operator closes an order its card never proved, after :data:`CLEARING_WINDOW`
         without contact; its state afterwards. A band that comes back later finds it over."""
-        with self._sessions.begin() as session:
-            order, card, band = self._locked(session, order_id)
-            context = self._context(session, order, card, band, now)
+        with self._database.transaction() as db:
+            loaded = records.locked_order(db, order_id)
+            if loaded is None:
+                raise UnknownOrder("no such order")
+            order = loaded.order
+            context = self._context(db, loaded, now)
             if order.state not in UNRESOLVED:
                 raise OrderError(f"the order is over ({order.state.value})")
-            waits_until = utc(order.updated_at) + CLEARING_WINDOW
+            waits_until = order.updated_at + CLEARING_WINDOW
             if context.now < waits_until:
                 raise OrderError(f"the order waits for its card's proof until "
                                  f"{local(waits_until):%Y-%m-%d %H:%M} (Beijing time): the next "
                                  f"contact may still prove it")
-            self._procedure(order, card).close_unproven(context)
+            self._procedure(order, loaded.card).close_unproven(context)
             order.last_error = (f"closed by the operator after {CLEARING_WINDOW.days} days "
                                 f"without the card's proof ({order.last_error or 'no contact'})")
             order.updated_at = context.now
-            _end_sessions(session, order)
+            records.save(db, loaded)
+            records.end_relays(db, order.id)
             return order.state
 
-    @staticmethod
-    def _locked(session: Session, order_id: int) -> tuple[Order, Card | None, Band]:
-        """The order, locked until the transaction ends, with its card (if any) and band."""
-        row = session.execute(select(Order, Card, Band).outerjoin(Card, Order.card_id == Card.id)
-                              .join(Band, Order.band_id == Band.id).where(Order.id == order_id)
-                              .with_for_update(of=Order.__table__)).first()
-        if row is None:
-            raise UnknownOrder("no such order")
-        order, card, band = row
-        return order, card, band
-
-    def _relay(self, context: Context, relay: RelaySession, step: int) -> Relay:
+    def _relay(self, context: Context, relay: RelayRow, step: int) -> Relay:
         order = context.order
         batch = self._procedure(order, context.subject).commands(context, relay.state) \
             if order.state in UNRESOLVED else []
         return Relay(relay.id, step, tuple(apdu.encode() for apdu in batch), order.state)
 
-    def _procedure(self, order: Order, card: Card | None) -> Procedure:
+    def _procedure(self, order: OrderRow, card: CardRow | None) -> Procedure:
         return procedure_for(order.kind, None if card is None else card.product)
 
-    def _context(self, session: Session, order: Order, card: Card | None, band: Band,
-                 now: datetime | None) -> Context:
-        return Context(session, order, card, band, self._keys, self._terminal_id, self.now(now))
+    def _context(self, db: Db, loaded: Loaded, now: datetime | None) -> Context:
+        """The context of a step (``now`` None: the service's clock)."""
+        return Context(db, loaded.order, loaded.card, loaded.band, self._keys, self._terminal_id,
+                       self.now(now))
 
 
-def _end_sessions(session: Session, order: Order) -> None:
-    """An order closed without its card: no relay session may carry it on."""
-    for relay in session.scalars(select(RelaySession).where(RelaySession.order_id == order.id)):
-        session.delete(relay)
+def _existing(found: records.Keyed | None, kind: OrderKind, band_id: int,
+              amount: int | None) -> int | None:
+    """The order an idempotency key made already, if it is the same order; a different one is
+    refused."""
+    if found is None:
+        return None
+    if (found.kind, found.band_id) != (kind, band_id) or (
+            amount is not None and found.amount != amount):
+        raise OrderError("this idempotency key belongs to a different order")
+    return found.id
+
+
+def _idle(busy: int | None) -> None:
+    if busy is not None:
+        raise OrderError(f"order {busy} for this card is still unresolved: relay it first")
+
+
+def _not_lost(band: BandRow | None) -> None:
+    if band is not None and band.lost_at is not None:
+        raise Forbidden("the band is reported lost: it can only receive its locks")
+
+
+def _card(db: Db, band_id: int, app_serial: bytes) -> CardRow:
+    card = records.card_by_serial(db, app_serial.hex().upper())
+    if card is None or card.band_id != band_id:
+        raise OrderError("no such card on this band")
+    return card

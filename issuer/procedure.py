@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from applets.apdu import CommandAPDU, ResponseAPDU
-from issuer.db import Band, Card, Order, utc
 from issuer.keys import IssuerKeys
+from issuer.records import BandRow, CardRow, OrderRow
+from issuer.sql import Db
 from reader.clock import local
 
 State = dict[str, Any]
@@ -33,18 +32,19 @@ class Forbidden(OrderError):
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a procedure works on inside one transaction."""
+    """What a procedure works on inside one transaction: its rows, which the relay writes back
+    when the step ends, and the transaction, for the ledger's postings."""
 
-    session: Session
-    order: Order
-    subject: Card | None  # None: an order for the band itself (its card manager)
-    band: Band
+    db: Db
+    order: OrderRow
+    subject: CardRow | None  # None: an order for the band itself (its card manager)
+    band: BandRow
     keys: IssuerKeys
     terminal_id: bytes
     now: datetime  # the request's instant
 
     @property
-    def card(self) -> Card:
+    def card(self) -> CardRow:
         """The order's card (every order but one for the band itself has one)."""
         if self.subject is None:
             raise OrderError(f"order {self.order.id} is for the band, not for a card")
@@ -58,7 +58,7 @@ class Context:
     @property
     def ordered_at(self) -> datetime:
         """When the order was placed, as the issuer's terminal writes it on a card."""
-        return local(utc(self.order.created_at))
+        return local(self.order.created_at)
 
 
 class Procedure(ABC):

@@ -14,7 +14,7 @@ scripts replayed from each session's log (:mod:`issuer.script`).
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -43,6 +43,7 @@ from issuer.keys import EcashKeysOf, LoadKeysOf
 from issuer.keystore import CARD_MANAGER, TEST_KEY_SET
 from issuer.procedure import Context, OrderError, Procedure, State
 from issuer.products import product
+from issuer.records import OrderRow
 from issuer.script import Script, card_manager, operator
 from issuer.topup import Debit, Effect, Fail, Hold, Settle, Step, Topup, TopupError, commands, receive
 from reader.flow import Flow
@@ -71,7 +72,7 @@ class TopupProcedure(Procedure):
         except TopupError as error:
             raise OrderError(str(error)) from error
         if isinstance(effect, Debit) and not ledger.covers(
-                context.session, funding_account(context.order.band_id), effect.amount):
+                context.db, funding_account(context.order.band_id), effect.amount):
             new = replace(new, step=Step.FAILED, debited=False)
             effect = Fail("the band's funding account holds less than the top-up", 0)
         _apply(context, effect)
@@ -95,26 +96,27 @@ def _load_topup(raw: State) -> Topup:
 
 
 def _apply(context: Context, effect: Effect, refund_kind: str = "topup-refund") -> None:
-    session, order = context.session, context.order
+    db, order = context.db, context.order
     funding = funding_account(order.band_id)
     if isinstance(effect, Debit):
-        ledger.post(session, "topup-debit", [(funding, -effect.amount), (IN_FLIGHT, effect.amount)],
+        ledger.post(db, "topup-debit", [(funding, -effect.amount), (IN_FLIGHT, effect.amount)],
                     f"order:{order.id}:debit", order.id, at=context.now)
         order.state = OrderState.DEBITED
     elif isinstance(effect, Settle):
-        ledger.post(session, "topup-settle", [(IN_FLIGHT, -effect.amount),
+        ledger.post(db, "topup-settle", [(IN_FLIGHT, -effect.amount),
                                               (card_account(context.card), effect.amount)],
                     f"order:{order.id}:settle", order.id, at=context.now)
         order.state = OrderState.SETTLED
     elif isinstance(effect, Fail):
-        _fail(session, order, effect, refund_kind, context.now)
+        _fail(db, order, effect, refund_kind, context.now)
     elif isinstance(effect, Hold):
         order.last_error = effect.reason  # still debited: the next contact proves it
 
 
-def _fail(session: Session, order: Order, effect: Fail, refund_kind: str, at: datetime) -> None:
+def _fail(book: ledger.Book, order: Order | OrderRow, effect: Fail, refund_kind: str,
+          at: datetime) -> None:
     if effect.refund:
-        ledger.post(session, refund_kind, [(IN_FLIGHT, -effect.refund),
+        ledger.post(book, refund_kind, [(IN_FLIGHT, -effect.refund),
                                            (funding_account(order.band_id), effect.refund)],
                     f"order:{order.id}:refund", order.id, at=at)
     order.state = OrderState.REFUNDED if effect.refund else OrderState.FAILED
@@ -136,8 +138,11 @@ def release_displaced(session: Session, order: Order, counter: int, at: datetime
 
 
 def _dump(state: Topup | EcTopup) -> State:
+    """The state as JSON keeps it (bytes in hex, the step by name). Its fields are flat, so
+    they are read directly: ``asdict`` copies deeply, at a tenth of a millisecond a step."""
+    values = ((f.name, getattr(state, f.name)) for f in fields(state))
     return {k: v.hex() if isinstance(v, bytes) else str(v) if isinstance(v, StrEnum) else v
-            for k, v in asdict(state).items()}
+            for k, v in values}
 
 
 def _load(raw: State, cls: type[T], steps: type[StrEnum]) -> T:
@@ -214,7 +219,7 @@ class CancelScript(Script):
     def _refund(context: Context, kind: str) -> None:
         order = context.order
         if order.amount:
-            ledger.post(context.session, kind, [(card_account(context.card), -order.amount),
+            ledger.post(context.db, kind, [(card_account(context.card), -order.amount),
                                                 (funding_account(order.band_id), order.amount)],
                         f"order:{order.id}:refund", order.id, at=context.now)
         context.card.status = CardStatus.CANCELLED
@@ -241,9 +246,9 @@ class LockScript(Script):
         order, card, moved_to = context.order, context.card, context.order.moved_to
         if moved_to is None:
             raise OrderError("a lost card's order names no band to move its balance to")
-        balance = ledger.balance(context.session, card_account(card))
+        balance = ledger.balance(context.db, card_account(card))
         if balance:
-            ledger.post(context.session, kind, [(card_account(card), -balance),
+            ledger.post(context.db, kind, [(card_account(card), -balance),
                                                 (funding_account(moved_to), balance)],
                         f"lost:{card.id}:move", order.id, at=context.now)
         order.amount, order.state = balance, OrderState.SETTLED
@@ -285,7 +290,7 @@ class RegisterScript(Script):
     def finish(self, context: Context, phase: int, outcome: Any) -> int | None:
         order, card = context.order, context.card
         if outcome:
-            ledger.post(context.session, "opening", [(SETTLEMENT, -outcome),
+            ledger.post(context.db, "opening", [(SETTLEMENT, -outcome),
                                                      (card_account(card), outcome)],
                         f"opening:{card.app_serial}", order.id, at=context.now)
         card.status, card.created_at = CardStatus.ACTIVE, context.now
@@ -334,7 +339,7 @@ class EcTopupProcedure(Procedure):
         except TopupError as error:
             raise OrderError(str(error)) from error
         if isinstance(effect, Debit) and not ledger.covers(
-                context.session, funding_account(context.order.band_id), effect.amount):
+                context.db, funding_account(context.order.band_id), effect.amount):
             new = replace(new, step=ectopup.Step.FAILED, debited=False)
             effect = Fail("the band's funding account holds less than the top-up", 0)
         _apply(context, effect)

@@ -10,10 +10,14 @@ with ``client_time`` it takes each request's ``Koala-Time`` instead.
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
+from issuer import sql
 from issuer.api import create_app
 from issuer.db import make_engine, migrate, session_factory
 from issuer.keys import StoreKeys
@@ -23,13 +27,32 @@ from reader import places
 from reader.clock import Clock, system_clock
 
 OTA_TERMINAL = places.OTA_LOAD
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
 
 def from_environment() -> FastAPI:
-    """The app of ``koala issuer serve`` in each worker process (uvicorn's factory)."""
-    return build(Path(os.environ["KOALA_HOME"]), os.environ["KOALA_OPERATOR_TOKEN"],
-                 os.environ.get("KOALA_ISSUER_DB") or None,
-                 client_time=os.environ.get("KOALA_ISSUER_CLIENT_TIME") == "1")
+    """The app of ``koala issuer serve`` in each worker process (uvicorn's factory). With
+    ``KOALA_SQL_COUNTS`` naming a directory, the worker writes its statement, transaction and
+    round-trip counts there when it exits (``bench.ota`` reads them)."""
+    app = build(Path(os.environ["KOALA_HOME"]), os.environ["KOALA_OPERATOR_TOKEN"],
+                os.environ.get("KOALA_ISSUER_DB") or None,
+                client_time=os.environ.get("KOALA_ISSUER_CLIENT_TIME") == "1")
+    counts = os.environ.get("KOALA_SQL_COUNTS")
+    if counts:
+        app.router.lifespan_context = _dumping(app.router.lifespan_context, Path(counts))
+    return app
+
+
+def _dumping(lifespan: Lifespan, directory: Path) -> Lifespan:
+    """``lifespan``, then the worker's SQL counts written to ``directory`` as it shuts down
+    (uvicorn's workers end without running ``atexit``)."""
+    @asynccontextmanager
+    async def counted(app: Any) -> AsyncIterator[Any]:
+        async with lifespan(app) as state:
+            yield state
+        sql.COUNTS.dump(directory)
+
+    return counted
 
 
 def build(home: Path, operator_token: str, database_url: str | None = None,

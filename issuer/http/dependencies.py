@@ -71,7 +71,7 @@ AppSerial = Annotated[str, Path(**hex_bounds(SERIAL))]
 IdempotencyKey = Annotated[str, Header(min_length=8, max_length=100)]
 
 
-def token(authorization: Annotated[str | None, Header()] = None) -> str:
+async def token(authorization: Annotated[str | None, Header()] = None) -> str:
     if not authorization or not authorization.startswith("Bearer "):
         raise HTTPException(401, "a bearer token is required")
     return authorization.removeprefix("Bearer ")
@@ -98,7 +98,7 @@ async def request_time(wired: Wired, koala_time: Annotated[str | None, Header(
 Now = Annotated[datetime, Depends(request_time)]
 
 
-def operator(value: Token, wired: Wired) -> None:
+async def operator(value: Token, wired: Wired) -> None:
     """Only the operator's token passes."""
     if not wired.is_operator(value):
         raise HTTPException(403, "this needs the operator's token")
@@ -107,7 +107,7 @@ def operator(value: Token, wired: Wired) -> None:
 Operator = Depends(operator)
 
 
-def by_operator(value: Token, wired: Wired) -> bool:
+async def by_operator(value: Token, wired: Wired) -> bool:
     """Whether the token is the operator's (a route a device may call too)."""
     return wired.is_operator(value)
 
@@ -115,7 +115,7 @@ def by_operator(value: Token, wired: Wired) -> bool:
 ByOperator = Annotated[bool, Depends(by_operator)]
 
 
-def caller(band_id: Id, value: Token, wired: Wired) -> Caller:
+async def caller(band_id: Id, value: Token, wired: Wired) -> Caller:
     """The relay's caller: the operator, or a device whose token the order's band must hold
     (checked inside the relay's own transaction, saving a query per APDU batch)."""
     return Caller(band_id, None if wired.is_operator(value) else token_hash(value))
