@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backoffice import stream
 from backoffice.books import Books
 from backoffice.members import CardKeys
 from backoffice.proof import verify
-from reader.outbox import Entry, outboxes
+from reader.outbox import Entry, entries, outboxes
 
 BATCH = 2000
 
@@ -62,12 +63,19 @@ class Clearing:
 def clear_outboxes(clearing: Clearing, directory: Path,
                    progress: Callable[[int], None] | None = None) -> Tally:
     """Clear what every outbox in ``directory`` holds beyond what was cleared before."""
+    return clear_files(clearing, [box.path for box in outboxes(directory)], progress)
+
+
+def clear_files(clearing: Clearing, paths: Sequence[Path],
+                progress: Callable[[int], None] | None = None) -> Tally:
+    """Clear what each file of outbox lines (an outbox, a saved day) holds beyond what was
+    cleared of it before: the books keep how far they read each, by its path."""
     tally = Tally()
     read = clearing.books.offsets()
-    for box in outboxes(directory):
-        name = str(box.path.resolve())
+    for path in paths:
+        name = str(path.resolve())
         batch: list[Entry] = []
-        for entry in box.entries(read.get(name, 0)):
+        for entry in entries(path, read.get(name, 0)):
             batch.append(entry)
             if len(batch) == BATCH:
                 tally.add(_clear_entries(clearing, name, batch, progress))
@@ -94,13 +102,25 @@ async def clear_stream(clearing: Clearing, url: str, idle_s: float, ack_wait_s: 
         pull = await stream.subscription(js, ack_wait_s)
         quiet_since = time.monotonic()
         while time.monotonic() - quiet_since < idle_s:
-            delivery = await stream.fetch(pull, batch, timeout_s=min(1.0, idle_s))
-            if delivery is None:
-                continue
-            done = await asyncio.to_thread(clearing.clear, delivery.lines, delivery.fresh)
-            await delivery.acknowledge()
-            tally.add(done)
-            quiet_since = time.monotonic()
-            if progress is not None:
-                progress(len(delivery.lines))
+            done = await clear_pending(clearing, pull, min(1.0, idle_s), batch, progress)
+            if done.received:
+                tally.add(done)
+                quiet_since = time.monotonic()
+    return tally
+
+
+async def clear_pending(clearing: Clearing, pull: Any, timeout_s: float, batch: int = BATCH,
+                        progress: Callable[[int], None] | None = None, once: bool = False) -> Tally:
+    """Clear batches from the pull consumer until one does not come within ``timeout_s``
+    (``once``: one batch at most); each is acknowledged once booked (booking runs in a
+    thread, so the connection keeps up its heartbeats)."""
+    tally = Tally()
+    while (delivery := await stream.fetch(pull, batch, timeout_s)) is not None:
+        done = await asyncio.to_thread(clearing.clear, delivery.lines, delivery.fresh)
+        await delivery.acknowledge()
+        tally.add(done)
+        if progress is not None:
+            progress(len(delivery.lines))
+        if once:
+            break
     return tally

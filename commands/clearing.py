@@ -20,7 +20,7 @@ from rich.table import Table
 
 from backoffice import stream
 from backoffice.books import Books, engine_for
-from backoffice.clearing import Clearing, Tally, clear_outboxes, clear_stream
+from backoffice.clearing import Clearing, Tally, clear_files, clear_outboxes, clear_stream
 from backoffice.settlement import settle
 from commands.world import World, at_option, pass_world
 from common.money import yuan
@@ -58,13 +58,20 @@ def books_for(world: World, database: str | None) -> Books:
 @click.option("--ack-wait", "ack_wait_s", type=click.FloatRange(0.5, 3600), default=30.0,
               show_default=True, help="With --nats: seconds before a record a worker took but "
                                       "never acknowledged goes to another.")
+@click.option("--file", "saved", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="FILE", help="Clear a day saved by `koala city replay --save FILE` instead "
+                                   "of the outboxes (what of it the books read before is skipped).")
 @pass_world
 def clearing_run(world: World, nats_url: str | None, database: str | None, workers: int,
-                 idle_s: float, ack_wait_s: float) -> None:
+                 idle_s: float, ack_wait_s: float, saved: Path | None) -> None:
     """Check every record's TAC with its issuer's keys and book it once per card and counter."""
+    if saved is not None and nats_url is not None:
+        raise click.UsageError("--file and --nats are two sources: give one")
     books = books_for(world, database)
     with _progress(world) as advance:
-        if nats_url is None:
+        if saved is not None:
+            tally = clear_files(Clearing(books), [saved], advance)
+        elif nats_url is None:
             tally = clear_outboxes(Clearing(books), world.home.outbox_dir, advance)
         elif workers == 1:
             tally = asyncio.run(clear_stream(Clearing(books), nats_url, idle_s, ack_wait_s,

@@ -84,11 +84,12 @@ class Outbox:
         self.path = directory / f"{name}.jsonl"
         self._sent_path = directory / f"{name}.sent"
 
-    def append(self, records: Sequence[PurchaseRecord | LoadRecord]) -> None:
+    def append(self, records: Sequence[PurchaseRecord | LoadRecord]) -> list[bytes]:
         """Keep ``records`` for good: appended whole, after cutting off a torn last line,
-        and fsynced before this returns."""
+        and fsynced before this returns. The lines written."""
         if not records:
-            return
+            return []
+        lines = [line(item) for item in records]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a+b") as handle:
             size = handle.seek(0, os.SEEK_END)
@@ -96,9 +97,10 @@ class Outbox:
                 handle.seek(max(0, size - 1))
                 if handle.read(1) != b"\n":
                     handle.truncate(self._whole(handle))
-            handle.write(b"".join(line(item) for item in records))
+            handle.write(b"".join(lines))
             handle.flush()
             os.fsync(handle.fileno())
+        return lines
 
     @staticmethod
     def _whole(handle: BinaryIO) -> int:
@@ -109,16 +111,7 @@ class Outbox:
 
     def entries(self, start: int = 0) -> Iterator[Entry]:
         """The whole lines from byte ``start`` on, a torn last line left out."""
-        if not self.path.exists():
-            return
-        with self.path.open("rb") as handle:
-            handle.seek(start)
-            offset = start
-            for data in handle:
-                if not data.endswith(b"\n"):
-                    return
-                offset += len(data)
-                yield Entry(offset, data)
+        return entries(self.path, start)
 
     def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every line's JSON object with where it is (file and line number)."""
@@ -149,3 +142,18 @@ def outboxes(directory: Path) -> list[Outbox]:
     """Every terminal's outbox in ``directory``, in terminal order."""
     return [Outbox(directory, bytes.fromhex(path.stem))
             for path in sorted(directory.glob("*.jsonl"))]
+
+
+def entries(path: Path, start: int = 0) -> Iterator[Entry]:
+    """The whole lines of a file of outbox lines (an outbox, or a day saved by ``koala city
+    replay --save``) from byte ``start`` on, a torn last line left out."""
+    if not path.exists():
+        return
+    with path.open("rb") as handle:
+        handle.seek(start)
+        offset = start
+        for data in handle:
+            if not data.endswith(b"\n"):
+                return
+            offset += len(data)
+            yield Entry(offset, data)
