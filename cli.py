@@ -25,6 +25,8 @@ GROUPS = {
     "clearing": ("commands.clearing:clearing_group",
                  "The clearing centre: records booked once, fares split between operators, "
                  "blacklists to the gates."),
+    "city": ("commands.city:city_group",
+             "A city's rush hour: riders through the network's gates, records to the back office."),
     "companion": ("commands.companion:companion_group",
                   "The phone: relays the issuer's APDUs to a band."),
     "demo": ("commands.demo:demo", "A whole day: a new band gets its cards and money over the "

@@ -119,6 +119,12 @@ async def pending(stream: Any) -> int:
     return int(info.num_pending + info.num_ack_pending)
 
 
+async def undelivered(stream: Any) -> int:
+    """Messages the clearing consumer has not yet delivered to any worker."""
+    info = await stream.consumer_info(STREAM, CONSUMER)
+    return int(info.num_pending)
+
+
 async def blacklist(stream: Any, serial: str, since: str, reason: str) -> None:
     bucket = await stream.key_value(BUCKET)
     await bucket.put(serial, json.dumps({"since": since, "reason": reason}).encode())

@@ -83,6 +83,7 @@ class Gates:
         self.blacklist = blacklist
         self.gate_number = gate_number
         self._gates: dict[tuple[int, Direction], MetroGate] = {}
+        self._written: dict[bytes, list[bytes]] = {}
         self.now = datetime(2000, 1, 1)
 
     def gate(self, station: Station, direction: Direction) -> MetroGate:
@@ -107,9 +108,16 @@ class Gates:
         except ReaderError as refusal:
             return str(refusal)
         finally:
-            Outbox(self.directory, gate.terminal_id).append(gate.records)
+            lines = Outbox(self.directory, gate.terminal_id).append(gate.records)
+            if lines:
+                self._written.setdefault(gate.terminal_id, []).extend(lines)
             gate.records.clear()
         return None
+
+    def written(self) -> dict[bytes, list[bytes]]:
+        """The lines the gates kept since the last call, by terminal id, in the order made."""
+        written, self._written = self._written, {}
+        return written
 
 
 def ride(gates: Gates, rider: Rider, on_tap: Callable[[], None] | None = None) -> list[str]:
