@@ -130,6 +130,17 @@ async def blacklist(stream: Any, serial: str, since: str, reason: str) -> None:
     await bucket.put(serial, json.dumps({"since": since, "reason": reason}).encode())
 
 
+async def listed(stream: Any) -> set[bytes]:
+    """The bucket's cards now (a gate starting up)."""
+    from nats.js.errors import NoKeysError  # noqa: PLC0415
+
+    bucket = await stream.key_value(BUCKET)
+    try:
+        return {bytes.fromhex(key) for key in await bucket.keys()}
+    except NoKeysError:
+        return set()
+
+
 async def watch_blacklist(stream: Any, listed: set[bytes], ready: asyncio.Event | None = None,
                           seen: Callable[[str], None] | None = None) -> None:
     """Keep ``listed`` equal to the bucket's cards until cancelled: what is there first, then

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -43,9 +43,47 @@ def clearing_group() -> None:
 
 def books_for(world: World, database: str | None) -> Books:
     if database is None:
-        (world.home.root / "clearing").mkdir(parents=True, exist_ok=True)
-        database = f"sqlite:///{world.home.root / 'clearing' / 'books.db'}"
+        _local_books(world).parent.mkdir(parents=True, exist_ok=True)
+        database = f"sqlite:///{_local_books(world)}"
     return Books(engine_for(database))
+
+
+def _local_books(world: World) -> Path:
+    return world.home.root / "clearing" / "books.db"
+
+
+def blacklist_cards(world: World, serials: Sequence[str], reason: str, nats_url: str | None,
+                    database: str | None) -> str:
+    """List the cards in the books, from now on (their records held, not booked as good
+    money) and, with a stream, in its bucket, which every watching gate holds; the local
+    time they are listed from."""
+    since = world.today().strftime("%Y%m%d%H%M%S")
+    books = books_for(world, database)
+    for serial in serials:
+        books.list_card(serial, since, reason)
+    if nats_url is not None:
+        async def send() -> None:
+            async with stream.connected(nats_url) as js:
+                for serial in serials:
+                    await stream.blacklist(js, serial, since, reason)
+
+        asyncio.run(send())
+    return since
+
+
+def gate_blacklist(world: World, nats_url: str | None, database: str | None) -> set[bytes]:
+    """The cards a gate refuses and blocks: the books' blacklist (without a stream the gates
+    of this world read the clearing centre's books), and the stream's bucket with one."""
+    listed: set[bytes] = set()
+    if database is not None or _local_books(world).exists():
+        listed |= {bytes.fromhex(serial) for serial in books_for(world, database).listed()}
+    if nats_url is not None:
+        async def read() -> set[bytes]:
+            async with stream.connected(nats_url) as js:
+                return await stream.listed(js)
+
+        listed |= asyncio.run(read())
+    return listed
 
 
 @clearing_group.command("run")
@@ -201,13 +239,6 @@ def clearing_blacklist(world: World, serial: str, reason: str, nats_url: str | N
     if not _SERIAL.fullmatch(serial):
         raise click.BadParameter(f"{serial!r} is not an application serial (20 hex digits)",
                                  param_hint="SERIAL")
-    serial, since = serial.upper(), world.today().strftime("%Y%m%d%H%M%S")
-    books_for(world, database).list_card(serial, since, reason)
-    if nats_url is not None:
-        async def send() -> None:
-            async with stream.connected(nats_url) as js:
-                await stream.blacklist(js, serial, since, reason)
-
-        asyncio.run(send())
-    world.console.print(f"card {serial} blacklisted from {since} ({reason})"
+    since = blacklist_cards(world, [serial.upper()], reason, nats_url, database)
+    world.console.print(f"card {serial.upper()} blacklisted from {since} ({reason})"
                         + (f"; sent to the gates through {nats_url}" if nats_url else ""))
