@@ -60,6 +60,9 @@ def city_group() -> None:
               help="The day the terminals record. Default: the day of --at (or today).")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="The riders, their trips and their cards are the same for the same seed.")
+@click.option("--gate", "gate_number", type=click.IntRange(1, 99), default=1, show_default=True,
+              help="Which gates at each station (part of their terminal ids): a morning at other "
+                   "gates keeps outboxes of its own.")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               metavar="FILE", help="Also keep the day's records in FILE (outbox lines), to clear "
                                    "it again: `koala clearing run --file FILE`.")
@@ -72,7 +75,7 @@ def city_group() -> None:
 @json_option
 @pass_world
 def city_replay(world: World, count: int, begins: time, ends: time, day: date | None, seed: int,
-                save_path: Path | None, clear_too: bool, chart_path: Path | None,
+                gate_number: int, save_path: Path | None, clear_too: bool, chart_path: Path | None,
                 nats_url: str | None, database: str | None, as_json: bool) -> None:
     """Replay a morning on the network: origin-destination trips with a peak, each rider's
     entry and exit real PBOC purchases at real gates with their PSAMs, each record in its
@@ -83,8 +86,8 @@ def city_replay(world: World, count: int, begins: time, ends: time, day: date | 
                                  param_hint="--to")
     on = day or world.today().date()
     start, end = datetime.combine(on, begins), datetime.combine(on, ends)
-    outcome = asyncio.run(_replay(world, count, start, end, seed, save_path, clear_too,
-                                  nats_url, database))
+    outcome = asyncio.run(_replay(world, count, start, end, seed, gate_number, save_path,
+                                  clear_too, nats_url, database))
     if chart_path is not None:
         from commands.plots import replay_plot  # noqa: PLC0415 - matplotlib only when drawing
 
@@ -94,13 +97,13 @@ def city_replay(world: World, count: int, begins: time, ends: time, day: date | 
 
 
 async def _replay(world: World, count: int, start: datetime, end: datetime, seed: int,
-                  save_path: Path | None, clear_too: bool, nats_url: str | None,
+                  gate_number: int, save_path: Path | None, clear_too: bool, nats_url: str | None,
                   database: str | None) -> Outcome:
     async with _stream(nats_url) as js:  # reached, and FILE opened, before anything is made
         with _saved(save_path) as save:
             books = books_for(world, database)
             listed = {bytes.fromhex(serial) for serial in books.listed()}
-            gates = Gates(world.network, world.home.outbox_dir, blacklist=listed)
+            gates = Gates(world.network, world.home.outbox_dir, gate_number, listed)
             watch = None
             if js is not None:  # the gates hold the blacklist the stream brings down
                 ready = asyncio.Event()
