@@ -22,7 +22,7 @@ from backoffice import stream
 from backoffice.books import Books, engine_for
 from backoffice.clearing import Clearing, Tally, clear_files, clear_outboxes, clear_stream
 from backoffice.settlement import settle
-from commands.world import World, at_option, pass_world
+from commands.world import World, at_option, json_option, pass_world
 from common.money import yuan
 
 nats_option = click.option("--nats", "nats_url", metavar="URL", envvar="KOALA_NATS",
@@ -99,9 +99,10 @@ def gate_blacklist(world: World, nats_url: str | None, database: str | None) -> 
 @click.option("--file", "saved", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="FILE", help="Clear a day saved by `koala city replay --save FILE` instead "
                                    "of the outboxes (what of it the books read before is skipped).")
+@json_option
 @pass_world
 def clearing_run(world: World, nats_url: str | None, database: str | None, workers: int,
-                 idle_s: float, ack_wait_s: float, saved: Path | None) -> None:
+                 idle_s: float, ack_wait_s: float, saved: Path | None, as_json: bool) -> None:
     """Check every record's TAC with its issuer's keys and book it once per card and counter."""
     if saved is not None and nats_url is not None:
         raise click.UsageError("--file and --nats are two sources: give one")
@@ -117,7 +118,7 @@ def clearing_run(world: World, nats_url: str | None, database: str | None, worke
         else:
             tally = _in_processes(workers, nats_url, str(books.engine.url.render_as_string(
                 hide_password=False)), idle_s, ack_wait_s)
-    _report(world, tally)
+    _report(world, tally, as_json)
 
 
 def _in_processes(workers: int, nats_url: str, database: str, idle_s: float,
@@ -163,8 +164,8 @@ def _progress(world: World) -> Iterator[Callable[[int], None]]:
         yield lambda count: progress.advance(task, count)
 
 
-def _report(world: World, tally: Tally) -> None:
-    if world.json:
+def _report(world: World, tally: Tally, as_json: bool) -> None:
+    if as_json:
         world.emit(asdict(tally))
         return
     world.console.print(f"{tally.received} records: {tally.booked} booked, {tally.duplicates} "
@@ -197,8 +198,10 @@ def clearing_upload(world: World, nats_url: str | None) -> None:
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Also write the net positions to this CSV file.")
 @database_option
+@json_option
 @pass_world
-def clearing_settle(world: World, day: str, csv_path: Path | None, database: str | None) -> None:
+def clearing_settle(world: World, day: str, csv_path: Path | None, database: str | None,
+                    as_json: bool) -> None:
     """Pair the day's entries and exits into journeys, split each fare between the operators of
     the lines its quickest route used, and give each issuer's net position against each operator."""
     if not _DAY.fullmatch(day):
@@ -206,7 +209,7 @@ def clearing_settle(world: World, day: str, csv_path: Path | None, database: str
     result = settle(books_for(world, database), world.network, day)
     if csv_path is not None:
         csv_path.write_text(result.csv())
-    if world.json:
+    if as_json:
         world.emit({"day": day, "collected_fen": result.collected, "journeys": len(result.journeys),
                     "positions": [{"issuer": i, "operator": o, "fen": f}
                                   for (i, o), f in sorted(result.positions.items())],
