@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -19,8 +20,9 @@ def koala(home: Path, *args: str) -> str:
     return result.output
 
 
-def replayed(home: Path, *args: str) -> dict:
-    return json.loads(koala(home, "city", "replay", *DAY, "--json", *args))
+def replayed(home: Path, *args: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(koala(home, "city", "replay", *DAY, "--json", *args))
+    return result
 
 
 def test_a_morning_cleared_as_it_comes_and_again_from_its_saved_file(tmp_path):
