@@ -130,6 +130,11 @@ async def blacklist(stream: Any, serial: str, since: str, reason: str) -> None:
     await bucket.put(serial, json.dumps({"since": since, "reason": reason}).encode())
 
 
+async def round_trip(stream: Any) -> None:
+    """One request to JetStream and its answer (what "within one round trip" is measured by)."""
+    await stream.account_info()
+
+
 async def listed(stream: Any) -> set[bytes]:
     """The bucket's cards now (a gate starting up)."""
     from nats.js.errors import NoKeysError  # noqa: PLC0415

@@ -73,28 +73,43 @@ def test_killed_gates_and_workers_book_every_record_exactly_once(nats_url, books
     assert sum(day.positions.values()) == day.collected == sum(spent.values())
 
 
-def test_a_lost_band_is_refused_at_the_next_gate_and_blocked(nats_url, tmp_path):
+def test_a_lost_band_is_refused_within_one_stream_round_trip_of_its_report(nats_url, tmp_path):
+    """The desk reports the card on one connection; the gate, on its own, watches the bucket.
+    The card reaches the gate within one round trip of the report's own (the report's put and
+    its acknowledgement, or the gate's request and answer, whichever is longer) once the
+    report is acknowledged, give or take one more (JetStream sends the watch after the
+    acknowledgement, and now and then after a following round trip: about one run in twenty).
+    The gate waits for it (no sleep), and the rider's next tap is refused and blocks the card."""
     rider = next(riders(NETWORK, 1, START, END, seed=99))
     listed: set[bytes] = set()
     gates = Gates(NETWORK, tmp_path, blacklist=listed)
     serial = rider.serial.hex().upper()
+    seen: dict[str, float] = {}
 
-    async def report_and_wait() -> float:
-        async with stream.connected(nats_url) as js:
-            ready = asyncio.Event()
-            arrived = asyncio.Event()
-            watch = asyncio.create_task(stream.watch_blacklist(
-                js, listed, ready, seen=lambda key: arrived.set() if key == serial else None))
+    async def report() -> tuple[float, float, float]:
+        async with stream.connected(nats_url) as gate, stream.connected(nats_url) as desk:
+            ready, arrived = asyncio.Event(), asyncio.Event()
+
+            def heard(key: str) -> None:
+                seen.setdefault(key, time.perf_counter())
+                arrived.set()
+
+            watch = asyncio.create_task(stream.watch_blacklist(gate, listed, ready, heard))
             await asyncio.wait_for(ready.wait(), 5)
             began = time.perf_counter()
-            await stream.blacklist(js, serial, "20261123070000", "lost")
+            await stream.blacklist(desk, serial, "20261123070000", "lost")
+            acknowledged = time.perf_counter()
+            await stream.round_trip(gate)
+            round_trip = time.perf_counter() - acknowledged
             await asyncio.wait_for(arrived.wait(), 5)
-            elapsed = time.perf_counter() - began
             watch.cancel()
-            return elapsed
+            return seen[serial] - began, acknowledged - began, round_trip
 
     assert gates.tap(rider.band, rider.origin, Direction.ENTRY, START) is None
-    asyncio.run(report_and_wait())
+    delivered, reported, round_trip = asyncio.run(report())
+    assert delivered <= reported + 2 * max(reported, round_trip), (
+        f"the report acknowledged in {reported * 1000:.2f} ms, the gate's round trip "
+        f"{round_trip * 1000:.2f} ms, the card at the gate only after {delivered * 1000:.2f} ms")
     assert rider.serial in listed
     refusal = gates.tap(rider.band, rider.destination, Direction.EXIT, END)
     assert refusal is not None and "reported lost" in refusal
