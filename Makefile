@@ -9,9 +9,10 @@ STAMP  := $(VENV)/.koala-installed
 # pcsc-tools (pcsc_scan, scriptor) and opensc (opensc-tool) are the standard tools tested;
 # softhsm2 is the PKCS#11 token the issuer's key store is tested against;
 # faketime runs the date-sensitive suites on other days (see `test`);
-# tshark reads the taps' pcapng traces back as Wireshark does (`--trace-file`, tests/support/tshark.py).
+# tshark reads the taps' pcapng traces back as Wireshark does (`--trace-file`, tests/support/tshark.py);
+# nats-server (JetStream) carries the terminals' records to clearing and the blacklists to the gates.
 APT_PACKAGES := gcc swig libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools opensc softhsm2 faketime \
-	tshark
+	tshark nats-server
 # Time is an input: the suites whose outcome depends on dates run again under libfaketime on a
 # leap day and across a new year, in a zone eleven hours from the network's (UTC+8).
 DATE_SUITES := tests/test_cli.py tests/test_cli_issuer.py tests/issuer/test_orders.py \

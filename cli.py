@@ -22,6 +22,11 @@ GROUPS = {
                                    " wear, serve over BLE, attach to PC/SC, emulate over NFC."),
     "card": ("commands.card:card", "Cards on a band: list, issue, top up, cancel, choose the "
                                    "express one; read their history and rides."),
+    "clearing": ("commands.clearing:clearing_group",
+                 "The clearing centre: records booked once, fares split between operators, "
+                 "blacklists to the gates."),
+    "city": ("commands.city:city_group",
+             "A city's rush hour: riders through the network's gates, records to the back office."),
     "companion": ("commands.companion:companion_group",
                   "The phone: relays the issuer's APDUs to a band."),
     "demo": ("commands.demo:demo", "A whole day: a new band gets its cards and money over the "

@@ -13,6 +13,7 @@ from rich.table import Table
 from applets.brands import ECASH
 from applets.gp.cplc import cplc
 from ble.errors import BleError
+from commands.clearing import blacklist_cards, database_option, nats_option
 from commands.contact import contact
 from commands.factory import create_band
 from commands.home import IssuerLink
@@ -151,21 +152,28 @@ def band_funding(world: World, name: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--to", "new_name", required=True, help="The band the balances move to.")
 @issuer_options
+@nats_option
+@database_option
 @pass_world
-def band_lost(world: World, name: str, new_name: str, issuer_url: str, operator_token: str) -> None:
+def band_lost(world: World, name: str, new_name: str, issuer_url: str, operator_token: str,
+              nats_url: str | None, database: str | None) -> None:
     """Report the band lost: its token can only sync from now on, its cards are locked in the
     books now and on the band at its next contact; once the band proves a card locked, the
-    card's balance moves to the new band's funding account, ready for cards issued there."""
+    card's balance moves to the new band's funding account, ready for cards issued there.
+    Its cards are blacklisted at the clearing centre too (and on the stream with --nats), so
+    the band stops at its first gate whether or not its phone ever syncs."""
     lost, new = world.home.issuer_link(name), world.home.issuer_link(new_name)
     with operator_desk(world, issuer_url, operator_token) as desk:
         locks = desk.report_lost(lost.band_id, new.band_id, uuid.uuid4().hex)
+    blacklist_cards(world, [order["app_serial"] for order in locks], "lost", nats_url, database)
     for order in locks:
         done = order["state"] == "settled"
         world.console.print(f"order {order['order_id']}, card {order['app_serial']}: locked, "
                             f"{yuan(order['amount'])} "
                             f"{'moved' if done else 'moves once the band proves the lock'} "
                             f"to {new_name}")
-    world.console.print(f"{len(locks)} card(s) of {name} locked; the band's token now only syncs")
+    world.console.print(f"{len(locks)} card(s) of {name} locked and blacklisted to the gates; the "
+                        f"band's token now only syncs")
 
 
 @band.command("found")

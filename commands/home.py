@@ -7,7 +7,8 @@
       bands/NAME.lock           held by the one process changing the band
       bands/NAME.issuer.json    the band's registration at an issuer: URL, id, device token
       terminals/ID.json         a terminal's PSAM sequence number
-      terminals/ID.jsonl        its transaction records, one JSON line each
+      terminals/ID.jsonl        its outbox: its transaction records, one JSON line each
+      terminals/ID.sent         how much of the outbox the stream has acknowledged
 
 Two worlds side by side are two directories.
 
@@ -32,6 +33,8 @@ from typing import Any
 
 from common.files import atomic_write
 from common.home import default_root
+from reader.outbox import Outbox, OutboxError, outboxes
+from reader.outbox import record as outbox_record
 from reader.record import EcashPurchase, LoadRecord, PurchaseRecord, R, from_json, to_json
 from wallet.band import Band
 from wallet.errors import BandBusy, WalletError
@@ -193,20 +196,16 @@ class Home:
 
     def save_terminal(self, terminal_id: bytes, seq: int,
                       records: Sequence[PurchaseRecord | LoadRecord]) -> None:
-        """Persist the PSAM sequence and append new records for clearing, each in its JSON
-        (:func:`reader.record.to_json`, the terminal's notes included) and named by its kind
-        ("debit", "load"). A tap that moved nothing writes nothing."""
+        """Persist the PSAM sequence and keep new records for clearing in the terminal's
+        outbox (:mod:`reader.outbox`). A tap that moved nothing writes nothing."""
         if seq != self.terminal_seq(terminal_id):
             atomic_write(self._terminal(terminal_id, ".json"), json.dumps({"seq": seq}).encode())
-        if records:
-            journal = self._terminal(terminal_id, ".jsonl")
-            journal.parent.mkdir(parents=True, exist_ok=True)
-            with journal.open("a") as log:
-                for record in records:
-                    kind = "load" if isinstance(record, LoadRecord) else "debit"
-                    log.write(json.dumps({"record": kind, **to_json(record)}) + "\n")
-                log.flush()
-                os.fsync(log.fileno())
+        Outbox(self.outbox_dir, terminal_id).append(records)
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where the terminals keep their outboxes (:mod:`reader.outbox`)."""
+        return self.root / "terminals"
 
     def save_pos_record(self, purchase: EcashPurchase) -> None:
         """Keep a POS's offline e-cash purchase for clearing (appended, then fsynced)."""
@@ -224,14 +223,14 @@ class Home:
     def terminal_records(self) -> Iterator[PurchaseRecord | LoadRecord]:
         """The terminals' records, without the terminals' notes (a line of a kind that is not
         for clearing is left aside)."""
-        for path in sorted((self.root / "terminals").glob("*.jsonl")):
-            for where, data in _lines(path):
-                kind = _KINDS.get(data.get("record", "debit"))
-                if kind is not None:
-                    yield _from_json(kind, data, where)
-
-
-_KINDS: dict[str, type[PurchaseRecord | LoadRecord]] = {"debit": PurchaseRecord, "load": LoadRecord}
+        try:
+            for box in outboxes(self.outbox_dir):
+                for where, data in box.records():
+                    kept = outbox_record(data, where)
+                    if kept is not None:
+                        yield kept
+        except OutboxError as error:
+            raise WalletError(str(error)) from None
 
 
 def _lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -4,12 +4,16 @@ and a tap's timeline against its deadline. matplotlib, headless (Agg), imported 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reader import clock
 from reader.history import Kind, Line
 from reader.tap import TapOutcome
+
+if TYPE_CHECKING:
+    from city.replay import Minute
 
 #: How each kind of line is marked: colour and marker.
 STYLE = {Kind.ENTRY: ("tab:blue", ">"), Kind.EXIT: ("tab:blue", "s"), Kind.BUS: ("tab:orange", "^"),
@@ -79,5 +83,31 @@ def timing_plot(outcome: TapOutcome[Any], path: Path) -> None:
                    f"host {timing.host_s * 1e3:.2f} ms")
     axes.grid(axis="x", alpha=0.3)
     axes.legend(loc="lower right")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def replay_plot(minutes: Sequence[Minute], title: str, path: Path) -> None:
+    """A replayed morning minute by minute: taps made and records cleared as bars, the records
+    not yet cleared (the lag) as a line on an axis of its own."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(10, 4.5), layout="constrained")
+    when = [minute.at for minute in minutes]
+    width = 1 / (24 * 60) * 0.45  # days: matplotlib's unit of dates, half a minute
+    axes.bar([at - timedelta(seconds=15) for at in when], [m.taps for m in minutes], width,
+             color="tab:blue", label="taps")
+    axes.bar([at + timedelta(seconds=15) for at in when], [m.cleared for m in minutes], width,
+             color="tab:green", label="records cleared")
+    axes.set_ylabel("per minute")
+    axes.set_xlabel(f"the network's time ({clock.label()})")
+    lag = axes.twinx()
+    lag.plot(when, [m.lag for m in minutes], color="tab:red", linewidth=1.2, label="lag")
+    lag.set_ylabel("records not yet cleared")
+    lag.set_ylim(bottom=0)
+    handles = [*axes.get_legend_handles_labels()[0], *lag.get_legend_handles_labels()[0]]
+    axes.legend(handles=handles, loc="upper left")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    figure.autofmt_xdate()
     figure.savefig(path, dpi=110)
     plt.close(figure)

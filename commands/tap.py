@@ -17,6 +17,7 @@ from rich.table import Table
 
 from applets import bcd
 from applets.sw import SW
+from commands.clearing import database_option, gate_blacklist, nats_option
 from commands.terminals import load_keys, psam_for
 from commands.world import (
     Source,
@@ -111,15 +112,19 @@ def tap_group() -> None:
               help="Entry or exit gate.")
 @click.option("--gate", "gate_number", type=click.IntRange(1, 999), default=1, show_default=True,
               help="The gate's number at the station (part of its terminal id).")
+@nats_option
+@database_option
 @json_option
 @pass_world
 def tap_gate(world: World, tapping: Tapping, station: str, direction: str, gate_number: int,
-             as_json: bool) -> None:
-    """Tap at a metro gate: entry records the station, exit charges by distance."""
+             nats_url: str | None, database: str | None, as_json: bool) -> None:
+    """Tap at a metro gate: entry records the station, exit charges by distance; a card on
+    the clearing centre's blacklist (or the stream's, with --nats) is refused and blocked."""
     here = world.network.find(station)
     config = GateConfig(world.network, here, Direction.ENTRY if direction == "in" else Direction.EXIT)
     terminal_id = places.gate_id(here.code, gate_number)
-    gate = MetroGate(psam_for(world.home, TRANSIT, terminal_id), world.clock, config)
+    gate = MetroGate(psam_for(world.home, TRANSIT, terminal_id), world.clock, config,
+                     gate_blacklist(world, nats_url, database))
     run_tap(world, tapping, gate, gate.tap(), as_json)
 
 

@@ -15,8 +15,10 @@ from reader.psam import Psam
 
 
 def psam_for(home: Home, item: Product, terminal_id: bytes) -> Psam:
-    """The PSAM of a terminal that takes ``item``'s cards, with its saved sequence number."""
-    return Psam(terminal_id, {item.issuer_id: item.master.purchase}, home.terminal_seq(terminal_id))
+    """The PSAM of a terminal that takes ``item``'s cards, with its saved sequence number and
+    the maintenance key that blocks a blacklisted card."""
+    return Psam(terminal_id, {item.issuer_id: item.master.purchase}, home.terminal_seq(terminal_id),
+                {item.issuer_id: item.master.maintenance})
 
 
 def load_keys() -> dict[bytes, LoadKeys]:

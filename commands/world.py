@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Column
 
 from applets.brands import ECASH
+from backoffice.errors import BackOfficeError
 from ble.errors import BleError
 from commands.home import Home
 from common.files import atomic_write
@@ -29,6 +30,7 @@ from reader import clock
 from reader.air import Activation, tap_frames, write_capture
 from reader.errors import ReaderError
 from reader.metro import MetroError, MetroNetwork
+from reader.outbox import OutboxError
 from reader.tap import TapOutcome
 from reader.timing import AirInterface, BitRate
 from reader.trace import Exchange
@@ -40,7 +42,8 @@ from wallet.errors import WalletError
 if TYPE_CHECKING:
     from issuer.client import OperatorClient
 
-USER_ERRORS = (WalletError, BleError, IssuerUnavailable, ReaderError, MetroError, UnknownProduct)
+USER_ERRORS = (WalletError, BleError, IssuerUnavailable, ReaderError, MetroError, UnknownProduct,
+               BackOfficeError, OutboxError)
 
 
 

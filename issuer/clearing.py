@@ -26,7 +26,6 @@ The records are :mod:`reader.record`'s, as the terminals made them or as the API
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,7 +36,6 @@ from sqlalchemy.orm import Session
 from applets import bcd
 from applets.emv.records import pan_for_certificate
 from applets.pboc import crypto
-from applets.pboc.layouts import TxType
 from issuer import ecash, ledger
 from issuer.accounts import CASH_LOADS, card_account, funding_account, merchant_account
 from issuer.db import Card, Order, OrderKind, OrderState, utc
@@ -45,7 +43,7 @@ from issuer.keys import EcashKeysOf, IssuerKeys
 from issuer.procedures import release_displaced
 from reader.clock import instant
 from reader.pos import CID_TC
-from reader.record import EcashPurchase, LoadRecord, PurchaseRecord
+from reader.record import EcashPurchase, LoadRecord, PurchaseRecord, load_proven, purchase_proven
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +66,8 @@ def clear(session: Session, keys: IssuerKeys, records: Sequence[PurchaseRecord],
         if card is None:
             refused.append(f"record {number}: no card {serial}")
             continue
-        terminal = crypto.Terminal(record.terminal_id, record.date, record.time)
         dtk = keys.card_key(card.product, "tac", crypto.div_data(record.app_serial))
-        expected = crypto.purchase_tac(dtk, record.amount, record.tx_type, terminal,
-                                       record.terminal_seq)
-        if not hmac.compare_digest(expected, record.tac):
+        if not purchase_proven(record, dtk):
             refused.append(f"record {number}: the TAC is wrong")
             continue
         if not record.amount:
@@ -104,11 +99,8 @@ def clear_loads(session: Session, keys: IssuerKeys, records: Sequence[LoadRecord
         if record.terminal_id == own_terminal:
             refused.append(f"load {number}: an over-the-air top-up, booked by its order")
             continue
-        terminal = crypto.Terminal(record.terminal_id, record.date, record.time)
         dtk = keys.card_key(card.product, "tac", crypto.div_data(record.app_serial))
-        expected = crypto.load_tac(dtk, record.balance_after, record.card_counter, record.amount,
-                                   TxType.EP_LOAD, terminal)
-        if record.amount <= 0 or not hmac.compare_digest(expected, record.tac):
+        if not load_proven(record, dtk):
             refused.append(f"load {number}: the TAC is wrong")
             continue
         if _before(card, record.date, record.time):

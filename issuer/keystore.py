@@ -391,7 +391,7 @@ def load_demo_keys(store: KeyStore) -> None:
     present = set(store.names())
     wanted: list[tuple[str, bytes, Kind]] = []
     for product in PRODUCTS.values():
-        for role in ("purchase", "load", "tac"):
+        for role in ("purchase", "load", "tac", "maintenance"):
             wanted.append((f"{product.name}/{role}", getattr(product.master, role), "des3"))
         wanted += [(f"{product.name}/gp/{role}", product.gp_master, "aes")
                    for role in ("enc", "mac", "dek")]

@@ -6,12 +6,13 @@ here on purpose, like GlobalPlatform's 404142…4F: anybody may build a
 terminal that accepts a demo card. Production keys never appear in code.
 
 =========  ==========================  ================================
-product    AID                         master keys (DPK / DLK / DTK)
+product    AID                         master keys (DPK / DLK / DTK /
+                                       DAMK)
 =========  ==========================  ================================
 transit    A000000632010105 (T-Union)  11…11 22…22 / 33…33 44…44 /
-                                       55…55 66…66
+                                       55…55 66…66 / DD…DD EE…EE
 canteen    F04B4F414C4143414E54        77…77 88…88 / 99…99 AA…AA /
-                                       BB…BB CC…CC
+                                       BB…BB CC…CC / EE…EE FF…FF
 =========  ==========================  ================================
 
 Each issuer keeps its cards in its own security domain on the band, opened
@@ -45,7 +46,8 @@ KEY_VERSION = 0x01
 SERIAL_NUMBERS = 10**SERIAL_DIGITS  # an application serial's digits after the issuer's prefix
 
 
-#: A card's 16-byte key of a role ("purchase", "load", "tac") from its diversification data.
+#: A card's 16-byte key of a role ("purchase", "load", "tac", "maintenance") from its
+#: diversification data.
 CardKeys = Callable[[str, bytes], bytes]
 
 
@@ -58,6 +60,7 @@ class MasterKeys:
     purchase: bytes
     load: bytes
     tac: bytes
+    maintenance: bytes  # DAMK: APPLICATION BLOCK, which a gate's PSAM sends to a blacklisted card
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +96,7 @@ class Product:
                         card_key: CardKeys | None = None) -> PursePersonalisation:
         """The purse contents of one card: files and keys diversified for ``serial``.
 
-        ``card_key(role, div_data)`` gives the card's purchase, load and TAC keys
+        ``card_key(role, div_data)`` gives the card's purchase, load, TAC and maintenance keys
         (the issuer's key store); by default they come from the demo masters. ValueError
         for a serial that is not this issuer's prefix and 16 BCD digits (:meth:`serial`).
         """
@@ -118,6 +121,7 @@ class Product:
             purchase_keys={KEY_INDEX: key("purchase")},
             load_keys={KEY_INDEX: key("load")},
             tac_key=derive("tac", div),
+            maintenance_key=derive("maintenance", div),
             max_balance=self.max_balance,
             transit_records=records,
             file_id=self.brand.file_id,
@@ -146,7 +150,8 @@ class Product:
         return self.serial(int.from_bytes(digest[:8]) % SERIAL_NUMBERS)
 
     def demo_card_key(self, role: str, div_data: bytes) -> bytes:
-        """A card key from the documented demo master of ``role`` (purchase, load or tac)."""
+        """A card key from the documented demo master of ``role`` (purchase, load, tac or
+        maintenance)."""
         return crypto.diversify(getattr(self.master, role), div_data)
 
 
@@ -157,7 +162,7 @@ def _key(a: int, b: int) -> bytes:
 TRANSIT = Product(
     brand=brands.TRANSIT,
     city=bytes.fromhex("1000"),
-    master=MasterKeys(_key(0x11, 0x22), _key(0x33, 0x44), _key(0x55, 0x66)),
+    master=MasterKeys(_key(0x11, 0x22), _key(0x33, 0x44), _key(0x55, 0x66), _key(0xDD, 0xEE)),
     max_balance=100_000,
     has_transit_record=True,
     domain_aid=bytes.fromhex("A00000015153504B4F414C4101"),
@@ -167,7 +172,7 @@ TRANSIT = Product(
 CANTEEN = Product(
     brand=brands.CANTEEN,
     city=bytes.fromhex("1000"),
-    master=MasterKeys(_key(0x77, 0x88), _key(0x99, 0xAA), _key(0xBB, 0xCC)),
+    master=MasterKeys(_key(0x77, 0x88), _key(0x99, 0xAA), _key(0xBB, 0xCC), _key(0xEE, 0xFF)),
     max_balance=50_000,
     has_transit_record=False,
     domain_aid=bytes.fromhex("A00000015153504B4F414C4102"),

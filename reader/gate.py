@@ -9,6 +9,7 @@ A refused tap writes and charges nothing.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
@@ -49,8 +50,9 @@ class GateConfig:
 
 
 class MetroGate(PurseTerminal):
-    def __init__(self, psam: Psam, clock: Clock, config: GateConfig) -> None:
-        super().__init__(psam, clock)
+    def __init__(self, psam: Psam, clock: Clock, config: GateConfig,
+                 blacklist: Container[bytes] = frozenset()) -> None:
+        super().__init__(psam, clock, blacklist)
         self.config = config
 
     @property
@@ -61,6 +63,7 @@ class MetroGate(PurseTerminal):
         """One card at the gate: recover an interrupted tap, else enter or exit."""
         now = local(self.clock())
         issuer = yield from pboc.select_purse(self.config.aid)
+        yield from self.refuse_listed(issuer)
         self.check_validity(issuer, now)
         recovered = yield from self.recover(issuer)
         if recovered is not None:

@@ -114,6 +114,12 @@ class MetroNetwork:
     stations: Mapping[int, Station]
     lines: Mapping[str, tuple[int, ...]]
     links: Mapping[int, Mapping[int, int]] = field(repr=False)  # code -> neighbour -> metres
+    #: each line's hops in order (from, to, metres), a loop's closing hop included
+    hops: Mapping[str, tuple[tuple[int, int, int], ...]] = field(default_factory=dict, repr=False)
+    owners: Mapping[str, str] = field(default_factory=dict)  # line -> its operator
+    speeds: Mapping[str, float] = field(default_factory=dict)  # line -> km/h between stops
+    dwell_s: int = 30  # at each stop
+    transfer_s: int = 300  # the walk and the wait of a change of line
     _names: dict[str, int] = field(init=False, repr=False, default_factory=dict)
     _from: dict[int, dict[int, int]] = field(init=False, repr=False, default_factory=dict)
 
@@ -148,6 +154,9 @@ class MetroNetwork:
             raw[name] = (code, _get(entry, "name_zh", str))
             codes.add(code)
         lines: dict[str, tuple[int, ...]] = {}
+        hops_of: dict[str, tuple[tuple[int, int, int], ...]] = {}
+        owners: dict[str, str] = {}
+        speeds: dict[str, float] = {}
         links: dict[int, dict[int, int]] = {code: {} for code, _ in raw.values()}
         served: dict[str, list[str]] = {name: [] for name in raw}
         for line in _get(doc, "lines", list):
@@ -158,16 +167,28 @@ class MetroNetwork:
             if line_id in lines or unknown or len(stops) < 2 or len(kms) != len(hops):
                 raise MetroDataError(f"line {line_id!r} needs a new id, >= 2 known stops "
                                      f"(unknown: {unknown}) and one km per hop ({len(kms)} for {len(hops)})")
+            track = []
             for (a, b), km in zip(hops, kms, strict=True):
                 metres, ca, cb = _metres(km, f"line {line_id} {a}-{b}"), raw[a][0], raw[b][0]
                 links[ca][cb] = links[cb][ca] = min(metres, links[ca].get(cb, metres))
+                track.append((ca, cb, metres))
             lines[line_id] = tuple(raw[stop][0] for stop in stops)
+            hops_of[line_id] = tuple(track)
+            owners[line_id] = str(line.get("operator", doc.get("network", "metro")))
+            speed = line.get("speed_kmh", 35)
+            if not isinstance(speed, int | float) or isinstance(speed, bool) or speed <= 0:
+                raise MetroDataError(f"line {line_id!r}: speed_kmh must be a positive number")
+            speeds[line_id] = float(speed)
             for stop in dict.fromkeys(stops):
                 served[stop].append(line_id)
         if orphans := [name for name, ids in served.items() if not ids]:
             raise MetroDataError(f"stations on no line: {orphans}")
         stations = {code: Station(code, name, zh, tuple(served[name])) for name, (code, zh) in raw.items()}
-        return cls(stations, lines, links)
+        timing = {key: doc[key] for key in ("dwell_s", "transfer_s") if key in doc}
+        if any(not isinstance(value, int) or isinstance(value, bool) or value < 0
+               for value in timing.values()):
+            raise MetroDataError(f"dwell_s and transfer_s are whole seconds >= 0: {timing}")
+        return cls(stations, lines, links, hops_of, owners, speeds, **timing)
 
     def station(self, code: int) -> Station:
         try:

@@ -8,6 +8,8 @@ the same layouts the card builds them with (``applets.pboc.layouts``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from applets import tlv
 from applets.iso7816 import get_challenge, read_binary, read_record, read_record_by_id
 from applets.layout import LayoutError
@@ -15,6 +17,7 @@ from applets.pboc.commands import (
     P1_CAPP_PURCHASE,
     P1_LOAD,
     P1_PURCHASE,
+    application_block,
     change_pin,
     credit_for_load,
     debit_for_purchase,
@@ -47,12 +50,41 @@ from reader.errors import CardProtocolError
 from reader.flow import Flow, Refusals, check, exchange, parse
 
 __all__ = [
-    "EF_ISSUER", "EP_DF", "LOG_RECORDS", "P1_CAPP_PURCHASE", "P1_LOAD", "P1_PURCHASE", "REFUSALS",
-    "SFI_HOLDER", "SFI_ISSUER", "SFI_LOG", "SFI_TRANSIT", "T_UNION_AID", "change_pin",
-    "credit_for_load", "debit_for_purchase", "get_balance", "get_challenge", "get_transaction_prove",
-    "initialize", "read_balance", "read_binary", "read_issuer_file_by_fid", "read_log",
-    "read_record", "read_record_by_id", "read_transit_record", "select", "select_file",
-    "select_mf", "select_path", "select_purse", "transaction_prove", "update_capp_data_cache",
+    "EF_ISSUER",
+    "EP_DF",
+    "LOG_RECORDS",
+    "P1_CAPP_PURCHASE",
+    "P1_LOAD",
+    "P1_PURCHASE",
+    "REFUSALS",
+    "SFI_HOLDER",
+    "SFI_ISSUER",
+    "SFI_LOG",
+    "SFI_TRANSIT",
+    "T_UNION_AID",
+    "application_block",
+    "block_application",
+    "change_pin",
+    "credit_for_load",
+    "debit_for_purchase",
+    "get_balance",
+    "get_challenge",
+    "get_transaction_prove",
+    "initialize",
+    "read_balance",
+    "read_binary",
+    "read_issuer_file_by_fid",
+    "read_log",
+    "read_record",
+    "read_record_by_id",
+    "read_transit_record",
+    "select",
+    "select_file",
+    "select_mf",
+    "select_path",
+    "select_purse",
+    "transaction_prove",
+    "update_capp_data_cache",
     "verify_pin",
 ]
 
@@ -67,6 +99,7 @@ REFUSALS: Refusals = {
     SW.APPLICATION_PERMANENTLY_LOCKED: "card locked: contact the issuer",
     SW.TRANSACTION_COUNTER_AT_LIMIT: "card worn out (transaction counter at its limit): replace it",
     SW.FILE_NOT_FOUND: "not a card this terminal accepts (none here, or locked by its issuer)",
+    SW.FUNCTION_NOT_SUPPORTED: "card blocked by its issuer (reported lost): see station staff",
 }
 
 
@@ -86,6 +119,14 @@ def select_purse(aid: bytes = T_UNION_AID) -> Flow[IssuerFile]:
         data = yield from exchange(read_binary(SFI_ISSUER), "READ BINARY 15")
         issuer = parse(ISSUER_FILE, data, "issuer file")
     return issuer
+
+
+def block_application(mac_for: Callable[[bytes], bytes]) -> Flow[None]:
+    """GET CHALLENGE, then APPLICATION BLOCK with the MAC ``mac_for(challenge)`` (the PSAM's,
+    under the card's maintenance key)."""
+    challenge = yield from exchange(get_challenge(4), "GET CHALLENGE")
+    check(len(challenge) == 4, "GET CHALLENGE", f"{len(challenge)} bytes instead of 4")
+    yield from exchange(application_block(mac_for(challenge)), "APPLICATION BLOCK")
 
 
 def read_issuer_file_by_fid(df: int = EP_DF) -> Flow[IssuerFile]:

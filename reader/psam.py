@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from applets.pboc import crypto
+from applets.pboc.commands import application_block_header
 from applets.pboc.layouts import IssuerFile, TxType
 from reader.errors import TransactionRefused
 
@@ -30,13 +31,16 @@ class PsamPurchase:
 
 
 class Psam:
-    """Purchase security for one terminal; ``masters`` maps issuer id → master key."""
+    """Purchase security for one terminal; ``masters`` maps issuer id → purchase master key,
+    ``maintenance`` issuer id → maintenance master (DAMK: to block a blacklisted card)."""
 
-    def __init__(self, terminal_id: bytes, masters: Mapping[bytes, bytes], seq: int = 0) -> None:
+    def __init__(self, terminal_id: bytes, masters: Mapping[bytes, bytes], seq: int = 0,
+                 maintenance: Mapping[bytes, bytes] | None = None) -> None:
         if len(terminal_id) != 6:
             raise ValueError("a PSAM terminal number has 6 bytes")
         self.terminal_id = terminal_id
         self._masters = dict(masters)
+        self._maintenance = dict(maintenance or {})
         self.seq = seq
         self._card_keys: dict[bytes, bytes] = {}
         self._sessions: dict[int, bytes] = {}
@@ -70,6 +74,15 @@ class Psam:
             self._sessions.pop(next(iter(self._sessions)))
         self._sessions[seq] = session_key
         return PsamPurchase(seq, crypto.purchase_mac1(session_key, amount, tx_type, terminal))
+
+    def block_mac(self, issuer: IssuerFile, challenge: bytes, permanent: bool = False) -> bytes:
+        """The MAC of APPLICATION BLOCK for the card's ``challenge``, under its DAMK."""
+        master = self._maintenance.get(issuer.issuer_id)
+        if master is None:
+            raise TransactionRefused(f"this terminal cannot block cards of issuer "
+                                     f"{issuer.issuer_id.hex().upper()}: see station staff")
+        damk = crypto.diversify(master, crypto.div_data(issuer.app_serial))
+        return crypto.maintenance_mac(damk, challenge, application_block_header(permanent))
 
     def verify_mac2(self, terminal_seq: int, amount: int, mac2: bytes) -> bool:
         """Check the card's MAC2 for the purchase numbered ``terminal_seq``."""

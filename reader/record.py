@@ -19,10 +19,14 @@ them, and one from anywhere else reaches the issuer only through its API).
 
 from __future__ import annotations
 
+import hmac
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Annotated, Any, TypeVar
+
+from applets.pboc import crypto
+from applets.pboc.layouts import TxType
 
 #: Amounts as the issuer's database stores them (PostgreSQL integer), fen.
 MAX_FEN = 2**31 - 1
@@ -125,6 +129,22 @@ class EcashPurchase:
     data: Annotated[Mapping[int, bytes], Tags(32, 32, "the terminal data the card's cryptogram "
                                                       "covers, by tag (hex)")]
     merchant: Annotated[str, Text(max_length=40, default="")]
+
+
+def purchase_proven(record: PurchaseRecord, dtk: bytes) -> bool:
+    """Whether the card's TAC holds for ``record`` under the card's TAC key ``dtk``: the
+    one rule the issuer and the clearing centre check a purchase by."""
+    terminal = crypto.Terminal(record.terminal_id, record.date, record.time)
+    expected = crypto.purchase_tac(dtk, record.amount, record.tx_type, terminal, record.terminal_seq)
+    return hmac.compare_digest(expected, record.tac)
+
+
+def load_proven(record: LoadRecord, dtk: bytes) -> bool:
+    """Whether the card's load TAC holds for the cash load ``record`` under ``dtk``."""
+    terminal = crypto.Terminal(record.terminal_id, record.date, record.time)
+    expected = crypto.load_tac(dtk, record.balance_after, record.card_counter, record.amount,
+                               TxType.EP_LOAD, terminal)
+    return record.amount > 0 and hmac.compare_digest(expected, record.tac)
 
 
 Record = PurchaseRecord | LoadRecord | EcashPurchase

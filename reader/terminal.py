@@ -9,6 +9,7 @@ more), 9406 means it did not (forget it). The terminal never guesses.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -69,9 +70,13 @@ class TapResult:
 
 
 class PurseTerminal:
-    def __init__(self, psam: Psam, clock: Clock) -> None:
+    """``blacklist`` holds the application serials of cards reported lost or blocked (the
+    back office keeps it current): such a card is refused and its application blocked."""
+
+    def __init__(self, psam: Psam, clock: Clock, blacklist: Container[bytes] = frozenset()) -> None:
         self.psam = psam
         self.clock = clock
+        self.blacklist = blacklist
         self.records: list[Debit] = []
         self.pending: dict[bytes, Pending] = {}
 
@@ -107,6 +112,15 @@ class PurseTerminal:
             raise CardProtocolError("DEBIT FOR PURCHASE", SW.OK,
                                     "MAC2 is wrong: the debit is recorded for the issuer to check")
         return debit
+
+    def refuse_listed(self, issuer: IssuerFile) -> Flow[None]:
+        """A blacklisted card: block its application (APPLICATION BLOCK under its MAC, so it
+        stops at every terminal from now on, whether or not its phone ever syncs), refuse."""
+        if issuer.app_serial not in self.blacklist:
+            return
+        yield from pboc.block_application(lambda challenge: self.psam.block_mac(issuer, challenge))
+        raise TransactionRefused("card reported lost or blocked: its application is now "
+                                 "blocked; see station staff")
 
     def check_validity(self, issuer: IssuerFile, now: datetime) -> None:
         """Refuse a card outside its validity dates (EF 0x15)."""

@@ -78,6 +78,21 @@ def refused(home: Path, *args: str, error: bool = True) -> Result:
     (("companion", "pair", "--band", "dave"), "run it in a terminal, or pass --yes"),
     (("companion", "unlock", "--band", "dave"), "not paired with dave"),
     (("card", "history", "--band", "dave", "--card", "access"), "has no access card"),
+    (("city", "replay", "--riders", "0"), "0 is not in the range 1<=x<=1000000"),
+    (("city", "replay", "--from", "7am"), "'7am' is not a time of day HH:MM"),
+    (("city", "replay", "--to", "24:00"), "'24:00' is not a time of day HH:MM"),
+    (("city", "replay", "--from", "09:00", "--to", "07:00"), "07:00 is not after --from 09:00"),
+    (("city", "replay", "--day", "2026-13-01"), "'2026-13-01' is not a day YYYY-MM-DD"),
+    (("city", "replay", "--riders", "1", "--nats", "nats://127.0.0.1:1"),
+     "no NATS server at nats://127.0.0.1:1"),
+    (("city", "replay", "--riders", "1", "--save", "/nonexistent/day.jsonl"),
+     "cannot write /nonexistent/day.jsonl"),
+    (("clearing", "run", "--file", "/nonexistent/day.jsonl"), "does not exist"),
+    (("clearing", "run", "--file", "/dev/null", "--nats", "nats://127.0.0.1:1"),
+     "--file and --nats are two sources"),
+    (("clearing", "settle", "--day", "23/11/2026"), "'23/11/2026' is not YYYY-MM-DD"),
+    (("clearing", "blacklist", "1234"), "is not an application serial"),
+    (("clearing", "upload"), "upload needs a stream"),
 ])
 def test_bad_input_gets_one_line_and_changes_nothing(world, args, message):
     assert message in refused(world, *args).output

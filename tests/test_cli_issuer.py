@@ -55,6 +55,9 @@ def test_cards_issued_topped_up_ridden_cleared_cancelled_and_a_band_lost(tmp_pat
         assert cards["ecash"]["balance_fen"] == cards["ecash"]["issuer"]["balance"] == 2000, \
             "the bank's opening load, the OTA top-up and the cleared purchase: card and books agree"
         assert "locked" in koala("band", "lost", "ota", "--to", "spare")
+        assert "reported lost" in koala("tap", "gate", "--band", "ota", "--station", "Xizhimen",
+                                        "--direction", "in", ok=False), \
+            "the band stops at its first gate before its phone syncs (the books' blacklist)"
         assert "relayed waiting order" in koala("companion", "sync", "--band", "ota")
         assert "not a card this terminal accepts" in koala(
             "tap", "bus", "--band", "ota", "--route", "1", ok=False)

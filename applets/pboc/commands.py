@@ -15,6 +15,7 @@ CLA    INS   command                               P1 P2                   Le
 80     5C    GET BALANCE                           00 02                   4
 80     DC    UPDATE CAPP DATA CACHE                record id, SFI << 3     —
 80     5E    CHANGE PIN (RELOAD PIN: P1 00)        01 00                   —
+84     1E    APPLICATION BLOCK (MAC, 4 bytes)      00, 00 / 01 (permanent) —
 00     20    VERIFY (the holder PIN)               00 00                   —
 =====  ====  ====================================  ======================  ==
 
@@ -84,6 +85,23 @@ def update_capp_data_cache(record: bytes) -> CommandAPDU:
         raise ValueError("a compound record starts with its identifier")
     return CommandAPDU(CLA_PROPRIETARY, Ins.UPDATE_CAPP_DATA_CACHE, record[0], CAPP_CACHE_P2,
                        record)
+
+
+CLA_SECURE = 0x84  # proprietary, secure messaging: the data ends with a MAC
+INS_APPLICATION_BLOCK = 0x1E
+BLOCK_TEMPORARY, BLOCK_PERMANENT = 0x00, 0x01
+
+
+def application_block_header(permanent: bool = False) -> bytes:
+    """CLA INS P1 P2 Lc of APPLICATION BLOCK: what its MAC covers."""
+    return bytes((CLA_SECURE, INS_APPLICATION_BLOCK, 0x00,
+                  BLOCK_PERMANENT if permanent else BLOCK_TEMPORARY, TAC_SIZE))
+
+
+def application_block(mac: bytes, permanent: bool = False) -> CommandAPDU:
+    """APPLICATION BLOCK under the card's maintenance key: ``84 1E 00 P2 04 MAC``."""
+    header = application_block_header(permanent)
+    return CommandAPDU(header[0], header[1], header[2], header[3], mac)
 
 
 def get_transaction_prove(tx_type: TxType, counter: int) -> CommandAPDU:

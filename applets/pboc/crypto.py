@@ -13,6 +13,8 @@ MAC2 (purchase, card)       MAC(SESPK, amount)
 TAC (load)                  MAC(DTK, new balance ‖ counter ‖ amount ‖ type ‖
                             terminal ‖ date ‖ time)
 TAC (purchase)              MAC(DTK, amount ‖ type ‖ terminal ‖ seq ‖ date ‖ time)
+MAC (APPLICATION BLOCK)     retail MAC(DAMK, IV = challenge ‖ 00000000,
+                            CLA ‖ INS ‖ P1 ‖ P2 ‖ Lc)
 ==========================  =================================================
 
 MAC is ISO/IEC 9797-1 algorithm 1 with padding 2 and a zero IV, keeping the
@@ -27,7 +29,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from applets.crypto.des import encrypt_ecb, mac_algorithm1
+from applets.crypto.des import encrypt_ecb, mac_algorithm1, mac_algorithm3
 from applets.pboc.layouts import TxType
 
 MAC_SIZE = 4
@@ -141,3 +143,12 @@ def purchase_tac(dtk: bytes, amount: int, tx_type: int, terminal: Terminal,
     data = (amount.to_bytes(4) + bytes((tx_type,)) + terminal.terminal_id
             + terminal_seq.to_bytes(4) + terminal.date + terminal.time)
     return mac4(tac_key(dtk), data)
+
+
+def maintenance_mac(damk: bytes, challenge: bytes, header: bytes) -> bytes:
+    """The MAC of a secure-messaging maintenance command (APPLICATION BLOCK) whose data is the
+    MAC alone: ISO/IEC 9797-1 algorithm 3 under the card's 16-byte DAMK over the header and
+    Lc, chained from the card's 4-byte GET CHALLENGE padded with zeros, so it is good once."""
+    if len(challenge) != 4:
+        raise ValueError("the maintenance MAC chains from a 4-byte challenge")
+    return mac_algorithm3(damk, header, iv=challenge + bytes(4))[:MAC_SIZE]

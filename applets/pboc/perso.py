@@ -14,14 +14,15 @@ DGI         content                                      encrypted
 8011        load key DLK, index 01 (16 bytes)            under DEK
 8012        TAC key DTK (16 bytes)                       under DEK
 8013        holder PIN, BCD padded with F (16 bytes)     under DEK
+8014        maintenance key DAMK (16 bytes)              under DEK
 ==========  ===========================================  =========
 
 DGIs with bit 15 set travel encrypted under the security domain's DEK; the
 domain decrypts them before the purse sees them, as GlobalPlatform wants.
 The PIN is padded to 16 bytes so that it is one DEK block in SCP02 and SCP03
-alike. 0104, 0203 and 8013 are optional: without them a purse has no file
-identifier (terminals reach it by AID only) and the default PIN 123456 with
-3 tries.
+alike. 0104, 0203, 8013 and 8014 are optional: without them a purse has no
+file identifier (terminals reach it by AID only), the default PIN 123456 with
+3 tries, and no APPLICATION BLOCK (no key to check its MAC with).
 """
 
 from __future__ import annotations
@@ -57,12 +58,13 @@ class PursePersonalisation:
     file_id: int | None = None  # the DF's FID under the MF, for terminals that select by it
     pin: str = DEFAULT_PIN
     pin_tries: int = 3
+    maintenance_key: bytes | None = None  # DAMK: the MAC of APPLICATION BLOCK
 
 
 KEY_INDEX = 0x01
 ISSUER, HOLDER, TRANSIT, FILE_ID = 0x0101, 0x0102, 0x0103, 0x0104
 CONFIG, VERSIONS, PIN_TRIES = 0x0201, 0x0202, 0x0203
-DPK, DLK, DTK, PIN = 0x8010, 0x8011, 0x8012, 0x8013
+DPK, DLK, DTK, PIN, DAMK = 0x8010, 0x8011, 0x8012, 0x8013, 0x8014
 REQUIRED = (ISSUER, HOLDER, CONFIG, VERSIONS, DPK, DLK, DTK)
 TRANSIT_RECORD_SIZE = 48
 PIN_DGI_SIZE = 16
@@ -84,6 +86,7 @@ def to_dgis(data: PursePersonalisation,
         *([] if data.file_id is None else [(FILE_ID, data.file_id.to_bytes(2))]),
         (PIN_TRIES, bytes((data.pin_tries,))),
         (PIN, encrypt(bcd.encode_padded(data.pin, PIN_DGI_SIZE))),
+        *([] if data.maintenance_key is None else [(DAMK, encrypt(data.maintenance_key))]),
     ]
 
 
@@ -103,6 +106,9 @@ def from_dgis(dgis: Mapping[int, bytes]) -> PursePersonalisation:
         raise ValueError("DGI 0104 or 0203 has the wrong length")
     if pin is not None and len(pin) != PIN_DGI_SIZE:
         raise ValueError(f"DGI 8013 has {PIN_DGI_SIZE} bytes")
+    damk = dgis.get(DAMK)
+    if damk is not None and len(damk) != 16:
+        raise ValueError("DGI 8014 (the maintenance key) has 16 bytes")
     return PursePersonalisation(
         issuer_file=ISSUER_FILE.parse(dgis[ISSUER]),
         holder_file=dgis[HOLDER],
@@ -116,4 +122,5 @@ def from_dgis(dgis: Mapping[int, bytes]) -> PursePersonalisation:
         file_id=None if file_id is None else int.from_bytes(file_id),
         pin=DEFAULT_PIN if pin is None else bcd.decode_padded(pin),
         pin_tries=tries[0],
+        maintenance_key=damk,
     )

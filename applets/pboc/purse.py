@@ -15,6 +15,7 @@ CLA    INS   command                               P1 P2
 80     5C    GET BALANCE                           00 02
 80     DC    UPDATE CAPP DATA CACHE                record id, SFI << 3
 80     5E    CHANGE PIN                            01 00
+84     1E    APPLICATION BLOCK (:mod:`.block`)     00, 00 / 01
 00     A4    SELECT (the DF, an EF: the runtime)   00-03, 08, 09
 00     B0    READ BINARY                           SFI 0x15 / 0x16, or current
 00     B2    READ RECORD                           SFI 0x17 / 0x18, or current
@@ -46,9 +47,7 @@ balance never need it (a gate never asks a rider for a PIN), so the PIN
 verified stays a security status nothing on this card requires yet.
 
 GET CHALLENGE gives 4 or 8 bytes of the card's randomness, kept in RAM for
-the next command only: nothing in this purse consumes one (it has no
-EXTERNAL AUTHENTICATE key and no secure-messaging UPDATE BINARY), as on a
-PBOC card whose challenge is spent by whichever command follows.
+the next command only: APPLICATION BLOCK's MAC chains from it.
 """
 
 from __future__ import annotations
@@ -64,13 +63,15 @@ from applets.errors import CardError
 from applets.files import EFKind, EFSpec, FileSystem
 from applets.iso7816 import CLA_ISO, CLA_PROPRIETARY, Ins, challenge_size, verification_data
 from applets.layout import Layout, LayoutError
-from applets.pboc import crypto
+from applets.pboc import block, crypto
 from applets.pboc.commands import (
     BALANCE_P1P2,
     CAPP_CACHE_P2,
+    CLA_SECURE,
     CREDIT_P1P2,
     DEBIT_P1P2,
     DEFAULT_PIN,
+    INS_APPLICATION_BLOCK,
     P1_CAPP_PURCHASE,
     P1_LOAD,
     P1_PURCHASE,
@@ -195,6 +196,9 @@ class PbocPurse(Applet):
                 self._put(f"key/{usage}/{index:02X}", bytes((card_key.version,)) + card_key.key)
             self._put(f"tries/{usage}", bytes((data.mac_tries,)))
         self._put("key/dtk", data.tac_key)
+        if data.maintenance_key is not None:
+            self._put("key/damk", data.maintenance_key)
+            self._put("tries/damk", bytes((data.mac_tries,)))
         self._put("config", CONFIG_CELL.build(ConfigCell(data.max_balance, data.mac_tries)))
         self._put("purse", PURSE_CELL.build(PurseCell(0, 0, 0)))
 
@@ -222,6 +226,7 @@ class PbocPurse(Applet):
         """The FCI PBOC terminals read the issuer file from (tag 9F0C), whether the purse was
         selected by AID or by file identifier; the FCP or FMD when P2 asks for those."""
         self.deselect()
+        block.check_selectable(self._get("block"))
         answer = Answer(apdu.p2 & 0x0C)
         issuer_file = self.files.binary(EF_ISSUER)
         if answer is Answer.FCI:
@@ -248,7 +253,9 @@ class PbocPurse(Applet):
 
     def process(self, apdu: CommandAPDU) -> bytes:
         # A challenge is for the command right after GET CHALLENGE only.
-        self._challenge = None
+        challenge, self._challenge = self._challenge, None
+        if apdu.cla == CLA_SECURE and apdu.ins == INS_APPLICATION_BLOCK:
+            return self._application_block(apdu, challenge)
         if apdu.cla == CLA_ISO:
             if apdu.ins == Ins.VERIFY:
                 return self._verify(apdu)
@@ -306,6 +313,14 @@ class PbocPurse(Applet):
         self._check_pin(current)
         _, limit, _ = self._pin()
         self._put("pin", bytes((limit,)) + new)
+        return b""
+
+    # -- APPLICATION BLOCK (applets.pboc.block) --------------------------------------------
+
+    def _application_block(self, apdu: CommandAPDU, challenge: bytes | None) -> bytes:
+        state, mac = block.expected(apdu, challenge, self._get("key/damk"), self._get("tries/damk"))
+        self._verify_mac("damk", mac, apdu.data)
+        self._put("block", state)
         return b""
 
     # -- GET BALANCE ---------------------------------------------------------------

@@ -39,11 +39,13 @@ TOKEN, PIN, SO_PIN = "koala-test", "1234", "5678"
 DIV_DATA = [bytes(8), bytes.fromhex("0000000000000001"), bytes.fromhex("1000000000000001"),
             bytes.fromhex("FFFFFFFFFFFFFFFF"), bytes.fromhex("0123456789ABCDEF")]
 DEMO_NAMES = sorted([f"{p}/{r}" for p in PRODUCTS
-                     for r in ("purchase", "load", "tac", "gp/enc", "gp/mac", "gp/dek")]
+                     for r in ("purchase", "load", "tac", "maintenance", "gp/enc", "gp/mac", "gp/dek")]
                     + [f"{s}/{r}" for s in ("gp/test", "tsm/gp") for r in ("dek", "enc", "mac")]
                     + ["ecash/ac", "ecash/mac"])
-ALL_MASTERS = [TRANSIT.master.purchase, TRANSIT.master.load, TRANSIT.master.tac, TRANSIT.gp_master,
-               CANTEEN.master.purchase, CANTEEN.master.load, CANTEEN.master.tac, CANTEEN.gp_master,
+ALL_MASTERS = [TRANSIT.master.purchase, TRANSIT.master.load, TRANSIT.master.tac,
+               TRANSIT.master.maintenance, TRANSIT.gp_master,
+               CANTEEN.master.purchase, CANTEEN.master.load, CANTEEN.master.tac,
+               CANTEEN.master.maintenance, CANTEEN.gp_master,
                TEST_KEY, CARD_MANAGER_DEMO_MASTER, ecash.AC_MASTER, ecash.MAC_MASTER]
 SECRET = bytes.fromhex("0F1E2D3C4B5A69788796A5B4C3D2E1F0")  # a key imported only in tests
 

@@ -168,3 +168,16 @@ def test_a_card_pulled_during_debit_is_charged_once(rider, clock, direction):
         assert again.fare == expected_fare
 
 
+
+
+def test_a_blacklisted_card_is_refused_and_its_application_blocked(rider, clock):
+    listed = MetroGate(Psam(b"\x10\x00" + NETWORK.find("Xizhimen").code.to_bytes(2) + b"\x00\x01",
+                            PSAM_KEYS, maintenance={TRANSIT.issuer_id: TRANSIT.master.maintenance}),
+                       clock, GateConfig(NETWORK, NETWORK.find("Xizhimen"), Direction.ENTRY),
+                       blacklist={TRANSIT.serial(1)})
+    before = balance(rider)
+    with pytest.raises(TransactionRefused, match="reported lost"):
+        tap(rider, listed)
+    assert balance(rider) == before
+    with pytest.raises(TransactionRefused, match="blocked by its issuer"):
+        tap(rider, gate(clock, "Xizhimen", Direction.ENTRY, 2))  # an unlisted gate: the card stops

@@ -1,0 +1,1 @@
+"""A city's morning on the network: riders with real cards through real gates."""
