@@ -33,7 +33,7 @@ from typing import Any
 
 from common.files import atomic_write
 from common.home import default_root
-from reader.outbox import Outbox, OutboxError, outboxes
+from reader.outbox import Outbox, OutboxError, document, outboxes
 from reader.outbox import record as outbox_record
 from reader.record import EcashPurchase, LoadRecord, PurchaseRecord, R, from_json, to_json
 from wallet.band import Band
@@ -237,15 +237,12 @@ def _lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """The JSON objects of a file of records, one a line, each with where it is."""
     if not path.exists():
         return
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
         where = f"{path}, line {number}"
         try:
-            data = json.loads(line)
-        except ValueError as error:
-            raise WalletError(f"{where}: not JSON ({error})") from None
-        if not isinstance(data, dict):
-            raise WalletError(f"{where}: not a record (a JSON object)")
-        yield where, data
+            yield where, document(line, where)
+        except OutboxError as error:
+            raise WalletError(str(error)) from None
 
 
 def _from_json(kind: type[R], data: dict[str, Any], where: str) -> R:
