@@ -144,8 +144,7 @@ class Orders:
               now: datetime | None = None) -> int:
         """A top-up order, once per idempotency key (the same request returns the same order)."""
         with self._database.transaction() as db:
-            placed = self._place_topup(db, band_id, app_serial, amount, idempotency_key,
-                                       self.now(now))
+            placed = self._place_topup(db, band_id, app_serial, amount, idempotency_key, self.now(now))
             return placed if isinstance(placed, int) else placed.order.id
 
     def topup_opened(self, caller: Caller, app_serial: bytes, amount: int, idempotency_key: str,
@@ -158,10 +157,7 @@ class Orders:
             placed = self._place_topup(db, caller.band_id, app_serial, amount, idempotency_key,
                                        at, caller, OrderState.IN_RELAY)  # opened at once
             if isinstance(placed, int):  # made by an earlier request: opened again
-                loaded = records.locked_order(db, placed)
-                if loaded is None:  # pragma: no cover - the key's order was read just now
-                    raise UnknownOrder("no such order")
-                return self._open(db, loaded, records.relays_of(db, placed), at)
+                return self._open(db, _locked(db, placed), records.relays_of(db, placed), at)
             return self._open(db, placed, [], at)
 
     def _place_topup(self, db: Db, band_id: int, app_serial: bytes, amount: int, key: str,
@@ -352,20 +348,16 @@ class Orders:
     # -- relaying ------------------------------------------------------------------------
 
     def open(self, order_id: int, caller: Caller | None = None, now: datetime | None = None) -> Relay:
-        """A new relay session for the order (the phone is in contact with the band).
-
-        The order's state moves to the new session and the old one ends, so an
-        order has at most one session (none before its first) and one state.
-        """
+        """A new relay session for the order (the phone is in contact with the band): the
+        order's state moves to it and the old one ends, so an order has at most one session
+        (none before its first) and one state."""
         return self.open_order(order_id, caller, now).relay
 
     def open_order(self, order_id: int, caller: Caller | None = None,
                    now: datetime | None = None) -> Opened:
         """:meth:`open`, with the order as the new session leaves it."""
         with self._database.transaction() as db:
-            loaded = records.locked_order(db, order_id)
-            if loaded is None:
-                raise UnknownOrder("no such order")
+            loaded = _locked(db, order_id)
             if caller is not None:
                 caller.admit(loaded.order, loaded.band, "order")
             return self._open(db, loaded, records.relays_of(db, order_id), self.now(now))
@@ -438,9 +430,7 @@ class Orders:
         """The operator closes an order its card never proved, after :data:`CLEARING_WINDOW`
         without contact; its state afterwards. A band that comes back later finds it over."""
         with self._database.transaction() as db:
-            loaded = records.locked_order(db, order_id)
-            if loaded is None:
-                raise UnknownOrder("no such order")
+            loaded = _locked(db, order_id)
             order = loaded.order
             context = self._context(db, loaded, now)
             if order.state not in UNRESOLVED:
@@ -483,6 +473,13 @@ def _existing(found: records.Keyed | None, kind: OrderKind, band_id: int,
             amount is not None and found.amount != amount):
         raise OrderError("this idempotency key belongs to a different order")
     return found.id
+
+
+def _locked(db: Db, order_id: int) -> Loaded:
+    loaded = records.locked_order(db, order_id)
+    if loaded is None:
+        raise UnknownOrder("no such order")
+    return loaded
 
 
 def _idle(busy: int | None) -> None:
