@@ -94,7 +94,10 @@ class Delivery:
     messages: list[Any]
 
     async def acknowledge(self) -> None:
-        await asyncio.gather(*(message.ack() for message in self.messages))
+        """Each message acknowledged in turn: an ack is only buffered for the connection to
+        send, so a task each (``gather``) cost more than the acks."""
+        for message in self.messages:
+            await message.ack()
 
 
 async def subscription(stream: Any, ack_wait_s: float) -> Any:
