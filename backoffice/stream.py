@@ -138,6 +138,12 @@ async def blacklist(stream: Any, serial: str, since: str, reason: str) -> None:
     await bucket.put(serial, json.dumps({"since": since, "reason": reason}).encode())
 
 
+async def unblacklist(stream: Any, serial: str) -> None:
+    """The card off the bucket: each watching gate lets it through again."""
+    bucket = await stream.key_value(BUCKET)
+    await bucket.delete(serial)
+
+
 async def round_trip(stream: Any) -> None:
     """One request to JetStream and its answer (what "within one round trip" is measured by)."""
     await stream.account_info()
