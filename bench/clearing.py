@@ -6,7 +6,8 @@ blacklist propagation to a subscribed gate; prints Markdown rows for BENCHMARKS.
 The morning is made once (real taps at real gates, records in outboxes), published to a
 nats-server of its own, then cleared from the stream's start by 1, then 2 worker processes
 (each run on a fresh consumer and a fresh PostgreSQL schema), timed from the first worker's
-start to the last one's end less its idle wait.
+start to the last one's end less its idle wait: the workers' start-up is in the figure, most
+of it in so short a run; ``bench.day`` measures the steady rate.
 """
 
 from __future__ import annotations
