@@ -204,6 +204,12 @@ class Books:
                                                               reason=reason)
                                .on_conflict_do_nothing())
 
+    def unlist_card(self, serial: str) -> None:
+        """The card is good money again from now on (found); what it paid while listed stays
+        held."""
+        with self.engine.begin() as connection:
+            connection.execute(blacklist.delete().where(blacklist.c.serial == serial))
+
     def day_taps(self, day: str) -> list[Any]:
         """The day's taps and each card's record just before its first of the day (an entry
         the evening before pairs with an exit after midnight), by card and counter."""

@@ -112,15 +112,25 @@ async def clear_stream(clearing: Clearing, url: str, idle_s: float, ack_wait_s: 
 async def clear_pending(clearing: Clearing, pull: Any, timeout_s: float, batch: int = BATCH,
                         progress: Callable[[int], None] | None = None, once: bool = False) -> Tally:
     """Clear batches from the pull consumer until one does not come within ``timeout_s``
-    (``once``: one batch at most); each is acknowledged once booked (booking runs in a
-    thread, so the connection keeps up its heartbeats)."""
+    (``once``: one batch at most); each is acknowledged once booked.
+
+    Booking runs in a thread, so the connection keeps up its heartbeats and the next batch
+    is fetched while this one is checked and booked (the event loop was idle for a sixth
+    of a worker's time waiting for it, BENCHMARKS.md); a batch fetched and not booked, the
+    worker killed, is redelivered after the consumer's ack wait like any other."""
     tally = Tally()
-    while (delivery := await stream.fetch(pull, batch, timeout_s)) is not None:
-        done = await asyncio.to_thread(clearing.clear, delivery.lines, delivery.fresh)
-        await delivery.acknowledge()
+    delivery = await stream.fetch(pull, batch, timeout_s)
+    while delivery is not None:
+        following = None if once else asyncio.create_task(stream.fetch(pull, batch, timeout_s))
+        try:
+            done = await asyncio.to_thread(clearing.clear, delivery.lines, delivery.fresh)
+            await delivery.acknowledge()
+        except BaseException:
+            if following is not None:
+                following.cancel()
+            raise
         tally.add(done)
         if progress is not None:
             progress(len(delivery.lines))
-        if once:
-            break
+        delivery = None if following is None else await following
     return tally

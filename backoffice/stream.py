@@ -67,16 +67,21 @@ async def upload(stream: Any, box: Outbox, progress: Callable[[int], None] | Non
     """Publish every line of ``box`` the stream has not acknowledged; the outbox's mark moves
     after each window of acknowledgements. Returns how many lines went."""
     entries = box.unsent()
-    subject = f"koala.records.{box.terminal_id.hex().upper()}"
     for start in range(0, len(entries), PUBLISH_WINDOW):
         window = entries[start:start + PUBLISH_WINDOW]
-        await asyncio.gather(*(stream.publish(subject, entry.line,
-                                              headers={"Nats-Msg-Id": message_id(entry.line)})
-                               for entry in window))
+        await publish(stream, box.terminal_id, [entry.line for entry in window])
         box.acknowledged(window[-1].end)
         if progress is not None:
             progress(len(window))
     return len(entries)
+
+
+async def publish(stream: Any, terminal_id: bytes, lines: list[bytes]) -> None:
+    """Publish one window of a terminal's lines at once, each acknowledged by the stream
+    before this returns."""
+    subject = f"koala.records.{terminal_id.hex().upper()}"
+    await asyncio.gather(*(stream.publish(subject, data, headers={"Nats-Msg-Id": message_id(data)})
+                           for data in lines))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +94,10 @@ class Delivery:
     messages: list[Any]
 
     async def acknowledge(self) -> None:
-        await asyncio.gather(*(message.ack() for message in self.messages))
+        """Each message acknowledged in turn: an ack is only buffered for the connection to
+        send, so a task each (``gather``) cost more than the acks."""
+        for message in self.messages:
+            await message.ack()
 
 
 async def subscription(stream: Any, ack_wait_s: float) -> Any:
@@ -128,6 +136,12 @@ async def undelivered(stream: Any) -> int:
 async def blacklist(stream: Any, serial: str, since: str, reason: str) -> None:
     bucket = await stream.key_value(BUCKET)
     await bucket.put(serial, json.dumps({"since": since, "reason": reason}).encode())
+
+
+async def unblacklist(stream: Any, serial: str) -> None:
+    """The card off the bucket: each watching gate lets it through again."""
+    bucket = await stream.key_value(BUCKET)
+    await bucket.delete(serial)
 
 
 async def round_trip(stream: Any) -> None:

@@ -6,7 +6,8 @@ blacklist propagation to a subscribed gate; prints Markdown rows for BENCHMARKS.
 The morning is made once (real taps at real gates, records in outboxes), published to a
 nats-server of its own, then cleared from the stream's start by 1, then 2 worker processes
 (each run on a fresh consumer and a fresh PostgreSQL schema), timed from the first worker's
-start to the last one's end less its idle wait.
+start to the last one's end less its idle wait: the workers' start-up is in the figure, most
+of it in so short a run; ``bench.day`` measures the steady rate.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from sqlalchemy.engine import make_url
 
 from backoffice import stream
 from backoffice.books import Books, engine_for
-from backoffice.clearing import Clearing
+from backoffice.clearing import BATCH, Clearing
 from city.riders import Gates, ride, riders
 from reader.metro import MetroNetwork
 from reader.outbox import outboxes
@@ -47,6 +49,20 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def nats_server(store: Path) -> Iterator[str]:
+    """A nats-server of the bench's own with JetStream in ``store``: its URL."""
+    port = free_port()
+    server = subprocess.Popen([NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd",
+                               str(store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def schema_url() -> tuple[str, str]:
@@ -112,6 +128,21 @@ async def propagation(url: str, cards: int) -> list[float]:
     return times
 
 
+def profile(lines: list[bytes], shown: int = 18) -> None:
+    """One worker's clearing of ``lines`` in process, in batches as from the stream, under
+    cProfile, on a fresh schema; the top of the profile by cumulative time."""
+    schema, database = schema_url()
+    clearing = Clearing(Books(engine_for(database)))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for start in range(0, len(lines), BATCH):
+        chunk = lines[start:start + BATCH]
+        clearing.clear(chunk, [True] * len(chunk))
+    profiler.disable()
+    drop(schema)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(shown)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--riders", type=int, default=5000)
@@ -127,13 +158,7 @@ def main() -> None:
         made = time.perf_counter() - began
         lines = sum(len(list(box.entries())) for box in outboxes(directory))
         print(f"| riders' taps made at real gates (outbox fsynced per tap) | {lines / made:,.0f} taps/s |")
-        port = free_port()
-        server = subprocess.Popen([NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd",
-                                   str(Path(root) / "js")], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
-        url = f"nats://127.0.0.1:{port}"
-        try:
+        with nats_server(Path(root) / "js") as url:
             rate = lines / asyncio.run(publish(url, directory))
             print(f"| records published to JetStream (acknowledged) | {rate:,.0f} records/s |")
             for workers in (1, 2):
@@ -143,20 +168,8 @@ def main() -> None:
             times = sorted(asyncio.run(propagation(url, 200)))
             print(f"| blacklist propagation, put to a gate's watcher (200 cards) | median "
                   f"{statistics.median(times) * 1000:.2f} ms, p99 {times[197] * 1000:.2f} ms |")
-        finally:
-            server.terminate()
         if options.profile:
-            schema, database = schema_url()
-            clearing = Clearing(Books(engine_for(database)))
-            batch = [entry.line for box in outboxes(directory) for entry in box.entries()]
-            profile = cProfile.Profile()
-            profile.enable()
-            for start in range(0, len(batch), 2000):
-                chunk = batch[start:start + 2000]
-                clearing.clear(chunk, [True] * len(chunk))
-            profile.disable()
-            drop(schema)
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(18)
+            profile([entry.line for box in outboxes(directory) for entry in box.entries()])
 
 
 if __name__ == "__main__":

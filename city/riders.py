@@ -15,6 +15,7 @@ from pathlib import Path
 
 from applets.validity import Validity
 from backoffice.members import TIANJIN
+from city.demand import Demand
 from issuer.products import TRANSIT, Product
 from reader import places
 from reader.clock import fixed
@@ -31,6 +32,7 @@ from wallet.band import Band
 OPENING_FEN = 10_000  # what each rider's card holds before the morning
 ISSUERS = (TRANSIT, TIANJIN)
 VISITORS = 0.1  # the part of riders on another city's card
+NOON = 12  # riders who enter before it go to work, after it home
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +54,10 @@ def _peak_minute(rng: random.Random, minutes: int) -> int:
 def riders(network: MetroNetwork, count: int, start: datetime, end: datetime,
            seed: int = 1) -> Iterator[Rider]:
     """``count`` riders between ``start`` and ``end`` (the network's wall time), each loaded
-    with :data:`OPENING_FEN` at a station machine, from one station to another."""
+    with :data:`OPENING_FEN` at a station machine, from one station to another as
+    :mod:`city.demand` weighs them (homes to jobs before noon, jobs to homes after)."""
     rng = random.Random(seed)
-    stations = sorted(network.stations.values(), key=lambda station: station.code)
+    demand = Demand.of(sorted(network.stations.values(), key=lambda station: station.code))
     span = max(1, int((end - start).total_seconds() // 60))
     loader = LoadTerminal(places.load_id(1), {p.issuer_id: LoadKeys(p.master.load, p.master.tac)
                                               for p in ISSUERS}, fixed(start))
@@ -66,10 +69,10 @@ def riders(network: MetroNetwork, count: int, start: datetime, end: datetime,
         band.add_purse(product.personalisation(serial, *validity), product.aid)
         with in_field(band) as link:
             run(loader.load(OPENING_FEN), link)
-        origin, destination = rng.sample(stations, 2)
+        enters = start + timedelta(minutes=_peak_minute(rng, span))
+        origin, destination = demand.trip(rng, morning=enters.hour < NOON)
         minutes = max(4, int(network.distance_km(origin, destination) * 2))
-        yield Rider(band, product, serial, origin, destination,
-                    start + timedelta(minutes=_peak_minute(rng, span)), minutes)
+        yield Rider(band, product, serial, origin, destination, enters, minutes)
 
 
 class Gates:

@@ -13,7 +13,7 @@ from rich.table import Table
 from applets.brands import ECASH
 from applets.gp.cplc import cplc
 from ble.errors import BleError
-from commands.clearing import blacklist_cards, database_option, nats_option
+from commands.clearing import blacklist_cards, database_option, nats_option, unlist_cards
 from commands.contact import contact
 from commands.factory import create_band
 from commands.home import IssuerLink
@@ -180,24 +180,30 @@ def band_lost(world: World, name: str, new_name: str, issuer_url: str, operator_
 @at_option
 @click.argument("name")
 @issuer_options
+@nats_option
+@database_option
 @pass_world
-def band_found(world: World, name: str, issuer_url: str, operator_token: str) -> None:
+def band_found(world: World, name: str, issuer_url: str, operator_token: str,
+               nats_url: str | None, database: str | None) -> None:
     """The lost band is back with its owner: it gets a new device token, and each card whose
-    balance stayed on it is unlocked (a card whose balance moved to the new band stays locked)."""
+    balance stayed on it is unlocked and taken off the clearing centre's blacklist (and the
+    stream's with --nats); a card whose balance moved to the new band stays locked and listed.
+    A card a gate has already blocked (APPLICATION BLOCK) stays blocked on the band."""
     unlocking = found(world, name, issuer_url, operator_token)
-    world.console.print(f"band [bold]{name}[/] is back: {unlocking} card(s) to "
-                        f"unlock, a new device token kept")
+    unlist_cards(world, unlocking, nats_url, database)
+    world.console.print(f"band [bold]{name}[/] is back: {len(unlocking)} card(s) to "
+                        f"unlock and off the blacklist, a new device token kept")
     contact(world, name)
 
 
-def found(world: World, name: str, issuer_url: str, operator_token: str) -> int:
-    """Tell the issuer the band is found and keep its new device token; how many cards it
-    unlocks at the band's next contact."""
+def found(world: World, name: str, issuer_url: str, operator_token: str) -> list[str]:
+    """Tell the issuer the band is found and keep its new device token; the serials of the
+    cards it unlocks at the band's next contact."""
     link = world.home.issuer_link(name)
     with operator_desk(world, issuer_url, operator_token) as desk:
         answer = desk.found(link.band_id, uuid.uuid4().hex)
     world.home.save_issuer_link(name, IssuerLink(link.url, link.band_id, answer["device_token"]))
-    return len(answer["orders"])
+    return [order["app_serial"] for order in answer["orders"]]
 
 
 @band.command("wrist")

@@ -71,6 +71,21 @@ def blacklist_cards(world: World, serials: Sequence[str], reason: str, nats_url:
     return since
 
 
+def unlist_cards(world: World, serials: Sequence[str], nats_url: str | None,
+                 database: str | None) -> None:
+    """Take the cards off the books' blacklist and, with a stream, out of its bucket."""
+    books = books_for(world, database)
+    for serial in serials:
+        books.unlist_card(serial)
+    if nats_url is not None:
+        async def send() -> None:
+            async with stream.connected(nats_url) as js:
+                for serial in serials:
+                    await stream.unblacklist(js, serial)
+
+        asyncio.run(send())
+
+
 def gate_blacklist(world: World, nats_url: str | None, database: str | None) -> set[bytes]:
     """The cards a gate refuses and blocks: the books' blacklist (without a stream the gates
     of this world read the clearing centre's books), and the stream's bucket with one."""

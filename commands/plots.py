@@ -111,3 +111,19 @@ def replay_plot(minutes: Sequence[Minute], title: str, path: Path) -> None:
     figure.autofmt_xdate()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def lag_plot(runs: dict[str, Sequence[tuple[float, int]]], title: str, path: Path) -> None:
+    """The stream's lag (records not yet cleared) against seconds, a line per run."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(8, 4), layout="constrained")
+    for label, points in runs.items():
+        axes.plot([seconds for seconds, _ in points], [lag for _, lag in points], label=label)
+    axes.set_xlabel("seconds since the workers started")
+    axes.set_ylabel("records not yet cleared")
+    axes.set_ylim(bottom=0)
+    axes.legend(loc="upper right")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

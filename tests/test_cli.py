@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from applets.gp import status
+from backoffice.books import Books, engine_for
 from cli import main
 from tests.support.command import koala_in
 
@@ -390,6 +391,13 @@ def test_a_found_band_gets_back_the_cards_whose_money_stayed_on_them(tmp_path):
         return {c["card"]: c["answers_readers"]
                 for c in json.loads(koala("card", "list", "--band", name, "--json"))}
 
+    def serials(name: str) -> dict[str, str]:
+        return {c["card"]: c["issuer"]["app_serial"]
+                for c in json.loads(koala("card", "list", "--band", name, "--json"))}
+
+    def listed() -> set[str]:
+        return set(Books(engine_for(f"sqlite:///{tmp_path}/clearing/books.db")).listed())
+
     with local_issuer(Home(tmp_path)):
         for name in ("lou", "neo", "ada"):
             koala("band", "create", name, "--cards", "transit,canteen")
@@ -398,9 +406,12 @@ def test_a_found_band_gets_back_the_cards_whose_money_stayed_on_them(tmp_path):
             koala("band", "register", name)
         # lost, then found before it ever came back: nothing moved, everything unlocked
         koala("band", "lost", "ada", "--to", "neo")
+        assert len(listed()) == 2
         found = koala("band", "found", "ada")
-        assert "2 card(s) to unlock" in found and found.count("(unlock): settled") == 2
+        assert "2 card(s) to unlock and off the blacklist" in found
+        assert found.count("(unlock): settled") == 2
         assert answers("ada") == {"transit": True, "canteen": True}
+        assert listed() == set()
         # lost, locked at its next contact (¥20 moved to neo), then found
         koala("band", "lost", "lou", "--to", "neo")
         koala("companion", "sync", "--band", "lou")
@@ -408,6 +419,7 @@ def test_a_found_band_gets_back_the_cards_whose_money_stayed_on_them(tmp_path):
         assert "1 card(s) to unlock" in found and "(unlock): settled" in found
         after = cards("lou")
         assert answers("lou") == {"transit": False, "canteen": True}
+        assert listed() == {serials("lou")["transit"]}, "its money is neo's: it stays listed"
     assert after["canteen"] == (0, 0, "active")
     assert after["transit"][2] == "locked", "its money is neo's now: it stays locked"
     refused = koala("tap", "bus", "--band", "lou", "--route", "1", ok=False)

@@ -115,3 +115,27 @@ def test_a_lost_band_is_refused_within_one_stream_round_trip_of_its_report(nats_
     assert refusal is not None and "reported lost" in refusal
     refusal = gates.tap(rider.band, rider.origin, Direction.ENTRY, END)
     assert refusal is not None and "blocked by its issuer" in refusal, "the card itself refuses now"
+
+
+def test_a_found_card_leaves_the_bucket_and_every_watching_gate(nats_url):
+    serial = "10000000000090000001"
+    listed: set[bytes] = set()
+
+    async def report_then_find() -> tuple[set[bytes], set[bytes], set[bytes]]:
+        async with stream.connected(nats_url) as gate, stream.connected(nats_url) as desk:
+            ready, changed = asyncio.Event(), asyncio.Event()
+            watch = asyncio.create_task(stream.watch_blacklist(gate, listed, ready,
+                                                               lambda _: changed.set()))
+            await asyncio.wait_for(ready.wait(), 5)
+            await stream.blacklist(desk, serial, "20261123070000", "lost")
+            await asyncio.wait_for(changed.wait(), 5)
+            reported = set(listed)
+            changed.clear()
+            await stream.unblacklist(desk, serial)
+            await asyncio.wait_for(changed.wait(), 5)
+            watch.cancel()
+            return reported, set(listed), await stream.listed(desk)
+
+    reported, watched, bucket = asyncio.run(report_then_find())
+    card = bytes.fromhex(serial)
+    assert card in reported and card not in watched and card not in bucket
