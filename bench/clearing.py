@@ -101,12 +101,17 @@ def clear(url: str, workers: int, lines: int) -> float:
                     "--nats", url, "--database", database, "--workers", str(workers),
                     "--idle", str(IDLE_S)], check=True, capture_output=True)
     elapsed = time.perf_counter() - began - IDLE_S
+    all_booked(database, schema, lines)
+    return elapsed
+
+
+def all_booked(database: str, schema: str, expected: int) -> None:
+    """Check that the run booked every record, and drop its schema."""
     with create_engine(database).connect() as connection:
         booked = connection.scalar(text("SELECT count(*) FROM taps"))
     drop(schema)
-    if booked != lines:
-        raise SystemExit(f"{booked} booked of {lines}")
-    return elapsed
+    if booked != expected:
+        raise SystemExit(f"{booked} booked of {expected}")
 
 
 async def propagation(url: str, cards: int) -> list[float]:

@@ -28,11 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-
 from backoffice import stream
 from backoffice.books import engine_for
-from bench.clearing import drop, fresh_consumer, nats_server, profile, schema_url
+from bench.clearing import all_booked, fresh_consumer, nats_server, profile, schema_url
 from reader.outbox import document, entries
 
 DAY_TAPS = 24_000_000
@@ -106,11 +104,7 @@ def clear(url: str, workers: int, total: int) -> list[Sample]:
     _, errors = worker.communicate()
     if worker.returncode:
         raise SystemExit(errors.decode())
-    with create_engine(database).connect() as connection:
-        booked = connection.scalar(text("SELECT count(*) FROM taps"))
-    drop(schema)
-    if booked != total:
-        raise SystemExit(f"{booked} booked of {total}")
+    all_booked(database, schema, total)
     return samples
 
 
