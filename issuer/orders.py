@@ -59,15 +59,13 @@ from issuer.procedure import Context, Forbidden, OrderError, Procedure, UnknownO
 from issuer.procedures import procedure_for
 from issuer.products import PRODUCTS
 from issuer.products import product as find
-from issuer.records import BandRow, CardRow, Loaded, OrderRow, RelayRow
+from issuer.records import UNRESOLVED, BandRow, CardRow, Loaded, OrderRow, RelayRow
 from issuer.sql import Database, Db
 from reader.clock import Clock, instant, local, system_clock
 
 SESSION_LIFETIME = timedelta(minutes=10)
 #: How long an unresolved order waits for its card's proof before an operator may close it.
 CLEARING_WINDOW = timedelta(days=30)
-UNRESOLVED = (OrderState.PENDING, OrderState.IN_RELAY, OrderState.DEBITED)
-HOLDING = (CardStatus.ISSUING, CardStatus.ACTIVE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,7 @@
 
 They are the ORM's tables (:mod:`issuer.db`) without the ORM: a relay step loads all four
 in one locked query, procedures change the records' fields in memory, and :func:`save`
-writes back each row that changed with one fixed statement per table, queued with the
-transaction's COMMIT.
+writes back each row that changed with one fixed statement per table.
 """
 
 from __future__ import annotations
@@ -17,6 +16,10 @@ from typing import Any
 
 from issuer.db import CardStatus, OrderKind, OrderState
 from issuer.sql import Db, Sql, json_of, optional_timestamp, timestamp, uuid_of
+
+#: The states of an order not yet over, and the statuses of a card that holds its product.
+UNRESOLVED = (OrderState.PENDING, OrderState.IN_RELAY, OrderState.DEBITED)
+HOLDING = (CardStatus.ISSUING, CardStatus.ACTIVE)
 
 
 @dataclass(slots=True)
@@ -93,7 +96,7 @@ _CARD = "c.id, c.band_id, c.product, c.aid, c.app_serial, c.status, c.created_at
 _ORDER = ("o.id, o.idempotency_key, o.kind, o.band_id, o.card_id, o.amount, o.state, "
           "o.created_at, o.updated_at, o.last_error, o.moved_to")
 _RELAY = "r.id, r.order_id, r.step, r.state, r.expires_at"
-_WIDTHS = (11, 7, 6, 5)  # columns of an order, a card, a band, a relay session
+_WIDTHS = tuple(columns.count(",") + 1 for columns in (_ORDER, _CARD, _BAND, _RELAY))
 
 
 def band(row: tuple[Any, ...]) -> BandRow:
@@ -131,8 +134,8 @@ _ORDER_LOCKED = Sql(f"SELECT {_ORDER}, {_CARD}, {_BAND} FROM orders o "
                     "LEFT JOIN cards c ON c.id = o.card_id JOIN bands b ON b.id = o.band_id "
                     "WHERE o.id = :id {FOR UPDATE OF o}")
 SESSION_LOCKED = Sql(f"SELECT {_ORDER}, {_CARD}, {_BAND}, {_RELAY} FROM relay_sessions r "
-                      "JOIN orders o ON o.id = r.order_id LEFT JOIN cards c ON c.id = o.card_id "
-                      "JOIN bands b ON b.id = o.band_id WHERE r.id = :id {FOR UPDATE OF r, o}")
+                     "JOIN orders o ON o.id = r.order_id LEFT JOIN cards c ON c.id = o.card_id "
+                     "JOIN bands b ON b.id = o.band_id WHERE r.id = :id {FOR UPDATE OF r, o}")
 
 
 def locked_order(db: Db, order_id: int) -> Loaded | None:
@@ -154,7 +157,7 @@ def locked_session(db: Db, session_id: uuid.UUID) -> Loaded | None:
 
 
 SAVE_ORDER = Sql("UPDATE orders SET amount = :amount, state = :state, updated_at = :updated_at, "
-                  "last_error = :last_error, moved_to = :moved_to WHERE id = :id")
+                 "last_error = :last_error, moved_to = :moved_to WHERE id = :id")
 _SAVE_CARD = Sql("UPDATE cards SET status = :status, created_at = :created_at WHERE id = :id")
 _SAVE_BAND = Sql("UPDATE bands SET isd_key_set = :isd_key_set, lost_at = :lost_at, "
                  "device_token_hash = :device_token_hash WHERE id = :id")
@@ -170,16 +173,20 @@ def save(db: Db, loaded: Loaded) -> None:
     loaded.read = loaded._values()
 
 
-
 # -- the statements of placing orders ---------------------------------------------------------
 
-_UNRESOLVED = "('pending', 'in_relay', 'debited')"  # issuer.orders.UNRESOLVED, as stored
+def _stored(values: tuple[OrderState, ...] | tuple[CardStatus, ...]) -> str:
+    """An SQL list of enum values, as the tables store them."""
+    return f"({', '.join(repr(value.value) for value in values)})"
+
+
+_UNRESOLVED, _HOLDING = _stored(UNRESOLVED), _stored(HOLDING)
 _BY_KEY = Sql("SELECT id, kind, band_id, amount FROM orders WHERE idempotency_key = :key")
 _BAND_BY_ID = Sql(f"SELECT {_BAND} FROM bands b WHERE b.id = :id")
 _CARD_BY_SERIAL = Sql(f"SELECT {_CARD} FROM cards c WHERE c.app_serial = :serial")
 _BUSY = Sql(f"SELECT id FROM orders WHERE card_id = :card AND state IN {_UNRESOLVED} LIMIT 1")
 _HELD = Sql("SELECT app_serial FROM cards WHERE band_id = :band AND product = :product "
-            "AND status IN ('issuing', 'active') LIMIT 1")
+            f"AND status IN {_HOLDING} LIMIT 1")
 _CARDS_OF = Sql(f"SELECT {_CARD} FROM cards c WHERE c.band_id = :band AND c.status = :status "
                 "ORDER BY c.id")
 _NEW_CARD = Sql("INSERT INTO cards (band_id, product, aid, app_serial, status, created_at) "
@@ -195,7 +202,7 @@ _LAST_LOST = Sql(f"SELECT {_ORDER} FROM orders o WHERE o.card_id = :card AND o.k
 _RELAYS_OF = Sql(f"SELECT {_RELAY} FROM relay_sessions r WHERE r.order_id = :order")
 _END_RELAYS = Sql("DELETE FROM relay_sessions WHERE order_id = :order")
 NEW_RELAY = Sql("INSERT INTO relay_sessions (id, order_id, step, state, expires_at) "
-                 "VALUES (:id, :order_id, :step, :state, :expires_at)")
+                "VALUES (:id, :order_id, :step, :state, :expires_at)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +250,7 @@ def placing(db: Db, band_id: int, serial: str, key: str, funding: str) -> Placin
     row = db.one(PLACING, band=band_id, serial=serial, key=key, funding=funding)
     if row is None:
         return None
-    b, c, k, (busy_order, funds) = _split(row, (6, 7, 4, 2))
+    b, c, k, (busy_order, funds) = _split(row, (_WIDTHS[2], _WIDTHS[1], 4, 2))
     return Placing(band(b), card(c), None if k[0] is None else _keyed(k), busy_order, int(funds))
 
 

@@ -35,9 +35,10 @@ from issuer.accounts import SETTLEMENT, card_account, funding_account
 from issuer.clearing import Cleared, clear, clear_ecash, clear_loads
 from issuer.db import Band, Card, Order
 from issuer.keys import IssuerKeys
-from issuer.orders import UNRESOLVED, Caller, Opened, Orders, Relay
+from issuer.orders import Caller, Opened, Orders, Relay
 from issuer.procedure import Forbidden, OrderError, UnknownOrder
 from issuer.products import PRODUCTS, SERIAL_NUMBERS, product
+from issuer.records import UNRESOLVED
 from reader.record import EcashPurchase, LoadRecord, PurchaseRecord
 
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 connection, and sent in as few round trips as the logic allows.
 
 Through the ORM a top-up cost the issuer about 7 ms of CPU for its database work alone; on
-psycopg directly it costs well under one (see BENCHMARKS.md, issue 17). So the order service
+psycopg directly about 1.6 ms (see BENCHMARKS.md, issue 17). So the order service
 (:mod:`issuer.orders`) and the ledger (:mod:`issuer.ledger`) speak SQL here, on the pooled
 DBAPI connections of the same SQLAlchemy engine, in the same schema the ORM maps.
 
@@ -39,6 +39,8 @@ from psycopg.types.json import Json
 from sqlalchemy import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+
+from issuer.db import utc
 
 _PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 _POSTGRES_ONLY = re.compile(r"\{([^}]*)\}")
@@ -223,8 +225,7 @@ def _for_sqlite(value: Any) -> Any:
 
 def timestamp(value: Any) -> datetime:
     """A timestamp column as an aware UTC instant (SQLite keeps naive UTC text)."""
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 def optional_timestamp(value: Any) -> datetime | None:
