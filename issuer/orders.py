@@ -182,6 +182,7 @@ class Orders:
         if read.funds < amount:
             raise OrderError(f"the band's funding account holds {yuan(read.funds)}, not enough "
                              f"for a top-up of {yuan(amount)}: fund it first")
+        procedure_for(OrderKind.TOPUP, card.product)  # as _add, with the busy order read already
         _idle(read.busy)
         made = records.new_order(db, key, OrderKind.TOPUP, band_id, card.id, amount, at,
                                  state=state)

@@ -145,7 +145,7 @@ async def relaying(request: Request, band_id: Id, authorization: Authorization =
                    koala_time: KoalaTime = None) -> Relaying:
     """:data:`Service`, the caller and :data:`Now` in one: the hot path's routes, where each
     dependency FastAPI resolves costs a request some 20 µs of CPU."""
-    wired: Wiring = request.app.state.wiring
+    wired = await wiring(request)
     return Relaying(wired.service, _caller(band_id, _bearer(authorization), wired),
                     _moment(wired, koala_time))
 
