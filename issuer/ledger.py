@@ -52,10 +52,18 @@ _LEGS = Sql("SELECT a.code, e.amount FROM entries e JOIN accounts a ON a.id = e.
 NEW_TRANSACTION = Sql(
     "INSERT INTO ledger_transactions (kind, order_id, idempotency_key, created_at) "
     "VALUES (:kind, :order_id, :key, :at) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id")
-_BALANCE = Sql("SELECT COALESCE(SUM(e.amount), 0) FROM entries e JOIN accounts a "
-               "ON a.id = e.account_id WHERE a.code = :code")
+
+
+def balance_of(parameter: str) -> str:
+    """The balance of the account whose code is the parameter ``:parameter``, as an SQL
+    expression: the sum of its entries (0 for an account never posted to)."""
+    return (f"(SELECT COALESCE(SUM(e.amount), 0) FROM entries e JOIN accounts a "
+            f"ON a.id = e.account_id WHERE a.code = :{parameter})")
+
+
+_BALANCE = Sql(f"SELECT {balance_of('code')}")
 COVERS = Sql("SELECT (SELECT COALESCE(SUM(e.amount), 0) FROM entries e WHERE e.account_id = a.id) "
-              "FROM accounts a WHERE a.code = :code {FOR UPDATE}")
+             "FROM accounts a WHERE a.code = :code {FOR UPDATE}")
 _BALANCES = Sql("SELECT a.code, COALESCE(SUM(e.amount), 0) FROM accounts a "
                 "LEFT JOIN entries e ON e.account_id = a.id GROUP BY a.code")
 _STATEMENT = Sql(

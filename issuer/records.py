@@ -15,6 +15,7 @@ from operator import attrgetter
 from typing import Any
 
 from issuer.db import CardStatus, OrderKind, OrderState
+from issuer.ledger import balance_of
 from issuer.sql import Db, Sql, json_of, optional_timestamp, timestamp, uuid_of
 
 #: The states of an order not yet over, and the statuses of a card that holds its product.
@@ -226,8 +227,7 @@ def by_key(db: Db, key: str) -> Keyed | None:
 PLACING = Sql(
     f"SELECT {_BAND}, {_CARD}, k.id, k.kind, k.band_id, k.amount, "
     f"(SELECT u.id FROM orders u WHERE u.card_id = c.id AND u.state IN {_UNRESOLVED} LIMIT 1), "
-    "(SELECT COALESCE(SUM(e.amount), 0) FROM entries e JOIN accounts a ON a.id = e.account_id "
-    "WHERE a.code = :funding) "
+    f"{balance_of('funding')} "
     "FROM bands b LEFT JOIN cards c ON c.app_serial = :serial "
     "LEFT JOIN orders k ON k.idempotency_key = :key WHERE b.id = :band")
 
