@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -113,6 +114,9 @@ def measure(admin: Connection, url: str, name: str, bands: int, clients: int,
                    "-T", str(int(seconds)), "-f", file.name, "-h", target.host or "127.0.0.1",
                    "-p", str(target.port or 5432), "-U", target.username or "postgres",
                    *(f"-D{key}={value}" for key, value in variables.items()), name]
+        if shutil.which("pgbench") is None:
+            raise SystemExit("pgbench is not installed: it comes with PostgreSQL's server "
+                             "package (Debian: postgresql), which the bench measures anyway")
         with Backends(postmaster(admin), name) as backends:
             done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
